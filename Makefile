@@ -1,0 +1,33 @@
+# robustxai — the two commands a newcomer needs: `make audit` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.robustxai-installed
+
+.PHONY: audit test smoke lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PKGS)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@touch $(STAMP)
+
+audit: $(STAMP)  ## set up, then run the default audit on the built-in benchmark
+	$(VENV)/bin/robustxai audit --profile default --out runs/default
+
+smoke: $(STAMP)  ## a tiny audit (< 1 min)
+	$(VENV)/bin/robustxai audit --profile smoke --out runs/smoke
+
+test: $(STAMP)  ## set up, then run the whole test suite (slow tests included)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/attacks.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

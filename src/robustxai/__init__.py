@@ -1,0 +1,70 @@
+"""robustxai: audit image classifiers for adversarial robustness, explanation alignment and explanation trust.
+
+The public API mirrors DESIGN.md: plug-ins are created by name from registries, data follow one set of
+conventions (images ``[B, C, H, W]`` in [0, 1], logits out, maps ``[B, H, W]``), and ``run_audit`` combines
+them into a report.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from robustxai import metrics
+from robustxai.attacks import Attack, create_attack, list_attacks
+from robustxai.data.base import ImageDataset, Sample
+from robustxai.data.truth import Truth
+from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
+from robustxai.explain import Explainer, Explanation, create_explainer, list_explainers
+from robustxai.metrics import list_metrics
+from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model
+from robustxai.training import FitConfig, fit
+
+if TYPE_CHECKING:
+    from robustxai.audit.config import AuditConfig
+    from robustxai.audit.runner import AuditResult
+
+
+def load_config(path: str | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:
+    """Resolve an audit configuration (see :func:`robustxai.audit.config.load_config`)."""
+    from robustxai.audit.config import load_config as _load
+
+    return _load(path, profile=profile, **overrides)
+
+
+def run_audit(cfg: AuditConfig, run_dir: str | None = None, **kwargs: Any) -> AuditResult:
+    """Run an audit (see :func:`robustxai.audit.runner.run_audit`)."""
+    from robustxai.audit.runner import run_audit as _run
+
+    return _run(cfg, run_dir, **kwargs)
+
+
+__all__ = [
+    "Attack",
+    "ConfigError",
+    "DataError",
+    "Explainer",
+    "Explanation",
+    "FitConfig",
+    "ImageDataset",
+    "ModelWrapper",
+    "RobustXAIError",
+    "Sample",
+    "Truth",
+    "UnknownNameError",
+    "__version__",
+    "create_attack",
+    "create_explainer",
+    "create_model",
+    "fit",
+    "list_attacks",
+    "list_explainers",
+    "list_metrics",
+    "list_models",
+    "load_config",
+    "load_model",
+    "metrics",
+    "run_audit",
+    "save_model",
+]

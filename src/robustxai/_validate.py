@@ -1,0 +1,66 @@
+"""Entry checks for the tensor conventions every layer keeps (see DESIGN.md).
+
+Images are float tensors ``[B, C, H, W]`` in [0, 1]; maps are ``[B, H, W]``. Public functions call these at
+their entry and raise a clear error rather than clamping or reshaping silently.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robustxai.errors import RobustXAIError
+
+_RANGE_TOL = 1e-6
+
+
+def check_images(x: object, name: str = "images") -> torch.Tensor:
+    """Check that ``x`` is a float image batch ``[B, C, H, W]`` with values in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise RobustXAIError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise RobustXAIError(f"{name} must have shape [B, C, H, W], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise RobustXAIError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if x.numel() == 0:
+        raise RobustXAIError(f"{name} is empty: shape {tuple(x.shape)}")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL or lo != lo or hi != hi:
+        raise RobustXAIError(
+            f"{name} must lie in [0, 1] (normalisation belongs inside the model), got range [{lo:.4g}, {hi:.4g}]"
+        )
+    return x
+
+
+def check_labels(y: object, batch: int, name: str = "labels") -> torch.Tensor:
+    """Check that ``y`` is an integer label vector of length ``batch``."""
+    if not isinstance(y, torch.Tensor):
+        raise RobustXAIError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim != 1 or y.shape[0] != batch:
+        raise RobustXAIError(f"{name} must have shape [{batch}], got {tuple(y.shape)}")
+    if y.is_floating_point():
+        raise RobustXAIError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    return y
+
+
+def check_maps(m: object, name: str = "maps") -> torch.Tensor:
+    """Check that ``m`` is a finite float map batch ``[B, H, W]``."""
+    if not isinstance(m, torch.Tensor):
+        raise RobustXAIError(f"{name} must be a torch.Tensor, got {type(m).__name__}")
+    if m.ndim != 3:
+        raise RobustXAIError(f"{name} must have shape [B, H, W], got {tuple(m.shape)}")
+    if not m.is_floating_point():
+        raise RobustXAIError(f"{name} must be floating point, got dtype {m.dtype}")
+    if not torch.isfinite(m).all():
+        raise RobustXAIError(f"{name} contains NaN or infinite values")
+    return m
+
+
+def check_epsilon(eps: float, name: str = "eps") -> float:
+    """Check that a perturbation budget is a finite non-negative number."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise RobustXAIError(f"{name} must be a number, got {eps!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise RobustXAIError(f"{name} must be a finite number ≥ 0, got {eps!r}")
+    return value

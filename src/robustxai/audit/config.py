@@ -1,0 +1,236 @@
+"""Audit configuration: TOML → validated pydantic models (unknown keys are errors).
+
+A run is described by a profile (``smoke`` or ``default``, shipped in ``audit/profiles``) optionally overridden
+by a user TOML file, key by key. The resolved configuration is saved next to the results, so every number in a
+report can be traced to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from robustxai.errors import ConfigError
+
+PROFILES = ("smoke", "default")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the images come from."""
+
+    source: Literal["synthetic-fracture", "folder"] = "synthetic-fracture"
+    path: str | None = Field(None, description="folder data set root (source = 'folder')")
+    test_path: str | None = Field(None, description="separate test folder; default: manifest split 'test'")
+    n_train: int = Field(2000, ge=10)
+    n_test: int = Field(256, ge=2)
+    size: int = Field(64, ge=16, le=224)
+    shortcut: float = Field(0.0, ge=0.0, le=1.0)
+    write_to_disk: bool = Field(True, description="write the synthetic set as PNGs and read it back")
+
+    @model_validator(mode="after")
+    def _folder_needs_path(self) -> DataConfig:
+        if self.source == "folder" and not self.path:
+            raise ValueError("data.path is required when data.source = 'folder'")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Shared training settings (see :class:`robustxai.training.FitConfig`)."""
+
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    eps: float = Field(4 / 255, ge=0)
+    attack_steps: int = Field(7, ge=1)
+    patience: int = Field(3, ge=1)
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+
+
+class ModelConfig(_Strict):
+    """One audited model: trained on the spot (cached) or loaded from a saved directory."""
+
+    name: str = Field(min_length=1)
+    arch: str = "smallcnn"
+    training: Literal["standard", "pgd"] = "standard"
+    checkpoint: str | None = Field(None, description="directory written by robustxai.save_model")
+    arch_kwargs: dict[str, Any] = Field(default_factory=dict)
+    epochs: int | None = Field(None, ge=1, description="overrides training.epochs for this model")
+
+
+class AttackConfig(_Strict):
+    """One attack evaluated at one or more budgets."""
+
+    name: str
+    epsilons: list[float] = Field(default_factory=lambda: [4 / 255], min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("epsilons")
+    @classmethod
+    def _non_negative(cls, v: list[float]) -> list[float]:
+        bad = [e for e in v if not e >= 0]
+        if bad:
+            raise ValueError(f"epsilons must be ≥ 0, got {bad}")
+        return v
+
+
+class ExplainConfig(_Strict):
+    """Which maps to compute, on how many annotated test images, and how to score them."""
+
+    methods: list[str] = Field(default_factory=lambda: ["saliency", "integrated_gradients", "gradcam"])
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    n_images: int = Field(64, ge=1)
+    tops: list[float] = Field(default_factory=lambda: [0.05, 0.15, 0.25, 0.85])
+    batch_size: int = Field(32, ge=1)
+
+    @field_validator("tops")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < t <= 1 for t in v):
+            raise ValueError(f"tops must be fractions in (0, 1], got {v}")
+        return v
+
+
+class ReportConfig(_Strict):
+    """What the report draws."""
+
+    n_figure: int = Field(4, ge=0)
+    primary_attack: str = "pgd"
+    primary_epsilon: float = Field(4 / 255, ge=0)
+
+
+class AuditConfig(_Strict):
+    """The whole audit."""
+
+    name: str = "default"
+    seed: int = 0
+    batch_size: int = Field(64, ge=1, description="batch size of predictions and attacks")
+    cache_dir: str | None = Field(None, description="trained-model/data cache (default ~/.cache/robustxai)")
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+    attacks: list[AttackConfig] = Field(default_factory=list)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AuditConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        attacks = [a.name for a in self.attacks]
+        if len(set(attacks)) != len(attacks):
+            raise ValueError(f"attack names must be unique, got {attacks}")
+        return self
+
+    def digest(self) -> str:
+        """A short hash of the resolved configuration."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``base`` recursively (tables merge; lists and values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def profile_dict(profile: str) -> dict[str, Any]:
+    """The raw settings of a built-in profile."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; known profiles: {', '.join(PROFILES)}")
+    text = resources.files("robustxai.audit").joinpath("profiles", f"{profile}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{loc}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
+    """Validate a raw settings dict, turning pydantic errors into one-line messages."""
+    try:
+        return AuditConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:
+    """Resolve a profile, an optional TOML file on top, and keyword overrides into a validated config."""
+    raw = profile_dict(profile)
+    source = f"(profile {profile})"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            user = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+        raw = deep_merge(raw, user)
+        source = str(p)
+    raw = deep_merge(raw, {k: v for k, v in overrides.items() if v is not None})
+    return validate_config(raw, source)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Write a resolved config as TOML (scalars, lists, tables and arrays of tables)."""
+    lines: list[str] = []
+    _emit(data, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _emit(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if v is not None and not _is_table(v) and not _is_table_list(v)}
+    for k, v in scalars.items():
+        lines.append(f"{k} = {_value(v)}")
+    for k, v in table.items():
+        if _is_table(v):
+            lines.append("")
+            lines.append(f"[{'.'.join([*path, k])}]")
+            _emit(v, [*path, k], lines)
+        elif _is_table_list(v):
+            for item in v:
+                lines.append("")
+                lines.append(f"[[{'.'.join([*path, k])}]]")
+                _emit(item, [*path, k], lines)
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_table_list(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)

@@ -1,0 +1,64 @@
+"""Audit stage 1: the data sets (built-in synthetic benchmark or a user's image folder)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from robustxai.audit.cache import is_complete, key_of, mark_complete
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.progress import Progress
+from robustxai.data.base import ImageDataset
+from robustxai.data.folder import FolderDataset, write_folder
+from robustxai.data.synthetic import SyntheticFracture
+from robustxai.errors import DataError
+
+
+def _synthetic_on_disk(ds: SyntheticFracture, root: Path, progress: Progress, label: str) -> FolderDataset:
+    """Write ``ds`` to ``root`` once (cached) and read it back through the folder loader."""
+    if not is_complete(root):
+        if root.exists():
+            shutil.rmtree(root)
+        task = progress.start(f"writing {label} images", len(ds))
+        write_folder(ds, root, progress=lambda n: progress.advance(task, n))
+        progress.finish(task)
+        mark_complete(root)
+    return FolderDataset(root)
+
+
+def build_datasets(
+    cfg: AuditConfig, cache: Path, progress: Progress
+) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
+    """Return (train, test, description) for the configured data source."""
+    d = cfg.data
+    if d.source == "synthetic-fracture":
+        train_ds: ImageDataset = SyntheticFracture(d.n_train, size=d.size, seed=cfg.seed, shortcut=d.shortcut)
+        test_ds: ImageDataset = SyntheticFracture(
+            d.n_test, size=d.size, seed=cfg.seed + 1_000_003, shortcut=d.shortcut
+        )
+        info: dict[str, Any] = {"name": "synthetic-fracture", "size": d.size, "shortcut": d.shortcut}
+        if d.write_to_disk:
+            key = key_of("synthetic-fracture", d.n_train, d.n_test, d.size, d.shortcut, cfg.seed)
+            root = cache / "data" / f"synthetic-fracture-{key}"
+            train_ds = _synthetic_on_disk(train_ds, root / "train", progress, "training")  # type: ignore[arg-type]
+            test_ds = _synthetic_on_disk(test_ds, root / "test", progress, "test")  # type: ignore[arg-type]
+            info["path"] = str(root)
+    else:
+        assert d.path is not None  # checked by the config
+        root = Path(d.path)
+        if not root.exists():
+            raise DataError(f"data folder not found: {root}")
+        if d.test_path:
+            train_ds = FolderDataset(root, size=d.size)
+            test_ds = FolderDataset(Path(d.test_path), size=d.size)
+        else:
+            train_ds = FolderDataset(root, size=d.size, split="train")
+            test_ds = FolderDataset(root, size=d.size, split="test")
+        info = {"name": "folder", "path": str(root), "size": d.size}
+    if len(train_ds) == 0:
+        raise DataError("the training data set is empty")
+    if len(test_ds) == 0:
+        raise DataError("the test data set is empty")
+    info.update({"n_train": len(train_ds), "n_test": len(test_ds), "class_names": list(test_ds.class_names)})
+    return train_ds, test_ds, info

@@ -1,0 +1,95 @@
+"""Audit stage 2: the models — loaded from a checkpoint, or trained on the spot and cached by config hash."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustxai.audit.cache import is_complete, key_of, mark_complete
+from robustxai.audit.config import AuditConfig, ModelConfig
+from robustxai.audit.progress import Progress
+from robustxai.data.base import ImageDataset, stack_images
+from robustxai.errors import RobustXAIError
+from robustxai.models import ModelWrapper, create_model, load_model, read_model_meta, save_model
+from robustxai.training import FitConfig, fit
+
+log = logging.getLogger(__name__)
+
+
+def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
+    """The training settings of one model (shared settings, per-model epochs, the model's training mode)."""
+    t = cfg.training
+    return FitConfig(
+        epochs=m.epochs or t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        adversarial="pgd" if m.training == "pgd" else None,
+        eps=t.eps,
+        attack_steps=t.attack_steps,
+        val_fraction=t.val_fraction,
+        patience=t.patience,
+        seed=cfg.seed,
+    )
+
+
+def build_untrained(m: ModelConfig, class_names: list[str], in_channels: int) -> ModelWrapper:
+    """A randomly initialised model of the configured architecture."""
+    return create_model(
+        m.arch, num_classes=len(class_names), class_names=class_names, in_channels=in_channels, **m.arch_kwargs
+    )
+
+
+def get_models(
+    cfg: AuditConfig,
+    train_ds: ImageDataset,
+    data_info: dict[str, Any],
+    cache: Path,
+    progress: Progress,
+) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, Any]]]:
+    """Return the audited models by name and a description of each (how it was obtained, validation accuracy)."""
+    class_names = list(data_info["class_names"])
+    models: dict[str, ModelWrapper] = {}
+    infos: dict[str, dict[str, Any]] = {}
+    train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+    for m in cfg.models:
+        if m.checkpoint:
+            model = load_model(m.checkpoint)
+            if model.class_names != class_names:
+                raise RobustXAIError(
+                    f"model {m.name!r} predicts {model.class_names} but the data has {class_names}"
+                )
+            models[m.name] = model
+            infos[m.name] = {"source": "checkpoint", "path": m.checkpoint, **read_model_meta(m.checkpoint)}
+            continue
+        fit_cfg = fit_config_for(cfg, m)
+        key = key_of("model", m.arch, m.arch_kwargs, m.training, fit_cfg.__dict__, data_info, cfg.data.model_dump())
+        directory = cache / "models" / f"{m.name}-{key}"
+        if is_complete(directory):
+            models[m.name] = load_model(directory)
+            infos[m.name] = {"source": "cache", "path": str(directory), **read_model_meta(directory)}
+            log.info("model %s loaded from cache %s", m.name, directory)
+            continue
+        if train_tensors is None:
+            train_tensors = stack_images([train_ds[i] for i in range(len(train_ds))])
+        model = build_untrained(m, class_names, in_channels=int(train_tensors[0].shape[1]))
+        task = progress.start(f"training {m.name} ({m.training})", fit_cfg.epochs)
+        t0 = time.perf_counter()
+        result = fit(model, train_tensors, config=fit_cfg, progress=lambda e, n, row: progress.advance(task))
+        progress.finish(task)
+        meta = {
+            "training": m.training,
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "best_epoch": result.best_epoch,
+            "val_accuracy": result.val_accuracy,
+            "epochs_run": len(result.history),
+            "fit_config": result.config,
+        }
+        save_model(model, directory, meta=meta)
+        mark_complete(directory)
+        models[m.name] = model.eval()
+        infos[m.name] = {"source": "trained", "path": str(directory), **meta}
+    return models, infos

@@ -1,0 +1,210 @@
+"""The ``robustxai`` command line: a thin layer over the public API.
+
+Errors in the user's input (names, keys, files, ranges) end in a one-line message and exit status 2, never a
+traceback; ``--debug`` shows the traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from robustxai.errors import RobustXAIError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit image classifiers: robustness, "
+                  "explanation alignment and explanation trust.")
+data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect data sets.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_state = {"debug": False}
+
+
+class RichProgress:
+    """A :class:`robustxai.audit.progress.Progress` drawn with rich progress bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._ids: list[tuple[TaskID, int]] = []
+
+    def start(self, description: str, total: int) -> int:
+        """Add a bar."""
+        self._ids.append((self._p.add_task(description, total=max(total, 1)), max(total, 1)))
+        return len(self._ids) - 1
+
+    def advance(self, task: int, steps: int = 1) -> None:
+        """Advance a bar."""
+        self._p.advance(self._ids[task][0], steps)
+
+    def finish(self, task: int) -> None:
+        """Complete a bar."""
+        tid, total = self._ids[task]
+        self._p.update(tid, completed=total)
+
+
+@contextmanager
+def _progress() -> Iterator[RichProgress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as p:
+        yield RichProgress(p)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RobustXAIError, FileNotFoundError) as err:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Configure logging for every command."""
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+@app.command()
+def audit(
+    config: Annotated[Path | None, typer.Argument(help="TOML config; its keys override the profile's.")] = None,
+    profile: Annotated[str, typer.Option(help="Built-in base settings: smoke or default.")] = "default",
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
+) -> None:
+    """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory."""
+    from robustxai.audit.config import load_config
+    from robustxai.audit.runner import run_audit
+
+    with _user_errors():
+        cfg = load_config(config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None)
+        with _progress() as prog:
+            result = run_audit(cfg, out, progress=prog)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"[green]audit finished in {result.seconds:.0f} s[/]")
+    console.print(f"report: {result.report.resolve()}")
+    typer.echo(str(result.report.resolve()))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")]) -> None:
+    """Rebuild the report of a finished run from its store."""
+    from robustxai.report import build_report
+
+    with _user_errors():
+        if not (run_dir / "results.sqlite").is_file():
+            raise RobustXAIError(f"no results.sqlite in {run_dir}")
+        typer.echo(str(build_report(run_dir).resolve()))
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Directory to save the model (safetensors + JSON).")],
+    model: Annotated[str, typer.Option(help="Registered architecture.")] = "smallcnn",
+    data: Annotated[str, typer.Option(help="'synthetic-fracture' or a folder written by 'data synth'.")] = (
+        "synthetic-fracture"
+    ),
+    training: Annotated[str, typer.Option(help="standard or pgd (adversarial training).")] = "standard",
+    n: Annotated[int, typer.Option(help="Synthetic images to train on.")] = 2000,
+    size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 8,
+    eps: Annotated[float, typer.Option(help="ε of adversarial training, [0, 1] units.")] = 4 / 255,
+    attack_steps: Annotated[int, typer.Option(help="PGD steps of adversarial training.")] = 7,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a model on the synthetic benchmark or an image folder and save it."""
+    from robustxai.data.folder import FolderDataset
+    from robustxai.data.synthetic import SyntheticFracture
+    from robustxai.models import create_model, save_model
+    from robustxai.training import FitConfig, fit
+
+    with _user_errors():
+        if training not in ("standard", "pgd"):
+            raise RobustXAIError(f"--training must be 'standard' or 'pgd', got {training!r}")
+        ds = SyntheticFracture(n, size=size, seed=seed) if data == "synthetic-fracture" else FolderDataset(
+            Path(data), size=size
+        )
+        if len(ds) == 0:
+            raise RobustXAIError(f"the data set {data} is empty")
+        net = create_model(model, num_classes=len(ds.class_names), class_names=ds.class_names)
+        cfg = FitConfig(epochs=epochs, lr=lr, adversarial="pgd" if training == "pgd" else None, eps=eps,
+                        attack_steps=attack_steps, seed=seed)
+        with _progress() as prog:
+            task = prog.start(f"training {model} ({training})", epochs)
+            result = fit(net, ds, config=cfg, progress=lambda e, total, row: prog.advance(task))
+            prog.finish(task)
+        save_model(net, out, meta={"training": training, "val_accuracy": result.val_accuracy,
+                                   "best_epoch": result.best_epoch, "fit_config": result.config})
+    console.print(f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to {out}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Output folder (PNG class folders, manifest.csv, annotations).")],
+    n: Annotated[int, typer.Option(help="Number of images.")] = 500,
+    size: Annotated[int, typer.Option(help="Image size in pixels (16–224).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed; image i depends only on (seed, i).")] = 0,
+    shortcut: Annotated[float, typer.Option(help="Marker–label correlation in [0, 1].")] = 0.0,
+) -> None:
+    """Write the synthetic fracture benchmark to disk in the folder format the loader reads."""
+    from robustxai.data.folder import write_folder
+    from robustxai.data.synthetic import SyntheticFracture
+
+    with _user_errors():
+        ds = SyntheticFracture(n, size=size, seed=seed, shortcut=shortcut)
+        with _progress() as prog:
+            task = prog.start("writing images", n)
+            write_folder(ds, out, progress=lambda k: prog.advance(task, k))
+            prog.finish(task)
+    console.print(f"wrote {n} images to {out}")
+
+
+@app.command("list")
+def list_plugins(
+    kind: Annotated[str, typer.Argument(help="attacks, explainers, models or metrics")] = "all",
+) -> None:
+    """List registered attacks, explainers, models and metrics."""
+    import robustxai as rx
+
+    listing = {
+        "attacks": rx.list_attacks(),
+        "explainers": rx.list_explainers(),
+        "models": rx.list_models(),
+        "metrics": rx.list_metrics(),
+    }
+    with _user_errors():
+        if kind != "all" and kind not in listing:
+            raise RobustXAIError(f"unknown kind {kind!r}; known: {', '.join(listing)}")
+    table = Table("kind", "names")
+    for k, names in listing.items():
+        if kind in ("all", k):
+            table.add_row(k, ", ".join(names))
+    Console().print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

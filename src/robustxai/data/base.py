@@ -1,0 +1,49 @@
+"""The sample and data set types shared by every data source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from robustxai.data.truth import Truth
+
+
+@dataclass
+class Sample:
+    """One image with its label and ground truth.
+
+    Attributes:
+        image: Float tensor ``[C, H, W]`` in [0, 1].
+        label: Integer class index.
+        truth: Expert annotation (empty for images without a finding).
+        id: Stable identifier, unique within its data set.
+        meta: Free-form, non-identifying metadata (never patient identifiers).
+    """
+
+    image: torch.Tensor
+    label: int
+    truth: Truth
+    id: str
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+class ImageDataset(Sequence[Sample]):
+    """A random-access collection of :class:`Sample` objects with known class names.
+
+    Subclasses implement ``__len__`` and ``__getitem__`` (abstract in ``Sequence``).
+    """
+
+    class_names: list[str]
+
+    def labels(self) -> list[int]:
+        """All labels in order (subclasses may answer without loading images)."""
+        return [self[i].label for i in range(len(self))]
+
+
+def stack_images(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples into an image batch ``[B, C, H, W]`` and a label vector ``[B]``."""
+    images = torch.stack([s.image for s in samples])
+    labels = torch.tensor([s.label for s in samples], dtype=torch.long)
+    return images, labels

@@ -1,0 +1,23 @@
+"""Exception types raised by robustxai.
+
+All user-facing errors derive from :class:`RobustXAIError`, itself a ``ValueError``, so the CLI can turn
+them into one-line messages and Python callers can catch them like any bad-argument error.
+"""
+
+from __future__ import annotations
+
+
+class RobustXAIError(ValueError):
+    """A problem with the caller's input: names, keywords, tensors, configs or data."""
+
+
+class UnknownNameError(RobustXAIError):
+    """A registry was asked for a name it does not hold."""
+
+
+class ConfigError(RobustXAIError):
+    """An audit configuration is missing, unreadable or invalid."""
+
+
+class DataError(RobustXAIError):
+    """A data set is empty, unreadable or violates the image contract."""

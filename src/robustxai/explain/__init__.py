@@ -1,0 +1,22 @@
+"""Explainers: registry, target rule, map reduction, and the methods built on Captum."""
+
+from robustxai.explain import baseline, cam, gradients  # noqa: F401  (registers the explainers)
+from robustxai.explain.base import (
+    EXPLAINERS,
+    Explainer,
+    Explanation,
+    create_explainer,
+    list_explainers,
+    reduce_channels,
+    resolve_targets,
+)
+
+__all__ = [
+    "EXPLAINERS",
+    "Explainer",
+    "Explanation",
+    "create_explainer",
+    "list_explainers",
+    "reduce_channels",
+    "resolve_targets",
+]

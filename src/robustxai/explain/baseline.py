@@ -1,0 +1,29 @@
+"""The random-map baseline: what an alignment metric scores when the map carries no information."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from robustxai.explain.base import EXPLAINERS, Explainer
+
+
+@EXPLAINERS.register("random")
+class RandomMap(Explainer):
+    """Uniform random attributions, independent of the model; the chance level of every alignment metric.
+
+    Args:
+        seed: Seed, so the baseline is reproducible.
+        reduction: Channel reduction of the map.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, reduction: str = "max_abs") -> None:
+        super().__init__(reduction)
+        self.seed = int(seed)
+
+    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Uniform noise of the images' shape."""
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        return torch.rand(images.shape, generator=gen, dtype=images.dtype).to(images.device)

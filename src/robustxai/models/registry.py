@@ -1,0 +1,101 @@
+"""Model registry: build a wrapped model by name.
+
+Every factory returns a :class:`~robustxai.models.wrapper.ModelWrapper` whose ``spec`` records the name and
+keywords, so :func:`robustxai.models.io.load_model` can rebuild the same architecture before loading weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from robustxai.models.smallcnn import SmallCNN
+from robustxai.models.wrapper import ModelWrapper
+from robustxai.errors import RobustXAIError
+from robustxai.registry import Registry
+
+MODELS: Registry[ModelWrapper] = Registry("model")
+
+
+def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
+    if class_names is None:
+        return [f"class_{i}" for i in range(num_classes)]
+    names = list(class_names)
+    if len(names) != num_classes:
+        raise RobustXAIError(f"class_names has {len(names)} entries but num_classes is {num_classes}")
+    return names
+
+
+def _smallcnn(
+    attention: bool,
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    class_names: Sequence[str] | None,
+    widths: Sequence[int],
+    dropout: float,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> ModelWrapper:
+    net = SmallCNN(in_channels, num_classes, widths=widths, attention=attention, dropout=dropout)
+    spec: dict[str, Any] = {
+        "name": name,
+        "kwargs": {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "class_names": _class_names(num_classes, class_names),
+            "widths": list(widths),
+            "dropout": dropout,
+            "mean": list(mean),
+            "std": list(std),
+        },
+    }
+    return ModelWrapper(
+        net,
+        class_names=_class_names(num_classes, class_names),
+        mean=mean,
+        std=std,
+        in_channels=in_channels,
+        cam_layer=net.cam_layer,
+        spec=spec,
+    )
+
+
+@MODELS.register("smallcnn")
+def smallcnn(
+    num_classes: int = 2,
+    in_channels: int = 1,
+    class_names: Sequence[str] | None = None,
+    widths: Sequence[int] = (16, 32, 64, 64),
+    dropout: float = 0.2,
+    mean: Sequence[float] = (0.5,),
+    std: Sequence[float] = (0.25,),
+) -> ModelWrapper:
+    """A 4-block CNN with global-average-pool + linear head, for 32–224 px grayscale images."""
+    return _smallcnn(False, "smallcnn", num_classes, in_channels, class_names, widths, dropout, mean, std)
+
+
+@MODELS.register("smallcnn-attention")
+def smallcnn_attention(
+    num_classes: int = 2,
+    in_channels: int = 1,
+    class_names: Sequence[str] | None = None,
+    widths: Sequence[int] = (16, 32, 64, 64),
+    dropout: float = 0.5,
+    mean: Sequence[float] = (0.5,),
+    std: Sequence[float] = (0.25,),
+) -> ModelWrapper:
+    """The same backbone as ``smallcnn`` with the soft-attention head of METHODS.md."""
+    return _smallcnn(
+        True, "smallcnn-attention", num_classes, in_channels, class_names, widths, dropout, mean, std
+    )
+
+
+def create_model(name: str, **kwargs: Any) -> ModelWrapper:
+    """Build the registered model ``name`` with its keywords (randomly initialised)."""
+    return MODELS.create(name, **kwargs)
+
+
+def list_models() -> list[str]:
+    """Names of the registered models."""
+    return MODELS.names()

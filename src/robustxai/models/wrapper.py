@@ -1,0 +1,101 @@
+"""The model wrapper contract of DESIGN.md.
+
+A :class:`ModelWrapper` takes images in [0, 1] and returns logits. It owns the normalisation (so attacks and
+ε are always in pixel space), and knows its task, class names, input size and the layer Grad-CAM uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robustxai._validate import check_images
+from robustxai.errors import RobustXAIError
+
+Task = Literal["multiclass", "multilabel"]
+
+
+class ModelWrapper(nn.Module):
+    """Wraps a network so that it takes [0, 1] images and returns logits ``[B, K]``.
+
+    Args:
+        net: The network; it receives normalised images.
+        class_names: One name per output logit.
+        mean: Per-channel mean subtracted inside the wrapper.
+        std: Per-channel standard deviation divided inside the wrapper.
+        task: ``"multiclass"`` (softmax over logits) or ``"multilabel"`` (sigmoid per logit).
+        input_size: ``(H, W)`` the network expects, or ``None`` if any size works.
+        in_channels: Number of image channels the wrapper accepts.
+        cam_layer: Dotted path (relative to ``net``) of the layer Grad-CAM explains.
+        spec: JSON-serialisable description that rebuilds the network (see :mod:`robustxai.models.io`).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        class_names: Sequence[str],
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+        task: Task = "multiclass",
+        input_size: tuple[int, int] | None = None,
+        in_channels: int = 1,
+        cam_layer: str | None = None,
+        spec: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if task not in ("multiclass", "multilabel"):
+            raise RobustXAIError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
+        if len(mean) not in (1, in_channels) or len(std) not in (1, in_channels):
+            raise RobustXAIError(f"mean/std must have 1 or {in_channels} values")
+        if any(s <= 0 for s in std):
+            raise RobustXAIError(f"std must be positive, got {list(std)}")
+        self.net = net
+        self.class_names = list(class_names)
+        self.task: Task = task
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.cam_layer = cam_layer
+        self.spec = dict(spec or {})
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output logits."""
+        return len(self.class_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` (images in [0, 1]) and return the network's logits ``[B, K]``."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise RobustXAIError(
+                f"model expects images [B, {self.in_channels}, H, W], got {tuple(x.shape)}"
+            )
+        mean = self.mean.to(dtype=x.dtype)
+        std = self.std.to(dtype=x.dtype)
+        return self.net((x - mean) / std)
+
+    def get_cam_layer(self) -> nn.Module:
+        """Return the module whose activations Grad-CAM uses."""
+        if self.cam_layer is None:
+            raise RobustXAIError("this model declares no cam_layer; Grad-CAM needs one")
+        module: nn.Module = self.net
+        for part in self.cam_layer.split("."):
+            if not hasattr(module, part):
+                raise RobustXAIError(f"cam_layer {self.cam_layer!r} not found in the network")
+            module = getattr(module, part)
+        return module
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Return predicted class indices ``[B]`` for a batch of images in [0, 1], in eval mode."""
+        check_images(x)
+        was_training = self.training
+        self.eval()
+        try:
+            preds = [self(chunk).argmax(dim=1) for chunk in x.split(batch_size)]
+        finally:
+            self.train(was_training)
+        return torch.cat(preds)

@@ -1,0 +1,195 @@
+"""Training: standard and PGD adversarial training with Adam, class weights and early stopping.
+
+Adversarial training follows Madry et al.: each batch is replaced by its PGD adversarial version (generated
+with the model in eval mode, so batch-norm statistics are not polluted by the attack's probes), then one
+optimiser step is taken on it. The budget (ε, steps) is in [0, 1] pixel units like every attack.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustxai._validate import check_epsilon, check_images, check_labels
+from robustxai.attacks.gradient_sign import PGD
+from robustxai.data.base import ImageDataset, stack_images
+from robustxai.errors import DataError, RobustXAIError
+from robustxai.models.wrapper import ModelWrapper
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class FitConfig:
+    """Hyper-parameters of :func:`fit`.
+
+    Attributes:
+        epochs: Maximum number of epochs.
+        batch_size: Training batch size.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        adversarial: ``None`` for standard training, ``"pgd"`` for PGD adversarial training.
+        eps: L∞ budget of adversarial training (default 4/255).
+        attack_steps: PGD steps per batch (PGD-7 by default).
+        attack_step_size: PGD step size; ``None`` means ``2.5 · eps / attack_steps`` (Madry et al.).
+        val_fraction: Share of the training data held out for early stopping when no validation set is given.
+        patience: Epochs without validation-loss improvement before stopping.
+        min_delta: Smallest validation-loss decrease that counts as an improvement.
+        class_weights: ``"balanced"`` (inverse class frequency) or ``None``.
+        seed: Seed of the split, the shuffling and the attack's random start.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    adversarial: Literal["pgd"] | None = None
+    eps: float = 4 / 255
+    attack_steps: int = 7
+    attack_step_size: float | None = None
+    val_fraction: float = 0.2
+    patience: int = 3
+    min_delta: float = 1e-3
+    class_weights: Literal["balanced"] | None = "balanced"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise RobustXAIError("epochs and batch_size must be ≥ 1")
+        if self.adversarial not in (None, "pgd"):
+            raise RobustXAIError(f"adversarial must be None or 'pgd', got {self.adversarial!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise RobustXAIError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_epsilon(self.eps)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` learned: the per-epoch history and the chosen epoch."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_accuracy: float = float("nan")
+    val_loss: float = float("nan")
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_tensors(data: ImageDataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, tuple):
+        images, labels = data
+    else:
+        if len(data) == 0:
+            raise DataError("the training data set is empty")
+        images, labels = stack_images([data[i] for i in range(len(data))])
+    check_images(images, "training images")
+    check_labels(labels, images.shape[0], "training labels")
+    return images, labels
+
+
+def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    weights = counts.sum() / (num_classes * counts.clamp(min=1))
+    return weights.float()
+
+
+def _evaluate(
+    model: ModelWrapper, images: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None, bs: int
+) -> tuple[float, float]:
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for xb, yb in zip(images.split(bs), labels.split(bs), strict=True):
+            logits = model(xb)
+            loss += float(F.cross_entropy(logits, yb, weight=weight, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+    n = max(len(labels), 1)
+    return loss / n, correct / n
+
+
+def fit(
+    model: ModelWrapper,
+    train: ImageDataset | tuple[torch.Tensor, torch.Tensor],
+    val: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
+    config: FitConfig | None = None,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Train ``model`` in place and restore the weights of the best validation epoch.
+
+    Args:
+        model: A wrapped model taking [0, 1] images.
+        train: Training data (a data set, or ``(images, labels)`` tensors).
+        val: Validation data for early stopping; ``None`` holds out ``config.val_fraction`` of ``train``.
+        config: Hyper-parameters (defaults: 10 epochs, Adam 1e-3, balanced class weights, standard training).
+        progress: Called after each epoch with ``(epoch, epochs, metrics)``.
+
+    Returns:
+        The training history and the chosen (best validation loss) epoch.
+    """
+    cfg = config or FitConfig()
+    torch.manual_seed(cfg.seed)
+    images, labels = _as_tensors(train)
+    if int(labels.max()) >= model.num_classes or int(labels.min()) < 0:
+        raise DataError(f"labels must lie in [0, {model.num_classes - 1}] for this model")
+    rng = np.random.default_rng(cfg.seed)
+    if val is None and cfg.val_fraction > 0 and len(labels) >= 10:
+        perm = torch.from_numpy(rng.permutation(len(labels)))
+        n_val = max(1, int(round(cfg.val_fraction * len(labels))))
+        val_x, val_y = images[perm[:n_val]], labels[perm[:n_val]]
+        images, labels = images[perm[n_val:]], labels[perm[n_val:]]
+    elif val is not None:
+        val_x, val_y = _as_tensors(val)
+    else:
+        val_x, val_y = images, labels
+    weight = _class_weights(labels, model.num_classes) if cfg.class_weights == "balanced" else None
+    attack = None
+    if cfg.adversarial == "pgd":
+        step = cfg.attack_step_size if cfg.attack_step_size is not None else 2.5 * cfg.eps / cfg.attack_steps
+        attack = PGD(eps=cfg.eps, steps=cfg.attack_steps, step_size=step, random_start=True, seed=cfg.seed)
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = FitResult(config=asdict(cfg))
+    best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.from_numpy(rng.permutation(len(labels)))
+        train_loss, seen = 0.0, 0
+        for idx in order.split(cfg.batch_size):
+            xb, yb = images[idx], labels[idx]
+            if attack is not None:
+                model.eval()
+                attack.seed = cfg.seed * 100_003 + epoch * 1009 + seen
+                xb = attack(model, xb, yb)
+            model.train()
+            loss = F.cross_entropy(model(xb), yb, weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            train_loss += float(loss) * len(yb)
+            seen += len(yb)
+        val_loss, val_acc = _evaluate(model, val_x, val_y, weight, 256)
+        row = {"epoch": float(epoch), "train_loss": train_loss / seen, "val_loss": val_loss, "val_accuracy": val_acc}
+        result.history.append(row)
+        log.info("epoch %d/%d: %s", epoch, cfg.epochs, row)
+        if progress is not None:
+            progress(epoch, cfg.epochs, row)
+        if val_loss < best_loss - cfg.min_delta:
+            best_loss, stale = val_loss, 0
+            best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch, result.val_loss, result.val_accuracy = epoch, val_loss, val_acc
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop after epoch %d (best %d)", epoch, result.best_epoch)
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return result
