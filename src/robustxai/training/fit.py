@@ -173,7 +173,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            train_loss += float(loss) * len(yb)
+            train_loss += float(loss.detach()) * len(yb)
             seen += len(yb)
         val_loss, val_acc = _evaluate(model, val_x, val_y, weight, 256)
         row = {"epoch": float(epoch), "train_loss": train_loss / seen, "val_loss": val_loss, "val_accuracy": val_acc}

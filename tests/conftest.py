@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny models and images, and an isolated cache for every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import robustxai as rx
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ROBUSTXAI_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    yield
+
+
+@pytest.fixture
+def tiny_model() -> rx.ModelWrapper:
+    torch.manual_seed(0)
+    return rx.create_model("smallcnn", widths=(4, 8, 8, 8), class_names=["normal", "fracture"]).eval()
+
+
+@pytest.fixture
+def tiny_attention_model() -> rx.ModelWrapper:
+    torch.manual_seed(1)
+    return rx.create_model("smallcnn-attention", widths=(4, 8, 8, 8)).eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(4, 1, 32, 32, generator=gen)
+
+
+@pytest.fixture
+def labels() -> torch.Tensor:
+    return torch.tensor([0, 1, 1, 0])
+
+
+@pytest.fixture
+def run_root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"

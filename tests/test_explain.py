@@ -1,0 +1,124 @@
+"""Explainer contract (every registered explainer) and reference checks against Captum and IG completeness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+import robustxai as rx
+from robustxai.errors import RobustXAIError
+
+
+@pytest.mark.parametrize("name", rx.list_explainers())
+@pytest.mark.parametrize("model_fixture", ["tiny_model", "tiny_attention_model"])
+def test_explainer_returns_finite_maps(name, model_fixture, images, request) -> None:
+    model = request.getfixturevalue(model_fixture)
+    maps = rx.create_explainer(name)(model, images)
+    assert maps.shape == (images.shape[0], images.shape[2], images.shape[3])
+    assert torch.isfinite(maps).all()
+    assert not maps.requires_grad
+
+
+@pytest.mark.parametrize("name", rx.list_explainers())
+def test_explainer_rejects_out_of_range_images(name, tiny_model, images) -> None:
+    with pytest.raises(RobustXAIError, match=r"\[0, 1\]"):
+        rx.create_explainer(name)(tiny_model, images + 1)
+
+
+@pytest.mark.parametrize("name", rx.list_explainers())
+def test_explainer_rgb_images(name, images) -> None:
+    model = rx.create_model("smallcnn", in_channels=3, widths=(4, 8, 8, 8)).eval()
+    rgb = images.expand(-1, 3, -1, -1).contiguous()
+    explanation = rx.create_explainer(name).explain(model, rgb)
+    assert explanation.maps.shape == (4, 32, 32)
+    assert explanation.attributions.shape[0] == 4
+
+
+def test_target_rule(tiny_model, images, labels) -> None:
+    expl = rx.create_explainer("saliency")
+    predicted = tiny_model(images).argmax(1)
+    assert torch.equal(expl.explain(tiny_model, images).targets, predicted)
+    assert torch.equal(expl.explain(tiny_model, images, target="label", labels=labels).targets, labels)
+    assert torch.equal(expl.explain(tiny_model, images, target=1).targets, torch.ones(4, dtype=torch.long))
+    with pytest.raises(RobustXAIError, match="needs labels"):
+        expl.explain(tiny_model, images, target="label")
+    with pytest.raises(RobustXAIError, match="target"):
+        expl.explain(tiny_model, images, target="nonsense")
+
+
+def test_saliency_equals_captum(tiny_model, images) -> None:
+    target = torch.tensor([0, 1, 0, 1])
+    ours = rx.create_explainer("saliency")(tiny_model, images, target=target)
+    ref = Saliency(tiny_model).attribute(images.clone().requires_grad_(True), target=target, abs=True)
+    torch.testing.assert_close(ours, ref.abs().amax(1), atol=1e-5, rtol=0)
+
+
+def test_saliency_is_abs_input_gradient(tiny_model, images) -> None:
+    x = images.clone().requires_grad_(True)
+    tiny_model(x)[:, 1].sum().backward()
+    ours = rx.create_explainer("saliency")(tiny_model, images, target=1)
+    torch.testing.assert_close(ours, x.grad.abs().amax(1), atol=1e-6, rtol=0)
+
+
+def test_integrated_gradients_equals_captum(tiny_model, images) -> None:
+    target = torch.tensor([1, 1, 0, 0])
+    expl = rx.create_explainer("integrated_gradients", n_steps=16, method="riemann_trapezoid")
+    ours = expl.explain(tiny_model, images, target=target).attributions
+    ref = IntegratedGradients(tiny_model).attribute(
+        images, baselines=torch.zeros_like(images), target=target, n_steps=16, method="riemann_trapezoid"
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_integrated_gradients_completeness(tiny_model, images, baseline) -> None:
+    model = tiny_model.double()
+    x = images.double()
+    expl = rx.create_explainer("integrated_gradients", n_steps=300, baseline=baseline, method="gausslegendre")
+    explanation = expl.explain(model, x)
+    x0 = expl.baselines(x)
+    with torch.no_grad():
+        t = explanation.targets
+        gap = model(x).gather(1, t[:, None])[:, 0] - model(x0).gather(1, t[:, None])[:, 0]
+    total = explanation.attributions.sum(dim=(1, 2, 3))
+    torch.testing.assert_close(total, gap, atol=1e-4 * max(1.0, float(gap.abs().max())), rtol=1e-3)
+
+
+def test_gradcam_equals_captum(tiny_model, images) -> None:
+    target = torch.tensor([0, 1, 1, 0])
+    ours = rx.create_explainer("gradcam").explain(tiny_model, images, target=target)
+    layer = tiny_model.get_cam_layer()
+    ref = LayerGradCam(tiny_model, layer).attribute(images, target=target, relu_attributions=True)
+    torch.testing.assert_close(ours.attributions, ref, atol=1e-6, rtol=0)
+    up = LayerAttribution.interpolate(ref, (32, 32), interpolate_mode="bilinear")
+    torch.testing.assert_close(ours.maps, up.abs().amax(1), atol=1e-5, rtol=0)
+    assert (ours.maps >= 0).all()
+
+
+def test_gradcam_manual_formula(tiny_model, images) -> None:
+    acts: list[torch.Tensor] = []
+    layer = tiny_model.get_cam_layer()
+    handle = layer.register_forward_hook(lambda m, i, o: acts.append(o))
+    logits = tiny_model(images)
+    handle.remove()
+    a = acts[0]
+    (grads,) = torch.autograd.grad(logits[:, 1].sum(), a)
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
+    ours = rx.create_explainer("gradcam").explain(tiny_model, images, target=1).attributions
+    torch.testing.assert_close(ours, cam, atol=1e-6, rtol=1e-5)
+
+
+def test_random_baseline_is_seeded_and_model_independent(tiny_model, tiny_attention_model, images) -> None:
+    a = rx.create_explainer("random", seed=1)(tiny_model, images)
+    b = rx.create_explainer("random", seed=1)(tiny_attention_model, images)
+    assert torch.equal(a, b)
+
+
+def test_reduction_rules(tiny_model, images) -> None:
+    rgb_model = rx.create_model("smallcnn", in_channels=3, widths=(4, 8, 8, 8)).eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    e = rx.create_explainer("saliency", reduction="sum_abs").explain(rgb_model, x)
+    torch.testing.assert_close(e.maps, e.attributions.abs().sum(1))
+    with pytest.raises(RobustXAIError, match="reduction"):
+        rx.create_explainer("saliency", reduction="median")

@@ -1,0 +1,75 @@
+"""Model registry, wrapper contract and safe save/load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import robustxai as rx
+from robustxai.errors import RobustXAIError
+
+
+@pytest.mark.parametrize("name", rx.list_models())
+def test_wrapper_contract(name) -> None:
+    model = rx.create_model(name, num_classes=3, widths=(4, 8, 8, 8)).eval()
+    assert isinstance(model, rx.ModelWrapper)
+    assert model.task == "multiclass" and model.num_classes == 3
+    out = model(torch.rand(2, 1, 48, 48))
+    assert out.shape == (2, 3)
+    assert model.get_cam_layer() is not None
+
+
+def test_normalisation_lives_inside_the_wrapper() -> None:
+    model = rx.create_model("smallcnn", mean=(0.3,), std=(0.2,), widths=(4, 8, 8, 8)).eval()
+    x = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(model(x), model.net((x - 0.3) / 0.2))
+
+
+def test_wrong_channel_count_is_an_error() -> None:
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    with pytest.raises(RobustXAIError, match=r"\[B, 1, H, W\]"):
+        model(torch.rand(2, 3, 32, 32))
+
+
+def test_attention_head_weights_sum_to_heads(tiny_attention_model) -> None:
+    tiny_attention_model(torch.rand(2, 1, 32, 32))
+    attn = tiny_attention_model.net.head.last_attention
+    assert attn is not None
+    torch.testing.assert_close(attn.sum(dim=(2, 3)), torch.full((2, 1), 16.0))
+
+
+@pytest.mark.parametrize("name", rx.list_models())
+def test_save_load_roundtrip(name, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = rx.create_model(name, class_names=["a", "b"], widths=(4, 8, 8, 8)).eval()
+    rx.save_model(model, tmp_path / "m", meta={"note": "x"})
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["spec"]["name"] == name and doc["meta"] == {"note": "x"}
+    loaded = rx.load_model(tmp_path / "m")
+    x = torch.rand(3, 1, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert loaded.class_names == ["a", "b"] and not loaded.training
+
+
+def test_load_missing_model_is_clear(tmp_path) -> None:
+    with pytest.raises(RobustXAIError, match="no saved model"):
+        rx.load_model(tmp_path / "nothing")
+
+
+def test_load_rejects_mismatched_weights(tmp_path) -> None:
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    rx.save_model(model, tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    doc["spec"]["kwargs"]["widths"] = [4, 8, 8, 16]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises((RobustXAIError, RuntimeError)):
+        rx.load_model(tmp_path / "m")
+
+
+def test_predict_restores_mode(tiny_model) -> None:
+    tiny_model.train()
+    preds = tiny_model.predict(torch.rand(5, 1, 32, 32), batch_size=2)
+    assert preds.shape == (5,) and tiny_model.training

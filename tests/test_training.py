@@ -1,0 +1,64 @@
+"""Training: standard and adversarial fits learn, early stopping, class weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import robustxai as rx
+from robustxai.errors import DataError, RobustXAIError
+from robustxai.training.fit import _class_weights
+
+
+def _separable(n: int = 96, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 1, size, size, generator=gen) * 0.3
+    x[y == 1, :, : size // 2] += 0.6  # bright top half ⇒ class 1
+    return x.clamp(0, 1), y
+
+
+@pytest.mark.parametrize("adversarial", [None, "pgd"])
+def test_fit_learns_a_separable_task(adversarial) -> None:
+    x, y = _separable()
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    cfg = rx.FitConfig(epochs=6, batch_size=16, lr=1e-2, adversarial=adversarial, attack_steps=2, patience=6)
+    result = rx.fit(model, (x, y), config=cfg)
+    assert result.val_accuracy >= 0.9
+    assert not model.training
+    assert 1 <= result.best_epoch <= len(result.history) <= 6
+
+
+def test_early_stopping_stops() -> None:
+    x, y = _separable()
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]  # unlearnable
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    result = rx.fit(model, (x, y), config=rx.FitConfig(epochs=30, batch_size=32, lr=1e-2, patience=2))
+    assert len(result.history) < 30
+
+
+def test_fit_is_reproducible() -> None:
+    x, y = _separable(48)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+        rx.fit(model, (x, y), config=rx.FitConfig(epochs=2, batch_size=16, seed=5))
+        outs.append(model(x[:4]))
+    torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_class_weights_are_inverse_frequency() -> None:
+    w = _class_weights(torch.tensor([0, 0, 0, 1]), 2)
+    torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))
+
+
+def test_fit_rejects_bad_data() -> None:
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    x, y = _separable(20)
+    with pytest.raises(RobustXAIError, match=r"\[0, 1\]"):
+        rx.fit(model, (x * 5, y))
+    with pytest.raises(DataError, match="labels"):
+        rx.fit(model, (x, y + 5))
+    with pytest.raises(RobustXAIError, match="adversarial"):
+        rx.FitConfig(adversarial="trades")  # type: ignore[arg-type]
