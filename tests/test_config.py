@@ -1,0 +1,97 @@
+"""Audit configuration: profiles, overrides, validation errors, TOML round trip."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from robustxai.audit.config import PROFILES, deep_merge, dump_toml, load_config, validate_config
+from robustxai.audit.runner import check_config, primary_condition
+from robustxai.errors import ConfigError, UnknownNameError
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_are_valid_and_round_trip(profile) -> None:
+    cfg = load_config(profile=profile)
+    check_config(cfg)
+    again = validate_config(tomllib.loads(dump_toml(cfg.model_dump())))
+    assert again == cfg and again.digest() == cfg.digest()
+
+
+def test_user_file_overrides_profile(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('name = "mine"\n[data]\nn_test = 50\n[explain]\nmethods = ["saliency"]\n')
+    cfg = load_config(path, profile="smoke")
+    assert cfg.name == "mine" and cfg.data.n_test == 50 and cfg.data.size == 32
+    assert cfg.explain.methods == ["saliency"]
+
+
+def test_unknown_key_is_an_error(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[data]\nn_tset = 50\n")
+    with pytest.raises(ConfigError, match=r"data\.n_tset: unknown key"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_bad_toml(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_negative_epsilon_in_config(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[attacks]]\nname = "pgd"\nepsilons = [-0.1]\n')
+    with pytest.raises(ConfigError, match="epsilons"):
+        load_config(path)
+
+
+def test_unknown_profile() -> None:
+    with pytest.raises(ConfigError, match="smoke, default"):
+        load_config(profile="huge")
+
+
+def test_unknown_plugin_names_fail_before_work(tmp_path) -> None:
+    for text, match in [
+        ('[[attacks]]\nname = "cw"\n', "unknown attack 'cw'"),
+        ('[explain]\nmethods = ["lrp"]\n', "unknown explainer 'lrp'"),
+        ('[[models]]\nname = "x"\narch = "vgg99"\n', "unknown model 'vgg99'"),
+        ('[[attacks]]\nname = "pgd"\nparams = { stepz = 3 }\n', "unknown keyword"),
+    ]:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(UnknownNameError, match=match):
+            check_config(load_config(path, profile="smoke"))
+
+
+def test_primary_attack_must_exist(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[report]\nprimary_attack = "bim"\n')
+    with pytest.raises(ConfigError, match="primary_attack"):
+        check_config(load_config(path, profile="smoke"))
+
+
+def test_primary_condition_picks_nearest_epsilon() -> None:
+    cfg = load_config(profile="default")
+    assert primary_condition(cfg) == ("pgd", pytest.approx(4 / 255))
+
+
+def test_duplicate_model_names(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[models]]\nname = "a"\n[[models]]\nname = "a"\n')
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(path)
+
+
+def test_deep_merge() -> None:
+    assert deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"c": 3}, "l": [2]}) == {
+        "a": {"b": 1, "c": 3},
+        "l": [2],
+    }
