@@ -1,0 +1,351 @@
+"""The self-contained HTML report and :func:`build_report`, the report layer's entry point.
+
+The report is rendered with Jinja2 (autoescape on: model names, warnings and config values are text, never
+markup). Figures are embedded as base64 PNG data URIs and the CSS is inline, so ``report.html`` can be
+mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from robustxai.report.figures import grid_figure, robustness_figure
+from robustxai.report.summary import summarize
+from robustxai.report.tables import (
+    CLEAN,
+    RANDOM_EXPLAINER,
+    Condition,
+    ReportTables,
+    RunData,
+    attacked_conditions,
+    compute_tables,
+    condition_label,
+    load_run,
+    primary_ranks,
+    write_csvs,
+)
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_NAME = "report.html.j2"
+REPORT_FILE = "report.html"
+_DASH = "—"
+
+
+@dataclass
+class Cell:
+    """One table cell: the value, an optional compact CI and a tooltip."""
+
+    text: str
+    ci: str = ""
+    title: str = ""
+
+
+@dataclass
+class HtmlTable:
+    """A display table: optional grouped header, column names, rows of cells and a reading guide."""
+
+    key: str
+    caption: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    how_to_read: str
+    groups: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _key(
+    model: str, condition: str, eps: float, explainer: str, metric: str
+) -> tuple[str, str, float, str, str]:
+    return (model, condition, round(float(eps), 9), explainer, metric)
+
+
+def _stat_cell(row: dict[str, Any] | None, scale: float, digits: int) -> Cell:
+    """Format a mean with its CI compactly; the tooltip gives n and the undefined count."""
+    if row is None or int(row["n"]) == 0 or math.isnan(float(row["value"])):
+        return Cell(_DASH, title="no defined values")
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    ci = (
+        "" if math.isnan(low) or math.isnan(high) else f"[{scale * low:.{digits}f}–{scale * high:.{digits}f}]"
+    )
+    missing = int(row.get("n_missing", 0))
+    title = f"n = {int(row['n'])} images" + (f" ({missing} undefined, left out)" if missing else "")
+    return Cell(f"{scale * float(row['value']):.{digits}f}", ci, title)
+
+
+def _metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
+    """Metric names ``prefix@k`` present in the table, sorted by ``k``."""
+    found = {str(m) for m in alignment["metric"] if re.fullmatch(re.escape(prefix) + r"@\d+", str(m))}
+    return sorted(found, key=lambda m: int(m.split("@")[1]))
+
+
+class _Lookup:
+    """Index the alignment and baseline tables by their keys."""
+
+    def __init__(self, tables: ReportTables) -> None:
+        self.rows = {
+            _key(r["model"], r["condition"], r["epsilon"], r["explainer"], r["metric"]): r
+            for r in tables.alignment.to_dict("records")
+        }
+        self.base = {
+            _key("", r["condition"], r["epsilon"], RANDOM_EXPLAINER, r["metric"]): r
+            for r in tables.baseline.to_dict("records")
+        }
+        pairs = {
+            (str(m), str(e))
+            for m, e in zip(tables.alignment["model"], tables.alignment["explainer"], strict=True)
+        }
+        self.pairs = sorted(p for p in pairs if p[1] not in (RANDOM_EXPLAINER, ""))
+
+    def get(self, model: str, cond: Condition, explainer: str, metric: str) -> dict[str, Any] | None:
+        if explainer == RANDOM_EXPLAINER and not model:
+            return self.base.get(_key("", cond[0], cond[1], explainer, metric))
+        return self.rows.get(_key(model, cond[0], cond[1], explainer, metric))
+
+
+def _metric_table(
+    tables: ReportTables,
+    look: _Lookup,
+    metrics: list[tuple[str, str, float, int]],
+    conditions: list[Condition],
+) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+    """Rows model × explainer (+ random baseline); columns condition × metric (name, header, scale, dp)."""
+    groups = [("", 2)] + [(condition_label(*c), len(metrics)) for c in conditions]
+    columns = ["model", "explainer"] + [header for _ in conditions for _, header, _, _ in metrics]
+    keys = [
+        (m, e) for m, e in look.pairs if any(look.get(m, c, e, x[0]) for c in conditions for x in metrics)
+    ]
+    keys.append(("", RANDOM_EXPLAINER))
+    rows: list[list[Cell]] = []
+    for model, explainer in keys:
+        cells = [look.get(model, c, explainer, name) for c in conditions for name, _, _, _ in metrics]
+        if not model and not any(cells):
+            continue
+        label = [Cell("random map"), Cell("baseline")] if not model else [Cell(model), Cell(explainer)]
+        rows.append(
+            label
+            + [
+                _stat_cell(cell, scale, digits)
+                for cell, (_, _, scale, digits) in zip(cells, metrics * len(conditions), strict=True)
+            ]
+        )
+    return groups, columns, rows
+
+
+def robustness_html(tables: ReportTables) -> HtmlTable:
+    """Table 1: clean accuracy, accuracy under each attack × ε, ΔAcc under the primary attack and rank."""
+    pairs = attacked_conditions(tables.robustness)
+    rob = {
+        (r["model"], r["attack"], round(float(r["epsilon"]), 9)): r
+        for r in tables.robustness.to_dict("records")
+    }
+    clean = {r["model"]: r for r in tables.clean.to_dict("records")}
+    ranks = primary_ranks(tables.robustness, tables.primary)
+    primary = condition_label(*tables.primary) if tables.primary else "primary attack"
+    columns = ["model", "clean accuracy (%)"] + [f"{condition_label(*p)} (%)" for p in pairs]
+    columns += [f"ΔAcc (%) under {primary}", "rank"]
+    rows: list[list[Cell]] = []
+    for model in tables.models:
+        c = clean.get(model)
+        row = [Cell(model)]
+        row.append(Cell(f"{100 * c['accuracy']:.1f}", title=f"n = {c['n']}") if c else Cell(_DASH))
+        for attack, eps in pairs:
+            r = rob.get((model, attack, round(eps, 9)))
+            row.append(
+                Cell(f"{100 * r['adversarial_accuracy']:.1f}", title=f"n = {r['n']}") if r else Cell(_DASH)
+            )
+        p = rob.get((model, tables.primary[0], round(tables.primary[1], 9))) if tables.primary else None
+        delta = _DASH if p is None or math.isnan(p["delta_accuracy"]) else f"{100 * p['delta_accuracy']:.1f}"
+        row += [Cell(delta), Cell(str(ranks[model]) if model in ranks else _DASH)]
+        rows.append(row)
+    return HtmlTable(
+        "robustness",
+        "Table 1 — Robustness (Secure Diagnostics Table 1)",
+        columns,
+        rows,
+        "Accuracy in % on clean images and on adversarial images for each attack and perturbation budget ε "
+        "(k/255 = k grey levels of an 8-bit image). ΔAcc is clean minus adversarial accuracy under the "
+        f"primary attack ({primary}); rank 1 is the highest accuracy under that attack and tied models "
+        "share a rank. Hover a number for the number of images behind it.",
+    )
+
+
+def alignment_html(tables: ReportTables, look: _Lookup) -> HtmlTable:
+    """Table 2: point coverage at each top-k %, clean and under the primary attack, with a random baseline."""
+    names = _metric_names(tables.alignment, "point_coverage")
+    metrics = [(n, f"top {n.split('@')[1]} %", 100.0, 1) for n in names]
+    conds: list[Condition] = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+    groups, columns, rows = _metric_table(tables, look, metrics, conds)
+    return HtmlTable(
+        "alignment",
+        "Table 2 — Explanation alignment (Secure Diagnostics Table 2)",
+        columns,
+        rows,
+        "Share (%) of the expert's points that fall inside the top k % most important pixels of the map, "
+        "averaged over images, with a 95 % bootstrap interval in brackets. The random-map row is what chance "
+        "gives (about k % for small k): a model whose interval overlaps the random row's is not "
+        "distinguishable from chance. Under attack, the map explains the model's prediction on the "
+        "adversarial image.",
+        groups,
+    )
+
+
+def overlap_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
+    """Table 3: top-k IoU with the expert mask and map RMSE, clean and under the primary attack."""
+    metrics = [
+        (n, f"IoU top {n.split('@')[1]} %", 1.0, 2) for n in _metric_names(tables.alignment, "topk_iou")
+    ]
+    metrics += [(n, f"RMSE top {n.split('@')[1]} %", 1.0, 3) for n in _metric_names(tables.alignment, "rmse")]
+    if not metrics:
+        return None
+    conds: list[Condition] = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+    groups, columns, rows = _metric_table(tables, look, metrics, conds)
+    return HtmlTable(
+        "overlap",
+        "Table 3 — Overlap with the expert mask",
+        columns,
+        rows,
+        "IoU (0–1, higher is better) between the expert mask and the top-k % region of the map; RMSE "
+        "(lower is better) between the thresholded map and the mask. Means over images with a 95 % "
+        "bootstrap interval; images without a mask are left out.",
+        groups,
+    )
+
+
+def stability_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
+    """Table 4: SSIM between clean and attacked maps per model × explainer × attack/ε."""
+    pairs = [
+        p
+        for p in attacked_conditions(tables.robustness)
+        if any(look.get(m, p, e, "map_ssim") for m, e in look.pairs)
+    ]
+    if not pairs:
+        return None
+    groups, columns, rows = _metric_table(tables, look, [("map_ssim", "SSIM", 1.0, 2)], pairs)
+    columns = columns[:2] + [condition_label(*p) for p in pairs]
+    return HtmlTable(
+        "stability",
+        "Table 4 — Explanation stability under attack",
+        columns,
+        rows,
+        "Structural similarity (SSIM) between the map of the clean image and the map of its adversarial "
+        "version, same model, explainer and image (1 = identical, near 0 = unrelated), with a 95 % bootstrap "
+        "interval. Low values mean an attacker can change what the explanation shows.",
+    )
+
+
+def _data_uri(path: Path | None) -> str | None:
+    return (
+        None
+        if path is None
+        else "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    )
+
+
+def _models_rows(run: RunData) -> list[list[str]]:
+    return [
+        [str(r["model"]), str(r["arch"] or ""), str(r["training"] or "")]
+        for r in run.models.to_dict("records")
+    ]
+
+
+def _mapping_rows(value: Any, seconds: bool = False) -> list[tuple[str, str]]:
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for k in sorted(value, key=str):
+        v = value[k]
+        text = (
+            f"{v:.1f} s" if seconds and isinstance(v, int | float) else json.dumps(v, default=str).strip('"')
+        )
+        out.append((str(k), text))
+    return out
+
+
+def render_report(
+    run: RunData, tables: ReportTables, summary: list[str], figures: dict[str, Path | None]
+) -> str:
+    """Render the report HTML from the computed tables, summary and figure files.
+
+    Returns:
+        The HTML document.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    look = _Lookup(tables)
+    warnings = (
+        [str(w) for w in run.meta.get("warnings") or []] if isinstance(run.meta.get("warnings"), list) else []
+    )
+    dataset = run.meta.get("dataset")
+    context = {
+        "run_name": str(run.meta.get("run_name") or run.path.parent.name),
+        "dataset": ", ".join(f"{k} = {v}" for k, v in sorted(dataset.items()))
+        if isinstance(dataset, dict)
+        else "",
+        "n_images": tables.n_images,
+        "n_models": len(tables.models),
+        "primary": condition_label(*tables.primary) if tables.primary else "none",
+        "summary": summary,
+        "warnings": warnings + tables.notes,
+        "models": _models_rows(run),
+        "table1": robustness_html(tables),
+        "table2": alignment_html(tables, look),
+        "table3": overlap_html(tables, look),
+        "table4": stability_html(tables, look),
+        "robustness_png": _data_uri(figures.get("robustness")),
+        "grid_png": _data_uri(figures.get("grid")),
+        "config": json.dumps(
+            run.meta.get("config", {}), indent=2, sort_keys=True, default=str, ensure_ascii=False
+        ),
+        "versions": _mapping_rows(run.meta.get("versions")),
+        "timings": _mapping_rows(run.meta.get("timings"), seconds=True),
+    }
+    return env.get_template(TEMPLATE_NAME).render(**context)
+
+
+def build_report(run_dir: Path) -> Path:
+    """Build ``report.html``, ``tables/*.csv`` and ``figures/*.png`` of a run from its store alone.
+
+    Args:
+        run_dir: The run directory holding ``results.sqlite``.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        RobustXAIError: If the store is missing, unreadable or holds no predictions.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    tables = compute_tables(run)
+    write_csvs(tables, run_dir)
+    fig_dir = run_dir / "figures"
+    figures = {
+        "robustness": robustness_figure(tables.robustness, tables.clean, fig_dir / "robustness.png"),
+        "grid": grid_figure(run.figure_samples, run.figure_maps, tables.primary, fig_dir / "grid.png"),
+    }
+    for name, made in figures.items():
+        stale = fig_dir / f"{name}.png"
+        if made is None and stale.exists():
+            stale.unlink()
+    html = render_report(run, tables, summarize(tables), figures)
+    path = run_dir / REPORT_FILE
+    path.write_text(html, encoding="utf-8")
+    logger.info("wrote %s", path)
+    return path

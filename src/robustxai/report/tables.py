@@ -1,0 +1,339 @@
+"""Aggregate tables of one run, computed from the run store only.
+
+The store holds one row per sample (predictions) or per sample × metric (metrics). This module turns those
+rows into the dataset-level tables the report prints and writes as CSV:
+
+- ``robustness``: accuracy per model, clean and under each attack × ε (fractions in [0, 1]);
+- ``alignment``: mean of every map metric per model × condition × ε × explainer, with a 95 % bootstrap CI;
+- ``baseline``: the random-map baseline, averaged per image over models, with its own CI.
+
+It also resolves the *primary* attack (the one used for ΔAcc and the rank) and labels conditions for display.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustxai.audit.store import STORE_FILE, Store
+from robustxai.errors import RobustXAIError
+from robustxai.metrics.statistics import bootstrap_ci
+
+logger = logging.getLogger(__name__)
+
+CLEAN = "clean"
+RANDOM_EXPLAINER = "random"
+ROBUSTNESS_COLUMNS = [
+    "model",
+    "attack",
+    "epsilon",
+    "clean_accuracy",
+    "adversarial_accuracy",
+    "delta_accuracy",
+    "n",
+]
+ALIGNMENT_COLUMNS = [
+    "model",
+    "condition",
+    "epsilon",
+    "explainer",
+    "metric",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+]
+BASELINE_COLUMNS = ["condition", "epsilon", "metric", "value", "n", "ci_low", "ci_high", "n_missing"]
+_GROUP = ["model", "condition", "epsilon", "explainer", "metric"]
+
+#: A condition as ``(attack, epsilon)``; the clean condition is ``("clean", 0.0)``.
+Condition = tuple[str, float]
+
+
+@dataclass
+class RunData:
+    """Everything the report reads from one run store."""
+
+    path: Path
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame
+    models: pd.DataFrame
+    meta: dict[str, Any]
+    figure_samples: dict[str, dict[str, Any]]
+    figure_maps: pd.DataFrame
+
+
+@dataclass
+class ReportTables:
+    """The aggregates of one run, shared by the CSV writer, figures, summary and HTML."""
+
+    robustness: pd.DataFrame
+    clean: pd.DataFrame
+    alignment: pd.DataFrame
+    baseline: pd.DataFrame
+    primary: Condition | None
+    models: list[str]
+    n_images: int
+    n_missing: int
+    notes: list[str] = field(default_factory=list)
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read a run's store into memory.
+
+    Args:
+        run_dir: The run directory holding ``results.sqlite``.
+
+    Returns:
+        The run's rows, metadata and figure material.
+
+    Raises:
+        RobustXAIError: If there is no store, it cannot be read, or it holds no predictions yet.
+    """
+    path = Path(run_dir) / STORE_FILE
+    if not path.is_file():
+        raise RobustXAIError(f"no run store at {path}: run the audit first")
+    try:
+        with Store(path) as store:
+            predictions = store.table("predictions")
+            metrics = store.table("metrics")
+            models = store.table("models")
+            meta_rows = store.table("meta")
+            samples = store.figure_samples()
+            maps = store.figure_maps()
+    except sqlite3.DatabaseError as exc:
+        raise RobustXAIError(f"cannot read the run store {path}: {exc}") from None
+    if predictions.empty:
+        raise RobustXAIError(
+            f"the run store {path} holds no predictions: the audit has not produced results yet, "
+            "so there is nothing to report"
+        )
+    meta: dict[str, Any] = {}
+    for key, value in zip(meta_rows["key"], meta_rows["value"], strict=True):
+        try:
+            meta[str(key)] = json.loads(value)
+        except (TypeError, ValueError):
+            meta[str(key)] = value
+    predictions["epsilon"] = pd.to_numeric(predictions["epsilon"], errors="coerce").fillna(0.0)
+    predictions["correct"] = pd.to_numeric(predictions["correct"], errors="coerce")
+    metrics["epsilon"] = pd.to_numeric(metrics["epsilon"], errors="coerce").fillna(0.0)
+    metrics["value"] = pd.to_numeric(metrics["value"], errors="coerce").astype(np.float64)
+    return RunData(path, predictions, metrics, models, meta, samples, maps)
+
+
+def clean_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Clean accuracy per model (``model, accuracy, n``), sorted by model."""
+    clean = predictions[predictions["condition"] == CLEAN]
+    out = clean.groupby("model", sort=True)["correct"].agg(["mean", "size"]).reset_index()
+    out.columns = ["model", "accuracy", "n"]
+    return out
+
+
+def robustness_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per model × attack × ε next to the model's clean accuracy.
+
+    Args:
+        predictions: The store's ``predictions`` table.
+
+    Returns:
+        Columns :data:`ROBUSTNESS_COLUMNS`, sorted by model, attack and ε. ``n`` is the number of images
+        evaluated under the attack; ``delta_accuracy`` is clean minus adversarial accuracy.
+    """
+    clean = clean_accuracy(predictions).set_index("model")["accuracy"]
+    adv = predictions[predictions["condition"] != CLEAN]
+    out = adv.groupby(["model", "condition", "epsilon"], sort=True)["correct"].agg(["mean", "size"])
+    out = out.reset_index().rename(
+        columns={"condition": "attack", "mean": "adversarial_accuracy", "size": "n"}
+    )
+    out["clean_accuracy"] = out["model"].map(clean).astype(np.float64)
+    out["delta_accuracy"] = out["clean_accuracy"] - out["adversarial_accuracy"]
+    out["n"] = out["n"].astype(np.int64)
+    out = out.sort_values(["model", "attack", "epsilon"], kind="mergesort").reset_index(drop=True)
+    return out[ROBUSTNESS_COLUMNS]
+
+
+def _ci_row(values: np.ndarray) -> tuple[float, int, float, float, int]:
+    """Return ``(mean, n, low, high, n_missing)`` for one group's per-sample values."""
+    arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(arr)
+    mean, low, high = bootstrap_ci(arr[finite], n_boot=1000, level=0.95, seed=0)
+    return mean, int(finite.sum()), low, high, int((~finite).sum())
+
+
+def alignment_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95 % bootstrap CI of every metric per model × condition × ε × explainer.
+
+    NaN (undefined) per-sample values are left out of the mean and counted in ``n_missing``.
+
+    Args:
+        metrics: The store's ``metrics`` table.
+
+    Returns:
+        Columns :data:`ALIGNMENT_COLUMNS` plus ``n_missing``, sorted by the grouping columns.
+    """
+    rows = [
+        (*key, *_ci_row(group["value"].to_numpy()))
+        for key, group in metrics.groupby(_GROUP, sort=True, dropna=False)
+    ]
+    cols = [*_GROUP, "value", "n", "ci_low", "ci_high", "n_missing"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out[[*ALIGNMENT_COLUMNS, "n_missing"]].reset_index(drop=True)
+
+
+def random_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The random-map baseline per condition × ε × metric.
+
+    Random maps do not depend on the model, so each image's values are first averaged over models; the CI is
+    then bootstrapped over images (not over model × image rows, which would overstate n).
+
+    Args:
+        metrics: The store's ``metrics`` table.
+
+    Returns:
+        Columns :data:`BASELINE_COLUMNS`, sorted.
+    """
+    rand = metrics[metrics["explainer"] == RANDOM_EXPLAINER]
+    if rand.empty:
+        return pd.DataFrame(columns=BASELINE_COLUMNS)
+    rand = rand.assign(value=rand["value"].where(np.isfinite(rand["value"])))
+    per_image = rand.groupby(["condition", "epsilon", "metric", "sample_id"], sort=True)["value"].mean()
+    rows = [
+        (cond, eps, metric, *_ci_row(group.to_numpy()))
+        for (cond, eps, metric), group in per_image.groupby(level=[0, 1, 2], sort=True)
+    ]
+    cols = ["condition", "epsilon", "metric", "value", "n", "ci_low", "ci_high", "n_missing"]
+    return pd.DataFrame(rows, columns=cols)[BASELINE_COLUMNS]
+
+
+def attacked_conditions(robustness: pd.DataFrame) -> list[Condition]:
+    """All ``(attack, ε)`` pairs in the robustness table, sorted."""
+    pairs = {(str(a), float(e)) for a, e in zip(robustness["attack"], robustness["epsilon"], strict=True)}
+    return sorted(pairs)
+
+
+def resolve_primary(meta: dict[str, Any], robustness: pd.DataFrame) -> tuple[Condition | None, list[str]]:
+    """Find the primary attack (used for ΔAcc and the rank) among the attacked conditions.
+
+    The stored ε is matched to the nearest ε evaluated for that attack (configs may store a rounded value).
+    Without a usable ``primary_attack`` entry, PGD (or else the first attack) at its largest ε is used.
+
+    Args:
+        meta: The store's metadata.
+        robustness: The robustness table.
+
+    Returns:
+        The condition (or ``None`` without any attack) and notes for the report's warning box.
+    """
+    pairs = attacked_conditions(robustness)
+    if not pairs:
+        return None, []
+    notes: list[str] = []
+    wanted = meta.get("primary_attack")
+    if isinstance(wanted, dict) and "attack" in wanted:
+        attack = str(wanted["attack"])
+        candidates = [e for a, e in pairs if a == attack]
+        if candidates:
+            try:
+                eps = float(wanted.get("epsilon", max(candidates)))
+            except (TypeError, ValueError):
+                eps = max(candidates)
+            best = min(candidates, key=lambda e: (abs(e - eps), e))
+            if not math.isclose(best, eps, rel_tol=0.05, abs_tol=1e-4):
+                notes.append(
+                    f"The primary attack {attack} at ε = {eps:g} was not evaluated; "
+                    f"the nearest evaluated ε = {best:g} is used instead."
+                )
+            return (attack, best), notes
+        notes.append(f"The primary attack {attack!r} was not evaluated; a fallback is used.")
+    attacks = sorted({a for a, _ in pairs})
+    attack = "pgd" if "pgd" in attacks else attacks[0]
+    best = max(e for a, e in pairs if a == attack)
+    notes.append(f"No usable primary attack recorded; using {condition_label(attack, best)}.")
+    return (attack, best), notes
+
+
+def select_condition(frame: pd.DataFrame, condition: Condition, column: str = "condition") -> pd.DataFrame:
+    """Rows of ``frame`` for one condition (ε compared with a small tolerance)."""
+    attack, eps = condition
+    mask = (frame[column] == attack) & np.isclose(frame["epsilon"].astype(np.float64), eps, atol=1e-9)
+    return frame[mask]
+
+
+def primary_ranks(robustness: pd.DataFrame, primary: Condition | None) -> dict[str, int]:
+    """Rank models by accuracy under the primary attack: 1 = highest; tied accuracies share the rank."""
+    if primary is None:
+        return {}
+    rows = select_condition(robustness, primary, column="attack")
+    acc = rows.set_index("model")["adversarial_accuracy"].round(12)
+    ranks = acc.rank(method="min", ascending=False)
+    return {str(m): int(r) for m, r in ranks.items() if not math.isnan(r)}
+
+
+def format_epsilon(eps: float) -> str:
+    """Show ε as ``k/255`` when it is (nearly) a whole number of 8-bit grey levels, else as a decimal."""
+    if eps == 0:
+        return "0"
+    levels = eps * 255.0
+    if eps < 0.25 and abs(levels - round(levels)) < 0.02 and round(levels) >= 1:
+        return f"{round(levels)}/255"
+    return f"{eps:.4g}"
+
+
+def condition_label(condition: str, eps: float) -> str:
+    """Human label of a condition, e.g. ``"clean"`` or ``"pgd ε=4/255"``."""
+    return CLEAN if condition == CLEAN else f"{condition} ε={format_epsilon(eps)}"
+
+
+def compute_tables(run: RunData) -> ReportTables:
+    """Compute every aggregate of a run.
+
+    Args:
+        run: The rows loaded by :func:`load_run`.
+
+    Returns:
+        The report tables and notes on anything the reader should know (e.g. a fallback primary attack).
+    """
+    robustness = robustness_table(run.predictions)
+    primary, notes = resolve_primary(run.meta, robustness)
+    alignment = alignment_table(run.metrics)
+    models = sorted({str(m) for m in run.predictions["model"]} | {str(m) for m in run.models["model"]})
+    n_missing = int(alignment["n_missing"].sum()) if not alignment.empty else 0
+    if n_missing:
+        notes.append(
+            f"{n_missing} per-image metric values were undefined (NaN, e.g. images without expert points) "
+            "and were left out of the means; each table cell's tooltip gives its n."
+        )
+    return ReportTables(
+        robustness=robustness,
+        clean=clean_accuracy(run.predictions),
+        alignment=alignment,
+        baseline=random_baseline(run.metrics),
+        primary=primary,
+        models=models,
+        n_images=int(run.predictions["sample_id"].nunique()),
+        n_missing=n_missing,
+        notes=notes,
+    )
+
+
+def write_csvs(tables: ReportTables, run_dir: Path) -> dict[str, Path]:
+    """Write ``tables/robustness.csv`` and ``tables/alignment.csv`` under ``run_dir``.
+
+    Returns:
+        The written paths by table name.
+    """
+    out_dir = Path(run_dir) / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"robustness": out_dir / "robustness.csv", "alignment": out_dir / "alignment.csv"}
+    tables.robustness[ROBUSTNESS_COLUMNS].to_csv(paths["robustness"], index=False, lineterminator="\n")
+    tables.alignment[ALIGNMENT_COLUMNS].to_csv(paths["alignment"], index=False, lineterminator="\n")
+    logger.info("wrote %s and %s", paths["robustness"], paths["alignment"])
+    return paths
