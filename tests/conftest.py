@@ -11,10 +11,12 @@ import torch
 import robustxai as rx
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("ROBUSTXAI_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    yield
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test's data and model cache out of the user's ~/.cache (session-wide, so module fixtures too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROBUSTXAI_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture

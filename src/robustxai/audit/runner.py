@@ -159,8 +159,9 @@ def run_audit(cfg: AuditConfig, run_dir: str | Path | None = None, progress: Pro
         store.set_meta("versions", _versions())
         primary = primary_condition(cfg)
         store.set_meta("primary_attack", {"attack": primary[0], "epsilon": primary[1]})
+        n_points = dict(zip(data.subset, (len(p) for p in data.points), strict=True))
         store.add_samples(
-            (sid, i, int(y), int(i in data.subset), len(test_ds[i].truth.points or []) if i in data.subset else 0)
+            (sid, i, int(y), int(i in n_points), n_points.get(i, 0))
             for i, (sid, y) in enumerate(zip(data.ids, data.labels.tolist(), strict=True))
         )
         for i in data.subset[: cfg.report.n_figure]:

@@ -162,7 +162,8 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
         indist = [
             f"{r['model']}/{r['explainer']}"
             for _, r in rows.iterrows()
-            if math.isnan(float(r["ci_high"])) or float(r["ci_high"]) >= float(base["ci_low"])
+            if math.isnan(float(r["ci_high"]))
+            or (float(r["ci_low"]) <= float(base["ci_high"]) and float(r["ci_high"]) >= float(base["ci_low"]))
         ]
         if indist:
             out.append(
