@@ -13,7 +13,7 @@ import robustxai as rx
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep every test's data and model cache out of the user's ~/.cache (session-wide, so module fixtures too)."""
+    """Keep the data and model cache out of ~/.cache (session-wide, so module fixtures see it too)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROBUSTXAI_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         yield

@@ -26,7 +26,8 @@ def check_images(x: object, name: str = "images") -> torch.Tensor:
     lo, hi = float(x.min()), float(x.max())
     if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL or lo != lo or hi != hi:
         raise RobustXAIError(
-            f"{name} must lie in [0, 1] (normalisation belongs inside the model), got range [{lo:.4g}, {hi:.4g}]"
+            f"{name} must lie in [0, 1] (normalisation belongs inside the model), "
+            f"got range [{lo:.4g}, {hi:.4g}]"
         )
     return x
 

@@ -21,8 +21,11 @@ from rich.table import Table
 
 from robustxai.errors import RobustXAIError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit image classifiers: robustness, "
-                  "explanation alignment and explanation trust.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Audit image classifiers: robustness, explanation alignment and explanation trust.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect data sets.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
@@ -89,7 +92,9 @@ def main(
 
 @app.command()
 def audit(
-    config: Annotated[Path | None, typer.Argument(help="TOML config; its keys override the profile's.")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML config; its keys override the profile's.")
+    ] = None,
     profile: Annotated[str, typer.Option(help="Built-in base settings: smoke or default.")] = "default",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
@@ -145,21 +150,39 @@ def train(
     with _user_errors():
         if training not in ("standard", "pgd"):
             raise RobustXAIError(f"--training must be 'standard' or 'pgd', got {training!r}")
-        ds = SyntheticFracture(n, size=size, seed=seed) if data == "synthetic-fracture" else FolderDataset(
-            Path(data), size=size
+        ds = (
+            SyntheticFracture(n, size=size, seed=seed)
+            if data == "synthetic-fracture"
+            else FolderDataset(Path(data), size=size)
         )
         if len(ds) == 0:
             raise RobustXAIError(f"the data set {data} is empty")
         net = create_model(model, num_classes=len(ds.class_names), class_names=ds.class_names)
-        cfg = FitConfig(epochs=epochs, lr=lr, adversarial="pgd" if training == "pgd" else None, eps=eps,
-                        attack_steps=attack_steps, seed=seed)
+        cfg = FitConfig(
+            epochs=epochs,
+            lr=lr,
+            adversarial="pgd" if training == "pgd" else None,
+            eps=eps,
+            attack_steps=attack_steps,
+            seed=seed,
+        )
         with _progress() as prog:
             task = prog.start(f"training {model} ({training})", epochs)
             result = fit(net, ds, config=cfg, progress=lambda e, total, row: prog.advance(task))
             prog.finish(task)
-        save_model(net, out, meta={"training": training, "val_accuracy": result.val_accuracy,
-                                   "best_epoch": result.best_epoch, "fit_config": result.config})
-    console.print(f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to {out}")
+        save_model(
+            net,
+            out,
+            meta={
+                "training": training,
+                "val_accuracy": result.val_accuracy,
+                "best_epoch": result.best_epoch,
+                "fit_config": result.config,
+            },
+        )
+    console.print(
+        f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to {out}"
+    )
 
 
 @data_app.command("synth")

@@ -1,0 +1,1 @@
+"""Audit engine: config, stages, store and runner."""

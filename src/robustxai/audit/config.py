@@ -1,8 +1,8 @@
 """Audit configuration: TOML → validated pydantic models (unknown keys are errors).
 
-A run is described by a profile (``smoke`` or ``default``, shipped in ``audit/profiles``) optionally overridden
-by a user TOML file, key by key. The resolved configuration is saved next to the results, so every number in a
-report can be traced to the exact settings that produced it.
+A run is described by a profile (``smoke`` or ``default``, shipped in ``audit/profiles``) optionally
+overridden by a user TOML file, key by key. The resolved configuration is saved next to the results, so
+every number in a report can be traced to the exact settings that produced it.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class ModelConfig(_Strict):
     checkpoint: str | None = Field(None, description="directory written by robustxai.save_model")
     arch_kwargs: dict[str, Any] = Field(default_factory=dict)
     epochs: int | None = Field(None, ge=1, description="overrides training.epochs for this model")
+    init_from: str | None = Field(
+        None, description="start from the weights of an earlier model in this list (shared layers only)"
+    )
 
 
 class AttackConfig(_Strict):
@@ -127,6 +130,11 @@ class AuditConfig(_Strict):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
+        for i, m in enumerate(self.models):
+            if m.init_from is not None and m.init_from not in names[:i]:
+                raise ValueError(
+                    f"model {m.name!r}: init_from must name an earlier model, got {m.init_from!r}"
+                )
         attacks = [a.name for a in self.attacks]
         if len(set(attacks)) != len(attacks):
             raise ValueError(f"attack names must be unique, got {attacks}")

@@ -13,7 +13,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +58,9 @@ def check_config(cfg: AuditConfig) -> None:
         create_explainer(method, **cfg.explain.params.get(method, {}))
     unknown = sorted(set(cfg.explain.params) - set(cfg.explain.methods))
     if unknown:
-        raise ConfigError(f"explain.params names methods that are not in explain.methods: {', '.join(unknown)}")
+        raise ConfigError(
+            f"explain.params names methods that are not in explain.methods: {', '.join(unknown)}"
+        )
     if cfg.attacks:
         primary = primary_condition(cfg)
         if primary[0] not in {a.name for a in cfg.attacks}:
@@ -99,8 +100,10 @@ def _eval_data(test_ds: ImageDataset, n_images: int) -> tuple[EvalData, list[str
     if not subset:
         warnings.append("no test image has ground-truth points and a mask: alignment metrics were skipped")
     h, w = images.shape[-2:]
-    masks = torch.stack([torch.from_numpy(samples[i].truth.mask) for i in subset]) if subset else (
-        torch.zeros((0, h, w), dtype=torch.bool)
+    masks = (
+        torch.stack([torch.from_numpy(samples[i].truth.mask) for i in subset])
+        if subset
+        else (torch.zeros((0, h, w), dtype=torch.bool))
     )
     points = [np.asarray(samples[i].truth.points) for i in subset]
     data = EvalData(images, labels, [s.id for s in samples], subset, masks, points)
@@ -118,7 +121,9 @@ def _versions() -> dict[str, str]:
     }
 
 
-def run_audit(cfg: AuditConfig, run_dir: str | Path | None = None, progress: Progress | None = None) -> AuditResult:
+def run_audit(
+    cfg: AuditConfig, run_dir: str | Path | None = None, progress: Progress | None = None
+) -> AuditResult:
     """Run the whole audit described by ``cfg`` and write the store, tables, figures and report.
 
     Args:

@@ -9,7 +9,7 @@ from typing import Any
 from robustxai.audit.cache import is_complete, key_of, mark_complete
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.progress import Progress
-from robustxai.data.base import ImageDataset
+from robustxai.data.base import ImageDataset, SubsetDataset, split_indices
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import DataError
@@ -52,10 +52,19 @@ def build_datasets(
         if d.test_path:
             train_ds = FolderDataset(root, size=d.size)
             test_ds = FolderDataset(Path(d.test_path), size=d.size)
+            how = "separate test folder"
         else:
-            train_ds = FolderDataset(root, size=d.size, split="train")
-            test_ds = FolderDataset(root, size=d.size, split="test")
-        info = {"name": "folder", "path": str(root), "size": d.size}
+            full = FolderDataset(root, size=d.size)
+            if {"train", "test"} <= set(full.splits):
+                train_ds = FolderDataset(root, size=d.size, split="train")
+                test_ds = FolderDataset(root, size=d.size, split="test")
+                how = "manifest split column"
+            else:
+                frac = min(0.5, d.n_test / len(full))
+                train_idx, test_idx = split_indices(len(full), frac, cfg.seed)
+                train_ds, test_ds = SubsetDataset(full, train_idx), SubsetDataset(full, test_idx)
+                how = f"random {frac:.0%} hold-out (seed {cfg.seed})"
+        info = {"name": "folder", "path": str(root), "size": d.size, "split": how}
     if len(train_ds) == 0:
         raise DataError("the training data set is empty")
     if len(test_ds) == 0:

@@ -136,7 +136,10 @@ def run_explanations(
             elif clean_maps is not None:
                 sims = ssim(clean_maps, maps)
                 ids = [data.ids[i] for i in data.subset]
-                rows += [(name, cond[0], cond[1], method, "map_ssim", s, float(v)) for s, v in zip(ids, sims.tolist(), strict=True)]
+                rows += [
+                    (name, cond[0], cond[1], method, "map_ssim", s, float(v))
+                    for s, v in zip(ids, sims.tolist(), strict=True)
+                ]
             if cond in figure_conditions and method != "random":
                 for sid, m in zip(fig_ids, maps[: len(fig_ids)], strict=False):
                     fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))

@@ -39,8 +39,25 @@ def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
 def build_untrained(m: ModelConfig, class_names: list[str], in_channels: int) -> ModelWrapper:
     """A randomly initialised model of the configured architecture."""
     return create_model(
-        m.arch, num_classes=len(class_names), class_names=class_names, in_channels=in_channels, **m.arch_kwargs
+        m.arch,
+        num_classes=len(class_names),
+        class_names=class_names,
+        in_channels=in_channels,
+        **m.arch_kwargs,
     )
+
+
+def copy_shared_weights(source: ModelWrapper, target: ModelWrapper) -> list[str]:
+    """Copy every parameter and buffer whose name and shape match (a shared backbone); return their names.
+
+    Starting adversarial training or a new head from a trained backbone is standard practice (adversarial
+    fine-tuning) and keeps the default audit within its time budget on a CPU.
+    """
+    src = source.state_dict()
+    dst = target.state_dict()
+    shared = [k for k, v in dst.items() if k in src and src[k].shape == v.shape]
+    target.load_state_dict({**dst, **{k: src[k].clone() for k in shared}})
+    return shared
 
 
 def get_models(
@@ -50,7 +67,7 @@ def get_models(
     cache: Path,
     progress: Progress,
 ) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, Any]]]:
-    """Return the audited models by name and a description of each (how it was obtained, validation accuracy)."""
+    """Return the audited models by name and a description of each (where it came from, its validation)."""
     class_names = list(data_info["class_names"])
     models: dict[str, ModelWrapper] = {}
     infos: dict[str, dict[str, Any]] = {}
@@ -63,33 +80,59 @@ def get_models(
                     f"model {m.name!r} predicts {model.class_names} but the data has {class_names}"
                 )
             models[m.name] = model
-            infos[m.name] = {"source": "checkpoint", "path": m.checkpoint, **read_model_meta(m.checkpoint)}
+            weights = Path(m.checkpoint) / "model.safetensors"
+            stat = weights.stat()
+            infos[m.name] = {
+                "source": "checkpoint",
+                "path": m.checkpoint,
+                **read_model_meta(m.checkpoint),
+                "cache_key": key_of("checkpoint", str(weights.resolve()), stat.st_size, stat.st_mtime_ns),
+            }
             continue
         fit_cfg = fit_config_for(cfg, m)
-        key = key_of("model", m.arch, m.arch_kwargs, m.training, fit_cfg.__dict__, data_info, cfg.data.model_dump())
+        parent = infos[m.init_from]["cache_key"] if m.init_from else None
+        key = key_of(
+            "model",
+            m.arch,
+            m.arch_kwargs,
+            m.training,
+            fit_cfg.__dict__,
+            data_info,
+            cfg.data.model_dump(),
+            parent,
+        )
         directory = cache / "models" / f"{m.name}-{key}"
         if is_complete(directory):
             models[m.name] = load_model(directory)
-            infos[m.name] = {"source": "cache", "path": str(directory), **read_model_meta(directory)}
+            meta = read_model_meta(directory)
+            infos[m.name] = {"source": "cache", "path": str(directory), **meta, "cache_key": key}
             log.info("model %s loaded from cache %s", m.name, directory)
             continue
         if train_tensors is None:
             train_tensors = stack_images([train_ds[i] for i in range(len(train_ds))])
         model = build_untrained(m, class_names, in_channels=int(train_tensors[0].shape[1]))
+        copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
         task = progress.start(f"training {m.name} ({m.training})", fit_cfg.epochs)
         t0 = time.perf_counter()
-        result = fit(model, train_tensors, config=fit_cfg, progress=lambda e, n, row: progress.advance(task))
+
+        def on_epoch(epoch: int, total: int, row: dict[str, float], task: int = task) -> None:
+            progress.advance(task)
+
+        result = fit(model, train_tensors, config=fit_cfg, progress=on_epoch)
         progress.finish(task)
         meta = {
             "training": m.training,
+            "init_from": m.init_from,
+            "init_tensors": len(copied),
             "train_seconds": round(time.perf_counter() - t0, 2),
             "best_epoch": result.best_epoch,
             "val_accuracy": result.val_accuracy,
+            "robust_val_accuracy": result.robust_val_accuracy,
             "epochs_run": len(result.history),
             "fit_config": result.config,
         }
         save_model(model, directory, meta=meta)
         mark_complete(directory)
         models[m.name] = model.eval()
-        infos[m.name] = {"source": "trained", "path": str(directory), **meta}
+        infos[m.name] = {"source": "trained", "path": str(directory), **meta, "cache_key": key}
     return models, infos

@@ -1,10 +1,10 @@
 """The run store: one SQLite file per run, the single source of truth for reports.
 
-Schema (all keys are text or real; ``condition`` is ``"clean"`` or an attack name, ``epsilon`` is 0 for clean):
+Schema (keys are text or real; ``condition`` is ``"clean"`` or an attack name, ``epsilon`` is 0 for clean):
 
 - ``meta(key, value)``: JSON values — the resolved config, versions, timings, warnings.
 - ``models(model, arch, training, info)``: one row per audited model; ``info`` is JSON.
-- ``samples(sample_id, idx, label, has_truth, n_points)``: the evaluated images (no pixel data, no identifiers).
+- ``samples(sample_id, idx, label, has_truth, n_points)``: the evaluated images (no pixels, no identifiers).
 - ``predictions(model, condition, epsilon, sample_id, label, pred, correct)``.
 - ``metrics(model, condition, epsilon, explainer, metric, sample_id, value)``: one row per sample × metric;
   ``explainer`` is ``""`` for metrics that do not involve a map.
@@ -114,7 +114,9 @@ class Store:
         """Store one image (``[C, H, W]`` in [0, 1]) and its truth for the figure grid."""
         mask_blob = array_to_blob(mask.astype(bool)) if mask is not None else None
         pts = json.dumps(points.tolist() if points is not None else [])
-        self._insert("figure_samples", [(sample_id, array_to_blob(image.astype(np.float16)), mask_blob, pts)], 4)
+        self._insert(
+            "figure_samples", [(sample_id, array_to_blob(image.astype(np.float16)), mask_blob, pts)], 4
+        )
 
     def add_figure_maps(self, rows: Iterable[tuple[str, str, float, str, str, np.ndarray]]) -> None:
         """Store maps for the figure grid: ``(model, condition, epsilon, explainer, sample_id, map)``."""

@@ -66,7 +66,9 @@ def resolve_targets(
             return model(images).argmax(dim=1)
     if isinstance(target, str):
         if target != "label":
-            raise RobustXAIError(f"target must be None, 'prediction', 'label', an int or a tensor; got {target!r}")
+            raise RobustXAIError(
+                f"target must be None, 'prediction', 'label', an int or a tensor; got {target!r}"
+            )
         if labels is None:
             raise RobustXAIError("target='label' needs labels")
         return labels.to(images.device).long()

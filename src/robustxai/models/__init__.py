@@ -4,4 +4,12 @@ from robustxai.models.io import load_model, read_model_meta, save_model
 from robustxai.models.registry import MODELS, create_model, list_models
 from robustxai.models.wrapper import ModelWrapper
 
-__all__ = ["MODELS", "ModelWrapper", "create_model", "list_models", "load_model", "read_model_meta", "save_model"]
+__all__ = [
+    "MODELS",
+    "ModelWrapper",
+    "create_model",
+    "list_models",
+    "load_model",
+    "read_model_meta",
+    "save_model",
+]

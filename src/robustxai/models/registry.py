@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from robustxai.errors import RobustXAIError
 from robustxai.models.smallcnn import SmallCNN
 from robustxai.models.wrapper import ModelWrapper
-from robustxai.errors import RobustXAIError
 from robustxai.registry import Registry
 
 MODELS: Registry[ModelWrapper] = Registry("model")

@@ -70,11 +70,9 @@ class ModelWrapper(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` (images in [0, 1]) and return the network's logits ``[B, K]``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise RobustXAIError(
-                f"model expects images [B, {self.in_channels}, H, W], got {tuple(x.shape)}"
-            )
-        mean = self.mean.to(dtype=x.dtype)
-        std = self.std.to(dtype=x.dtype)
+            raise RobustXAIError(f"model expects images [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        mean = self.get_buffer("mean").to(dtype=x.dtype)
+        std = self.get_buffer("std").to(dtype=x.dtype)
         return self.net((x - mean) / std)
 
     def get_cam_layer(self) -> nn.Module:

@@ -43,7 +43,8 @@ class FitConfig:
         attack_steps: PGD steps per batch (PGD-7 by default).
         attack_step_size: PGD step size; ``None`` means ``2.5 · eps / attack_steps`` (Madry et al.).
         val_fraction: Share of the training data held out for early stopping when no validation set is given.
-        patience: Epochs without validation-loss improvement before stopping.
+        patience: Epochs without validation-loss improvement before stopping (for adversarial training the
+            loss on PGD-attacked validation images, i.e. robust early stopping).
         min_delta: Smallest validation-loss decrease that counts as an improvement.
         class_weights: ``"balanced"`` (inverse class frequency) or ``None``.
         seed: Seed of the split, the shuffling and the attack's random start.
@@ -75,12 +76,16 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` learned: the per-epoch history and the chosen epoch."""
+    """What :func:`fit` learned: the per-epoch history and the chosen epoch.
+
+    ``val_loss`` is the loss early stopping used: clean for standard training, adversarial for PGD training.
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     val_accuracy: float = float("nan")
     val_loss: float = float("nan")
+    robust_val_accuracy: float = float("nan")
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -176,7 +181,22 @@ def fit(
             train_loss += float(loss.detach()) * len(yb)
             seen += len(yb)
         val_loss, val_acc = _evaluate(model, val_x, val_y, weight, 256)
-        row = {"epoch": float(epoch), "train_loss": train_loss / seen, "val_loss": val_loss, "val_accuracy": val_acc}
+        row = {
+            "epoch": float(epoch),
+            "train_loss": train_loss / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+        }
+        if attack is not None:
+            # Robust early stopping (Rice et al. 2020): choose the epoch by the loss on attacked validation
+            # images, since clean validation loss rises while robustness is still improving.
+            model.eval()
+            attack.seed = cfg.seed
+            adv_val = torch.cat(
+                [attack(model, x, y) for x, y in zip(val_x.split(256), val_y.split(256), strict=True)]
+            )
+            val_loss, row["robust_val_accuracy"] = _evaluate(model, adv_val, val_y, weight, 256)
+            row["robust_val_loss"] = val_loss
         result.history.append(row)
         log.info("epoch %d/%d: %s", epoch, cfg.epochs, row)
         if progress is not None:
@@ -185,6 +205,7 @@ def fit(
             best_loss, stale = val_loss, 0
             best_state = copy.deepcopy(model.state_dict())
             result.best_epoch, result.val_loss, result.val_accuracy = epoch, val_loss, val_acc
+            result.robust_val_accuracy = row.get("robust_val_accuracy", float("nan"))
         else:
             stale += 1
             if stale >= cfg.patience:
