@@ -52,6 +52,7 @@ class TrainingConfig(_Strict):
     lr: float = Field(2e-3, gt=0)
     eps: float = Field(4 / 255, ge=0)
     attack_steps: int = Field(7, ge=1)
+    eps_warmup_epochs: int = Field(0, ge=0, description="ε ramp of adversarial training (see FitConfig)")
     patience: int = Field(3, ge=1)
     val_fraction: float = Field(0.15, ge=0, lt=1)
 
@@ -65,6 +66,7 @@ class ModelConfig(_Strict):
     checkpoint: str | None = Field(None, description="directory written by robustxai.save_model")
     arch_kwargs: dict[str, Any] = Field(default_factory=dict)
     epochs: int | None = Field(None, ge=1, description="overrides training.epochs for this model")
+    lr: float | None = Field(None, gt=0, description="overrides training.lr for this model")
     init_from: str | None = Field(
         None, description="start from the weights of an earlier model in this list (shared layers only)"
     )

@@ -26,10 +26,11 @@ def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
     return FitConfig(
         epochs=m.epochs or t.epochs,
         batch_size=t.batch_size,
-        lr=t.lr,
+        lr=m.lr or t.lr,
         adversarial="pgd" if m.training == "pgd" else None,
         eps=t.eps,
         attack_steps=t.attack_steps,
+        eps_warmup_epochs=t.eps_warmup_epochs if m.training == "pgd" else 0,
         val_fraction=t.val_fraction,
         patience=t.patience,
         seed=cfg.seed,

@@ -47,3 +47,37 @@ def stack_images(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]
     images = torch.stack([s.image for s in samples])
     labels = torch.tensor([s.label for s in samples], dtype=torch.long)
     return images, labels
+
+
+class SubsetDataset(ImageDataset):
+    """A fixed selection of another data set's samples, in the given order.
+
+    Args:
+        base: The data set to select from.
+        indices: Positions in ``base``.
+    """
+
+    def __init__(self, base: ImageDataset, indices: Sequence[int]) -> None:
+        self.base = base
+        self.indices = [int(i) for i in indices]
+        self.class_names = list(base.class_names)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        return self.base[self.indices[index]]
+
+    def labels(self) -> list[int]:
+        """Labels of the selected samples."""
+        all_labels = self.base.labels()
+        return [all_labels[i] for i in self.indices]
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A deterministic (train, test) split of ``range(n)``; both sorted."""
+    import numpy as np
+
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(n - 1, max(1, int(round(test_fraction * n))))
+    return sorted(perm[n_test:].tolist()), sorted(perm[:n_test].tolist())

@@ -32,8 +32,10 @@ class Truth:
                 raise ValueError(f"Truth.mask must be 2-D [H, W], got shape {m.shape}")
             object.__setattr__(self, "mask", m.astype(bool))
         if self.points is not None:
-            p = np.asarray(self.points, dtype=np.float64).reshape(-1, 2) if np.size(self.points) else (
-                np.zeros((0, 2))
+            p = (
+                np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+                if np.size(self.points)
+                else (np.zeros((0, 2)))
             )
             object.__setattr__(self, "points", p)
 

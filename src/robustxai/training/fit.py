@@ -42,6 +42,9 @@ class FitConfig:
         eps: L∞ budget of adversarial training (default 4/255).
         attack_steps: PGD steps per batch (PGD-7 by default).
         attack_step_size: PGD step size; ``None`` means ``2.5 · eps / attack_steps`` (Madry et al.).
+        eps_warmup_epochs: Grow the training ε linearly from ``eps / eps_warmup_epochs`` to ``eps`` over
+            this many epochs (0: full ε from the start). Starting a trained model at full ε can wipe out what
+            it learned; a ramp keeps the features while they become robust. Early stopping waits for its end.
         val_fraction: Share of the training data held out for early stopping when no validation set is given.
         patience: Epochs without validation-loss improvement before stopping (for adversarial training the
             loss on PGD-attacked validation images, i.e. robust early stopping).
@@ -58,6 +61,7 @@ class FitConfig:
     eps: float = 4 / 255
     attack_steps: int = 7
     attack_step_size: float | None = None
+    eps_warmup_epochs: int = 0
     val_fraction: float = 0.2
     patience: int = 3
     min_delta: float = 1e-3
@@ -69,6 +73,8 @@ class FitConfig:
             raise RobustXAIError("epochs and batch_size must be ≥ 1")
         if self.adversarial not in (None, "pgd"):
             raise RobustXAIError(f"adversarial must be None or 'pgd', got {self.adversarial!r}")
+        if self.eps_warmup_epochs < 0:
+            raise RobustXAIError(f"eps_warmup_epochs must be ≥ 0, got {self.eps_warmup_epochs}")
         if not 0 <= self.val_fraction < 1:
             raise RobustXAIError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check_epsilon(self.eps)
@@ -121,6 +127,11 @@ def _evaluate(
     return loss / n, correct / n
 
 
+def _pgd(cfg: FitConfig, eps: float) -> PGD:
+    step = cfg.attack_step_size if cfg.attack_step_size is not None else 2.5 * eps / cfg.attack_steps
+    return PGD(eps=eps, steps=cfg.attack_steps, step_size=step, random_start=True, seed=cfg.seed)
+
+
 def fit(
     model: ModelWrapper,
     train: ImageDataset | tuple[torch.Tensor, torch.Tensor],
@@ -156,15 +167,18 @@ def fit(
     else:
         val_x, val_y = images, labels
     weight = _class_weights(labels, model.num_classes) if cfg.class_weights == "balanced" else None
-    attack = None
+    attack: PGD | None = None
+    val_attack: PGD | None = None
     if cfg.adversarial == "pgd":
-        step = cfg.attack_step_size if cfg.attack_step_size is not None else 2.5 * cfg.eps / cfg.attack_steps
-        attack = PGD(eps=cfg.eps, steps=cfg.attack_steps, step_size=step, random_start=True, seed=cfg.seed)
+        val_attack = _pgd(cfg, cfg.eps)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = FitResult(config=asdict(cfg))
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, cfg.epochs + 1):
+        if val_attack is not None:
+            ramp = min(1.0, epoch / cfg.eps_warmup_epochs) if cfg.eps_warmup_epochs else 1.0
+            attack = _pgd(cfg, cfg.eps * ramp)
         order = torch.from_numpy(rng.permutation(len(labels)))
         train_loss, seen = 0.0, 0
         for idx in order.split(cfg.batch_size):
@@ -187,13 +201,12 @@ def fit(
             "val_loss": val_loss,
             "val_accuracy": val_acc,
         }
-        if attack is not None:
+        if val_attack is not None:
             # Robust early stopping (Rice et al. 2020): choose the epoch by the loss on attacked validation
             # images, since clean validation loss rises while robustness is still improving.
             model.eval()
-            attack.seed = cfg.seed
             adv_val = torch.cat(
-                [attack(model, x, y) for x, y in zip(val_x.split(256), val_y.split(256), strict=True)]
+                [val_attack(model, x, y) for x, y in zip(val_x.split(256), val_y.split(256), strict=True)]
             )
             val_loss, row["robust_val_accuracy"] = _evaluate(model, adv_val, val_y, weight, 256)
             row["robust_val_loss"] = val_loss
@@ -201,6 +214,8 @@ def fit(
         log.info("epoch %d/%d: %s", epoch, cfg.epochs, row)
         if progress is not None:
             progress(epoch, cfg.epochs, row)
+        if epoch < cfg.eps_warmup_epochs:
+            continue  # the objective is still changing: no model selection during the ε ramp
         if val_loss < best_loss - cfg.min_delta:
             best_loss, stale = val_loss, 0
             best_state = copy.deepcopy(model.state_dict())

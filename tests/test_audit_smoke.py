@@ -1,0 +1,167 @@
+"""End to end: the smoke profile through the CLI writes every artifact; bad input gives one-line errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from robustxai.cli import app
+
+runner = CliRunner()
+ROBUSTNESS_COLUMNS = [
+    "model",
+    "attack",
+    "epsilon",
+    "clean_accuracy",
+    "adversarial_accuracy",
+    "delta_accuracy",
+    "n",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
+    for rel in [
+        "report.html",
+        "results.sqlite",
+        "config.toml",
+        "tables/robustness.csv",
+        "tables/alignment.csv",
+        "figures/grid.png",
+        "figures/robustness.png",
+    ]:
+        assert (smoke_run / rel).is_file(), rel
+    rob = pd.read_csv(smoke_run / "tables" / "robustness.csv")
+    assert list(rob.columns) == ROBUSTNESS_COLUMNS
+    assert set(rob["model"]) == {"standard", "adversarial", "attention"}
+    assert set(rob["attack"]) == {"fgsm", "pgd"}
+    assert ((rob["adversarial_accuracy"] >= 0) & (rob["adversarial_accuracy"] <= 1)).all()
+    ali = pd.read_csv(smoke_run / "tables" / "alignment.csv")
+    assert list(ali.columns)[:7] == ["model", "condition", "epsilon", "explainer", "metric", "value", "n"]
+    assert {"clean", "pgd", "fgsm"} <= set(ali["condition"])
+    assert {"saliency", "integrated_gradients", "gradcam", "random"} <= set(ali["explainer"])
+    assert {
+        "point_coverage@5",
+        "point_coverage@15",
+        "point_coverage@25",
+        "point_coverage@85",
+        "topk_iou@15",
+        "rmse@15",
+        "map_ssim",
+    } <= set(ali["metric"])
+    html = (smoke_run / "report.html").read_text()
+    assert "Table 1" in html and "Table 2" in html and "data:image/png;base64" in html
+
+
+@pytest.mark.slow
+def test_store_has_one_row_per_sample_and_metric(smoke_run: Path) -> None:
+    con = sqlite3.connect(smoke_run / "results.sqlite")
+    n_samples = con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    preds = con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    assert preds == n_samples * 3 * 3  # 3 models × (clean + fgsm + pgd)
+    dup = con.execute(
+        "SELECT COUNT(*) FROM (SELECT model, condition, epsilon, explainer, metric, sample_id, COUNT(*) c "
+        "FROM metrics GROUP BY 1,2,3,4,5,6 HAVING c > 1)"
+    ).fetchone()[0]
+    assert dup == 0
+
+
+@pytest.mark.slow
+def test_resolved_config_is_saved_and_reusable(smoke_run: Path, tmp_path: Path) -> None:
+    from robustxai.audit.config import load_config
+
+    cfg = load_config(smoke_run / "config.toml", profile="smoke")
+    assert cfg.name == "smoke" and cfg.data.size == 32
+
+
+@pytest.mark.slow
+def test_second_run_reuses_cached_models(smoke_run: Path, tmp_path: Path) -> None:
+    con = sqlite3.connect(smoke_run / "results.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM models").fetchone()[0] == 3
+    result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    first = pd.read_csv(smoke_run / "tables" / "robustness.csv")
+    second = pd.read_csv(tmp_path / "again" / "tables" / "robustness.csv")
+    pd.testing.assert_frame_equal(first, second)
+    infos = (
+        sqlite3.connect(tmp_path / "again" / "results.sqlite").execute("SELECT info FROM models").fetchall()
+    )
+    assert all('"source": "cache"' in row[0] for row in infos)
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (["audit", "missing.toml"], None, "config file not found"),
+        (["audit", "{cfg}"], "[data]\nn_tset = 3\n", "unknown key"),
+        (["audit", "{cfg}"], '[[attacks]]\nname = "deepfool"\n', "unknown attack 'deepfool'"),
+        (["audit", "{cfg}"], '[explain]\nmethods = ["shap"]\n', "unknown explainer 'shap'"),
+        (["audit", "{cfg}"], '[[models]]\nname = "m"\narch = "vit"\n', "unknown model 'vit'"),
+        (["audit", "{cfg}"], '[[attacks]]\nname = "pgd"\nepsilons = [-1.0]\n', "epsilons must be ≥ 0"),
+        (["audit", "{cfg}"], '[data]\nsource = "folder"\npath = "{empty}"\n', "no images found"),
+        (["audit", "--profile", "huge"], None, "unknown profile"),
+        (["list", "gizmos"], None, "unknown kind"),
+    ],
+)
+def test_bad_input_is_one_line_error(args, config, message, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = tmp_path / "c.toml"
+    if config is not None:
+        cfg.write_text(config.replace("{empty}", str(empty)))
+    argv = [a.replace("{cfg}", str(cfg)) for a in args]
+    if argv[0] == "audit" and "--profile" not in argv:
+        argv += ["--profile", "smoke", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+
+
+def test_list_command() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("pgd", "integrated_gradients", "smallcnn-attention", "point_coverage"):
+        assert name in result.output
+
+
+@pytest.mark.slow
+def test_data_synth_and_train_commands(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--n", "40", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert (out / "manifest.csv").is_file() and (out / "annotations.json").is_file()
+    model_dir = tmp_path / "model"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--out",
+            str(model_dir),
+            "--data",
+            str(out),
+            "--size",
+            "32",
+            "--epochs",
+            "1",
+            "--training",
+            "pgd",
+            "--attack-steps",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (model_dir / "model.safetensors").is_file()
