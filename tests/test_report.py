@@ -279,3 +279,26 @@ def test_clean_only_run_builds(tmp_path: Path) -> None:
     df = pd.read_csv(tmp_path / "tables" / "robustness.csv")
     assert list(df.columns) == ROBUSTNESS_COLUMNS and df.empty
     assert not (tmp_path / "figures" / "robustness.png").exists()
+
+
+def test_summary_warns_about_ties_inflating_the_top_region(tmp_path) -> None:
+    from robustxai.report.summary import _tie_sentences
+    from robustxai.report.tables import ReportTables
+
+    alignment = pd.DataFrame(
+        {
+            "model": ["m", "m", "m"],
+            "condition": ["clean", "clean", "clean"],
+            "epsilon": [0.0, 0.0, 0.0],
+            "explainer": ["gradcam", "saliency", "random"],
+            "metric": ["mask_area@15"] * 3,
+            "value": [0.9, 0.15, 0.95],
+            "n": [5, 5, 5],
+        }
+    )
+    tables = ReportTables.__new__(ReportTables)
+    tables.alignment = alignment
+    sentences = _tie_sentences(tables)
+    assert len(sentences) == 1 and "m/gradcam" in sentences[0] and "90.0 %" in sentences[0]
+    tables.alignment = alignment.assign(value=[0.15, 0.15, 0.95])
+    assert _tie_sentences(tables) == []

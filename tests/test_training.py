@@ -62,3 +62,30 @@ def test_fit_rejects_bad_data() -> None:
         rx.fit(model, (x, y + 5))
     with pytest.raises(RobustXAIError, match="adversarial"):
         rx.FitConfig(adversarial="trades")  # type: ignore[arg-type]
+
+
+def test_eps_warmup_ramps_and_delays_selection() -> None:
+    x, y = _separable(64)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    cfg = rx.FitConfig(
+        epochs=3, batch_size=32, adversarial="pgd", attack_steps=1, eps_warmup_epochs=3, patience=1, lr=1e-2
+    )
+    result = rx.fit(model, (x, y), config=cfg)
+    assert len(result.history) == 3  # no early stop while ε is still growing
+    assert result.best_epoch == 3
+    assert all("robust_val_accuracy" in row for row in result.history)
+    with pytest.raises(RobustXAIError, match="eps_warmup_epochs"):
+        rx.FitConfig(eps_warmup_epochs=-1)
+
+
+def test_copy_shared_weights_copies_only_the_backbone() -> None:
+    from robustxai.audit.stages_models import copy_shared_weights
+
+    torch.manual_seed(0)
+    source = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    target = rx.create_model("smallcnn-attention", widths=(4, 8, 8, 8))
+    copied = copy_shared_weights(source, target)
+    assert copied and all(not k.startswith("net.head") for k in copied)
+    for k in copied:
+        torch.testing.assert_close(target.state_dict()[k], source.state_dict()[k])
+    assert any(k.startswith("net.head") for k in target.state_dict() if k not in copied)

@@ -205,6 +205,23 @@ def _stability_sentences(tables: ReportTables) -> list[str]:
     ]
 
 
+def _tie_sentences(tables: ReportTables, slack: float = 0.05) -> list[str]:
+    """Warn where ties made a top-15 % region much larger than 15 % (flat maps cover points for free)."""
+    areas = tables.alignment[
+        (tables.alignment["metric"] == "mask_area@15") & (tables.alignment["explainer"] != RANDOM_EXPLAINER)
+    ]
+    inflated = areas[areas["value"] > 0.15 + slack]
+    if inflated.empty:
+        return []
+    worst = inflated.sort_values(["value", "model", "explainer"], ascending=[False, True, True]).iloc[0]
+    combos = sorted({f"{r['model']}/{r['explainer']}" for _, r in inflated.iterrows()})
+    return [
+        f"Ties enlarge the 'top 15 %' region of {_names(combos)}: up to {_pct(float(worst['value']))} of the "
+        f"image for '{worst['model']}' / {worst['explainer']} ({worst['condition']}), so their point coverage "
+        "is inflated; flat or mostly-zero maps cover points without locating anything."
+    ]
+
+
 def summarize(tables: ReportTables) -> list[str]:
     """Write the report's summary as plain-language sentences.
 
@@ -220,6 +237,7 @@ def summarize(tables: ReportTables) -> list[str]:
     out += _alignment_sentences(tables, (CLEAN, 0.0))
     if tables.primary is not None:
         out += _alignment_sentences(tables, tables.primary)
+    out += _tie_sentences(tables)
     out += _stability_sentences(tables)
     n = tables.n_images
     if n < SMALL_N:
