@@ -216,9 +216,9 @@ def _tie_sentences(tables: ReportTables, slack: float = 0.05) -> list[str]:
     worst = inflated.sort_values(["value", "model", "explainer"], ascending=[False, True, True]).iloc[0]
     combos = sorted({f"{r['model']}/{r['explainer']}" for _, r in inflated.iterrows()})
     return [
-        f"Ties enlarge the 'top 15 %' region of {_names(combos)}: up to {_pct(float(worst['value']))} of the "
-        f"image for '{worst['model']}' / {worst['explainer']} ({worst['condition']}), so their point coverage "
-        "is inflated; flat or mostly-zero maps cover points without locating anything."
+        f"Ties enlarge the 'top 15 %' region of {_names(combos)}: up to {_pct(float(worst['value']))} of "
+        f"the image for '{worst['model']}' / {worst['explainer']} ({worst['condition']}), so their point "
+        "coverage is inflated; flat or mostly-zero maps cover points without locating anything."
     ]
 
 
