@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import torch
 
@@ -32,10 +34,35 @@ class Sample:
 class ImageDataset(Sequence[Sample]):
     """A random-access collection of :class:`Sample` objects with known class names.
 
-    Subclasses implement ``__len__`` and ``__getitem__`` (abstract in ``Sequence``).
+    Subclasses implement ``__len__`` and ``_load(i)`` for ``0 ≤ i < len``; indexing (negative indices,
+    bounds, slices) is handled here once for every data source.
     """
 
     class_names: list[str]
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def _load(self, index: int) -> Sample:
+        """Return sample ``index`` (already checked to lie in ``[0, len)``)."""
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        """Sample ``index`` (negative indices count from the end), or a list of samples for a slice."""
+        if isinstance(index, slice):
+            return [self._load(i) for i in range(*index.indices(len(self)))]
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
+        return self._load(i)
 
     def labels(self) -> list[int]:
         """All labels in order (subclasses may answer without loading images)."""
@@ -65,7 +92,7 @@ class SubsetDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+    def _load(self, index: int) -> Sample:
         return self.base[self.indices[index]]
 
     def labels(self) -> list[int]:

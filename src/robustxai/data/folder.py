@@ -37,7 +37,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -304,21 +304,8 @@ class FolderDataset(ImageDataset):
         """The manifest's split name of every image, in order (empty strings without a split column)."""
         return list(self._splits)
 
-    @overload
-    def __getitem__(self, index: int) -> Sample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Sample]: ...
-
-    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
-        """Read image ``index`` with its truth (or a list of samples for a slice)."""
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {index} out of range for a folder data set of length {len(self)}")
+    def _load(self, i: int) -> Sample:
+        """Read image ``i`` with its truth."""
         rel = self._paths[i]
         arr = _read_image(self.root / rel, self.channels)
         h, w = arr.shape[1:]

@@ -19,7 +19,7 @@ without the fracture (used by the tests to check that the mask sits on the rende
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -141,17 +141,8 @@ class SyntheticFracture(ImageDataset):
     def __len__(self) -> int:
         return self.n
 
-    @overload
-    def __getitem__(self, index: int) -> Sample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Sample]: ...
-
-    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
-        """Render image ``index`` (or a list of images for a slice)."""
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.n))]
-        i = self._check_index(index)
+    def _load(self, i: int) -> Sample:
+        """Render image ``i``."""
         image, label, truth, meta = self._render(i)
         tensor = torch.from_numpy(image[None])
         return Sample(image=tensor, label=label, truth=truth, id=f"synth-{self.seed}-{i:06d}", meta=meta)
@@ -161,14 +152,6 @@ class SyntheticFracture(ImageDataset):
         if self._labels is None:
             self._labels = [self._label(i) for i in range(self.n)]
         return list(self._labels)
-
-    def _check_index(self, index: int) -> int:
-        i = int(index)
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"index {index} out of range for synthetic-fracture of length {self.n}")
-        return i
 
     def _rng(self, i: int, stream: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, i, stream]))
