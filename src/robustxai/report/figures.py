@@ -143,7 +143,8 @@ def grid_figure(
                 )
             _draw_points(ax, sample.get("points"), on_map=False)
             _bare(ax)
-            ax.set_ylabel(_plain(f"{sid}\n{model}"), fontsize=8)
+            short = sid.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # "fracture/synth-1-000001.png" → "synth-1-000001"
+            ax.set_ylabel(_plain(f"{short}\n{model}"), fontsize=8)
             if row == 0:
                 ax.set_title("image + truth", fontsize=8)
             col = 1
@@ -166,7 +167,7 @@ def grid_figure(
         "Explanation maps (min-max normalised; red × / cyan ○ = expert points, cyan line = truth mask)",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))  # room for the title
     return _save(fig, path)
 
 
