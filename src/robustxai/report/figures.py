@@ -143,7 +143,7 @@ def grid_figure(
                 )
             _draw_points(ax, sample.get("points"), on_map=False)
             _bare(ax)
-            short = sid.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # "fracture/synth-1-000001.png" → "synth-1-000001"
+            short = sid.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # "fracture/synth-1-7.png" → "synth-1-7"
             ax.set_ylabel(_plain(f"{short}\n{model}"), fontsize=8)
             if row == 0:
                 ax.set_title("image + truth", fontsize=8)
