@@ -63,6 +63,7 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
     } <= set(ali["metric"])
     html = (smoke_run / "report.html").read_text()
     assert "Table 1" in html and "Table 2" in html and "data:image/png;base64" in html
+    assert "initialised from standard" in html and "robust validation accuracy" in html
 
 
 @pytest.mark.slow

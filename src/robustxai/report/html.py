@@ -252,11 +252,36 @@ def _data_uri(path: Path | None) -> str | None:
     )
 
 
+def _fmt_pct(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(v) else f"{100.0 * v:.1f}"
+
+
 def _models_rows(run: RunData) -> list[list[str]]:
-    return [
-        [str(r["model"]), str(r["arch"] or ""), str(r["training"] or "")]
-        for r in run.models.to_dict("records")
-    ]
+    """Model, architecture, training, where it came from, and its validation accuracy (clean, robust)."""
+    rows = []
+    for r in run.models.to_dict("records"):
+        try:
+            info = json.loads(r.get("info") or "{}")
+        except (TypeError, ValueError):
+            info = {}
+        origin = str(info.get("source", ""))
+        if info.get("init_from"):
+            origin += f", initialised from {info['init_from']}"
+        rows.append(
+            [
+                str(r["model"]),
+                str(r["arch"] or ""),
+                str(r["training"] or ""),
+                origin,
+                _fmt_pct(info.get("val_accuracy")),
+                _fmt_pct(info.get("robust_val_accuracy")),
+            ]
+        )
+    return rows
 
 
 def _mapping_rows(value: Any, seconds: bool = False) -> list[tuple[str, str]]:
