@@ -86,3 +86,10 @@ def test_pgd_increases_loss(tiny_model, images, labels) -> None:
 def test_attack_does_not_touch_parameter_grads(tiny_model, images, labels) -> None:
     rx.create_attack("pgd", eps=4 / 255, steps=2)(tiny_model, images, labels)
     assert all(p.grad is None for p in tiny_model.parameters())
+
+
+def test_int32_labels_are_accepted_and_negative_refused(tiny_model, images, labels) -> None:
+    adv = rx.create_attack("fgsm", eps=2 / 255)(tiny_model, images, labels.int())
+    assert adv.shape == images.shape
+    with pytest.raises(RobustXAIError, match="≥ 0"):
+        rx.create_attack("fgsm", eps=2 / 255)(tiny_model, images, labels - 1)

@@ -66,3 +66,27 @@ def test_checkpoint_with_other_classes_is_refused(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["audit", str(cfg), "--profile", "smoke", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "predicts ['a', 'b']" in result.output
+
+
+def test_separate_test_folder_uses_the_training_class_order(tmp_path: Path) -> None:
+    from robustxai.audit.config import load_config
+    from robustxai.audit.progress import LogProgress
+    from robustxai.audit.stages_data import build_datasets
+
+    write_folder(SyntheticFracture(12, size=32, seed=1), tmp_path / "train")
+    test = tmp_path / "test"
+    write_folder(SyntheticFracture(12, size=32, seed=2), test)
+    (test / "annotations.json").unlink()  # without it, class folders would sort as [fracture, normal]
+    (test / "manifest.csv").unlink()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[data]\nsource = "folder"\npath = "{tmp_path / "train"}"\ntest_path = "{test}"\nsize = 32\n'
+    )
+    train_ds, test_ds, info = build_datasets(
+        load_config(cfg, profile="smoke"), tmp_path / "cache", LogProgress()
+    )
+    assert test_ds.class_names == train_ds.class_names == ["normal", "fracture"]
+    truth = SyntheticFracture(12, size=32, seed=2)
+    by_id = {s.id.rsplit("/", 1)[-1]: s.label for s in test_ds}
+    assert all(by_id[f"{truth[i].id}.png"] == truth[i].label for i in range(12))
+    assert info["fingerprint"]

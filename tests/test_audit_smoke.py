@@ -166,3 +166,11 @@ def test_data_synth_and_train_commands(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (model_dir / "model.safetensors").is_file()
+
+
+def test_out_dir_with_foreign_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "mine.png").write_bytes(b"x")
+    result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds no earlier robustxai run" in result.output
+    assert (tmp_path / "figures" / "mine.png").is_file()

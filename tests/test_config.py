@@ -8,7 +8,7 @@ import pytest
 
 from robustxai.audit.config import PROFILES, deep_merge, dump_toml, load_config, validate_config
 from robustxai.audit.runner import check_config, primary_condition
-from robustxai.errors import ConfigError, UnknownNameError
+from robustxai.errors import ConfigError, RobustXAIError, UnknownNameError
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -71,10 +71,35 @@ def test_unknown_plugin_names_fail_before_work(tmp_path) -> None:
             check_config(load_config(path, profile="smoke"))
 
 
-def test_primary_attack_must_exist(tmp_path) -> None:
+def test_missing_primary_attack_falls_back_with_a_warning(tmp_path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[report]\nprimary_attack = "bim"\n')
-    with pytest.raises(ConfigError, match="primary_attack"):
+    cfg = load_config(path, profile="smoke")
+    warnings = check_config(cfg)
+    assert len(warnings) == 1 and "'bim' is not among the configured attacks" in warnings[0]
+    assert primary_condition(cfg)[0] == "fgsm"
+
+
+def test_natural_overrides_of_the_profile_work(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[explain]\nmethods = ["saliency"]\n[[attacks]]\nname = "fgsm"\n')
+    assert check_config(load_config(path, profile="default")) != []  # primary falls back, with a warning
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[[attacks]]\nname = "pgd"\nparams = { eps = 0.1 }\n', "not params.eps"),
+        ('[[models]]\nname = "m"\narch_kwargs = { num_classes = 3 }\n', "may not set num_classes"),
+        ('[[models]]\nname = "m"\narch_kwargs = { widht = [1] }\n', "unknown keyword"),
+        ('name = "../../etc"\n', "name"),
+        ('name = ""\n', "name"),
+    ],
+)
+def test_reserved_and_unsafe_settings_are_refused(tmp_path, text, match) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(RobustXAIError, match=match):
         check_config(load_config(path, profile="smoke"))
 
 

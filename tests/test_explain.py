@@ -122,3 +122,18 @@ def test_reduction_rules(tiny_model, images) -> None:
     torch.testing.assert_close(e.maps, e.attributions.abs().sum(1))
     with pytest.raises(RobustXAIError, match="reduction"):
         rx.create_explainer("saliency", reduction="median")
+
+
+def test_out_of_range_target_is_a_clear_error(tiny_model, images) -> None:
+    with pytest.raises(RobustXAIError, match=r"\[0, 1\]"):
+        rx.create_explainer("saliency")(tiny_model, images, target=5)
+    with pytest.raises(RobustXAIError, match="unsupported target"):
+        rx.create_explainer("saliency")(tiny_model, images, target=True)
+
+
+def test_random_baseline_depends_on_the_image_not_the_batch(tiny_model, images) -> None:
+    expl = rx.create_explainer("random", seed=0)
+    whole = expl(tiny_model, images)
+    torch.testing.assert_close(expl(tiny_model, images[2:]), whole[2:])
+    assert not torch.equal(whole[0], whole[1])
+    assert not torch.equal(expl(tiny_model, (images + 0.01).clamp(0, 1))[0], whole[0])

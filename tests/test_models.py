@@ -73,3 +73,19 @@ def test_predict_restores_mode(tiny_model) -> None:
     tiny_model.train()
     preds = tiny_model.predict(torch.rand(5, 1, 32, 32), batch_size=2)
     assert preds.shape == (5,) and tiny_model.training
+
+
+def test_corrupt_model_files_are_clear_errors(tmp_path) -> None:
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    rx.save_model(model, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(RobustXAIError, match="cannot read weights"):
+        rx.load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text("{broken")
+    with pytest.raises(RobustXAIError, match="not a robustxai model spec"):
+        rx.load_model(tmp_path / "m")
+
+
+def test_attention_dropout_is_not_overridden() -> None:
+    model = rx.create_model("smallcnn-attention", dropout=0.2, widths=(4, 8, 8, 8))
+    assert model.net.head.dropout.p == 0.2

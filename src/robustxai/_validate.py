@@ -38,9 +38,11 @@ def check_labels(y: object, batch: int, name: str = "labels") -> torch.Tensor:
         raise RobustXAIError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.ndim != 1 or y.shape[0] != batch:
         raise RobustXAIError(f"{name} must have shape [{batch}], got {tuple(y.shape)}")
-    if y.is_floating_point():
+    if y.is_floating_point() or y.dtype == torch.bool:
         raise RobustXAIError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-    return y
+    if y.numel() and int(y.min()) < 0:
+        raise RobustXAIError(f"{name} must be ≥ 0, got {int(y.min())}")
+    return y.long()
 
 
 def check_maps(m: object, name: str = "maps") -> torch.Tensor:

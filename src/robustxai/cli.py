@@ -66,7 +66,7 @@ def _progress() -> Iterator[RichProgress]:
 def _user_errors() -> Iterator[None]:
     try:
         yield
-    except (RobustXAIError, FileNotFoundError) as err:
+    except (RobustXAIError, OSError) as err:
         if _state["debug"]:
             raise
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
@@ -142,6 +142,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a model on the synthetic benchmark or an image folder and save it."""
+    from robustxai.data.base import ImageDataset
     from robustxai.data.folder import FolderDataset
     from robustxai.data.synthetic import SyntheticFracture
     from robustxai.models import create_model, save_model
@@ -150,11 +151,12 @@ def train(
     with _user_errors():
         if training not in ("standard", "pgd"):
             raise RobustXAIError(f"--training must be 'standard' or 'pgd', got {training!r}")
-        ds = (
-            SyntheticFracture(n, size=size, seed=seed)
-            if data == "synthetic-fracture"
-            else FolderDataset(Path(data), size=size)
-        )
+        if data == "synthetic-fracture":
+            ds: ImageDataset = SyntheticFracture(n, size=size, seed=seed)
+        else:
+            ds = FolderDataset(Path(data), size=size)
+            if "train" in ds.splits:  # never train on the rows an audit will test on
+                ds = FolderDataset(Path(data), size=size, split="train")
         if len(ds) == 0:
             raise RobustXAIError(f"the data set {data} is empty")
         net = create_model(model, num_classes=len(ds.class_names), class_names=ds.class_names)

@@ -36,7 +36,7 @@ class Attack(ABC):
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return adversarial images for ``images`` with true ``labels`` (model mode is left as is)."""
         check_images(images)
-        check_labels(labels, images.shape[0])
+        labels = check_labels(labels, images.shape[0])
         if self.eps == 0:
             return images.detach().clone()
         with torch.enable_grad():

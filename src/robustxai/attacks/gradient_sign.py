@@ -38,7 +38,8 @@ class PGD(Attack):
     Args:
         eps: L∞ radius (Secure Diagnostics: 4/255).
         steps: Number of iterations (10).
-        step_size: Step α per iteration (1/255); defaults to ``eps / 4`` when ``None``.
+        step_size: Step α per iteration; ``None`` means ``eps / 4`` (1/255 at ε = 4/255, as in Secure
+            Diagnostics), so the step scales along an ε sweep.
         random_start: Start from a uniform point in the ε-ball (clipped to [0, 1]).
         seed: Seed of the random start, so runs are reproducible.
     """
@@ -49,7 +50,7 @@ class PGD(Attack):
         self,
         eps: float = 4 / 255,
         steps: int = 10,
-        step_size: float | None = 1 / 255,
+        step_size: float | None = None,
         random_start: bool = True,
         seed: int = 0,
     ) -> None:

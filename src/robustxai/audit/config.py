@@ -92,7 +92,9 @@ class ExplainConfig(_Strict):
     """Which maps to compute, on how many annotated test images, and how to score them."""
 
     methods: list[str] = Field(default_factory=lambda: ["saliency", "integrated_gradients", "gradcam"])
-    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-method keywords; entries for methods not listed are unused"
+    )
     n_images: int = Field(64, ge=1)
     tops: list[float] = Field(default_factory=lambda: [0.05, 0.15, 0.25, 0.85])
     batch_size: int = Field(32, ge=1)
@@ -116,7 +118,7 @@ class ReportConfig(_Strict):
 class AuditConfig(_Strict):
     """The whole audit."""
 
-    name: str = "default"
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = 0
     batch_size: int = Field(64, ge=1, description="batch size of predictions and attacks")
     cache_dir: str | None = Field(None, description="trained-model/data cache (default ~/.cache/robustxai)")

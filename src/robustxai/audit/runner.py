@@ -27,7 +27,7 @@ from robustxai.audit.stages_eval import CLEAN, Condition, EvalData, run_explanat
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.data.base import ImageDataset, stack_images
-from robustxai.errors import ConfigError, DataError
+from robustxai.errors import ConfigError, DataError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
 from robustxai.report import build_report
@@ -46,41 +46,75 @@ class AuditResult:
     warnings: list[str]
 
 
-def check_config(cfg: AuditConfig) -> None:
-    """Instantiate every named plug-in once so unknown names and keywords fail before any work."""
+RESERVED_MODEL_KEYS = ("num_classes", "class_names", "in_channels")
+
+
+def check_config(cfg: AuditConfig) -> list[str]:
+    """Instantiate every named plug-in once so unknown names and keywords fail before any work.
+
+    Returns:
+        Warnings about settings that were adjusted (e.g. a primary attack that is not configured).
+    """
     for m in cfg.models:
-        if not m.checkpoint:
-            MODELS.get(m.arch)
+        if m.checkpoint:
+            continue
+        allowed = MODELS.parameters(m.arch)
+        reserved = sorted(set(m.arch_kwargs) & set(RESERVED_MODEL_KEYS))
+        if reserved:
+            raise ConfigError(
+                f"model {m.name!r}: arch_kwargs may not set {', '.join(reserved)} (the data do)"
+            )
+        unknown = sorted(set(m.arch_kwargs) - set(allowed))
+        if unknown:
+            raise UnknownNameError(
+                f"model {m.name!r}: {m.arch} got unknown keyword(s) {', '.join(unknown)}; "
+                f"it accepts: {', '.join(k for k in allowed if k not in RESERVED_MODEL_KEYS)}"
+            )
     for a in cfg.attacks:
+        if "eps" in a.params:
+            raise ConfigError(f"attack {a.name!r}: set the budget with epsilons = [...], not params.eps")
         for eps in a.epsilons:
             create_attack(a.name, eps=eps, **a.params)
     for method in cfg.explain.methods:
         create_explainer(method, **cfg.explain.params.get(method, {}))
-    unknown = sorted(set(cfg.explain.params) - set(cfg.explain.methods))
-    if unknown:
-        raise ConfigError(
-            f"explain.params names methods that are not in explain.methods: {', '.join(unknown)}"
+    warnings = []
+    if cfg.attacks and cfg.report.primary_attack not in {a.name for a in cfg.attacks}:
+        warnings.append(
+            f"report.primary_attack {cfg.report.primary_attack!r} is not among the configured attacks; "
+            f"using {cfg.attacks[0].name!r} for ΔAcc, the rank and the figures"
         )
-    if cfg.attacks:
-        primary = primary_condition(cfg)
-        if primary[0] not in {a.name for a in cfg.attacks}:
-            raise ConfigError(
-                f"report.primary_attack {cfg.report.primary_attack!r} is not among the configured attacks "
-                f"({', '.join(a.name for a in cfg.attacks)})"
-            )
+    return warnings
 
 
 def primary_condition(cfg: AuditConfig) -> Condition:
-    """The attack and ε used for ΔAcc, the rank and the figure (nearest configured ε to the requested one)."""
+    """The attack and ε used for ΔAcc, the rank and the figure (nearest configured ε to the requested one).
+
+    Falls back to the first configured attack when the requested one is not configured.
+    """
     spec = next((a for a in cfg.attacks if a.name == cfg.report.primary_attack), None)
+    if spec is None and cfg.attacks:
+        spec = cfg.attacks[0]
     if spec is None:
         return (cfg.report.primary_attack, cfg.report.primary_epsilon)
     eps = min(spec.epsilons, key=lambda e: abs(e - cfg.report.primary_epsilon))
     return (spec.name, float(eps))
 
 
+RUN_MARKERS = ("config.toml", STORE_FILE)
+
+
 def _prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory, replacing the outputs of an earlier run with the same name."""
+    """Create the run directory, replacing the outputs of an earlier run there.
+
+    A non-empty directory that holds no earlier run is refused, so ``--out .`` or a typo can never delete a
+    user's own ``tables/`` or ``figures/``.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not any((run_dir / m).is_file() for m in RUN_MARKERS):
+        raise ConfigError(
+            f"run directory {run_dir} is not empty and holds no earlier robustxai run; choose another --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "report.html"):
         (run_dir / name).unlink(missing_ok=True)
@@ -88,24 +122,28 @@ def _prepare_run_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir / sub, ignore_errors=True)
 
 
+def _mask_or(mask: np.ndarray | None, default: np.ndarray) -> np.ndarray:
+    return default if mask is None else mask
+
+
 def _eval_data(test_ds: ImageDataset, n_images: int) -> tuple[EvalData, list[str]]:
     samples = [test_ds[i] for i in range(len(test_ds))]
     images, labels = stack_images(samples)
-    subset = [
-        i
-        for i, s in enumerate(samples)
-        if s.truth.points is not None and len(s.truth.points) > 0 and s.truth.mask is not None
-    ][:n_images]
+    # Images with any annotation: point metrics need points, mask metrics a mask; the other is NaN.
+    subset = [i for i, s in enumerate(samples) if not s.truth.empty][:n_images]
     warnings = []
     if not subset:
-        warnings.append("no test image has ground-truth points and a mask: alignment metrics were skipped")
+        warnings.append("no test image has ground-truth points or a mask: alignment metrics were skipped")
     h, w = images.shape[-2:]
+    empty_mask = np.zeros((h, w), dtype=bool)
     masks = (
-        torch.stack([torch.from_numpy(samples[i].truth.mask) for i in subset])
+        torch.stack([torch.from_numpy(_mask_or(samples[i].truth.mask, empty_mask)) for i in subset])
         if subset
-        else (torch.zeros((0, h, w), dtype=torch.bool))
+        else torch.zeros((0, h, w), dtype=torch.bool)
     )
-    points = [np.asarray(samples[i].truth.points) for i in subset]
+    points = [
+        np.asarray(p) if (p := samples[i].truth.points) is not None else np.zeros((0, 2)) for i in subset
+    ]
     data = EvalData(images, labels, [s.id for s in samples], subset, masks, points)
     return data, warnings
 
@@ -136,14 +174,14 @@ def run_audit(
     """
     t_start = time.perf_counter()
     prog = progress or LogProgress()
-    check_config(cfg)
+    config_warnings = check_config(cfg)
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     _prepare_run_dir(out)
     resolved = cfg.model_dump()
     (out / "config.toml").write_text(dump_toml(resolved))
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(config_warnings)
     cache = cache_root(cfg.cache_dir)
 
     t = time.perf_counter()

@@ -27,6 +27,16 @@ def _synthetic_on_disk(ds: SyntheticFracture, root: Path, progress: Progress, la
     return FolderDataset(root)
 
 
+def folder_fingerprint(roots: list[Path]) -> str:
+    """A hash of every file's relative path, size and modification time under ``roots``."""
+    entries = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            stat = path.stat()
+            entries.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return key_of("folder", entries)
+
+
 def build_datasets(
     cfg: AuditConfig, cache: Path, progress: Progress
 ) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
@@ -51,7 +61,8 @@ def build_datasets(
             raise DataError(f"data folder not found: {root}")
         if d.test_path:
             train_ds = FolderDataset(root, size=d.size)
-            test_ds = FolderDataset(Path(d.test_path), size=d.size)
+            # The test folder must use the training folder's class order, or labels would silently flip.
+            test_ds = FolderDataset(Path(d.test_path), size=d.size, class_names=train_ds.class_names)
             how = "separate test folder"
         else:
             full = FolderDataset(root, size=d.size)
@@ -65,6 +76,8 @@ def build_datasets(
                 train_ds, test_ds = SubsetDataset(full, train_idx), SubsetDataset(full, test_idx)
                 how = f"random {frac:.0%} hold-out (seed {cfg.seed})"
         info = {"name": "folder", "path": str(root), "size": d.size, "split": how}
+        # Content fingerprint, so a cached model is never reused after the images or labels change.
+        info["fingerprint"] = folder_fingerprint([root] + ([Path(d.test_path)] if d.test_path else []))
     if len(train_ds) == 0:
         raise DataError("the training data set is empty")
     if len(test_ds) == 0:

@@ -56,6 +56,12 @@ def blob_to_array(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
+def _unit_range(a: np.ndarray) -> np.ndarray:
+    """Min-max normalise a map before float16 storage, so tiny attributions do not underflow to zero."""
+    lo, hi = float(np.min(a)), float(np.max(a))
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
 class Store:
     """Read/write access to one run's SQLite store.
 
@@ -122,7 +128,7 @@ class Store:
         """Store maps for the figure grid: ``(model, condition, epsilon, explainer, sample_id, map)``."""
         self._insert(
             "figure_maps",
-            ((m, c, e, x, s, array_to_blob(a.astype(np.float16))) for m, c, e, x, s, a in rows),
+            ((m, c, e, x, s, array_to_blob(_unit_range(a).astype(np.float16))) for m, c, e, x, s, a in rows),
             6,
         )
 

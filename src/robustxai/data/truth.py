@@ -13,6 +13,25 @@ import torch
 import torch.nn.functional as F
 
 
+def resize_mask(mask: np.ndarray, dst_hw: tuple[int, int]) -> np.ndarray:
+    """Resize a boolean mask in register with a bilinearly/area-resized image.
+
+    Downsampling averages the covered area (a pixel is in the mask if at least half of it was); upsampling
+    interpolates bilinearly with centre-aligned pixels, like the image. A thin mask that would vanish keeps
+    every pixel it touches, so an annotation never disappears silently.
+    """
+    src = torch.from_numpy(mask.astype(np.float32))[None, None]
+    down = dst_hw[0] <= mask.shape[0] and dst_hw[1] <= mask.shape[1]
+    if down:
+        cover = F.interpolate(src, size=dst_hw, mode="area")
+    else:
+        cover = F.interpolate(src, size=dst_hw, mode="bilinear", align_corners=False)
+    out = cover[0, 0] >= 0.5
+    if mask.any() and not out.any():
+        out = cover[0, 0] > 0
+    return out.numpy()
+
+
 @dataclass(frozen=True)
 class Truth:
     """Expert annotation of one image.
@@ -50,8 +69,7 @@ class Truth:
         """Return the truth for the image resized from ``src_hw`` to ``dst_hw`` (rows, columns)."""
         mask = None
         if self.mask is not None:
-            t = torch.from_numpy(self.mask.astype(np.float32))[None, None]
-            mask = (F.interpolate(t, size=dst_hw, mode="nearest")[0, 0] > 0.5).numpy()
+            mask = resize_mask(self.mask, dst_hw)
         points = None
         if self.points is not None:
             sx = dst_hw[1] / src_hw[1]

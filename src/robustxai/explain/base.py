@@ -71,14 +71,22 @@ def resolve_targets(
             )
         if labels is None:
             raise RobustXAIError("target='label' needs labels")
-        return labels.to(images.device).long()
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=images.device)
-    if isinstance(target, torch.Tensor):
+        return resolve_targets(model, images, labels, None)
+    if isinstance(target, int) and not isinstance(target, bool):
+        targets = torch.full((batch,), target, dtype=torch.long, device=images.device)
+    elif isinstance(target, torch.Tensor) and not target.is_floating_point():
         if target.shape != (batch,):
             raise RobustXAIError(f"target tensor must have shape [{batch}], got {tuple(target.shape)}")
-        return target.to(images.device).long()
-    raise RobustXAIError(f"unsupported target {target!r}")
+        targets = target.to(images.device).long()
+    else:
+        raise RobustXAIError(f"unsupported target {target!r}")
+    with torch.no_grad():
+        k = int(model(images[:1]).shape[1])
+    if int(targets.min()) < 0 or int(targets.max()) >= k:
+        raise RobustXAIError(
+            f"target indices must lie in [0, {k - 1}] for this model, got {targets.tolist()}"
+        )
+    return targets
 
 
 class Explainer(ABC):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 from torch import nn
 
@@ -24,6 +26,14 @@ class RandomMap(Explainer):
         self.seed = int(seed)
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Uniform noise of the images' shape."""
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        return torch.rand(images.shape, generator=gen, dtype=images.dtype).to(images.device)
+        """Uniform noise of the images' shape, seeded per image by its content.
+
+        The same image always gets the same map (reproducible, independent of batching), and a changed
+        image — e.g. an attacked one — gets an unrelated map, which is what a map without information does.
+        """
+        out = torch.empty(images.shape, dtype=images.dtype)
+        for i, image in enumerate(images.detach().cpu()):
+            digest = zlib.crc32(image.contiguous().numpy().tobytes())
+            gen = torch.Generator(device="cpu").manual_seed(self.seed * 4_294_967_311 + digest)
+            out[i] = torch.rand(image.shape, generator=gen, dtype=images.dtype)
+        return out.to(images.device)

@@ -44,7 +44,11 @@ def _read_spec(directory: Path) -> dict[str, Any]:
     spec_path = directory / SPEC
     if not spec_path.is_file() or not (directory / WEIGHTS).is_file():
         raise RobustXAIError(f"no saved model at {directory} (expected {SPEC} and {WEIGHTS})")
-    doc: dict[str, Any] = json.loads(spec_path.read_text())
+    try:
+        doc: dict[str, Any] = json.loads(spec_path.read_text())
+        doc["spec"]["name"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RobustXAIError(f"{spec_path} is not a robustxai model spec ({err})") from None
     return doc
 
 
@@ -54,7 +58,10 @@ def load_model(directory: str | Path) -> ModelWrapper:
     doc = _read_spec(path)
     spec = doc["spec"]
     model = create_model(spec["name"], **spec.get("kwargs", {}))
-    state = load_file(str(path / WEIGHTS))
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        raise RobustXAIError(f"cannot read weights {path / WEIGHTS}: {err}") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RobustXAIError(

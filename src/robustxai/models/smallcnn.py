@@ -53,7 +53,7 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.head: nn.Module
         if attention:
-            self.head = SoftAttentionHead(c_in, num_classes, dropout=max(dropout, 0.5))
+            self.head = SoftAttentionHead(c_in, num_classes, dropout=dropout)
         else:
             self.head = nn.Sequential(
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes)

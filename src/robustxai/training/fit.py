@@ -75,6 +75,11 @@ class FitConfig:
             raise RobustXAIError(f"adversarial must be None or 'pgd', got {self.adversarial!r}")
         if self.eps_warmup_epochs < 0:
             raise RobustXAIError(f"eps_warmup_epochs must be ≥ 0, got {self.eps_warmup_epochs}")
+        if self.adversarial is not None and self.eps_warmup_epochs > self.epochs:
+            raise RobustXAIError(
+                f"eps_warmup_epochs ({self.eps_warmup_epochs}) must not exceed epochs ({self.epochs}): "
+                "no epoch would be trained at the full ε"
+            )
         if not 0 <= self.val_fraction < 1:
             raise RobustXAIError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check_epsilon(self.eps)
@@ -103,7 +108,7 @@ def _as_tensors(data: ImageDataset | tuple[torch.Tensor, torch.Tensor]) -> tuple
             raise DataError("the training data set is empty")
         images, labels = stack_images([data[i] for i in range(len(data))])
     check_images(images, "training images")
-    check_labels(labels, images.shape[0], "training labels")
+    labels = check_labels(labels, images.shape[0], "training labels")
     return images, labels
 
 
