@@ -120,3 +120,21 @@ def test_deep_merge() -> None:
         "a": {"b": 1, "c": 3},
         "l": [2],
     }
+
+
+def test_tops_that_round_to_the_same_metric_name_are_refused(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[explain]\ntops = [0.12, 0.124]\n")
+    with pytest.raises(ConfigError, match="percentage point"):
+        load_config(path, profile="smoke")
+
+
+def test_report_opens_the_store_read_only(tmp_path) -> None:
+    from robustxai.audit.store import Store
+
+    with Store(tmp_path) as store:
+        store.set_meta("x", 1)
+    with Store(tmp_path, readonly=True) as store:
+        assert store.get_meta("x") == 1
+        with pytest.raises(Exception, match="readonly"):
+            store.set_meta("y", 2)

@@ -104,6 +104,9 @@ class ExplainConfig(_Strict):
     def _fractions(cls, v: list[float]) -> list[float]:
         if not v or any(not 0 < t <= 1 for t in v):
             raise ValueError(f"tops must be fractions in (0, 1], got {v}")
+        names = [f"{round(t * 100):g}" for t in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tops must differ by at least one percentage point (metric names), got {v}")
         return v
 
 

@@ -67,11 +67,16 @@ class Store:
 
     Args:
         path: The SQLite file, or a run directory (``results.sqlite`` inside it).
+        readonly: Open an existing store for reading only (what the report does).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         p = Path(path)
         self.path = p / STORE_FILE if p.is_dir() or p.suffix == "" else p
+        if readonly:
+            # Reports only read: never create tables or change the journal mode of a finished run.
+            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path))
         self._conn.execute("PRAGMA journal_mode=WAL")

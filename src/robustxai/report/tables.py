@@ -102,7 +102,7 @@ def load_run(run_dir: Path) -> RunData:
     if not path.is_file():
         raise RobustXAIError(f"no run store at {path}: run the audit first")
     try:
-        with Store(path) as store:
+        with Store(path, readonly=True) as store:
             predictions = store.table("predictions")
             metrics = store.table("metrics")
             models = store.table("models")
