@@ -27,7 +27,7 @@ from robustxai.audit.stages_eval import CLEAN, Condition, EvalData, run_explanat
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.data.base import ImageDataset, stack_images
-from robustxai.errors import ConfigError, DataError, UnknownNameError
+from robustxai.errors import ConfigError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
 from robustxai.report import build_report
@@ -240,8 +240,3 @@ def run_audit(
     log.info("audit %s finished in %.1f s: %s", cfg.name, seconds, report)
     return AuditResult(run_dir=out, report=report, store=out / STORE_FILE, seconds=seconds, warnings=warnings)
 
-
-def require_nonempty(ds: ImageDataset, what: str) -> None:
-    """Raise a one-line error for an empty data set."""
-    if len(ds) == 0:
-        raise DataError(f"the {what} data set is empty")
