@@ -145,6 +145,8 @@ def test_data_synth_and_train_commands(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "synth", "--out", str(out), "--n", "40", "--size", "32"])
     assert result.exit_code == 0, result.output
     assert (out / "manifest.csv").is_file() and (out / "annotations.json").is_file()
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert (manifest["split"] == "test").sum() == 8 and (manifest["split"] == "train").sum() == 32
     model_dir = tmp_path / "model"
     result = runner.invoke(
         app,

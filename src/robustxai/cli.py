@@ -194,18 +194,32 @@ def data_synth(
     size: Annotated[int, typer.Option(help="Image size in pixels (16–224).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed; image i depends only on (seed, i).")] = 0,
     shortcut: Annotated[float, typer.Option(help="Marker–label correlation in [0, 1].")] = 0.0,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of images marked 'test' in the manifest's split column.")
+    ] = 0.2,
 ) -> None:
-    """Write the synthetic fracture benchmark to disk in the folder format the loader reads."""
+    """Write the synthetic fracture benchmark to disk in the folder format the loader reads.
+
+    The manifest's split column marks a fixed test share, so `robustxai train` (which uses the train rows)
+    and an audit of the folder (which tests on the test rows) never share images.
+    """
+    from robustxai.data.base import split_indices
     from robustxai.data.folder import write_folder
     from robustxai.data.synthetic import SyntheticFracture
 
     with _user_errors():
+        if not 0 < test_fraction < 1:
+            raise RobustXAIError(f"--test-fraction must lie in (0, 1), got {test_fraction}")
         ds = SyntheticFracture(n, size=size, seed=seed, shortcut=shortcut)
+        splits = ["train"] * n
+        if n >= 2:
+            for i in split_indices(n, test_fraction, seed)[1]:
+                splits[i] = "test"
         with _progress() as prog:
             task = prog.start("writing images", n)
-            write_folder(ds, out, progress=lambda k: prog.advance(task, k))
+            write_folder(ds, out, progress=lambda k: prog.advance(task, k), split=splits)
             prog.finish(task)
-    console.print(f"wrote {n} images to {out}")
+    console.print(f"wrote {n} images to {out} ({splits.count('test')} marked test)")
 
 
 @app.command("list")
