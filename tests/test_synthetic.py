@@ -167,24 +167,3 @@ def test_index_out_of_range() -> None:
     with pytest.raises(IndexError):
         ds[3]
     assert len(list(ds)) == 3
-
-
-def test_fractures_stay_clear_of_the_side_marker() -> None:
-    size = 64
-    ds = SyntheticFracture(120, size=size, seed=11)
-    corners = {
-        "top-left": (0, 0),
-        "top-right": (size - 1, 0),
-        "bottom-left": (0, size - 1),
-        "bottom-right": (size - 1, size - 1),
-    }
-    checked = 0
-    for i in range(len(ds)):
-        s = ds[i]
-        if s.label != 1:
-            continue
-        cx, cy = corners[str(s.meta["marker_corner"])]
-        dist = np.abs(s.truth.points - np.array([cx, cy])).max(axis=1)
-        assert dist.min() > 0.25 * size, (i, s.meta["marker_corner"], s.truth.points)
-        checked += 1
-    assert checked > 30

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = "3"  # bump when training or data generation changes what a cached entry holds
+CACHE_VERSION = "2"  # bump when training or data generation changes what a cached entry holds
 
 
 def cache_root(configured: str | None) -> Path:

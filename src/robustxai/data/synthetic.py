@@ -242,17 +242,12 @@ class SyntheticFracture(ImageDataset):
         f0 = c0.copy()
         lam_lo = lam_hi = 0.0
         margin = max(1.0, 2.0 * sc) + 1.0
-        # The side marker's corner box: a fracture hidden under the lead letter could not be annotated.
-        marker_xy = np.array([0.0 if corner in (0, 2) else S - 1.0, 0.0 if corner in (0, 1) else S - 1.0])
-        marker_reach = 0.3 * S
-        for t_c in [*(t_candidates * t_max), 0.0]:  # first placement inside the image and clear of the marker
+        for t_c in [*(t_candidates * t_max), 0.0]:  # first placement that keeps the line in the image
             f0 = c0 + t_c * u
             d_lo, d_hi = -w0 + min(0.0, shift), w0 + max(0.0, shift)
             lam_lo, lam_hi = sorted((d_lo / vn, d_hi / vn))
             ends = np.array([f0 + lam_lo * v, f0 + lam_hi * v])
-            along = ends[0] + np.linspace(0.0, 1.0, 9)[:, None] * (ends[1] - ends[0])
-            clear = bool(np.abs(along - marker_xy).max(axis=1).min() > marker_reach)
-            if ends.min() >= margin and ends.max() <= S - 1 - margin and clear:
+            if ends.min() >= margin and ends.max() <= S - 1 - margin:
                 break
         fractured = label == 1 and draw_fracture
         s_signed = _frame(xx, yy, f0, v)[1]  # signed distance to the fracture line
