@@ -239,4 +239,3 @@ def run_audit(
     seconds = time.perf_counter() - t_start
     log.info("audit %s finished in %.1f s: %s", cfg.name, seconds, report)
     return AuditResult(run_dir=out, report=report, store=out / STORE_FILE, seconds=seconds, warnings=warnings)
-
