@@ -90,3 +90,19 @@ def test_separate_test_folder_uses_the_training_class_order(tmp_path: Path) -> N
     by_id = {s.id.rsplit("/", 1)[-1]: s.label for s in test_ds}
     assert all(by_id[f"{truth[i].id}.png"] == truth[i].label for i in range(12))
     assert info["fingerprint"]
+
+
+def test_manifest_split_column_is_used(tmp_path: Path) -> None:
+    from robustxai.audit.config import load_config
+    from robustxai.audit.progress import LogProgress
+    from robustxai.audit.stages_data import build_datasets
+
+    splits = ["test" if i % 4 == 0 else "train" for i in range(16)]
+    write_folder(SyntheticFracture(16, size=32, seed=4), tmp_path / "d", split=splits)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\nsource = "folder"\npath = "{tmp_path / "d"}"\nsize = 32\n')
+    train_ds, test_ds, info = build_datasets(
+        load_config(cfg, profile="smoke"), tmp_path / "cache", LogProgress()
+    )
+    assert info["split"] == "manifest split column" and (len(train_ds), len(test_ds)) == (12, 4)
+    assert not {s.id for s in train_ds} & {s.id for s in test_ds}

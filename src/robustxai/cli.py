@@ -142,7 +142,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a model on the synthetic benchmark or an image folder and save it."""
-    from robustxai.data.base import ImageDataset
+    from robustxai.data.base import ImageDataset, SubsetDataset
     from robustxai.data.folder import FolderDataset
     from robustxai.data.synthetic import SyntheticFracture
     from robustxai.models import create_model, save_model
@@ -156,7 +156,7 @@ def train(
         else:
             ds = FolderDataset(Path(data), size=size)
             if "train" in ds.splits:  # never train on the rows an audit will test on
-                ds = FolderDataset(Path(data), size=size, split="train")
+                ds = SubsetDataset(ds, [i for i, s in enumerate(ds.splits) if s == "train"])
         if len(ds) == 0:
             raise RobustXAIError(f"the data set {data} is empty")
         net = create_model(model, num_classes=len(ds.class_names), class_names=ds.class_names)

@@ -67,8 +67,10 @@ def build_datasets(
         else:
             full = FolderDataset(root, size=d.size)
             if {"train", "test"} <= set(full.splits):
-                train_ds = FolderDataset(root, size=d.size, split="train")
-                test_ds = FolderDataset(root, size=d.size, split="test")
+                train_ds, test_ds = (
+                    SubsetDataset(full, [i for i, s in enumerate(full.splits) if s == name])
+                    for name in ("train", "test")
+                )
                 how = "manifest split column"
             else:
                 frac = min(0.5, d.n_test / len(full))

@@ -45,11 +45,6 @@ class RobustnessResult:
     subset_images: dict[Condition, torch.Tensor] = field(default_factory=dict)
 
 
-def _batched_predict(model: ModelWrapper, images: torch.Tensor, bs: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x).argmax(1) for x in images.split(bs)])
-
-
 def run_robustness(
     name: str, model: ModelWrapper, cfg: AuditConfig, data: EvalData, progress: Progress
 ) -> RobustnessResult:
@@ -71,7 +66,7 @@ def run_robustness(
                 chunks.append(attack(model, x, y))
                 progress.advance(task)
             adv = torch.cat(chunks)
-        preds = _batched_predict(model, adv, bs)
+        preds = model.predict(adv, batch_size=bs)
         if cond == CLEAN:
             progress.advance(task)
         for sid, y, p in zip(data.ids, data.labels.tolist(), preds.tolist(), strict=True):

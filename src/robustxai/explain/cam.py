@@ -8,17 +8,13 @@ from torch import nn
 
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import EXPLAINERS, Explainer
+from robustxai.models.wrapper import find_submodule
 
 
 def cam_layer_of(model: nn.Module, layer: str | None) -> nn.Module:
     """The layer Grad-CAM uses: ``layer`` (a dotted path in ``model``) or the wrapper's declared one."""
     if layer is not None:
-        module: nn.Module = model
-        for part in layer.split("."):
-            if not hasattr(module, part):
-                raise RobustXAIError(f"layer {layer!r} not found in the model")
-            module = getattr(module, part)
-        return module
+        return find_submodule(model, layer, f"layer {layer!r} not found in the model")
     getter = getattr(model, "get_cam_layer", None)
     if getter is None:
         raise RobustXAIError("Grad-CAM needs layer=... for a model that is not a robustxai ModelWrapper")

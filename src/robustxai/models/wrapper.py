@@ -18,6 +18,14 @@ from robustxai.errors import RobustXAIError
 Task = Literal["multiclass", "multilabel"]
 
 
+def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:
+    """Return the sub-module at dotted ``path`` in ``root``, or raise ``missing`` as a one-line error."""
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        raise RobustXAIError(missing) from None
+
+
 class ModelWrapper(nn.Module):
     """Wraps a network so that it takes [0, 1] images and returns logits ``[B, K]``.
 
@@ -79,12 +87,9 @@ class ModelWrapper(nn.Module):
         """Return the module whose activations Grad-CAM uses."""
         if self.cam_layer is None:
             raise RobustXAIError("this model declares no cam_layer; Grad-CAM needs one")
-        module: nn.Module = self.net
-        for part in self.cam_layer.split("."):
-            if not hasattr(module, part):
-                raise RobustXAIError(f"cam_layer {self.cam_layer!r} not found in the network")
-            module = getattr(module, part)
-        return module
+        return find_submodule(
+            self.net, self.cam_layer, f"cam_layer {self.cam_layer!r} not found in the network"
+        )
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:

@@ -180,11 +180,16 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
     )
 
 
+def _clean_and_primary(tables: ReportTables) -> list[Condition]:
+    """The conditions Tables 2–3 show: clean, then the primary attack when there is one."""
+    return [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+
+
 def alignment_html(tables: ReportTables, look: _Lookup) -> HtmlTable:
     """Table 2: point coverage at each top-k %, clean and under the primary attack, with a random baseline."""
     names = _metric_names(tables.alignment, "point_coverage")
     metrics = [(n, f"top {n.split('@')[1]} %", 100.0, 1) for n in names]
-    conds: list[Condition] = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+    conds = _clean_and_primary(tables)
     groups, columns, rows = _metric_table(tables, look, metrics, conds)
     return HtmlTable(
         "alignment",
@@ -208,7 +213,7 @@ def overlap_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
     metrics += [(n, f"RMSE top {n.split('@')[1]} %", 1.0, 3) for n in _metric_names(tables.alignment, "rmse")]
     if not metrics:
         return None
-    conds: list[Condition] = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+    conds = _clean_and_primary(tables)
     groups, columns, rows = _metric_table(tables, look, metrics, conds)
     return HtmlTable(
         "overlap",
