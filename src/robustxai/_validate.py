@@ -67,3 +67,25 @@ def check_epsilon(eps: float, name: str = "eps") -> float:
     if not value >= 0 or value == float("inf"):
         raise RobustXAIError(f"{name} must be a finite number ≥ 0, got {eps!r}")
     return value
+
+
+def check_multilabel(
+    y: object, batch: int, num_labels: int | None = None, name: str = "labels"
+) -> torch.Tensor:
+    """Check that ``y`` is a multi-label target ``[B, K]`` of 0/1 values; return it as float.
+
+    Multi-label tasks (CheXpert-style, one sigmoid per finding) carry one 0/1 column per label instead of a
+    class index, so they get their own check rather than a silent reinterpretation of ``check_labels``.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise RobustXAIError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim != 2 or y.shape[0] != batch:
+        raise RobustXAIError(
+            f"{name} of a multi-label task must have shape [{batch}, K], got {tuple(y.shape)}"
+        )
+    if num_labels is not None and y.shape[1] != num_labels:
+        raise RobustXAIError(f"{name} must have {num_labels} columns (one per label), got {y.shape[1]}")
+    yf = y.float()
+    if yf.numel() and not bool(((yf == 0) | (yf == 1)).all()):
+        raise RobustXAIError(f"{name} of a multi-label task must hold only 0 and 1")
+    return yf
