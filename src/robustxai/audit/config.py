@@ -70,6 +70,9 @@ class ModelConfig(_Strict):
     init_from: str | None = Field(
         None, description="start from the weights of an earlier model in this list (shared layers only)"
     )
+    reference_rank: int | None = Field(
+        None, ge=1, description="the model's rank in a published leaderboard or paper, shown beside ours"
+    )
 
 
 class AttackConfig(_Strict):
@@ -98,6 +101,12 @@ class ExplainConfig(_Strict):
     n_images: int = Field(64, ge=1)
     tops: list[float] = Field(default_factory=lambda: [0.05, 0.15, 0.25, 0.85])
     batch_size: int = Field(32, ge=1)
+    attacks: list[str] | None = Field(
+        None, description="attacks whose adversarial images are explained too (default: every attack)"
+    )
+    pointing_radius: float = Field(
+        3.0, ge=0, description="pointing game: a hit within this many pixels of an expert point"
+    )
 
     @field_validator("tops")
     @classmethod
@@ -118,6 +127,16 @@ class ReportConfig(_Strict):
     primary_epsilon: float = Field(4 / 255, ge=0)
 
 
+class SanityConfig(_Strict):
+    """AutoAttack-style checks run before any robust accuracy is trusted (see attacks/sanity.py)."""
+
+    enabled: bool = True
+    n_images: int = Field(16, ge=1, description="images the checks probe")
+    masking_gap: float = Field(
+        0.10, ge=0, le=1, description="flag gradient masking when PGD's robust accuracy exceeds APGD's by this"
+    )
+
+
 class AuditConfig(_Strict):
     """The whole audit."""
 
@@ -131,6 +150,7 @@ class AuditConfig(_Strict):
     attacks: list[AttackConfig] = Field(default_factory=list)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    sanity: SanityConfig = Field(default_factory=SanityConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AuditConfig:
@@ -145,6 +165,9 @@ class AuditConfig(_Strict):
         attacks = [a.name for a in self.attacks]
         if len(set(attacks)) != len(attacks):
             raise ValueError(f"attack names must be unique, got {attacks}")
+        unknown = sorted(set(self.explain.attacks or []) - set(attacks))
+        if unknown:
+            raise ValueError(f"explain.attacks names attacks that are not configured: {unknown}")
         return self
 
     def digest(self) -> str:
