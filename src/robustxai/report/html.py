@@ -11,19 +11,16 @@ import base64
 import json
 import logging
 import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 
 from robustxai.report.figures import grid_figure, robustness_figure
+from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.summary import summarize
 from robustxai.report.tables import (
     CLEAN,
-    RANDOM_EXPLAINER,
     Condition,
     ReportTables,
     RunData,
@@ -40,106 +37,6 @@ logger = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
 REPORT_FILE = "report.html"
-_DASH = "—"
-
-
-@dataclass
-class Cell:
-    """One table cell: the value, an optional compact CI and a tooltip."""
-
-    text: str
-    ci: str = ""
-    title: str = ""
-
-
-@dataclass
-class HtmlTable:
-    """A display table: optional grouped header, column names, rows of cells and a reading guide."""
-
-    key: str
-    caption: str
-    columns: list[str]
-    rows: list[list[Cell]]
-    how_to_read: str
-    groups: list[tuple[str, int]] = field(default_factory=list)
-
-
-def _key(
-    model: str, condition: str, eps: float, explainer: str, metric: str
-) -> tuple[str, str, float, str, str]:
-    return (model, condition, round(float(eps), 9), explainer, metric)
-
-
-def _stat_cell(row: dict[str, Any] | None, scale: float, digits: int) -> Cell:
-    """Format a mean with its CI compactly; the tooltip gives n and the undefined count."""
-    if row is None or int(row["n"]) == 0 or math.isnan(float(row["value"])):
-        return Cell(_DASH, title="no defined values")
-    low, high = float(row["ci_low"]), float(row["ci_high"])
-    ci = (
-        "" if math.isnan(low) or math.isnan(high) else f"[{scale * low:.{digits}f}–{scale * high:.{digits}f}]"
-    )
-    missing = int(row.get("n_missing", 0))
-    title = f"n = {int(row['n'])} images" + (f" ({missing} undefined, left out)" if missing else "")
-    return Cell(f"{scale * float(row['value']):.{digits}f}", ci, title)
-
-
-def _metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
-    """Metric names ``prefix@k`` present in the table, sorted by ``k``."""
-    found = {str(m) for m in alignment["metric"] if re.fullmatch(re.escape(prefix) + r"@\d+", str(m))}
-    return sorted(found, key=lambda m: int(m.split("@")[1]))
-
-
-class _Lookup:
-    """Index the alignment and baseline tables by their keys."""
-
-    def __init__(self, tables: ReportTables) -> None:
-        self.rows = {
-            _key(r["model"], r["condition"], r["epsilon"], r["explainer"], r["metric"]): r
-            for r in tables.alignment.to_dict("records")
-        }
-        self.base = {
-            _key("", r["condition"], r["epsilon"], RANDOM_EXPLAINER, r["metric"]): r
-            for r in tables.baseline.to_dict("records")
-        }
-        pairs = {
-            (str(m), str(e))
-            for m, e in zip(tables.alignment["model"], tables.alignment["explainer"], strict=True)
-        }
-        self.pairs = sorted(p for p in pairs if p[1] not in (RANDOM_EXPLAINER, ""))
-
-    def get(self, model: str, cond: Condition, explainer: str, metric: str) -> dict[str, Any] | None:
-        if explainer == RANDOM_EXPLAINER and not model:
-            return self.base.get(_key("", cond[0], cond[1], explainer, metric))
-        return self.rows.get(_key(model, cond[0], cond[1], explainer, metric))
-
-
-def _metric_table(
-    tables: ReportTables,
-    look: _Lookup,
-    metrics: list[tuple[str, str, float, int]],
-    conditions: list[Condition],
-) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
-    """Rows model × explainer (+ random baseline); columns condition × metric (name, header, scale, dp)."""
-    groups = [("", 2)] + [(condition_label(*c), len(metrics)) for c in conditions]
-    columns = ["model", "explainer"] + [header for _ in conditions for _, header, _, _ in metrics]
-    keys = [
-        (m, e) for m, e in look.pairs if any(look.get(m, c, e, x[0]) for c in conditions for x in metrics)
-    ]
-    keys.append(("", RANDOM_EXPLAINER))
-    rows: list[list[Cell]] = []
-    for model, explainer in keys:
-        cells = [look.get(model, c, explainer, name) for c in conditions for name, _, _, _ in metrics]
-        if not model and not any(cells):
-            continue
-        label = [Cell("random map"), Cell("baseline")] if not model else [Cell(model), Cell(explainer)]
-        rows.append(
-            label
-            + [
-                _stat_cell(cell, scale, digits)
-                for cell, (_, _, scale, digits) in zip(cells, metrics * len(conditions), strict=True)
-            ]
-        )
-    return groups, columns, rows
 
 
 def robustness_html(tables: ReportTables) -> HtmlTable:
@@ -158,15 +55,15 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
     for model in tables.models:
         c = clean.get(model)
         row = [Cell(model)]
-        row.append(Cell(f"{100 * c['accuracy']:.1f}", title=f"n = {c['n']}") if c else Cell(_DASH))
+        row.append(Cell(f"{100 * c['accuracy']:.1f}", title=f"n = {c['n']}") if c else Cell(DASH))
         for attack, eps in pairs:
             r = rob.get((model, attack, round(eps, 9)))
             row.append(
-                Cell(f"{100 * r['adversarial_accuracy']:.1f}", title=f"n = {r['n']}") if r else Cell(_DASH)
+                Cell(f"{100 * r['adversarial_accuracy']:.1f}", title=f"n = {r['n']}") if r else Cell(DASH)
             )
         p = rob.get((model, tables.primary[0], round(tables.primary[1], 9))) if tables.primary else None
-        delta = _DASH if p is None or math.isnan(p["delta_accuracy"]) else f"{100 * p['delta_accuracy']:.1f}"
-        row += [Cell(delta), Cell(str(ranks[model]) if model in ranks else _DASH)]
+        delta = DASH if p is None or math.isnan(p["delta_accuracy"]) else f"{100 * p['delta_accuracy']:.1f}"
+        row += [Cell(delta), Cell(str(ranks[model]) if model in ranks else DASH)]
         rows.append(row)
     return HtmlTable(
         "robustness",
@@ -185,12 +82,12 @@ def _clean_and_primary(tables: ReportTables) -> list[Condition]:
     return [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
 
 
-def alignment_html(tables: ReportTables, look: _Lookup) -> HtmlTable:
+def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
     """Table 2: point coverage at each top-k %, clean and under the primary attack, with a random baseline."""
-    names = _metric_names(tables.alignment, "point_coverage")
+    names = metric_names(tables.alignment, "point_coverage")
     metrics = [(n, f"top {n.split('@')[1]} %", 100.0, 1) for n in names]
     conds = _clean_and_primary(tables)
-    groups, columns, rows = _metric_table(tables, look, metrics, conds)
+    groups, columns, rows = metric_table(tables, look, metrics, conds)
     return HtmlTable(
         "alignment",
         "Table 2 — Explanation alignment (Secure Diagnostics Table 2)",
@@ -205,16 +102,16 @@ def alignment_html(tables: ReportTables, look: _Lookup) -> HtmlTable:
     )
 
 
-def overlap_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
+def overlap_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
     """Table 3: top-k IoU with the expert mask and map RMSE, clean and under the primary attack."""
     metrics = [
-        (n, f"IoU top {n.split('@')[1]} %", 1.0, 2) for n in _metric_names(tables.alignment, "topk_iou")
+        (n, f"IoU top {n.split('@')[1]} %", 1.0, 2) for n in metric_names(tables.alignment, "topk_iou")
     ]
-    metrics += [(n, f"RMSE top {n.split('@')[1]} %", 1.0, 3) for n in _metric_names(tables.alignment, "rmse")]
+    metrics += [(n, f"RMSE top {n.split('@')[1]} %", 1.0, 3) for n in metric_names(tables.alignment, "rmse")]
     if not metrics:
         return None
     conds = _clean_and_primary(tables)
-    groups, columns, rows = _metric_table(tables, look, metrics, conds)
+    groups, columns, rows = metric_table(tables, look, metrics, conds)
     return HtmlTable(
         "overlap",
         "Table 3 — Overlap with the expert mask",
@@ -227,7 +124,7 @@ def overlap_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
     )
 
 
-def stability_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
+def stability_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
     """Table 4: SSIM between clean and attacked maps per model × explainer × attack/ε."""
     pairs = [
         p
@@ -236,7 +133,7 @@ def stability_html(tables: ReportTables, look: _Lookup) -> HtmlTable | None:
     ]
     if not pairs:
         return None
-    groups, columns, rows = _metric_table(tables, look, [("map_ssim", "SSIM", 1.0, 2)], pairs)
+    groups, columns, rows = metric_table(tables, look, [("map_ssim", "SSIM", 1.0, 2)], pairs)
     columns = columns[:2] + [condition_label(*p) for p in pairs]
     return HtmlTable(
         "stability",
@@ -318,7 +215,7 @@ def render_report(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    look = _Lookup(tables)
+    look = Lookup(tables)
     warnings = (
         [str(w) for w in run.meta.get("warnings") or []] if isinstance(run.meta.get("warnings"), list) else []
     )

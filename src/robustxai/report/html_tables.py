@@ -1,0 +1,119 @@
+"""Display tables of the HTML report: cells with CIs, and the model × explainer × condition metric grid.
+
+Shared by the core report tables (:mod:`robustxai.report.html`) and the explanation tables
+(:mod:`robustxai.report.html_explain`), so every table formats means, intervals and tooltips the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
+
+DASH = "—"
+
+
+@dataclass
+class Cell:
+    """One table cell: the value, an optional compact CI and a tooltip."""
+
+    text: str
+    ci: str = ""
+    title: str = ""
+
+
+@dataclass
+class HtmlTable:
+    """A display table: optional grouped header, column names, rows of cells and a reading guide."""
+
+    key: str
+    caption: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    how_to_read: str
+    groups: list[tuple[str, int]] = field(default_factory=list)
+
+
+def key_of(
+    model: str, condition: str, eps: float, explainer: str, metric: str
+) -> tuple[str, str, float, str, str]:
+    """The lookup key of one aggregate row (ε rounded so float noise cannot split keys)."""
+    return (model, condition, round(float(eps), 9), explainer, metric)
+
+
+def stat_cell(row: dict[str, Any] | None, scale: float, digits: int) -> Cell:
+    """Format a mean with its CI compactly; the tooltip gives n and the undefined count."""
+    if row is None or int(row["n"]) == 0 or math.isnan(float(row["value"])):
+        return Cell(DASH, title="no defined values")
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    ci = (
+        "" if math.isnan(low) or math.isnan(high) else f"[{scale * low:.{digits}f}–{scale * high:.{digits}f}]"
+    )
+    missing = int(row.get("n_missing", 0))
+    title = f"n = {int(row['n'])} images" + (f" ({missing} undefined, left out)" if missing else "")
+    return Cell(f"{scale * float(row['value']):.{digits}f}", ci, title)
+
+
+def metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
+    """Metric names ``prefix@k`` present in the table, sorted by ``k``."""
+    found = {str(m) for m in alignment["metric"] if re.fullmatch(re.escape(prefix) + r"@\d+", str(m))}
+    return sorted(found, key=lambda m: int(m.split("@")[1]))
+
+
+class Lookup:
+    """Index the alignment and baseline tables by their keys."""
+
+    def __init__(self, tables: ReportTables) -> None:
+        self.rows = {
+            key_of(r["model"], r["condition"], r["epsilon"], r["explainer"], r["metric"]): r
+            for r in tables.alignment.to_dict("records")
+        }
+        self.base = {
+            key_of("", r["condition"], r["epsilon"], RANDOM_EXPLAINER, r["metric"]): r
+            for r in tables.baseline.to_dict("records")
+        }
+        pairs = {
+            (str(m), str(e))
+            for m, e in zip(tables.alignment["model"], tables.alignment["explainer"], strict=True)
+        }
+        self.pairs = sorted(p for p in pairs if p[1] not in (RANDOM_EXPLAINER, ""))
+
+    def get(self, model: str, cond: Condition, explainer: str, metric: str) -> dict[str, Any] | None:
+        """The aggregate row of one cell, or ``None``; the random explainer with no model is the baseline."""
+        if explainer == RANDOM_EXPLAINER and not model:
+            return self.base.get(key_of("", cond[0], cond[1], explainer, metric))
+        return self.rows.get(key_of(model, cond[0], cond[1], explainer, metric))
+
+
+def metric_table(
+    tables: ReportTables,
+    look: Lookup,
+    metrics: list[tuple[str, str, float, int]],
+    conditions: list[Condition],
+) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+    """Rows model × explainer (+ random baseline); columns condition × metric (name, header, scale, dp)."""
+    groups = [("", 2)] + [(condition_label(*c), len(metrics)) for c in conditions]
+    columns = ["model", "explainer"] + [header for _ in conditions for _, header, _, _ in metrics]
+    keys = [
+        (m, e) for m, e in look.pairs if any(look.get(m, c, e, x[0]) for c in conditions for x in metrics)
+    ]
+    keys.append(("", RANDOM_EXPLAINER))
+    rows: list[list[Cell]] = []
+    for model, explainer in keys:
+        cells = [look.get(model, c, explainer, name) for c in conditions for name, _, _, _ in metrics]
+        if not model and not any(cells):
+            continue
+        label = [Cell("random map"), Cell("baseline")] if not model else [Cell(model), Cell(explainer)]
+        rows.append(
+            label
+            + [
+                stat_cell(cell, scale, digits)
+                for cell, (_, _, scale, digits) in zip(cells, metrics * len(conditions), strict=True)
+            ]
+        )
+    return groups, columns, rows
