@@ -1,0 +1,105 @@
+"""Spearman permutation test against scipy (rho, exact and Monte-Carlo permutation p-values) and ranks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import robustxai.metrics as M
+from robustxai.errors import RobustXAIError
+
+stats = pytest.importorskip("scipy.stats")
+
+
+def _scipy_perm_p(x: np.ndarray, y: np.ndarray, n_resamples: int) -> float:
+    """Two-sided p-value as P(|rho*| ≥ |rho|) over pairings, by scipy.stats.permutation_test."""
+
+    def stat(a: np.ndarray) -> float:
+        return abs(stats.spearmanr(a, y).statistic)
+
+    res = stats.permutation_test(
+        (x,),
+        stat,
+        permutation_type="pairings",
+        n_resamples=n_resamples,
+        alternative="greater",
+        vectorized=False,
+    )
+    return float(res.pvalue)
+
+
+def test_rankdata_equals_scipy_average() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.integers(0, 6, size=25).astype(float)
+        np.testing.assert_array_equal(M.rankdata(a), stats.rankdata(a, method="average"))
+
+
+@pytest.mark.parametrize("n", [3, 5, 7])
+def test_exact_p_equals_scipy_permutation_test(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=n)
+    y = x + rng.normal(size=n)
+    rho, p, used = M.spearman_permutation(x, y)
+    assert used == n
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert p == pytest.approx(_scipy_perm_p(x, y, 10000), abs=1e-12)
+
+
+def test_exact_p_with_ties_equals_enumeration() -> None:
+    x = np.array([1.0, 2.0, 2.0, 3.0, 5.0, 5.0])
+    y = np.array([0.3, 0.1, 0.4, 0.4, 0.9, 0.7])
+    rho, p, n = M.spearman_permutation(x, y)
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    # Independent enumeration through scipy's own spearmanr on every pairing.
+    null = [abs(stats.spearmanr(x, y[list(perm)]).statistic) for perm in itertools.permutations(range(6))]
+    expected = np.mean(np.array(null) >= abs(rho) - 1e-12)
+    assert p == pytest.approx(expected, abs=1e-12) and n == 6
+
+
+def test_perfect_ranking_of_four_models() -> None:
+    # 4 points in the same order: rho = 1; only the identity and the reversal reach |rho| = 1 → p = 2/24.
+    rho, p, n = M.spearman_permutation([0.1, 0.2, 0.5, 0.9], [3, 4, 8, 10])
+    assert (rho, n) == (1.0, 4) and p == pytest.approx(2 / 24)
+
+
+def test_monte_carlo_p_is_close_to_exact_and_reproducible() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=9)
+    y = 0.5 * x + rng.normal(size=9)
+    _, p_exact, _ = M.spearman_permutation(x, y, n_permutations=math.factorial(9))
+    rho, p_mc, n = M.spearman_permutation(x, y, n_permutations=4000, seed=1)
+    assert n == 9 and rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    se = math.sqrt(p_exact * (1 - p_exact) / 4000)
+    assert abs(p_mc - p_exact) < 4 * se + 1 / 4001
+    assert M.spearman_permutation(x, y, n_permutations=4000, seed=1) == (rho, p_mc, n)
+    # The +1 correction: p is never below 1 / (n_permutations + 1).
+    big = np.arange(30.0)
+    assert M.spearman_permutation(big, big, n_permutations=200)[1] == pytest.approx(1 / 201)
+
+
+def test_nan_pairs_dropped_and_constant_is_nan() -> None:
+    rho, p, n = M.spearman_permutation([1.0, np.nan, 2.0, 3.0, 4.0], [1.0, 5.0, 3.0, np.nan, 2.0])
+    assert n == 3 and rho == pytest.approx(stats.spearmanr([1, 2, 4], [1, 3, 2]).statistic)
+    rho_c, p_c, n_c = M.spearman_permutation([1, 2, 3, 4], [5, 5, 5, 5])
+    assert math.isnan(rho_c) and math.isnan(p_c) and n_c == 4
+
+
+def test_bad_input() -> None:
+    with pytest.raises(RobustXAIError, match="at least 3"):
+        M.spearman_permutation([1, 2], [2, 1])
+    with pytest.raises(RobustXAIError, match="at least 3"):
+        M.spearman_permutation([1, 2, np.nan], [2, 1, 3])
+    with pytest.raises(RobustXAIError, match="same length"):
+        M.spearman_permutation([1, 2, 3], [1, 2, 3, 4])
+    with pytest.raises(RobustXAIError, match="numeric"):
+        M.spearman_permutation(["a", "b", "c"], [1, 2, 3])
+    with pytest.raises(RobustXAIError, match="infinite"):
+        M.spearman_permutation([1, 2, np.inf], [1, 2, 3])
+    with pytest.raises(RobustXAIError, match="n_permutations"):
+        M.spearman_permutation([1, 2, 3], [1, 2, 3], n_permutations=0)
+    with pytest.raises(RobustXAIError, match="n_permutations"):
+        M.spearman_permutation([1, 2, 3], [1, 2, 3], n_permutations=1.5)  # type: ignore[arg-type]
