@@ -1,8 +1,9 @@
 """Image folders on disk: the portable format for any data set, built-in or the user's own.
 
-Why: a clinician's data usually arrives as a folder of PNG/JPEG files sorted into one sub-folder per class,
-or listed in a CSV; :func:`write_folder` exports any :class:`ImageDataset` (e.g. the synthetic benchmark) to
-the same layout so that it can be inspected, annotated or shared, and :class:`FolderDataset` reads it back.
+Why: a clinician's data usually arrives as a folder of PNG/JPEG/DICOM files sorted into one sub-folder per
+class, or listed in a CSV; :func:`write_folder` exports any :class:`ImageDataset` (e.g. the synthetic
+benchmark) to the same layout so that it can be inspected, annotated or shared, and :class:`FolderDataset`
+reads it back.
 
 Layout written by :func:`write_folder` (and read by :class:`FolderDataset`)::
 
@@ -13,7 +14,9 @@ Layout written by :func:`write_folder` (and read by :class:`FolderDataset`)::
       annotations.json               points and mask references
 
 ``manifest.csv``: one row per image; ``path`` is relative to the folder (POSIX separators), ``label`` is a
-class name and ``split`` is a free split name (``train``, ``test``, …) or empty.
+class name and ``split`` is a free split name (``train``, ``test``, …) or empty. Multi-label (CheXpert-style)
+manifests have one 0/1 column per label instead of ``label``: see :mod:`robustxai.data.manifest` for the
+layout and the policy for uncertain (``-1``) and blank cells.
 
 ``annotations.json``::
 
@@ -24,137 +27,36 @@ class name and ``split`` is a free split name (``train``, ``test``, …) or empt
 Points are ``(x, y)`` pixels (column, row) in the coordinates of the stored image; ``mask`` is the relative
 path of a mask PNG of the same size as the image, or ``null`` when the image has no mask. ``class_names``
 fixes the order of class indices (otherwise class names are sorted). An image missing from ``images`` has
-no annotation (its :class:`Truth` holds neither mask nor points).
+no annotation (its :class:`Truth` holds neither mask nor points). Other ground-truth files (point CSV, box
+JSON, mask folders, YOLO, COCO) are read with ``FolderDataset(annotations=...)``.
 
-When reading, images may be 8-bit (divided by 255) or 16-bit PNG (divided by 65535), grayscale or colour.
+When reading, images may be 8-bit (divided by 255) or 16-bit PNG (divided by 65535), grayscale or colour,
+JPEG, or DICOM (``.dcm``/``.dicom``, or files without an extension that carry the DICOM marker; see
+:mod:`robustxai.data.dicom` for windowing and for how patient identifiers are kept out of ids and logs).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from robustxai.data.base import ImageDataset, Sample
+from robustxai.data.imageio import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
+from robustxai.data.manifest import check_policies, norm_path, read_manifest
+from robustxai.data.transforms import TransformSpec, apply_transforms, build_transforms, resize
 from robustxai.data.truth import Truth
+from robustxai.data.writer import ANNOTATION_FORMAT, MASK_DIR, write_folder
 from robustxai.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-ANNOTATION_FORMAT = "robustxai-annotations/1"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-_MASK_DIR = "masks"
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def write_folder(
-    dataset: ImageDataset,
-    out: Path,
-    progress: Callable[[int], None] | None = None,
-    split: str | Sequence[str] | None = None,
-) -> Path:
-    """Write ``dataset`` as PNG files with a manifest and annotations (layout in the module docstring).
-
-    Args:
-        dataset: Images with 1 (grayscale) or 3 (RGB) channels, values in [0, 1].
-        out: Target folder; created if needed, existing files of the same names are overwritten.
-        progress: Called after each image with the number of images written since the previous call
-            (always 1), so it can drive e.g. ``rich``'s ``Progress.advance`` directly.
-        split: Split name written for every row, or one name per image; ``None`` leaves the column empty.
-
-    Returns:
-        The folder ``out``.
-
-    Raises:
-        DataError: If an image breaks the contract, ids collide or ``split`` has the wrong length.
-    """
-    out = Path(out)
-    n = len(dataset)
-    if split is None or isinstance(split, str):
-        splits = [split or ""] * n
-    else:
-        splits = [str(s) for s in split]
-        if len(splits) != n:
-            raise DataError(f"write_folder: got {len(splits)} split names for {n} images")
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, str, str]] = []
-    images: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
-    for i in range(n):
-        sample = dataset[i]
-        cls = dataset.class_names[sample.label]
-        stem = _SAFE.sub("_", sample.id).strip("._") or f"image-{i:06d}"
-        rel = f"{_SAFE.sub('_', cls)}/{stem}.png"
-        if rel in seen:
-            raise DataError(f"write_folder: two images map to the same file {rel!r} (ids must be unique)")
-        seen.add(rel)
-        _save_png(_to_uint8(sample.image, sample.id), out / rel)
-        entry: dict[str, Any] = {"points": [], "mask": None}
-        if sample.truth.points is not None:
-            entry["points"] = [[float(x), float(y)] for x, y in sample.truth.points]
-        if sample.truth.mask is not None:
-            mask_rel = f"{_MASK_DIR}/{rel}"
-            _save_png(sample.truth.mask.astype(np.uint8) * 255, out / mask_rel)
-            entry["mask"] = mask_rel
-        images[rel] = entry
-        rows.append((rel, cls, splits[i]))
-        if progress is not None:
-            progress(1)
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows(rows)
-    doc = {"format": ANNOTATION_FORMAT, "class_names": list(dataset.class_names), "images": images}
-    (out / "annotations.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    logger.info("wrote %d images to %s", n, out)
-    return out
-
-
-def _to_uint8(image: torch.Tensor, sid: str) -> np.ndarray:
-    """Quantise a ``[C, H, W]`` image in [0, 1] to ``[H, W]`` or ``[H, W, 3]`` uint8."""
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise DataError(f"write_folder: image {sid!r} must have shape [1|3, H, W], got {tuple(image.shape)}")
-    a = image.detach().cpu().float().numpy()
-    if not np.isfinite(a).all() or a.min() < 0.0 or a.max() > 1.0:
-        raise DataError(f"write_folder: image {sid!r} must hold finite values in [0, 1]")
-    q = np.rint(a * 255.0).astype(np.uint8)
-    return q[0] if q.shape[0] == 1 else np.moveaxis(q, 0, -1)
-
-
-def _save_png(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG")
-
-
-def _read_image(path: Path, channels: int) -> np.ndarray:
-    """Read an image as float32 ``[C, H, W]`` in [0, 1]; 16-bit files are scaled by 65535."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if a.max(initial=0) <= 65535 and a.min(initial=0) >= 0 else None
-                if scale is None:
-                    raise DataError(f"{path}: integer pixel values outside 0..65535 are not supported")
-                gray = (a / scale).astype(np.float32)
-                arr = gray[None] if channels == 1 else np.repeat(gray[None], 3, axis=0)
-                return arr
-            if im.mode == "F":
-                raise DataError(f"{path}: floating-point images are not supported (use 8- or 16-bit PNG)")
-            conv = im.convert("L" if channels == 1 else "RGB")
-            a8 = np.asarray(conv, dtype=np.float32) / 255.0
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-    return a8[None] if channels == 1 else np.moveaxis(a8, -1, 0)
+__all__ = ["ANNOTATION_FORMAT", "IMAGE_EXTENSIONS", "FolderDataset", "write_folder"]
 
 
 class FolderDataset(ImageDataset):
@@ -162,13 +64,29 @@ class FolderDataset(ImageDataset):
 
     Args:
         root: The folder (layout in the module docstring).
-        manifest: CSV file (``path,label[,split]``), relative to ``root`` or absolute; by default
-            ``root/manifest.csv`` when present, otherwise class sub-folders are scanned.
+        manifest: CSV file (``path,label[,split]`` or multi-label), relative to ``root`` or absolute; by
+            default ``root/manifest.csv`` when present, otherwise class sub-folders are scanned.
         size: If given, images are resized to ``size`` x ``size`` (bilinear, antialiased) and the truth moves
             with them.
-        channels: 1 (grayscale) or 3 (RGB); images are converted as needed.
+        channels: 1 (grayscale) or 3 (RGB; a gray image is repeated, e.g. for ImageNet backbones).
         split: Keep only the manifest rows of this split.
-        class_names: Order of the classes; by default ``annotations.json``'s, otherwise sorted names.
+        class_names: Order of the classes (or, multi-label, the label columns); by default
+            ``annotations.json``'s, otherwise sorted names (multi-label: the manifest's label columns).
+        transforms: Intensity transforms applied after resizing, in order: a registered name such as
+            ``"highpass"`` (:data:`robustxai.data.transforms.TRANSFORMS`), a callable on ``[C, H, W]``, or a
+            list of them. Each must keep the shape and the [0, 1] range.
+        uncertain: Multi-label policy for uncertain (``-1``) cells: ``"zero"``, ``"one"`` or ``"ignore"``
+            (leave the row out); see :mod:`robustxai.data.manifest`.
+        blank: Multi-label policy for blank cells: ``"zero"`` (not mentioned = negative) or ``"uncertain"``.
+        annotations: A ground-truth file or folder read with
+            :func:`robustxai.data.annotations.read_annotations` (relative to the working directory, or else to
+            ``root``); it replaces ``annotations.json`` as the source of truth.
+        annotation_format: Format of ``annotations`` (``"auto"`` detects it).
+
+    Attributes:
+        task: ``"multiclass"`` or ``"multilabel"`` (from the manifest's header).
+        warnings: One line per problem met so far (left-out rows, dropped masks or points); each is also
+            logged once. Truth problems of an image are found when it is first loaded.
 
     Raises:
         DataError: If the folder holds no images, a label is unknown, a file is missing or an argument is bad.
@@ -182,6 +100,12 @@ class FolderDataset(ImageDataset):
         channels: int = 1,
         split: str | None = None,
         class_names: Sequence[str] | None = None,
+        *,
+        transforms: TransformSpec = None,
+        uncertain: str = "zero",
+        blank: str = "zero",
+        annotations: str | Path | None = None,
+        annotation_format: str = "auto",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -190,15 +114,23 @@ class FolderDataset(ImageDataset):
             raise DataError(f"size must be a positive integer or None, got {size!r}")
         if channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3, got {channels!r}")
+        check_policies(uncertain, blank)
         self.size = size
         self.channels = channels
         self.split = split
+        self.transforms = build_transforms(transforms)
+        self.task = "multiclass"
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
         self._annotations: dict[str, dict[str, Any]] = {}
+        self._truths: dict[str, Truth] | None = None
+        self._targets: torch.Tensor | None = None
+        self._uncertain: list[tuple[str, ...]] = []
         ann_classes = self._read_annotations()
         names = list(class_names) if class_names is not None else ann_classes
         manifest_path = self._manifest_path(manifest)
         if manifest_path is not None:
-            rows = self._read_manifest(manifest_path, names)
+            rows = self._read_manifest(manifest_path, names, uncertain, blank)
         else:
             if split is not None:
                 raise DataError(
@@ -208,9 +140,10 @@ class FolderDataset(ImageDataset):
         if not rows:
             raise DataError(f"no images found under {self.root} (expected class sub-folders or manifest.csv)")
         self._paths = [r[0] for r in rows]
-        self._labels = [self.class_names.index(r[1]) for r in rows]
+        self._labels = [self.class_names.index(r[1]) if isinstance(r[1], str) else -1 for r in rows]
         self._splits = [r[2] for r in rows]
-        self._warned: set[str] = set()
+        if annotations is not None:
+            self._read_external_annotations(annotations, annotation_format)
 
     # ---- discovery ---------------------------------------------------------------------------------------
 
@@ -227,7 +160,7 @@ class FolderDataset(ImageDataset):
         images = doc.get("images", {})
         if not isinstance(images, dict):
             raise DataError(f'{path}: "images" must be an object keyed by image path')
-        self._annotations = {_norm(k): v for k, v in images.items() if isinstance(v, dict)}
+        self._annotations = {norm_path(k): v for k, v in images.items() if isinstance(v, dict)}
         names = doc.get("class_names")
         return [str(c) for c in names] if isinstance(names, list) and names else None
 
@@ -241,54 +174,53 @@ class FolderDataset(ImageDataset):
             raise DataError(f"manifest not found: {path}")
         return path
 
-    def _read_manifest(self, path: Path, names: list[str] | None) -> list[tuple[str, str, str]]:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip() for c in reader.fieldnames or []]
-            if "path" not in fields or "label" not in fields:
-                raise DataError(f"{path}: header must contain 'path' and 'label', got {fields}")
-            if self.split is not None and "split" not in fields:
-                raise DataError(
-                    f"{path}: split={self.split!r} requested but the manifest has no 'split' column"
-                )
-            reader.fieldnames = fields
-            all_rows = []
-            for lineno, row in enumerate(reader, start=2):
-                rel, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
-                if not rel or not label:
-                    raise DataError(f"{path}: row {lineno}: empty path or label")
-                if names is not None and label not in names:
-                    raise DataError(
-                        f"{path}: row {lineno} ({rel}): unknown label {label!r}; classes: {names}"
-                    )
-                all_rows.append((lineno, _norm(rel), label, (row.get("split") or "").strip()))
-        self.class_names = names if names is not None else sorted({r[2] for r in all_rows})
-        rows = []
-        for lineno, rel, label, split in all_rows:
-            if self.split is not None and split != self.split:
-                continue
-            if not (self.root / rel).is_file():
-                raise DataError(f"{path}: row {lineno}: image file not found: {rel}")
-            rows.append((rel, label, split))
-        return rows
+    def _read_manifest(
+        self, path: Path, names: list[str] | None, uncertain: str, blank: str
+    ) -> list[tuple[str, str | None, str]]:
+        parsed = read_manifest(path, self.root, names, self.split, uncertain, blank)
+        self.class_names = parsed.class_names
+        self.task = parsed.task
+        for message in parsed.warnings:
+            self._warn(message)
+        if self.task == "multilabel":
+            values = [r.label for r in parsed.rows]
+            self._targets = torch.tensor(values, dtype=torch.float32).reshape(
+                len(values), len(self.class_names)
+            )
+            self._uncertain = [r.uncertain for r in parsed.rows]
+            return [(r.path, None, r.split) for r in parsed.rows]
+        return [(r.path, str(r.label), r.split) for r in parsed.rows]
 
-    def _scan_folders(self, names: list[str] | None) -> list[tuple[str, str, str]]:
+    def _scan_folders(self, names: list[str] | None) -> list[tuple[str, str | None, str]]:
         found = sorted(
             d.name
             for d in self.root.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and d.name != _MASK_DIR
+            if d.is_dir() and not d.name.startswith(".") and d.name != MASK_DIR
         )
         self.class_names = names if names is not None else found
-        rows: list[tuple[str, str, str]] = []
+        rows: list[tuple[str, str | None, str]] = []
         for cls in self.class_names:
             folder = self.root / cls
             if not folder.is_dir():
                 continue
-            files = sorted(
-                p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
             rows.extend((p.relative_to(self.root).as_posix(), cls, "") for p in files)
         return rows
+
+    def _read_external_annotations(self, annotations: str | Path, fmt: str) -> None:
+        """Read a ground-truth file for every image (sizes from the file headers, not the pixels)."""
+        from robustxai.data.annotations import read_annotations
+
+        path = Path(annotations)
+        if not path.exists() and not path.is_absolute() and (self.root / path).exists():
+            path = self.root / path
+        if not path.exists():
+            raise DataError(f"annotations not found: {annotations}")
+        sizes = {rel: image_size(self.root / rel) for rel in self._paths}
+        result = read_annotations(path, sizes, fmt=fmt)
+        self._truths = {norm_path(k): v for k, v in result.truths.items()}
+        for message in result.warnings:
+            self._warn(message)
 
     # ---- access ------------------------------------------------------------------------------------------
 
@@ -296,8 +228,25 @@ class FolderDataset(ImageDataset):
         return len(self._paths)
 
     def labels(self) -> list[int]:
-        """All labels in order, from the manifest or folder names (no image is read)."""
+        """All class indices in order, from the manifest or folder names (no image is read).
+
+        Raises:
+            DataError: For a multi-label data set (use :meth:`targets`).
+        """
+        if self.task == "multilabel":
+            return super().labels()
         return list(self._labels)
+
+    def targets(self) -> torch.Tensor:
+        """Labels as long ``[N]`` or, multi-label, float 0/1 ``[N, K]`` (no image is read)."""
+        if self._targets is not None:
+            return self._targets.clone()
+        return torch.tensor(self._labels, dtype=torch.long)
+
+    @property
+    def paths(self) -> list[str]:
+        """Relative POSIX path of every image, in order (also the sample ids)."""
+        return list(self._paths)
 
     @property
     def splits(self) -> list[str]:
@@ -305,30 +254,40 @@ class FolderDataset(ImageDataset):
         return list(self._splits)
 
     def _load(self, i: int) -> Sample:
-        """Read image ``i`` with its truth."""
+        """Read image ``i`` with its truth; the id is the relative path (never a header value)."""
         rel = self._paths[i]
-        arr = _read_image(self.root / rel, self.channels)
+        arr = read_image(self.root / rel, self.channels)
         h, w = arr.shape[1:]
         truth = self._truth(rel, h, w)
         image = torch.from_numpy(np.ascontiguousarray(arr))
-        if self.size is not None and (h, w) != (self.size, self.size):
-            dst = (self.size, self.size)
-            image = F.interpolate(
-                image[None], size=dst, mode="bilinear", antialias=True, align_corners=False
-            )[0]
-            image = image.clamp(0.0, 1.0)
-            truth = truth.resized((h, w), dst)
+        if self.size is not None:
+            image, truth = resize(image, truth, (self.size, self.size))
+        image = apply_transforms(image, self.transforms, rel)
         meta: dict[str, object] = {"split": self._splits[i], "source_hw": (h, w)}
-        return Sample(image=image, label=self._labels[i], truth=truth, id=rel, meta=meta)
+        label: int | torch.Tensor
+        if self._targets is not None:
+            label = self._targets[i].clone()
+            meta["uncertain"] = list(self._uncertain[i])
+        else:
+            label = self._labels[i]
+        return Sample(image=image, label=label, truth=truth, id=rel, meta=meta)
 
-    def _warn(self, rel: str, message: str) -> None:
-        key = f"{rel}:{message}"
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning("%s: %s", rel, message)
+    def _warn(self, message: str) -> None:
+        """Log ``message`` once and keep it in :attr:`warnings`."""
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warnings.append(message)
+            logger.warning("%s", message)
 
     def _truth(self, rel: str, h: int, w: int) -> Truth:
-        """Build the truth of one image from ``annotations.json``, dropping what does not fit the image."""
+        """The truth of one image in its stored pixel coordinates, dropping what does not fit the image."""
+        if self._truths is not None:
+            truth = self._truths.get(rel, Truth())
+            if truth.mask is not None and truth.mask.shape != (h, w):
+                size = truth.mask.shape[::-1]
+                self._warn(f"{rel}: mask dropped: its size {size} differs from the image's {(w, h)}")
+                truth = Truth(points=truth.points)
+            return truth
         entry = self._annotations.get(rel)
         if entry is None:
             return Truth()
@@ -336,30 +295,22 @@ class FolderDataset(ImageDataset):
         mask_rel = entry.get("mask")
         if mask_rel:
             try:
-                m = _read_image(self.root / _norm(str(mask_rel)), 1)[0] > 0
+                m = read_image(self.root / norm_path(str(mask_rel)), 1)[0] > 0
             except DataError as exc:
-                self._warn(rel, f"mask dropped: {exc}")
+                self._warn(f"{rel}: mask dropped: {exc}")
             else:
                 if m.shape == (h, w):
                     mask = m
                 else:
                     self._warn(
-                        rel, f"mask dropped: its size {m.shape[::-1]} differs from the image's {(w, h)}"
+                        f"{rel}: mask dropped: its size {m.shape[::-1]} differs from the image's {(w, h)}"
                     )
         try:
             pts = np.asarray(entry.get("points") or [], dtype=np.float64).reshape(-1, 2)
         except (TypeError, ValueError):
-            self._warn(rel, "points dropped: expected a list of [x, y] pairs")
+            self._warn(f"{rel}: points dropped: expected a list of [x, y] pairs")
             pts = np.zeros((0, 2))
         inside = (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
         if not inside.all():
-            self._warn(rel, f"{int((~inside).sum())} point(s) outside the {w}x{h} image dropped")
+            self._warn(f"{rel}: {int((~inside).sum())} point(s) outside the {w}x{h} image dropped")
         return Truth(mask=mask, points=pts[inside])
-
-
-def _norm(rel: str) -> str:
-    """Normalise a relative path to POSIX form without a leading ``./``."""
-    p = rel.replace("\\", "/")
-    while p.startswith("./"):
-        p = p[2:]
-    return p
