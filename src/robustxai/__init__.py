@@ -7,6 +7,7 @@ them into a report.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -23,7 +24,15 @@ from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
     from robustxai.audit.config import AuditConfig
+    from robustxai.audit.export import Run
     from robustxai.audit.runner import AuditResult
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a finished run's rows and tables as DataFrames (see :func:`robustxai.audit.export.open_run`)."""
+    from robustxai.audit.export import open_run as _open
+
+    return _open(path)
 
 
 def load_config(path: str | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:
@@ -65,6 +74,7 @@ __all__ = [
     "load_config",
     "load_model",
     "metrics",
+    "open_run",
     "run_audit",
     "save_model",
 ]

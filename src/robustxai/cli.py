@@ -98,17 +98,36 @@ def audit(
     profile: Annotated[str, typer.Option(help="Built-in base settings: smoke or default.")] = "default",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Where units run: local (default) or ray (needs robustxai[ray]).")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (--executor ray).")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Replace an earlier run in --out instead of resuming it.")
+    ] = False,
 ) -> None:
-    """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory."""
+    """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
+
+    Re-running the same command resumes: finished units of work are kept and skipped.
+    """
     from robustxai.audit.config import load_config
-    from robustxai.audit.runner import run_audit
+    from robustxai.audit.runner import AuditInterrupted, run_audit
 
     with _user_errors():
-        cfg = load_config(config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None)
-        with _progress() as prog:
-            result = run_audit(cfg, out, progress=prog)
+        ex: dict[str, str] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
+        cfg = load_config(
+            config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
+        )
+        try:
+            with _progress() as prog:
+                result = run_audit(cfg, out, progress=prog, fresh=fresh)
+        except AuditInterrupted as stop:
+            console.print(f"[yellow]{stop}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+    if result.units_skipped:
+        console.print(f"resumed: {result.units_skipped} finished units kept, {result.units_run} run now")
     console.print(f"[green]audit finished in {result.seconds:.0f} s[/]")
     console.print(f"report: {result.report.resolve()}")
     typer.echo(str(result.report.resolve()))
@@ -123,6 +142,23 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding
         if not (run_dir / "results.sqlite").is_file():
             raise RobustXAIError(f"no results.sqlite in {run_dir}")
         typer.echo(str(build_report(run_dir).resolve()))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet (needs robustxai[export]) or csv.")] = (
+        "parquet"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/export).")] = None,
+) -> None:
+    """Export a run's per-sample rows and aggregate tables as Parquet or CSV files."""
+    from robustxai.audit.export import export_run
+
+    with _user_errors():
+        paths = export_run(run_dir, format=fmt, out=out)
+    for path in paths.values():
+        typer.echo(str(path))
 
 
 @app.command()

@@ -133,8 +133,20 @@ class SanityConfig(_Strict):
     enabled: bool = True
     n_images: int = Field(16, ge=1, description="images the checks probe")
     masking_gap: float = Field(
-        0.10, ge=0, le=1, description="flag gradient masking when PGD's robust accuracy exceeds APGD's by this"
+        0.10,
+        ge=0,
+        le=1,
+        description="flag gradient masking when PGD's robust accuracy exceeds APGD's by this",
     )
+
+
+class ExecutorConfig(_Strict):
+    """Where units of work run. It never changes the results, so a run may resume under other settings."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (default: a new local Ray)")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs each Ray task reserves")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each Ray task reserves")
 
 
 class AuditConfig(_Strict):
@@ -150,6 +162,7 @@ class AuditConfig(_Strict):
     attacks: list[AttackConfig] = Field(default_factory=list)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     sanity: SanityConfig = Field(default_factory=SanityConfig)
 
     @model_validator(mode="after")

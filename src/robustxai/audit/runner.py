@@ -1,7 +1,13 @@
-"""The audit runner: config → data → models → robustness → explanations → store → report.
+"""The audit runner: config → data → models → plan → executor → store → report.
 
 ``run_audit`` is the public entry point (the CLI is a thin layer over it). Every name and keyword in the
 config is checked before any expensive work starts, so a typo fails in a second, not after training.
+
+Resume is the default: the config is recorded in the run directory, each finished unit of work is recorded in
+the store with its rows (one transaction), and re-running the same config into the same directory skips the
+finished units. A run directory holding a different config is refused with the keys that differ (use another
+``--out`` or ``fresh=True`` / ``--fresh``). An interrupt (Ctrl-C) leaves the store consistent and raises
+:class:`AuditInterrupted`, whose message says how to resume.
 """
 
 from __future__ import annotations
@@ -13,26 +19,45 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 import robustxai
 from robustxai.attacks import create_attack
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
+from robustxai.audit.executor import ExecutionContext, Executor, create_executor
+from robustxai.audit.plan import (
+    ADV_DIR,
+    AuditData,
+    Unit,
+    UnitResult,
+    plan_units,
+    primary_condition,
+    save_arrays,
+)
 from robustxai.audit.progress import LogProgress, Progress
 from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_eval import CLEAN, Condition, EvalData, run_explanations, run_robustness
+from robustxai.audit.stages_eval import CLEAN, Condition
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import STORE_FILE, Store
-from robustxai.data.base import ImageDataset, stack_images
 from robustxai.errors import ConfigError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
 from robustxai.report import build_report
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "CLEAN",
+    "AuditInterrupted",
+    "AuditResult",
+    "Condition",
+    "check_config",
+    "primary_condition",
+    "run_audit",
+]
 
 
 @dataclass
@@ -44,9 +69,17 @@ class AuditResult:
     store: Path
     seconds: float
     warnings: list[str]
+    units_run: int = 0
+    units_skipped: int = 0
+
+
+class AuditInterrupted(KeyboardInterrupt):
+    """An audit stopped by Ctrl-C; finished units are kept and the message says how to resume."""
 
 
 RESERVED_MODEL_KEYS = ("num_classes", "class_names", "in_channels")
+#: Config keys that never change results: a run may resume with other values.
+RESUME_NEUTRAL_KEYS = ("cache_dir", "executor")
 
 
 def check_config(cfg: AuditConfig) -> list[str]:
@@ -86,28 +119,69 @@ def check_config(cfg: AuditConfig) -> list[str]:
     return warnings
 
 
-def primary_condition(cfg: AuditConfig) -> Condition:
-    """The attack and ε used for ΔAcc, the rank and the figure (nearest configured ε to the requested one).
-
-    Falls back to the first configured attack when the requested one is not configured.
-    """
-    spec = next((a for a in cfg.attacks if a.name == cfg.report.primary_attack), None)
-    if spec is None and cfg.attacks:
-        spec = cfg.attacks[0]
-    if spec is None:
-        return (cfg.report.primary_attack, cfg.report.primary_epsilon)
-    eps = min(spec.epsilons, key=lambda e: abs(e - cfg.report.primary_epsilon))
-    return (spec.name, float(eps))
-
-
 RUN_MARKERS = ("config.toml", STORE_FILE)
 
 
-def _prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory, replacing the outputs of an earlier run there.
+def _results_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines the results (what a resume must match)."""
+    return {k: v for k, v in resolved.items() if k not in RESUME_NEUTRAL_KEYS}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, as ``key: old → new`` (at most limit)."""
+    a, b = _flatten(_results_config(old)), _flatten(_results_config(new))
+    missing = object()
+    diffs = [
+        f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, missing) != b.get(k, missing)
+    ]
+    return diffs[:limit] + ([f"… and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
+def _stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config recorded in a run directory's store, or None without one."""
+    path = run_dir / STORE_FILE
+    if not path.is_file():
+        return None
+    try:
+        with Store(path, readonly=True) as store:
+            value = store.get_meta("config")
+    except Exception:  # a store torn before its first commit holds nothing worth resuming
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "report.html", "config.toml"):
+        (run_dir / name).unlink(missing_ok=True)
+    for sub in ("tables", "figures", ADV_DIR):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+
+
+def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], fresh: bool = False) -> bool:
+    """Create or reopen a run directory; return whether an earlier run of the same config is resumed.
 
     A non-empty directory that holds no earlier run is refused, so ``--out .`` or a typo can never delete a
-    user's own ``tables/`` or ``figures/``.
+    user's own files. An earlier run of another config is refused with the keys that differ, unless
+    ``fresh``, which replaces its outputs.
+
+    Raises:
+        ConfigError: For a foreign directory or an incompatible earlier run.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} exists and is not a directory")
@@ -116,36 +190,20 @@ def _prepare_run_dir(run_dir: Path) -> None:
             f"run directory {run_dir} is not empty and holds no earlier robustxai run; choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "report.html"):
-        (run_dir / name).unlink(missing_ok=True)
-    for sub in ("tables", "figures"):
+    stored = None if fresh else _stored_config(run_dir)
+    if stored is not None:
+        diffs = config_differences(stored, resolved)
+        if diffs:
+            raise ConfigError(
+                f"run directory {run_dir} holds a run of a different config ({'; '.join(diffs)}); "
+                "use a new --out, or --fresh to replace it"
+            )
+    else:
+        _clear_outputs(run_dir)
+    for sub in ("tables", "figures"):  # the report is rebuilt from the store at the end
         shutil.rmtree(run_dir / sub, ignore_errors=True)
-
-
-def _mask_or(mask: np.ndarray | None, default: np.ndarray) -> np.ndarray:
-    return default if mask is None else mask
-
-
-def _eval_data(test_ds: ImageDataset, n_images: int) -> tuple[EvalData, list[str]]:
-    samples = [test_ds[i] for i in range(len(test_ds))]
-    images, labels = stack_images(samples)
-    # Images with any annotation: point metrics need points, mask metrics a mask; the other is NaN.
-    subset = [i for i, s in enumerate(samples) if not s.truth.empty][:n_images]
-    warnings = []
-    if not subset:
-        warnings.append("no test image has ground-truth points or a mask: alignment metrics were skipped")
-    h, w = images.shape[-2:]
-    empty_mask = np.zeros((h, w), dtype=bool)
-    masks = (
-        torch.stack([torch.from_numpy(_mask_or(samples[i].truth.mask, empty_mask)) for i in subset])
-        if subset
-        else torch.zeros((0, h, w), dtype=torch.bool)
-    )
-    points = [
-        np.asarray(p) if (p := samples[i].truth.points) is not None else np.zeros((0, 2)) for i in subset
-    ]
-    data = EvalData(images, labels, [s.id for s in samples], subset, masks, points)
-    return data, warnings
+    (run_dir / "report.html").unlink(missing_ok=True)
+    return stored is not None
 
 
 def _versions() -> dict[str, str]:
@@ -159,78 +217,113 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _write_setup(
+    store: Store, cfg: AuditConfig, resolved: dict[str, Any], data: AuditData, infos: Any
+) -> None:
+    """Meta, samples, models and figure images: idempotent rows every (re-)run writes before its units."""
+    store.set_meta("config", resolved)
+    store.set_meta("run_name", cfg.name)
+    store.set_meta("versions", _versions())
+    primary = primary_condition(cfg)
+    store.set_meta("primary_attack", {"attack": primary[0], "epsilon": primary[1]})
+    n_points = dict(zip(data.subset, (len(p) for p in data.points), strict=True))
+    store.add_samples(
+        (sid, i, int(y), int(i in n_points), n_points.get(i, 0))
+        for i, (sid, y) in enumerate(zip(data.ids, data.labels.tolist(), strict=True))
+    )
+    for i in data.subset[: cfg.report.n_figure]:
+        s = data.dataset[i]
+        store.add_figure_sample(s.id, s.image.numpy(), s.truth.mask, s.truth.points)
+    for mc in cfg.models:  # a resumed run keeps the first run's account of how each model was obtained
+        info = json.loads(json.dumps(infos[mc.name], default=str))
+        store.add_model(mc.name, mc.arch, mc.training, info, keep_existing=True)
+
+
 def run_audit(
-    cfg: AuditConfig, run_dir: str | Path | None = None, progress: Progress | None = None
+    cfg: AuditConfig,
+    run_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    *,
+    fresh: bool = False,
+    executor: Executor | None = None,
 ) -> AuditResult:
-    """Run the whole audit described by ``cfg`` and write the store, tables, figures and report.
+    """Run (or resume) the audit described by ``cfg`` and write the store, tables, figures and report.
 
     Args:
         cfg: A validated configuration (see :func:`robustxai.audit.config.load_config`).
-        run_dir: Output directory (default ``runs/<cfg.name>``); earlier outputs there are replaced.
+        run_dir: Output directory (default ``runs/<cfg.name>``). Finished units of an earlier run of the same
+            config there are kept and skipped.
         progress: Receives progress of the long stages (default: log lines).
+        fresh: Replace the outputs of an earlier run in ``run_dir`` instead of resuming it.
+        executor: Runs the units (default: from ``cfg.executor``).
 
     Returns:
-        The paths of the outputs, the wall time and any warnings raised on the way.
+        The paths of the outputs, the wall time, warnings, and how many units ran and were skipped.
+
+    Raises:
+        ConfigError: For an invalid config, a foreign run directory or an incompatible earlier run.
+        AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
     """
     t_start = time.perf_counter()
     prog = progress or LogProgress()
-    config_warnings = check_config(cfg)
+    warnings = check_config(cfg)
+    ex = executor or create_executor(
+        cfg.executor.kind, cfg.executor.address, cfg.executor.num_cpus, cfg.executor.num_gpus
+    )
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
-    _prepare_run_dir(out)
     resolved = cfg.model_dump()
+    resumed = prepare_run_dir(out, resolved, fresh=fresh)
     (out / "config.toml").write_text(dump_toml(resolved))
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
-    warnings: list[str] = list(config_warnings)
     cache = cache_root(cfg.cache_dir)
 
     t = time.perf_counter()
     train_ds, test_ds, data_info = build_datasets(cfg, cache, prog)
-    data, w = _eval_data(test_ds, cfg.explain.n_images)
-    warnings += w
+    data = AuditData(test_ds, cfg.explain.n_images, out)
+    if not data.subset:
+        warnings.append("no test image has ground-truth points or a mask: alignment metrics were skipped")
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
     models, model_infos = get_models(cfg, train_ds, data_info, cache, prog)
     timings["models"] = time.perf_counter() - t
 
+    units = plan_units(cfg, data)
     store = Store(out / STORE_FILE)
+    n_done = 0
     try:
-        store.set_meta("config", resolved)
-        store.set_meta("run_name", cfg.name)
         store.set_meta("dataset", data_info)
-        store.set_meta("versions", _versions())
-        primary = primary_condition(cfg)
-        store.set_meta("primary_attack", {"attack": primary[0], "epsilon": primary[1]})
-        n_points = dict(zip(data.subset, (len(p) for p in data.points), strict=True))
-        store.add_samples(
-            (sid, i, int(y), int(i in n_points), n_points.get(i, 0))
-            for i, (sid, y) in enumerate(zip(data.ids, data.labels.tolist(), strict=True))
-        )
-        for i in data.subset[: cfg.report.n_figure]:
-            s = test_ds[i]
-            store.add_figure_sample(s.id, s.image.numpy(), s.truth.mask, s.truth.points)
-        for mc in cfg.models:
-            info = model_infos[mc.name]
-            store.add_model(mc.name, mc.arch, mc.training, json.loads(json.dumps(info, default=str)))
-        t_rob = t_exp = 0.0
-        for name, model in models.items():
-            t = time.perf_counter()
-            rob = run_robustness(name, model, cfg, data, prog)
-            store.add_predictions(rob.rows)
-            t_rob += time.perf_counter() - t
-            if data.subset:
-                t = time.perf_counter()
-                fig_conditions = {CLEAN, primary}
-                rows, fig_rows = run_explanations(
-                    name, model, cfg, data, rob.subset_images, prog, fig_conditions, cfg.report.n_figure
-                )
-                store.add_metrics(rows)
-                store.add_figure_maps(fig_rows)
-                t_exp += time.perf_counter() - t
-        timings["robustness"] = t_rob
-        timings["explanations"] = t_exp
+        _write_setup(store, cfg, resolved, data, model_infos)
+        finished = store.done_units()
+        todo = [u for u in units if u.id not in finished]
+        skipped = len(units) - len(todo)
+        if resumed:
+            log.info("resuming %s: %d of %d units already finished", out, skipped, len(units))
+        task = prog.start(f"units ({ex.name} executor)", len(todo))
+        t = time.perf_counter()
+
+        def commit(unit: Unit, result: UnitResult) -> None:
+            nonlocal n_done
+            if result.arrays:  # persisted first: a unit is only marked done once its tensors exist
+                save_arrays(data.adv_path(unit.id), result.arrays)
+            store.write_unit(unit.id, result.rows)
+            n_done += 1
+            prog.advance(task)
+
+        keys = {name: str(info.get("cache_key", name)) for name, info in model_infos.items()}
+        try:
+            ex.run(todo, ExecutionContext(cfg, data, models, keys), commit)
+        except KeyboardInterrupt:
+            left = len(todo) - n_done
+            raise AuditInterrupted(
+                f"interrupted: {skipped + n_done} of {len(units)} units are finished and saved in {out}; "
+                f"{left} remain. Run the same command again to resume."
+            ) from None
+        prog.finish(task)
+        timings["units"] = time.perf_counter() - t
         store.set_meta("warnings", warnings)
+        store.set_meta("units", {"planned": len(units), "run": n_done, "skipped": skipped})
         timings["total_before_report"] = time.perf_counter() - t_start
         store.set_meta("timings", {k: round(v, 2) for k, v in timings.items()})
     finally:
@@ -238,4 +331,12 @@ def run_audit(
     report = build_report(out)
     seconds = time.perf_counter() - t_start
     log.info("audit %s finished in %.1f s: %s", cfg.name, seconds, report)
-    return AuditResult(run_dir=out, report=report, store=out / STORE_FILE, seconds=seconds, warnings=warnings)
+    return AuditResult(
+        run_dir=out,
+        report=report,
+        store=out / STORE_FILE,
+        seconds=seconds,
+        warnings=warnings,
+        units_run=n_done,
+        units_skipped=skipped,
+    )

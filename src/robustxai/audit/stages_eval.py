@@ -1,19 +1,20 @@
-"""Audit stages 3–4: robustness (predictions under each attack) and explanations (maps and their metrics).
+"""Audit stages 3–4 on one shard: robustness (predictions under one condition) and explanations (maps).
 
-Each stage returns rows in the store's layout; only the runner writes them. Work is batched across images;
-adversarial images of the explanation subset are kept so maps are computed on exactly the attacked inputs.
+Each function takes the tensors of one shard and returns rows in the store's layout; only the driver writes
+them (see :mod:`robustxai.audit.plan` for how shards become units). Work is batched across the images of a
+shard in the same batches a whole-set run would use (shards are whole multiples of the batch size), so the
+numbers do not depend on how the test set was sharded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
-from robustxai.audit.progress import Progress
 from robustxai.explain import Explainer, create_explainer
 from robustxai.metrics import mask_area, point_coverage, rmse, ssim, topk_iou
 from robustxai.models import ModelWrapper
@@ -23,57 +24,64 @@ CLEAN: Condition = ("clean", 0.0)
 
 PredRow = tuple[str, str, float, str, int, int, int]
 MetricRow = tuple[str, str, float, str, str, str, float]
+FigureRow = tuple[str, str, float, str, str, np.ndarray]
+
+
+def conditions_of(cfg: AuditConfig) -> list[Condition]:
+    """Clean first, then every configured attack × ε, in config order."""
+    return [CLEAN] + [(a.name, float(e)) for a in cfg.attacks for e in a.epsilons]
 
 
 @dataclass
-class EvalData:
-    """The test tensors and the annotated subset that explanations are computed on."""
+class ExplainShard:
+    """The annotated images of one explanation shard: ids, truth, and the input per condition."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
     ids: list[str]
-    subset: list[int]
-    masks: torch.Tensor  # [S, H, W] bool, for the subset
-    points: list[np.ndarray]  # per subset image, (x, y)
+    images: dict[Condition, torch.Tensor]  # clean and attacked versions, each [S, C, H, W]
+    masks: torch.Tensor  # [S, H, W] bool
+    points: list[np.ndarray]  # per image, (x, y)
+    n_figure: int  # the first n_figure images of the shard are drawn in the report
 
 
-@dataclass
-class RobustnessResult:
-    """Prediction rows and the adversarial versions of the explanation subset per condition."""
+def robustness_shard(
+    name: str,
+    model: ModelWrapper,
+    cfg: AuditConfig,
+    cond: Condition,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    ids: list[str],
+) -> tuple[list[PredRow], torch.Tensor]:
+    """Predictions of one model under one condition on one shard, and the (attacked) inputs.
 
-    rows: list[PredRow] = field(default_factory=list)
-    subset_images: dict[Condition, torch.Tensor] = field(default_factory=dict)
+    Args:
+        name: The model's name in the config.
+        model: The model (set to eval mode).
+        cfg: The audit configuration (attack parameters, batch size).
+        cond: ``CLEAN`` or ``(attack name, ε)``.
+        images: The shard's images ``[N, C, H, W]`` in [0, 1].
+        labels: Their labels ``[N]``.
+        ids: Their sample ids.
 
-
-def run_robustness(
-    name: str, model: ModelWrapper, cfg: AuditConfig, data: EvalData, progress: Progress
-) -> RobustnessResult:
-    """Clean and adversarial predictions of one model on the whole test set."""
+    Returns:
+        One prediction row per image and the images the model saw (adversarial unless clean).
+    """
     model.eval()
     bs = cfg.batch_size
-    out = RobustnessResult()
-    conditions: list[Condition] = [CLEAN] + [(a.name, float(e)) for a in cfg.attacks for e in a.epsilons]
-    n_batches = (len(data.labels) + bs - 1) // bs
-    task = progress.start(f"attacking {name}", n_batches * (len(conditions) - 1) + 1)
-    for cond in conditions:
-        if cond == CLEAN:
-            adv = data.images
-        else:
-            spec = next(a for a in cfg.attacks if a.name == cond[0])
-            attack = create_attack(spec.name, eps=cond[1], **spec.params)
-            chunks = []
-            for x, y in zip(data.images.split(bs), data.labels.split(bs), strict=True):
-                chunks.append(attack(model, x, y))
-                progress.advance(task)
-            adv = torch.cat(chunks)
-        preds = model.predict(adv, batch_size=bs)
-        if cond == CLEAN:
-            progress.advance(task)
-        for sid, y, p in zip(data.ids, data.labels.tolist(), preds.tolist(), strict=True):
-            out.rows.append((name, cond[0], cond[1], sid, int(y), int(p), int(y == p)))
-        out.subset_images[cond] = adv[data.subset]
-    progress.finish(task)
-    return out
+    if cond == CLEAN:
+        adv = images
+    else:
+        spec = next(a for a in cfg.attacks if a.name == cond[0])
+        attack = create_attack(spec.name, eps=cond[1], **spec.params)
+        adv = torch.cat(
+            [attack(model, x, y) for x, y in zip(images.split(bs), labels.split(bs), strict=True)]
+        )
+    preds = model.predict(adv, batch_size=bs)
+    rows = [
+        (name, cond[0], cond[1], sid, int(y), int(p), int(y == p))
+        for sid, y, p in zip(ids, labels.tolist(), preds.tolist(), strict=True)
+    ]
+    return rows, adv.detach()
 
 
 def _maps(explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: int) -> torch.Tensor:
@@ -81,18 +89,22 @@ def _maps(explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: i
 
 
 def alignment_rows(
-    key: tuple[str, str, float, str], maps: torch.Tensor, data: EvalData, tops: list[float]
+    key: tuple[str, str, float, str],
+    maps: torch.Tensor,
+    ids: list[str],
+    masks: torch.Tensor,
+    points: list[np.ndarray],
+    tops: list[float],
 ) -> list[MetricRow]:
-    """Per-sample alignment metrics of ``maps`` (one per subset image) against the ground truth."""
+    """Per-sample alignment metrics of ``maps`` (one per image of ``ids``) against the ground truth."""
     model, cond, eps, expl = key
-    ids = [data.ids[i] for i in data.subset]
     values: dict[str, torch.Tensor] = {}
     for top in tops:
         pct = f"{round(top * 100):g}"
-        values[f"point_coverage@{pct}"] = point_coverage(maps, data.points, top=top)
+        values[f"point_coverage@{pct}"] = point_coverage(maps, points, top=top)
         values[f"mask_area@{pct}"] = mask_area(maps, top=top)
-    values["topk_iou@15"] = topk_iou(maps, data.masks, top=0.15)
-    values["rmse@15"] = rmse(maps, data.masks, top=0.15)
+    values["topk_iou@15"] = topk_iou(maps, masks, top=0.15)
+    values["rmse@15"] = rmse(maps, masks, top=0.15)
     rows: list[MetricRow] = []
     for metric, vals in values.items():
         for sid, v in zip(ids, vals.tolist(), strict=True):
@@ -100,44 +112,54 @@ def alignment_rows(
     return rows
 
 
-def run_explanations(
+def explainer_for(cfg: AuditConfig, method: str) -> Explainer:
+    """The configured explainer ``method`` (the random baseline is seeded by the audit seed)."""
+    params = {"seed": cfg.seed} if method == "random" else cfg.explain.params.get(method, {})
+    return create_explainer(method, **params)
+
+
+def explanation_shard(
     name: str,
     model: ModelWrapper,
     cfg: AuditConfig,
-    data: EvalData,
-    adv: dict[Condition, torch.Tensor],
-    progress: Progress,
+    method: str,
+    shard: ExplainShard,
     figure_conditions: set[Condition],
-    n_figure: int,
-) -> tuple[list[MetricRow], list[tuple[str, str, float, str, str, np.ndarray]]]:
-    """Maps of every configured explainer (and the random baseline) on clean and attacked subset images."""
+) -> tuple[list[MetricRow], list[FigureRow]]:
+    """Maps of one explainer on every condition of one shard, their alignment and their stability.
+
+    The clean maps are computed first; each attacked condition's maps are compared with them (``map_ssim``),
+    which is why one unit holds every condition of an explainer × shard.
+
+    Args:
+        name: The model's name in the config.
+        model: The model (set to eval mode).
+        cfg: The audit configuration.
+        method: An explainer name or ``"random"``.
+        shard: The images, truth and figure count of the shard.
+        figure_conditions: Conditions whose maps the report draws.
+
+    Returns:
+        Metric rows (store layout) and figure-map rows.
+    """
     model.eval()
-    methods = [*cfg.explain.methods, "random"]
-    fig_ids = [data.ids[i] for i in data.subset[:n_figure]]
+    explainer = explainer_for(cfg, method)
     rows: list[MetricRow] = []
-    fig_rows: list[tuple[str, str, float, str, str, np.ndarray]] = []
-    task = progress.start(f"explaining {name}", len(methods) * len(adv))
-    for method in methods:
-        params = cfg.explain.params.get(method, {})
-        if method == "random":
-            params = {"seed": cfg.seed}
-        explainer = create_explainer(method, **params)
-        clean_maps: torch.Tensor | None = None
-        for cond, images in adv.items():
-            maps = _maps(explainer, model, images, cfg.explain.batch_size)
-            rows += alignment_rows((name, cond[0], cond[1], method), maps, data, cfg.explain.tops)
-            if cond == CLEAN:
-                clean_maps = maps
-            elif clean_maps is not None:
-                sims = ssim(clean_maps, maps)
-                ids = [data.ids[i] for i in data.subset]
-                rows += [
-                    (name, cond[0], cond[1], method, "map_ssim", s, float(v))
-                    for s, v in zip(ids, sims.tolist(), strict=True)
-                ]
-            if cond in figure_conditions and method != "random":
-                for sid, m in zip(fig_ids, maps[: len(fig_ids)], strict=False):
-                    fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
-            progress.advance(task)
-    progress.finish(task)
+    fig_rows: list[FigureRow] = []
+    clean_maps: torch.Tensor | None = None
+    for cond, images in shard.images.items():
+        maps = _maps(explainer, model, images, cfg.explain.batch_size)
+        key = (name, cond[0], cond[1], method)
+        rows += alignment_rows(key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops)
+        if cond == CLEAN:
+            clean_maps = maps
+        elif clean_maps is not None:
+            sims = ssim(clean_maps, maps)
+            rows += [
+                (name, cond[0], cond[1], method, "map_ssim", s, float(v))
+                for s, v in zip(shard.ids, sims.tolist(), strict=True)
+            ]
+        if cond in figure_conditions and method != "random":
+            for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
+                fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
     return rows, fig_rows

@@ -10,7 +10,10 @@ Schema (keys are text or real; ``condition`` is ``"clean"`` or an attack name, `
   ``explainer`` is ``""`` for metrics that do not involve a map.
 - ``figure_samples(sample_id, image, mask, points)`` and ``figure_maps(model, condition, epsilon, explainer,
   sample_id, map)``: the few images and maps the report draws (float16 ``.npy`` blobs).
-- ``units(unit, finished_at)``: finished units of work, so a re-run can skip them.
+- ``warnings(model, code, message)``: warnings raised while auditing a model (e.g. failed sanity checks).
+- ``units(unit, finished_at)``: finished units of work, so a re-run can skip them. A unit's rows and its
+  ``units`` row are written in one transaction (:meth:`Store.write_unit`), so a crash never leaves half a
+  unit: either all of its rows are there and it is marked done, or none are and it runs again.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ CREATE TABLE IF NOT EXISTS figure_samples(sample_id TEXT PRIMARY KEY, image BLOB
 CREATE TABLE IF NOT EXISTS figure_maps(model TEXT, condition TEXT, epsilon REAL, explainer TEXT,
     sample_id TEXT, map BLOB, PRIMARY KEY(model, condition, epsilon, explainer, sample_id));
 CREATE TABLE IF NOT EXISTS units(unit TEXT PRIMARY KEY, finished_at REAL);
+CREATE TABLE IF NOT EXISTS warnings(model TEXT, code TEXT, message TEXT, PRIMARY KEY(model, code, message));
 """
+
+#: Tables a unit may write, with their widths (figure maps are encoded by :meth:`Store.write_unit`).
+UNIT_TABLES = {"predictions": 7, "metrics": 7, "figure_maps": 6, "warnings": 3}
+TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warnings")
 
 STORE_FILE = "results.sqlite"
 
@@ -62,6 +70,11 @@ def _unit_range(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+def _encode_maps(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Figure-map rows with the map as a float16 ``.npy`` blob, min-max normalised."""
+    return [(m, c, e, x, s, array_to_blob(_unit_range(a).astype(np.float16))) for m, c, e, x, s, a in rows]
+
+
 class Store:
     """Read/write access to one run's SQLite store.
 
@@ -80,6 +93,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path))
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # a committed unit survives a power cut
         self._conn.executescript(SCHEMA)
         self._conn.commit()
 
@@ -103,9 +117,14 @@ class Store:
         """Store a JSON-serialisable value under ``key``."""
         self._insert("meta", [(key, json.dumps(value, sort_keys=True, default=str))], 2)
 
-    def add_model(self, model: str, arch: str, training: str, info: dict[str, Any]) -> None:
-        """Record one audited model."""
-        self._insert("models", [(model, arch, training, json.dumps(info, sort_keys=True, default=str))], 4)
+    def add_model(
+        self, model: str, arch: str, training: str, info: dict[str, Any], keep_existing: bool = False
+    ) -> None:
+        """Record one audited model; with ``keep_existing`` an earlier record (a resumed run's) is kept."""
+        row = (model, arch, training, json.dumps(info, sort_keys=True, default=str))
+        verb = "INSERT OR IGNORE" if keep_existing else "INSERT OR REPLACE"
+        with self._conn:
+            self._conn.execute(f"{verb} INTO models VALUES (?,?,?,?)", row)
 
     def add_samples(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
         """Record evaluated samples: ``(sample_id, idx, label, has_truth, n_points)``."""
@@ -131,15 +150,38 @@ class Store:
 
     def add_figure_maps(self, rows: Iterable[tuple[str, str, float, str, str, np.ndarray]]) -> None:
         """Store maps for the figure grid: ``(model, condition, epsilon, explainer, sample_id, map)``."""
-        self._insert(
-            "figure_maps",
-            ((m, c, e, x, s, array_to_blob(_unit_range(a).astype(np.float16))) for m, c, e, x, s, a in rows),
-            6,
-        )
+        self._insert("figure_maps", _encode_maps(rows), 6)
+
+    def add_warnings(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Record warnings: ``(model, code, message)`` (``model`` is ``""`` for run-wide warnings)."""
+        self._insert("warnings", rows, 3)
 
     def mark_unit_done(self, unit: str) -> None:
         """Record that a unit of work finished."""
         self._insert("units", [(unit, time.time())], 2)
+
+    def write_unit(self, unit: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Write one unit's rows and mark it done, all in one transaction.
+
+        Args:
+            unit: The unit's id.
+            rows: Rows by table name (keys of :data:`UNIT_TABLES`), in each table's layout.
+
+        Raises:
+            ValueError: For a table a unit may not write.
+        """
+        unknown = sorted(set(rows) - set(UNIT_TABLES))
+        if unknown:
+            raise ValueError(
+                f"a unit cannot write table(s) {', '.join(unknown)}; known: {', '.join(UNIT_TABLES)}"
+            )
+        with self._conn:  # one transaction: commits on success, rolls back on any error or interrupt
+            for table, table_rows in rows.items():
+                width = UNIT_TABLES[table]
+                data = _encode_maps(table_rows) if table == "figure_maps" else table_rows
+                marks = ",".join("?" * width)
+                self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", list(data))
+            self._conn.execute("INSERT OR REPLACE INTO units VALUES (?, ?)", (unit, time.time()))
 
     # -- reading -----------------------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -151,10 +193,25 @@ class Store:
         """Whether ``unit`` has finished in this store."""
         return self._conn.execute("SELECT 1 FROM units WHERE unit = ?", (unit,)).fetchone() is not None
 
+    def done_units(self) -> set[str]:
+        """The ids of every finished unit."""
+        return {row[0] for row in self._conn.execute("SELECT unit FROM units")}
+
+    def has_table(self, name: str) -> bool:
+        """Whether the store has table ``name`` (stores written by older versions may lack some)."""
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._conn.execute(query, (name,)).fetchone() is not None
+
+    def warnings(self) -> pd.DataFrame:
+        """Stored warnings as a DataFrame ``model, code, message`` (empty for stores without the table)."""
+        if not self.has_table("warnings"):
+            return pd.DataFrame(columns=["model", "code", "message"])
+        return self.table("warnings")
+
     def table(self, name: str) -> pd.DataFrame:
         """Return a whole table as a DataFrame, in a deterministic order."""
-        if name not in ("meta", "models", "samples", "predictions", "metrics", "units"):
-            raise ValueError(f"unknown table {name!r}")
+        if name not in TABLES:
+            raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
         df = pd.read_sql_query(f"SELECT * FROM {name}", self._conn)
         return df.sort_values(list(df.columns[: min(len(df.columns), 6)])).reset_index(drop=True)
 

@@ -1,0 +1,122 @@
+"""The Ray executor: units as Ray tasks, results back to the driver, which alone writes the store.
+
+Ray is an optional extra (``pip install robustxai[ray]``) and is imported only when this executor runs. The
+driver loads each unit's inputs (so workers need no access to the data), puts every model into the object
+store once, and passes it to tasks inside a list, so Ray does not fetch it for every task: each worker
+process fetches a model the first time it runs a unit of that model and keeps it for later units (keyed by
+the model's cache key, so a later audit with a retrained model never reuses a stale one).
+
+Units are submitted as soon as their dependencies are committed, with at most ``max_in_flight`` tasks
+pending, so the driver holds the inputs of a bounded number of shards. An interrupt cancels the pending tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.executor import Commit, ExecutionContext
+from robustxai.audit.plan import Unit, UnitResult, run_unit
+from robustxai.errors import RobustXAIError
+from robustxai.models import ModelWrapper
+
+log = logging.getLogger(__name__)
+
+_WORKER_MODELS: dict[str, ModelWrapper] = {}  # per worker process: model key → model
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RobustXAIError(
+            "the ray executor needs Ray: pip install 'robustxai[ray]' (or use --executor local)"
+        ) from None
+    return ray
+
+
+def _worker_run(
+    unit: Unit, model_key: str, model_box: list[Any], cfg: AuditConfig, payload: Any
+) -> UnitResult:
+    """Run one unit in a Ray worker, fetching its model once per worker process."""
+    model = _WORKER_MODELS.get(model_key)
+    if model is None:
+        import ray
+
+        model = ray.get(model_box[0]).eval()
+        _WORKER_MODELS[model_key] = model
+    return run_unit(unit, model, cfg, payload)
+
+
+class RayExecutor:
+    """Runs units as Ray tasks.
+
+    Args:
+        address: Cluster address; default: the Ray already initialised in this process, else a new local Ray.
+        num_cpus: CPUs each task reserves.
+        num_gpus: GPUs each task reserves.
+        max_in_flight: Tasks pending at once (default: twice the cluster's task slots).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        max_in_flight: int | None = None,
+    ) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_in_flight = max_in_flight
+
+    def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+        """Submit ready units, commit results as they arrive, until every unit is committed."""
+        ray = _import_ray()
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            self._run(ray, units, ctx, commit)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _slots(self, ray: Any) -> int:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        return max(1, int(cpus // self.num_cpus)) if self.num_cpus > 0 else 1
+
+    def _run(self, ray: Any, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+        task = ray.remote(_worker_run).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
+        cap = self.max_in_flight or 2 * self._slots(ray)
+        needed = {u.model for u in units}
+        boxes = {name: [ray.put(ctx.models[name].cpu())] for name in needed}  # one copy per model
+        cfg_ref = ray.put(ctx.cfg)
+        unfinished = {u.id for u in units}
+        waiting = list(units)
+        in_flight: dict[Any, Unit] = {}
+        try:
+            while waiting or in_flight:
+                for unit in list(waiting):
+                    if len(in_flight) >= cap:
+                        break
+                    if any(d in unfinished for d in unit.deps):
+                        continue
+                    key = ctx.model_keys.get(unit.model, f"{unit.model}:{id(ctx.models[unit.model])}")
+                    ref = task.remote(unit, key, boxes[unit.model], cfg_ref, ctx.prepare(unit))
+                    in_flight[ref] = unit
+                    waiting.remove(unit)
+                if not in_flight:
+                    raise RobustXAIError(f"no unit can start: unmet dependencies of {waiting[0].id!r}")
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    unit = in_flight.pop(ref)
+                    commit(unit, ray.get(ref))
+                    unfinished.discard(unit.id)
+        except BaseException:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            raise

@@ -1,0 +1,149 @@
+"""Reading a finished run back: :func:`open_run` (pandas) and :func:`export_run` (Parquet or CSV files).
+
+Both read only the run's store, like the report: the per-sample rows (``predictions``, ``metrics``,
+``samples``, ``models``, ``warnings``, ``units``) and the aggregate tables exactly as the report computes them
+(robustness, alignment, stability, random baseline, …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustxai.audit.config import AuditConfig, validate_config
+from robustxai.audit.store import STORE_FILE, Store
+from robustxai.errors import RobustXAIError
+
+EXPORT_FORMATS = ("parquet", "csv")
+#: Per-sample tables of the store that are exported (figure blobs are not: they are the report's).
+ROW_TABLES = ("predictions", "metrics", "samples", "models", "units")
+
+
+@dataclass
+class Run:
+    """A run opened for analysis: per-sample rows and the report's tables as pandas DataFrames.
+
+    Attributes:
+        path: The run directory.
+        predictions: One row per model × condition × ε × sample (``label``, ``pred``, ``correct``).
+        metrics: One row per model × condition × ε × explainer × metric × sample.
+        samples: The evaluated images (ids, labels, whether annotated).
+        models: One row per audited model (``info`` is JSON text).
+        units: Finished units of work and when they finished.
+        warnings: Warnings recorded by the audit stages (``model, code, message``).
+        meta: The store's metadata (config, versions, timings, …) as Python values.
+    """
+
+    path: Path
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame
+    samples: pd.DataFrame
+    models: pd.DataFrame
+    units: pd.DataFrame
+    warnings: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def config(self) -> AuditConfig:
+        """The resolved configuration the run was made with."""
+        raw = self.meta.get("config")
+        if not isinstance(raw, dict):
+            raise RobustXAIError(f"the run store in {self.path} records no config")
+        return validate_config(raw, f"(stored in {self.path})")
+
+    @cached_property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The aggregate tables the report computes (``robustness``, ``alignment``, ``stability``, …)."""
+        from robustxai.report.tables import compute_tables, load_run
+
+        report_tables = compute_tables(load_run(self.path))
+        out = {
+            f.name: getattr(report_tables, f.name)
+            for f in dataclasses.fields(report_tables)
+            if isinstance(getattr(report_tables, f.name), pd.DataFrame)
+        }
+        if "stability" not in out:  # report versions without a stability table: the map_ssim rows
+            align = out["alignment"]
+            out["stability"] = align[align["metric"] == "map_ssim"].reset_index(drop=True)
+        return out
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run directory (or its ``results.sqlite``) for reading.
+
+    Args:
+        path: A run directory written by an audit, or the store file in it.
+
+    Returns:
+        The run's rows and metadata; ``.tables`` computes the report's aggregates on first use.
+
+    Raises:
+        RobustXAIError: If there is no store or it cannot be read.
+    """
+    p = Path(path)
+    run_dir = p.parent if p.name == STORE_FILE else p
+    store_path = run_dir / STORE_FILE
+    if not store_path.is_file():
+        raise RobustXAIError(f"no run store at {store_path}: run the audit first")
+    try:
+        with Store(store_path, readonly=True) as store:
+            frames = {name: store.table(name) for name in ROW_TABLES}
+            warnings = store.warnings()
+            meta_rows = store.table("meta")
+    except sqlite3.DatabaseError as exc:
+        raise RobustXAIError(f"cannot read the run store {store_path}: {exc}") from None
+    meta = {str(k): json.loads(v) for k, v in zip(meta_rows["key"], meta_rows["value"], strict=True)}
+    return Run(path=run_dir, warnings=warnings, meta=meta, **frames)
+
+
+def _writer(format: str) -> tuple[str, Any]:
+    if format == "csv":
+        return "csv", lambda df, path: df.to_csv(path, index=False, lineterminator="\n")
+    if format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise RobustXAIError(
+                "Parquet export needs pyarrow: pip install 'robustxai[export]' (or use --format csv)"
+            ) from None
+        return "parquet", lambda df, path: df.to_parquet(path, index=False, engine="pyarrow")
+    raise RobustXAIError(f"unknown export format {format!r}; known formats: {', '.join(EXPORT_FORMATS)}")
+
+
+def export_run(path: str | Path, format: str = "parquet", out: str | Path | None = None) -> dict[str, Path]:
+    """Write a run's per-sample rows and aggregate tables as one file per table.
+
+    Args:
+        path: The run directory.
+        format: ``"parquet"`` (needs pyarrow, the ``export`` extra) or ``"csv"``.
+        out: Output folder (default ``<run>/export``); existing files of the same names are replaced.
+
+    Returns:
+        The written files by table name (aggregates are prefixed ``table_``, e.g. ``table_robustness``).
+
+    Raises:
+        RobustXAIError: For an unknown format, a missing pyarrow, or a missing or unreadable store.
+    """
+    suffix, write = _writer(format)
+    run = open_run(path)
+    frames: dict[str, pd.DataFrame] = {
+        **{name: getattr(run, name) for name in ROW_TABLES},
+        "warnings": run.warnings,
+    }
+    if not run.predictions.empty:
+        frames.update({f"table_{name}": df for name, df in run.tables.items()})
+    folder = Path(out) if out is not None else run.path / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, frame in frames.items():
+        target = folder / f"{name}.{suffix}"
+        write(frame.reset_index(drop=True), target)
+        written[name] = target
+    return written

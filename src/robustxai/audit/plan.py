@@ -1,0 +1,333 @@
+"""The audit plan: the configuration turned into an ordered list of pure units of work with stable ids.
+
+A unit's output depends only on the config, its model and its shard of samples, so units run in any order, on
+any worker, and a finished unit is never run again (its id is recorded in the store with its rows).
+
+Unit kinds (registered in :data:`UNIT_KINDS`, planned in registry order):
+
+- ``robustness``: model × condition (clean, or attack × ε) × shard of the test set. Rows: ``predictions``.
+  The attacked versions of the shard's explanation-subset images are persisted to
+  ``run_dir/adv/<unit>.safetensors`` (written before the unit is committed), because attacks are the costly
+  part and explanations must see exactly the inputs that were scored.
+- ``explanation``: model × explainer × shard of the explanation subset. It depends on the robustness units
+  whose shards hold its images and reads their adversarial images. All conditions of an explainer live in one
+  unit because ``map_ssim`` compares each attacked map with the clean map of the same image (splitting the
+  condition out would recompute or persist the clean maps). Rows: ``metrics`` and ``figure_maps``.
+
+Shards are whole multiples of the batch size, so batches — and therefore the numbers — are the same as in an
+unsharded run. Adding a kind (e.g. explanation manipulation, sanity checks) is one :class:`UnitKind` with a
+``plan`` (config + data → units), a ``prepare`` (driver side: load the unit's inputs) and a pure ``run``
+(worker side: model + inputs → rows by table, see :data:`robustxai.audit.store.UNIT_TABLES`), registered with
+:func:`register_unit_kind`; the executors and the store need no change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.stages_eval import (
+    CLEAN,
+    Condition,
+    ExplainShard,
+    conditions_of,
+    explanation_shard,
+    robustness_shard,
+)
+from robustxai.data.base import ImageDataset, stack_images
+from robustxai.errors import ConfigError
+from robustxai.models import ModelWrapper
+
+ROBUSTNESS_SHARD_BATCHES = 4  # test images per robustness unit = 4 × batch_size
+EXPLANATION_SHARD_BATCHES = 1  # subset images per explanation unit = explain.batch_size
+ADV_DIR = "adv"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One pure piece of work.
+
+    Attributes:
+        id: Stable id, e.g. ``robustness/standard/pgd@0.0156/0``; the same config always plans the same ids.
+        kind: A key of :data:`UNIT_KINDS`.
+        model: The audited model's name.
+        shard: Shard number within the unit's (model, condition, explainer) series.
+        indices: The samples: test-set indices (robustness) or positions in the explanation subset.
+        condition: ``(attack, ε)`` or ``("clean", 0.0)`` where the kind has one.
+        explainer: The explainer where the kind has one.
+        deps: Ids of units that must finish first.
+    """
+
+    id: str
+    kind: str
+    model: str
+    shard: int
+    indices: tuple[int, ...]
+    condition: Condition | None = None
+    explainer: str | None = None
+    deps: tuple[str, ...] = ()
+
+
+@dataclass
+class UnitResult:
+    """What a unit produced: rows by store table, and tensors the driver persists before committing."""
+
+    rows: dict[str, list[tuple[Any, ...]]]
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class AuditData:
+    """The driver's view of the test set: per-sample ids and labels, the annotated subset, and lazy images.
+
+    Only ids, labels and the subset's truth stay in memory; images are read shard by shard, so memory does
+    not grow with the data set.
+
+    Args:
+        dataset: The test set.
+        n_images: Size of the explanation subset (the first annotated images).
+        run_dir: The run directory (adversarial images are persisted under ``run_dir/adv``).
+    """
+
+    def __init__(self, dataset: ImageDataset, n_images: int, run_dir: Path) -> None:
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.ids: list[str] = []
+        labels: list[int | torch.Tensor] = []
+        self.subset: list[int] = []
+        masks: list[torch.Tensor] = []
+        self.points: list[np.ndarray] = []
+        for i in range(len(dataset)):  # one streaming pass: nothing but the subset's truth is kept
+            s = dataset[i]
+            self.ids.append(s.id)
+            labels.append(s.label)
+            if len(self.subset) < n_images and not s.truth.empty:
+                h, w = s.image.shape[-2:]
+                self.subset.append(i)
+                mask = s.truth.mask if s.truth.mask is not None else np.zeros((h, w), dtype=bool)
+                masks.append(torch.from_numpy(np.asarray(mask, dtype=bool)))
+                pts = s.truth.points
+                self.points.append(np.asarray(pts) if pts is not None else np.zeros((0, 2)))
+        self.labels = _stack_labels(labels)
+        self.masks = torch.stack(masks) if masks else torch.zeros((0, 1, 1), dtype=torch.bool)
+        self._cache: tuple[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[N, C, H, W]`` and labels of the given test indices (the last shard read is reused)."""
+        if self._cache is None or self._cache[0] != indices:
+            self._cache = (indices, stack_images([self.dataset[i] for i in indices]))
+        return self._cache[1]
+
+    def adv_path(self, unit_id: str) -> Path:
+        """Where the adversarial subset images of a robustness unit are persisted."""
+        safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", unit_id)[:80]
+        digest = hashlib.sha256(unit_id.encode()).hexdigest()[:10]
+        return self.run_dir / ADV_DIR / f"{safe}-{digest}.safetensors"
+
+
+def _stack_labels(labels: list[int | torch.Tensor]) -> torch.Tensor:
+    """Class indices as a long vector ``[N]``, multi-label rows as a float matrix ``[N, K]``."""
+    if labels and all(isinstance(y, torch.Tensor) and y.ndim == 1 for y in labels):
+        return torch.stack([torch.as_tensor(y, dtype=torch.float32) for y in labels])
+    return torch.tensor([int(y) for y in labels], dtype=torch.long)
+
+
+def save_arrays(path: Path, arrays: dict[str, torch.Tensor]) -> None:
+    """Write tensors atomically (temporary file, then rename), so a crash never leaves a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in arrays.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def shards(n: int, size: int) -> list[tuple[int, ...]]:
+    """Split ``range(n)`` into consecutive chunks of ``size``."""
+    return [tuple(range(lo, min(lo + size, n))) for lo in range(0, n, size)]
+
+
+def primary_condition(cfg: AuditConfig) -> Condition:
+    """The attack and ε used for ΔAcc, the rank and the figure (nearest configured ε to the requested one).
+
+    Falls back to the first configured attack when the requested one is not configured.
+    """
+    spec = next((a for a in cfg.attacks if a.name == cfg.report.primary_attack), None)
+    if spec is None and cfg.attacks:
+        spec = cfg.attacks[0]
+    if spec is None:
+        return (cfg.report.primary_attack, cfg.report.primary_epsilon)
+    eps = min(spec.epsilons, key=lambda e: abs(e - cfg.report.primary_epsilon))
+    return (spec.name, float(eps))
+
+
+def unit_seed(seed: int, unit_id: str) -> int:
+    """The seed of one unit's global torch RNG: a function of the audit seed and the unit id only."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{unit_id}".encode()).digest()[:7], "big")
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """How one kind of unit is planned, fed and run."""
+
+    name: str
+    plan: Callable[[AuditConfig, AuditData], list[Unit]]
+    prepare: Callable[[Unit, AuditConfig, AuditData], Any]
+    run: Callable[[Unit, ModelWrapper, AuditConfig, Any], UnitResult]
+
+
+UNIT_KINDS: dict[str, UnitKind] = {}
+
+
+def register_unit_kind(kind: UnitKind) -> UnitKind:
+    """Add a unit kind; it is planned after the kinds registered before it."""
+    if kind.name in UNIT_KINDS:
+        raise ValueError(f"unit kind {kind.name!r} is already registered")
+    UNIT_KINDS[kind.name] = kind
+    return kind
+
+
+def plan_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
+    """Every unit of the audit, in an order that runs each unit after its dependencies.
+
+    Raises:
+        ConfigError: If two units share an id or a unit depends on one planned later (a bug in a kind).
+    """
+    units = [u for kind in UNIT_KINDS.values() for u in kind.plan(cfg, data)]
+    seen: set[str] = set()
+    for u in units:
+        missing = [d for d in u.deps if d not in seen]
+        if u.id in seen or missing:
+            raise ConfigError(
+                f"invalid plan at unit {u.id!r}: duplicate id or dependencies not planned first"
+            )
+        seen.add(u.id)
+    return units
+
+
+def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any) -> UnitResult:
+    """Run one unit on its prepared inputs with its own RNG seed (the same wherever and whenever it runs)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(unit_seed(cfg.seed, unit.id))
+        return UNIT_KINDS[unit.kind].run(unit, model, cfg, payload)
+
+
+# -- robustness ------------------------------------------------------------------------------------------
+def _robustness_id(model: str, cond: Condition, shard: int) -> str:
+    return f"robustness/{model}/{cond[0]}@{cond[1]!r}/{shard}"
+
+
+def _plan_robustness(cfg: AuditConfig, data: AuditData) -> list[Unit]:
+    # Shard-major order: consecutive units read the same images, which are loaded once.
+    units = []
+    for k, indices in enumerate(shards(len(data), ROBUSTNESS_SHARD_BATCHES * cfg.batch_size)):
+        for m in cfg.models:
+            for cond in conditions_of(cfg):
+                units.append(Unit(_robustness_id(m.name, cond, k), "robustness", m.name, k, indices, cond))
+    return units
+
+
+@dataclass
+class RobustnessInput:
+    """A robustness unit's images, and which of them belong to the explanation subset."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    keep: list[int]  # positions in the shard of explanation-subset images
+
+
+def _prepare_robustness(unit: Unit, cfg: AuditConfig, data: AuditData) -> RobustnessInput:
+    images, labels = data.load(unit.indices)
+    subset = set(data.subset)
+    keep = [p for p, i in enumerate(unit.indices) if i in subset]
+    return RobustnessInput(images, labels, [data.ids[i] for i in unit.indices], keep)
+
+
+def _run_robustness(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: RobustnessInput) -> UnitResult:
+    assert unit.condition is not None
+    rows, adv = robustness_shard(unit.model, model, cfg, unit.condition, inp.images, inp.labels, inp.ids)
+    arrays = {}
+    if unit.condition != CLEAN and inp.keep:
+        arrays = {"images": adv[inp.keep].cpu(), "indices": torch.tensor([unit.indices[p] for p in inp.keep])}
+    return UnitResult({"predictions": list(rows)}, arrays)
+
+
+# -- explanations ----------------------------------------------------------------------------------------
+def explanation_methods(cfg: AuditConfig) -> list[str]:
+    """The configured explainers and the random baseline."""
+    return [*cfg.explain.methods, "random"]
+
+
+def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:
+    rob_size = ROBUSTNESS_SHARD_BATCHES * cfg.batch_size
+    attacked = [c for c in conditions_of(cfg) if c != CLEAN]
+    units = []
+    for m in cfg.models:
+        for method in explanation_methods(cfg):
+            for k, positions in enumerate(
+                shards(len(data.subset), EXPLANATION_SHARD_BATCHES * cfg.explain.batch_size)
+            ):
+                rob_shards = sorted({data.subset[p] // rob_size for p in positions})
+                deps = tuple(_robustness_id(m.name, c, s) for c in attacked for s in rob_shards)
+                uid = f"explanation/{m.name}/{method}/{k}"
+                units.append(Unit(uid, "explanation", m.name, k, positions, None, method, deps))
+    return units
+
+
+@dataclass
+class ExplanationInput:
+    """An explanation unit's shard and the conditions whose maps the report draws."""
+
+    shard: ExplainShard
+    figure_conditions: set[Condition]
+
+
+def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> ExplanationInput:
+    test_idx = [data.subset[p] for p in unit.indices]
+    clean, _ = data.load(tuple(test_idx))
+    images: dict[Condition, torch.Tensor] = {CLEAN: clean}
+    by_cond: dict[Condition, dict[int, torch.Tensor]] = {}
+    for dep in unit.deps:  # robustness units of this model; their files hold the attacked subset images
+        cond = _condition_of_id(dep)
+        saved = load_file(str(data.adv_path(dep)))
+        table = by_cond.setdefault(cond, {})
+        table.update(zip(saved["indices"].tolist(), saved["images"], strict=True))
+    for cond in conditions_of(cfg):
+        if cond != CLEAN:
+            images[cond] = torch.stack([by_cond[cond][i] for i in test_idx])
+    n_figure = sum(1 for p in unit.indices if p < cfg.report.n_figure)
+    shard = ExplainShard(
+        ids=[data.ids[i] for i in test_idx],
+        images=images,
+        masks=data.masks[list(unit.indices)],
+        points=[data.points[p] for p in unit.indices],
+        n_figure=n_figure,
+    )
+    return ExplanationInput(shard, {CLEAN, primary_condition(cfg)})
+
+
+def _condition_of_id(unit_id: str) -> Condition:
+    attack, eps = unit_id.split("/")[-2].rsplit("@", 1)
+    return (attack, float(eps))
+
+
+def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: ExplanationInput) -> UnitResult:
+    assert unit.explainer is not None
+    rows, fig_rows = explanation_shard(
+        unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
+    )
+    return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows)})
+
+
+register_unit_kind(UnitKind("robustness", _plan_robustness, _prepare_robustness, _run_robustness))
+register_unit_kind(UnitKind("explanation", _plan_explanations, _prepare_explanation, _run_explanation))
