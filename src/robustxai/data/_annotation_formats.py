@@ -1,0 +1,396 @@
+"""Readers behind :func:`robustxai.data.annotations.read_annotations`, one per file format.
+
+Each reader parses its format and hands points, boxes, polygons and masks to a :class:`Collector`, which
+checks them against the image sizes, rasterises regions, and turns every problem into a warning line
+instead of an exception. Conventions (coordinates, key matching) are documented in ``annotations.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+from skimage.draw import polygon as draw_polygon
+
+from robustxai.data.truth import Truth
+from robustxai.errors import DataError
+from robustxai.registry import Registry
+
+ROBUSTXAI_FORMAT = "robustxai-annotations/1"
+_IMAGE_COLUMNS = ("image", "path", "file_name", "filename", "file")
+_JSON_FIELDS = {"points", "boxes", "polygons", "mask"}
+
+Reader = Callable[[Path, "Collector"], None]
+READERS: Registry[None] = Registry("annotation format")
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """Parse a JSON file whose top level must be an object."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a JSON object at the top level")
+    return doc
+
+
+class KeyMatcher(Protocol):
+    """Maps an annotation file's image key onto image keys (``annotations.KeyIndex``)."""
+
+    def candidates(self, file_key: str) -> list[str]: ...
+
+
+@dataclass
+class _Entry:
+    points: list[tuple[float, float]] | None = None  # None: no point annotation
+    mask: np.ndarray | None = None  # None: no region annotation
+    kept: int = 0
+    dropped: int = 0
+    left_out: str | None = None
+    problems: Counter[str] = field(default_factory=Counter)
+
+
+def _numbers(value: object, count: int | None = None) -> np.ndarray | None:
+    """``value`` as a finite float vector (of ``count`` entries if given), or ``None``."""
+    try:
+        a = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    if (count is not None and a.size != count) or not np.isfinite(a).all():
+        return None
+    return a
+
+
+class Collector:
+    """Accumulates the truth of each image and the warnings of one annotation file."""
+
+    def __init__(self, sizes: Mapping[str, tuple[int, int]], index: KeyMatcher, source: str) -> None:
+        self.sizes = sizes
+        self.index = index
+        self.source = source
+        self.entries: dict[str, _Entry] = {}
+        self.warnings: list[str] = []
+        self._unmatched: set[str] = set()
+
+    def warn(self, message: str) -> None:
+        """A problem not tied to a known image (e.g. a malformed row)."""
+        self.warnings.append(f"{self.source}: {message}")
+
+    def image(self, file_key: object, where: str) -> str | None:
+        """The image key that ``file_key`` names, or ``None`` (with one warning per unknown key)."""
+        raw = str(file_key)
+        found = self.index.candidates(raw)
+        if len(found) == 1:
+            self.entries.setdefault(found[0], _Entry())
+            return found[0]
+        if raw not in self._unmatched:
+            self._unmatched.add(raw)
+            if found:
+                shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+                self.warn(f"{where}: {raw!r} matches several images ({shown}); annotation ignored")
+            else:
+                self.warn(f"{where}: no image matches {raw!r}; annotation ignored")
+        return None
+
+    def problem(self, key: str, message: str, dropped: bool = True) -> None:
+        entry = self.entries[key]
+        entry.problems[message] += 1
+        entry.dropped += int(dropped)
+
+    def leave_out(self, key: str, reason: str) -> None:
+        self.entries[key].left_out = reason
+
+    def points(self, key: str, items: object) -> None:
+        """Add ``(x, y)`` points (Truth convention); an empty list marks an image annotated without points."""
+        entry = self.entries[key]
+        if entry.points is None:
+            entry.points = []
+        if not isinstance(items, list | tuple):
+            self.problem(key, "points must be a list of [x, y] pairs; dropped")
+            return
+        h, w = self.sizes[key]
+        for item in items:
+            xy = _numbers(item, 2)
+            if xy is None:
+                self.problem(key, "a point that is not a finite (x, y) pair was dropped")
+            elif -0.5 <= xy[0] <= w - 0.5 and -0.5 <= xy[1] <= h - 0.5:
+                entry.points.append((float(xy[0]), float(xy[1])))
+                entry.kept += 1
+            else:
+                self.problem(key, f"a point outside the {w}x{h} image was dropped")
+
+    def regions(self, key: str) -> np.ndarray:
+        """The image's region mask, created empty (an annotated image without findings) if needed."""
+        entry = self.entries[key]
+        if entry.mask is None:
+            entry.mask = np.zeros(self.sizes[key], dtype=bool)
+        return entry.mask
+
+    def box(self, key: str, value: object) -> None:
+        """Add a box ``[x0, y0, x1, y1]`` in continuous coordinates (image = ``[0, W] × [0, H]``)."""
+        mask = self.regions(key)
+        h, w = mask.shape
+        b = _numbers(value, 4)
+        if b is None:
+            self.problem(key, "a box that is not 4 finite numbers [x0, y0, x1, y1] was dropped")
+            return
+        x0, y0, x1, y1 = (float(v) for v in b)
+        if x1 < x0 or y1 < y0:
+            self.problem(key, "a box with negative width or height was dropped")
+        elif x1 < 0 or y1 < 0 or x0 > w or y0 > h:
+            self.problem(key, f"a box outside the {w}x{h} image was dropped")
+        else:
+            rows = _centre_span(y0, y1, h)
+            cols = _centre_span(x0, x1, w)
+            mask[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = True
+            self.entries[key].kept += 1
+
+    def polygon(self, key: str, value: object) -> None:
+        """Add a polygon of ``(x, y)`` vertices in continuous coordinates; pixels with centre inside."""
+        mask = self.regions(key)
+        h, w = mask.shape
+        a = _numbers(value)
+        if a is None or a.size < 6 or a.size % 2:
+            self.problem(key, "a polygon that is not ≥ 3 finite (x, y) vertices was dropped")
+            return
+        xy = a.reshape(-1, 2)
+        if xy[:, 0].max() < 0 or xy[:, 1].max() < 0 or xy[:, 0].min() > w or xy[:, 1].min() > h:
+            self.problem(key, f"a polygon outside the {w}x{h} image was dropped")
+            return
+        # Pixel (r, c) has its centre at (c + 0.5, r + 0.5); skimage tests integer centres, hence −0.5.
+        rr, cc = draw_polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape=(h, w))
+        if rr.size:
+            mask[rr, cc] = True
+        else:  # too thin to hold a pixel centre: keep the pixel under its mean vertex
+            cx, cy = xy.mean(axis=0)
+            mask[min(max(math.floor(cy), 0), h - 1), min(max(math.floor(cx), 0), w - 1)] = True
+        self.entries[key].kept += 1
+
+    def mask(self, key: str, m: np.ndarray, what: str) -> bool:
+        """Add a boolean mask; one of the wrong size is refused (returns ``False``) for the caller to act."""
+        h, w = self.sizes[key]
+        if m.shape != (h, w):
+            self.problem(key, f"{what}: size {m.shape[1]}x{m.shape[0]} differs from the image's {w}x{h}")
+            return False
+        self.regions(key)[...] |= m
+        self.entries[key].kept += 1
+        return True
+
+    def finish(self) -> tuple[dict[str, Truth], list[str]]:
+        truths: dict[str, Truth] = {}
+        warnings = list(self.warnings)
+        for key, e in self.entries.items():
+            parts = [m if n == 1 else f"{m} (×{n})" for m, n in e.problems.items()]
+            omit = e.left_out is not None or (e.dropped > 0 and e.kept == 0)
+            if e.left_out is not None:
+                parts.append(e.left_out)
+            if omit:
+                parts.append("sample left out")
+            if parts:
+                warnings.append(f"{self.source}: {key}: {'; '.join(parts)}")
+            if not omit:
+                pts = None if e.points is None else np.asarray(e.points, dtype=np.float64).reshape(-1, 2)
+                truths[key] = Truth(mask=e.mask, points=pts)
+        return truths, warnings
+
+
+def _centre_span(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """First and last pixel index whose centre ``i + 0.5`` lies in ``[lo, hi]``, clipped to ``[0, n)``."""
+    first = max(math.ceil(lo - 0.5), 0)
+    last = min(math.floor(hi - 0.5), n - 1)
+    if last < first:  # thinner than a pixel: the pixel under the middle
+        first = last = min(max(math.floor((lo + hi) / 2), 0), n - 1)
+    return first, last
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """A mask image as bool ``[H, W]``: non-zero (in any colour channel, alpha ignored) = finding."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            a = np.asarray(im)
+            mode = im.mode
+    except OSError as exc:
+        raise DataError(f"cannot read mask {path.name}: {exc}") from exc
+    if a.ndim == 3:
+        a = a[..., :1] if mode in ("LA", "La") else a[..., :3]
+        return np.asarray((a != 0).any(axis=-1))
+    return np.asarray(a != 0)
+
+
+def _reader(*names: str) -> Callable[[Reader], Reader]:
+    def decorate(fn: Reader) -> Reader:
+        for name in names:
+            READERS.register(name)(fn)
+        return fn
+
+    return decorate
+
+
+@_reader("points_csv")
+def _read_points_csv(path: Path, col: Collector) -> None:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if not rows:
+        raise DataError(f"{path}: empty file; expected a header image,x,y")
+    header = [h.strip().lower() for h in rows[0]]
+    image_col = next((header.index(c) for c in _IMAGE_COLUMNS if c in header), None)
+    if image_col is None or "x" not in header or "y" not in header:
+        raise DataError(f"{path}: header must name the image, x and y columns, got {rows[0]}")
+    ix, iy = header.index("x"), header.index("y")
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = [c.strip() for c in row] + [""] * len(header)
+        if not cells[image_col]:
+            col.warn(f"row {lineno}: empty image name; row ignored")
+            continue
+        key = col.image(cells[image_col], f"row {lineno}")
+        if key is None:
+            continue
+        if not cells[ix] and not cells[iy]:
+            col.points(key, [])  # annotated, no point
+            continue
+        try:
+            col.points(key, [(float(cells[ix]), float(cells[iy]))])
+        except ValueError:
+            col.points(key, [None])  # counted as a malformed point
+
+
+@_reader("json", "robustxai")
+def _read_json(path: Path, col: Collector) -> None:
+    doc = load_json(path)
+    tag = doc.get("format")
+    if tag is not None and tag != ROBUSTXAI_FORMAT:
+        raise DataError(f'{path}: unknown "format" {tag!r}; expected "{ROBUSTXAI_FORMAT}" or none')
+    images = doc.get("images")
+    if not isinstance(images, dict):
+        raise DataError(f'{path}: "images" must be an object keyed by image')
+    for file_key, entry in images.items():
+        key = col.image(file_key, "images")
+        if key is None:
+            continue
+        if not isinstance(entry, dict):
+            col.leave_out(key, "its entry is not an object")
+            continue
+        unknown = sorted(set(entry) - _JSON_FIELDS)
+        if unknown:
+            col.problem(key, f"unknown field(s) {', '.join(unknown)} ignored", dropped=False)
+        if "points" in entry:
+            col.points(key, entry["points"] or [])
+        for name, add in (("boxes", col.box), ("polygons", col.polygon)):
+            if name not in entry:
+                continue
+            items = entry[name] or []
+            col.regions(key)
+            if not isinstance(items, list):
+                col.problem(key, f"{name} must be a list; dropped")
+                continue
+            for item in items:
+                add(key, item)
+        if entry.get("mask"):
+            mask_path = path.parent / str(entry["mask"]).replace("\\", "/")
+            try:
+                m = read_mask_png(mask_path)
+            except DataError as exc:
+                col.problem(key, f"mask dropped: {exc}")
+            else:
+                col.mask(key, m, f"mask {entry['mask']} dropped")
+
+
+@_reader("mask_png")
+def _read_mask_dir(path: Path, col: Collector) -> None:
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".png"):
+        rel = f.relative_to(path).as_posix()
+        key = col.image(rel, "masks")
+        if key is None:
+            continue
+        try:
+            m = read_mask_png(f)
+        except DataError as exc:
+            col.leave_out(key, str(exc))
+            continue
+        col.mask(key, m, f"mask {rel}")  # a mask of the wrong size leaves the sample out
+
+
+@_reader("yolo")
+def _read_yolo(path: Path, col: Collector) -> None:
+    files = [p for p in path.rglob("*.txt") if p.is_file() and p.name != "classes.txt"]
+    for f in sorted(files):
+        rel = f.relative_to(path).as_posix()
+        key = col.image(rel, "labels")
+        if key is None:
+            continue
+        h, w = col.sizes[key]
+        col.regions(key)
+        try:
+            lines = f.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            col.leave_out(key, f"cannot read {rel}: {exc}")
+            continue
+        for lineno, line in enumerate(lines, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            v = _numbers(parts[1:]) if len(parts) > 1 else None
+            if v is not None and v.size == 4:
+                cx, cy, bw, bh = v * np.array([w, h, w, h])
+                col.box(key, [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+            elif v is not None and v.size >= 6 and v.size % 2 == 0:
+                col.polygon(key, v.reshape(-1, 2) * np.array([w, h]))
+            else:
+                col.problem(key, f"line {lineno} of {rel} is not 'class cx cy w h' (normalised); dropped")
+
+
+@_reader("coco")
+def _read_coco(path: Path, col: Collector) -> None:
+    doc = load_json(path)
+    images, anns = doc.get("images"), doc.get("annotations")
+    if not isinstance(images, list) or not isinstance(anns, list):
+        raise DataError(f'{path}: COCO needs "images" and "annotations" lists')
+    by_id: dict[object, str] = {}
+    for i, im in enumerate(images):
+        if not isinstance(im, dict) or "file_name" not in im or "id" not in im:
+            col.warn(f"images[{i}]: needs 'id' and 'file_name'; ignored")
+            continue
+        key = col.image(im["file_name"], f"images[{i}]")
+        if key is None:
+            continue
+        by_id[im["id"]] = key
+        h, w = col.sizes[key]
+        size = (im.get("height", h), im.get("width", w))
+        if size != (h, w):
+            col.leave_out(key, f"COCO says {size[1]}x{size[0]} but the image is {w}x{h}")
+        col.regions(key)
+    for j, ann in enumerate(anns):
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        key = by_id.get(image_id) if isinstance(ann, dict) else None
+        if key is None:
+            if image_id not in by_id:
+                col.warn(f"annotations[{j}]: no usable image with id {image_id!r}; ignored")
+            continue
+        seg, bbox = ann.get("segmentation"), ann.get("bbox")
+        if isinstance(seg, list) and seg:
+            flat = seg if not isinstance(seg[0], list) else None
+            for poly in [flat] if flat is not None else seg:
+                col.polygon(key, poly)
+            continue
+        if isinstance(seg, dict):
+            col.problem(key, "RLE segmentation not decoded; its bbox used instead", dropped=bbox is None)
+        b = _numbers(bbox, 4)
+        if b is None:
+            col.problem(key, f"annotations[{j}] has no usable bbox [x, y, w, h] or polygon; dropped")
+            continue
+        col.box(key, [b[0], b[1], b[0] + b[2], b[1] + b[3]])
