@@ -14,6 +14,7 @@ from PIL import Image
 
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
+from robustxai.data.truth import resize_mask
 from robustxai.errors import DataError
 
 
@@ -155,3 +156,43 @@ def test_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / "annotations.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(DataError):
         FolderDataset(tmp_path)
+
+
+def test_sixteen_bit_full_range_ramp_and_three_channels(tmp_path: Path) -> None:
+    ramp = (np.arange(32 * 32, dtype=np.uint32) * 64).astype(np.uint16).reshape(32, 32)  # 1024 levels
+    ramp[-1, -1] = 65535
+    _png(tmp_path / "x" / "ramp.png", ramp)
+    gray = FolderDataset(tmp_path)[0].image
+    assert torch.unique(gray).numel() == 1024  # more levels than 8 bits could hold survive
+    assert float(gray.min()) == 0.0 and float(gray.max()) == 1.0
+    np.testing.assert_allclose(gray[0].numpy(), ramp / 65535.0, atol=1e-7)
+    rgb = FolderDataset(tmp_path, channels=3)[0].image
+    assert rgb.shape == (3, 32, 32) and bool((rgb == gray.expand(3, -1, -1)).all())
+    _png(tmp_path / "y" / "g.png", np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    rgb8 = FolderDataset(tmp_path, channels=3)[1].image
+    assert bool((rgb8[0] == rgb8[1]).all()) and bool((rgb8[1] == rgb8[2]).all())
+
+
+def test_external_annotations_move_with_the_image(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("robustxai.data.annotations")
+    _png(tmp_path / "pos" / "a.png", np.full((8, 10), 100, dtype=np.uint8))
+    _png(tmp_path / "neg" / "b.png", np.full((8, 10), 50, dtype=np.uint8))
+    (tmp_path / "points.csv").write_text("image,x,y\na.png,2,3\na.png,40,3\nghost.png,1,1\n")
+    with caplog.at_level(logging.WARNING, logger="robustxai.data.folder"):
+        ds = FolderDataset(tmp_path, size=20, annotations="points.csv")
+    s = next(s for s in ds if s.id == "pos/a.png")
+    assert s.truth.points is not None
+    np.testing.assert_allclose(s.truth.points, [[(2 + 0.5) * 2 - 0.5, (3 + 0.5) * 2.5 - 0.5]])
+    assert next(s for s in ds if s.id == "neg/b.png").truth.empty
+    assert any("ghost" in w for w in ds.warnings) and any("a.png" in w for w in ds.warnings)
+    assert all(caplog.text.count(w) == 1 for w in ds.warnings)  # each warning logged once
+    masks = tmp_path / "masks"  # not scanned as a class folder
+    mask = np.zeros((8, 10), dtype=np.uint8)
+    mask[2:6, 4:8] = 255
+    _png(masks / "a.png", mask)
+    ds2 = FolderDataset(tmp_path, size=16, annotations=masks, annotation_format="mask_png")
+    m = next(s for s in ds2 if s.id == "pos/a.png").truth.mask
+    assert m is not None and m.shape == (16, 16)
+    np.testing.assert_array_equal(m, resize_mask(mask > 0, (16, 16)))
+    with pytest.raises(DataError, match="annotations not found"):
+        FolderDataset(tmp_path, annotations="missing.csv")
