@@ -137,7 +137,9 @@ def test_alignment_csv_means_nan_and_ci(built: dict[str, Any]) -> None:
     pc = df[df.metric == "point_coverage@15"]
     assert (pc["n"] == 5).all()  # s5 is NaN and left out
     assert (df[df.metric == "rmse@15"]["n"] == 6).all()
-    assert set(df[df.metric == "map_ssim"]["condition"]) == {"fgsm", "pgd"}
+    assert "map_ssim" not in set(df["metric"])  # clean-vs-attacked similarity lives in stability.csv
+    stab = pd.read_csv(built["run_dir"] / "tables" / "stability.csv")
+    assert set(stab["attack"]) == {"fgsm", "pgd"} and set(stab["metric"]) == {"map_ssim"}
 
 
 def test_primary_attack_and_ranks_with_ties(tmp_path: Path) -> None:
@@ -194,7 +196,9 @@ def test_html_contents_and_self_contained(built: dict[str, Any]) -> None:
     row = al[(al.model == "standard") & (al.condition == "clean") & (al.explainer == "saliency")]
     value = float(row[row.metric == "point_coverage@15"]["value"].iloc[0])
     assert f">{100 * value:.1f} <span" in html
-    assert "random map" in html and "Table 4" in html and "Table 3" in html
+    # Table 2 with its random-map row; IoU/RMSE (Tables 4–5) and stability (Table 6); no pointing game here
+    assert "random map" in html and "Table 4" in html and "Table 5" in html and "Table 6" in html
+    assert "Table 3" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.I)
     assert "<link" not in html and "<script" not in html
     srcs = re.findall(r'src="([^"]*)"', html)

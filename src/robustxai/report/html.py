@@ -16,7 +16,9 @@ from typing import Any
 
 import jinja2
 
+from robustxai.report.explain_tables import add_correlation
 from robustxai.report.figures import grid_figure, robustness_figure
+from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.summary import summarize
 from robustxai.report.tables import (
@@ -51,6 +53,8 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
     primary = condition_label(*tables.primary) if tables.primary else "primary attack"
     columns = ["model", "clean accuracy (%)"] + [f"{condition_label(*p)} (%)" for p in pairs]
     columns += [f"ΔAcc (%) under {primary}", "rank"]
+    if tables.reference_ranks:
+        columns.append("reference rank")
     rows: list[list[Cell]] = []
     for model in tables.models:
         c = clean.get(model)
@@ -64,6 +68,9 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
         p = rob.get((model, tables.primary[0], round(tables.primary[1], 9))) if tables.primary else None
         delta = DASH if p is None or math.isnan(p["delta_accuracy"]) else f"{100 * p['delta_accuracy']:.1f}"
         row += [Cell(delta), Cell(str(ranks[model]) if model in ranks else DASH)]
+        if tables.reference_ranks:
+            ref = tables.reference_ranks.get(model)
+            row.append(Cell(DASH if ref is None else str(ref), title="rank given in the config"))
         rows.append(row)
     return HtmlTable(
         "robustness",
@@ -73,7 +80,13 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
         "Accuracy in % on clean images and on adversarial images for each attack and perturbation budget ε "
         "(k/255 = k grey levels of an 8-bit image). ΔAcc is clean minus adversarial accuracy under the "
         f"primary attack ({primary}); rank 1 is the highest accuracy under that attack and tied models "
-        "share a rank. Hover a number for the number of images behind it.",
+        "share a rank. Hover a number for the number of images behind it."
+        + (
+            " The reference rank is the one the configuration gives (e.g. from a leaderboard or paper), for "
+            "comparison with ours."
+            if tables.reference_ranks
+            else ""
+        ),
     )
 
 
@@ -99,50 +112,6 @@ def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
         "distinguishable from chance. Under attack, the map explains the model's prediction on the "
         "adversarial image.",
         groups,
-    )
-
-
-def overlap_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
-    """Table 3: top-k IoU with the expert mask and map RMSE, clean and under the primary attack."""
-    metrics = [
-        (n, f"IoU top {n.split('@')[1]} %", 1.0, 2) for n in metric_names(tables.alignment, "topk_iou")
-    ]
-    metrics += [(n, f"RMSE top {n.split('@')[1]} %", 1.0, 3) for n in metric_names(tables.alignment, "rmse")]
-    if not metrics:
-        return None
-    conds = _clean_and_primary(tables)
-    groups, columns, rows = metric_table(tables, look, metrics, conds)
-    return HtmlTable(
-        "overlap",
-        "Table 3 — Overlap with the expert mask",
-        columns,
-        rows,
-        "IoU (0–1, higher is better) between the expert mask and the top-k % region of the map; RMSE "
-        "(lower is better) between the thresholded map and the mask. Means over images with a 95 % "
-        "bootstrap interval; images without a mask are left out.",
-        groups,
-    )
-
-
-def stability_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
-    """Table 4: SSIM between clean and attacked maps per model × explainer × attack/ε."""
-    pairs = [
-        p
-        for p in attacked_conditions(tables.robustness)
-        if any(look.get(m, p, e, "map_ssim") for m, e in look.pairs)
-    ]
-    if not pairs:
-        return None
-    groups, columns, rows = metric_table(tables, look, [("map_ssim", "SSIM", 1.0, 2)], pairs)
-    columns = columns[:2] + [condition_label(*p) for p in pairs]
-    return HtmlTable(
-        "stability",
-        "Table 4 — Explanation stability under attack",
-        columns,
-        rows,
-        "Structural similarity (SSIM) between the map of the clean image and the map of its adversarial "
-        "version, same model, explainer and image (1 = identical, near 0 = unrelated), with a 95 % bootstrap "
-        "interval. Low values mean an attacker can change what the explanation shows.",
     )
 
 
@@ -233,8 +202,10 @@ def render_report(
         "models": _models_rows(run),
         "table1": robustness_html(tables),
         "table2": alignment_html(tables, look),
-        "table3": overlap_html(tables, look),
-        "table4": stability_html(tables, look),
+        "localisation": localisation_html(tables, look),
+        "impact": impact_html(tables, look),
+        "stability": stability_html(tables, look),
+        "correlation": correlation_html(tables),
         "robustness_png": _data_uri(figures.get("robustness")),
         "grid_png": _data_uri(figures.get("grid")),
         "config": json.dumps(
@@ -260,7 +231,7 @@ def build_report(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    tables = compute_tables(run)
+    tables = add_correlation(compute_tables(run))
     write_csvs(tables, run_dir)
     fig_dir = run_dir / "figures"
     figures = {

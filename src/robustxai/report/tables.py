@@ -5,7 +5,9 @@ rows into the dataset-level tables the report prints and writes as CSV:
 
 - ``robustness``: accuracy per model, clean and under each attack × ε (fractions in [0, 1]);
 - ``alignment``: mean of every map metric per model × condition × ε × explainer, with a 95 % bootstrap CI;
-- ``baseline``: the random-map baseline, averaged per image over models, with its own CI.
+- ``baseline``: the random-map baseline, averaged per image over models, with its own CI;
+- ``stability``: SSIM / MSE / Pearson between the clean and the attacked map of the same image, per model ×
+  attack × ε × explainer, with bootstrap CIs.
 
 It also resolves the *primary* attack (the one used for ΔAcc and the rank) and labels conditions for display.
 """
@@ -51,6 +53,9 @@ ALIGNMENT_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
+#: Map-similarity metrics of the stability table, with display names (all on min-max normalised maps).
+STABILITY_METRICS: dict[str, str] = {"map_ssim": "SSIM", "map_mse": "MSE", "map_pearson": "Pearson r"}
+STABILITY_COLUMNS = ["model", "attack", "epsilon", "explainer", "metric", "value", "ci_low", "ci_high", "n"]
 BASELINE_COLUMNS = ["condition", "epsilon", "metric", "value", "n", "ci_low", "ci_high", "n_missing"]
 _GROUP = ["model", "condition", "epsilon", "explainer", "metric"]
 
@@ -84,6 +89,10 @@ class ReportTables:
     n_images: int
     n_missing: int
     notes: list[str] = field(default_factory=list)
+    stability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reference_ranks: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -186,6 +195,28 @@ def alignment_table(metrics: pd.DataFrame) -> pd.DataFrame:
     cols = [*_GROUP, "value", "n", "ci_low", "ci_high", "n_missing"]
     out = pd.DataFrame(rows, columns=cols)
     return out[[*ALIGNMENT_COLUMNS, "n_missing"]].reset_index(drop=True)
+
+
+def is_stability_metric(metric: object) -> bool:
+    """Whether a metric compares a clean map with an attacked one (it belongs to the stability table)."""
+    return str(metric) in STABILITY_METRICS
+
+
+def stability_table(alignment: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the stability table (clean-vs-attacked map similarity), from the aggregated metrics.
+
+    Args:
+        alignment: The aggregated metric table (:func:`robustxai.report.tables.alignment_table`).
+
+    Returns:
+        Columns :data:`STABILITY_COLUMNS`, sorted by model, attack, ε, explainer and metric.
+    """
+    rows = alignment[alignment["metric"].map(is_stability_metric) & (alignment["condition"] != CLEAN)]
+    rows = rows[rows["explainer"] != RANDOM_EXPLAINER]
+    out = rows.rename(columns={"condition": "attack"})[STABILITY_COLUMNS]
+    return out.sort_values(
+        ["model", "attack", "epsilon", "explainer", "metric"], kind="mergesort"
+    ).reset_index(drop=True)
 
 
 def random_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -321,19 +352,44 @@ def compute_tables(run: RunData) -> ReportTables:
         n_images=int(run.predictions["sample_id"].nunique()),
         n_missing=n_missing,
         notes=notes,
+        stability=stability_table(alignment),
+        reference_ranks=reference_ranks(run.meta),
     )
 
 
+def reference_ranks(meta: dict[str, Any]) -> dict[str, int]:
+    """Published ranks of the models, from the resolved config (``models[].reference_rank``)."""
+    config = meta.get("config")
+    models = config.get("models") if isinstance(config, dict) else None
+    out: dict[str, int] = {}
+    for m in models if isinstance(models, list) else []:
+        if isinstance(m, dict) and isinstance(m.get("reference_rank"), int):
+            out[str(m.get("name"))] = int(m["reference_rank"])
+    return out
+
+
 def write_csvs(tables: ReportTables, run_dir: Path) -> dict[str, Path]:
-    """Write ``tables/robustness.csv`` and ``tables/alignment.csv`` under ``run_dir``.
+    """Write the robustness, alignment and (when present) stability and correlation CSVs under ``tables/``.
+
+    Map-similarity rows (clean vs attacked map) go to ``stability.csv`` only, so ``alignment.csv`` holds
+    alignment with the ground truth alone.
 
     Returns:
         The written paths by table name.
     """
     out_dir = Path(run_dir) / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"robustness": out_dir / "robustness.csv", "alignment": out_dir / "alignment.csv"}
-    tables.robustness[ROBUSTNESS_COLUMNS].to_csv(paths["robustness"], index=False, lineterminator="\n")
-    tables.alignment[ALIGNMENT_COLUMNS].to_csv(paths["alignment"], index=False, lineterminator="\n")
-    logger.info("wrote %s and %s", paths["robustness"], paths["alignment"])
+    frames = {"robustness": tables.robustness[ROBUSTNESS_COLUMNS]}
+    alignment = tables.alignment
+    if not tables.stability.empty:
+        alignment = alignment[~alignment["metric"].map(is_stability_metric)]
+        frames["stability"] = tables.stability
+    frames["alignment"] = alignment[ALIGNMENT_COLUMNS]
+    if not tables.correlation.empty:
+        frames["correlation"] = tables.correlation
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = out_dir / f"{name}.csv"
+        frame.to_csv(paths[name], index=False, lineterminator="\n")
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths

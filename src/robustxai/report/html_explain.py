@@ -1,0 +1,176 @@
+"""HTML tables of the explanation side beyond Table 2: localisation, impact, stability and correlation.
+
+Localisation is the pointing game and relevance mass; impact is the explainability-impact paper's IoU and RMSE
+under attack; stability compares clean and attacked maps; correlation tests robustness against alignment.
+
+Each builder returns ``None`` when the run holds none of its metrics, so a small audit's report simply omits
+the section instead of printing an empty table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from robustxai.report.explain_tables import ROBUSTNESS_FIGURES
+from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
+from robustxai.report.tables import (
+    CLEAN,
+    STABILITY_METRICS,
+    Condition,
+    ReportTables,
+    attacked_conditions,
+    condition_label,
+)
+
+
+def _explained_conditions(look: Lookup, metric: str, conditions: list[Condition]) -> list[Condition]:
+    """The conditions (in order) for which some model × explainer has ``metric``."""
+    return [c for c in conditions if any(look.get(m, c, e, metric) for m, e in look.pairs)]
+
+
+def impact_conditions(tables: ReportTables, look: Lookup, metric: str) -> list[Condition]:
+    """Clean, then each explained attack at the primary ε (or, failing that, its largest explained ε).
+
+    The explainability-impact paper compares maps under no attack, FGSM and BIM at one budget; this picks the
+    same shape of comparison from whatever attacks the run explained.
+    """
+    attacked = _explained_conditions(look, metric, attacked_conditions(tables.robustness))
+    chosen: list[Condition] = []
+    for attack in sorted({a for a, _ in attacked}):
+        eps = [e for a, e in attacked if a == attack]
+        target = tables.primary[1] if tables.primary else max(eps)
+        chosen.append((attack, min(eps, key=lambda e: (abs(e - target), -e))))
+    return [(CLEAN, 0.0), *chosen]
+
+
+def localisation_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
+    """Pointing game and relevance mass, clean and under the primary attack, with the random baseline."""
+    metrics = [
+        (name, header, 100.0, 1)
+        for name, header in (("pointing_game", "pointing game (%)"), ("relevance_mass", "relevance mass (%)"))
+        if name in set(tables.alignment["metric"].astype(str))
+    ]
+    if not metrics:
+        return None
+    conds = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
+    groups, columns, rows = metric_table(tables, look, metrics, conds)
+    return HtmlTable(
+        "localisation",
+        "Table 3 — Localisation: pointing game and relevance mass",
+        columns,
+        rows,
+        "Pointing game: share (%) of images whose single most important pixel lies inside the expert mask "
+        "(or within the configured radius of an expert point). Relevance mass: share (%) of the map's "
+        "positive attribution that falls inside the mask. Both are higher-is-better; compare each with the "
+        "random-map row, which is what chance gives (about the mask's share of the image).",
+        groups,
+    )
+
+
+def impact_html(tables: ReportTables, look: Lookup) -> list[HtmlTable]:
+    """Tables 1–2 of the explainability-impact paper: top-k IoU and RMSE, clean and under each attack."""
+    out = []
+    specs = [
+        (
+            "topk_iou",
+            "IoU",
+            2,
+            "IoU between the top-k % region of the map and the expert mask (0–1, higher is better)",
+        ),
+        ("rmse", "RMSE", 3, "RMSE between the thresholded map and the expert mask (lower is better)"),
+    ]
+    for number, (prefix, label, digits, meaning) in enumerate(specs, start=4):
+        names = metric_names(tables.alignment, prefix)
+        if not names:
+            continue
+        metrics = [(n, f"{label} top {n.split('@')[1]} %", 1.0, digits) for n in names]
+        conds = impact_conditions(tables, look, names[0])
+        groups, columns, rows = metric_table(tables, look, metrics, conds)
+        out.append(
+            HtmlTable(
+                f"impact_{prefix}",
+                f"Table {number} — {label} with the expert mask under attack (explainability-impact paper, "
+                f"Table {number - 3})",
+                columns,
+                rows,
+                f"{meaning}, on clean images and on adversarial images of each attack at the primary budget. "
+                "Means over images with a 95 % bootstrap interval; images without a mask are left out.",
+                groups,
+            )
+        )
+    return out
+
+
+def stability_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
+    """SSIM / MSE / Pearson between clean and attacked maps per model × explainer × attack × ε."""
+    metrics = [
+        (name, label, 1.0, 3 if name == "map_mse" else 2)
+        for name, label in STABILITY_METRICS.items()
+        if name in set(tables.alignment["metric"].astype(str))
+    ]
+    if not metrics:
+        return None
+    pairs = _explained_conditions(look, metrics[0][0], attacked_conditions(tables.robustness))
+    if not pairs:
+        return None
+    groups, columns, rows = metric_table(tables, look, metrics, pairs)
+    return HtmlTable(
+        "stability",
+        "Table 6 — Explanation stability under attack (trustworthiness paper's similarity measures)",
+        columns,
+        rows,
+        "Similarity between the map of the clean image and the map of its adversarial version, same model, "
+        "explainer and image, both min-max normalised: SSIM (1 = identical), MSE (0 = identical) and Pearson "
+        "r (1 = identical ranking of importance). Low SSIM / high MSE mean an attacker changes what the "
+        "explanation shows. The random-map row is the similarity of two unrelated maps.",
+        groups,
+    )
+
+
+def _fmt(value: float, digits: int) -> str:
+    return (
+        DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
+
+
+def correlation_html(tables: ReportTables) -> HtmlTable | None:
+    """Spearman's ρ across models between robustness and clean alignment, with permutation p and n."""
+    frame: pd.DataFrame = tables.correlation
+    if frame.empty:
+        return None
+    rows = []
+    for r in frame.to_dict("records"):
+        n = int(r["n_models"])
+        rows.append(
+            [
+                Cell(ROBUSTNESS_FIGURES.get(str(r["robustness_figure"]), str(r["robustness_figure"]))),
+                Cell(str(r["explainer"])),
+                Cell(str(r["alignment_metric"])),
+                Cell(_fmt(float(r["rho"]), 2)),
+                Cell(
+                    _fmt(float(r["p_value"]), 3), title=f"{int(r['n_permutations'])} permutations (or exact)"
+                ),
+                Cell(str(n), title="too few models to test (need ≥ 3)" if n < 3 else ""),
+            ]
+        )
+    primary = condition_label(*tables.primary) if tables.primary else "the primary attack"
+    return HtmlTable(
+        "correlation",
+        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim, tested)",
+        [
+            "robustness figure",
+            "explainer",
+            "alignment metric (clean)",
+            "Spearman ρ",
+            "p (permutation)",
+            "models",
+        ],
+        rows,
+        f"Spearman rank correlation across the audited models between robustness under {primary} and the "
+        "explainer's alignment on clean images, with a two-sided permutation p-value. With n models the "
+        "smallest attainable p is 2/n! (0.33 for 3 models, 0.083 for 4, 0.017 for 5): a handful of models "
+        "can suggest a trend but cannot establish one. ΔAcc is lower-is-better, so a negative ρ there means "
+        "robust models align better.",
+    )
