@@ -255,3 +255,23 @@ def test_new_metrics_are_registered_with_direction() -> None:
         info = M.get_metric(name)
         assert (info.fn, info.higher_is_better, info.needs, info.per) == (fn, higher, needs, per)
     assert M.get_metric("rmse").per == "sample" and not M.get_metric("rmse").higher_is_better
+
+
+def test_pointing_game_points_equal_brute_force() -> None:
+    rng = np.random.default_rng(7)
+    maps = rng.integers(0, 4, size=(10, 9, 11)).astype(np.float32)  # ties on purpose
+    masks = rng.random((10, 9, 11)) > 0.85
+    points = [rng.uniform(-2, 12, size=(int(rng.integers(0, 4)), 2)) for _ in range(10)]
+    radius = 1.5
+    rows, cols = np.mgrid[0:9, 0:11]
+    for ties in ("any", "all"):
+        got = M.pointing_game(torch.from_numpy(maps), torch.from_numpy(masks), points, radius, ties).numpy()
+        for i in range(10):
+            target = masks[i].copy()
+            for x, y in points[i]:
+                target |= np.hypot(cols - x, rows - y) <= radius
+            peak = maps[i] == maps[i].max()
+            if not masks[i].any() and len(points[i]) == 0:
+                assert math.isnan(got[i])
+            else:
+                assert got[i] == float(target[peak].any() if ties == "any" else target[peak].all())

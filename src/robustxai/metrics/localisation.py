@@ -38,28 +38,12 @@ def _check_radius(radius: float) -> float:
     return value
 
 
-def _point_region(
-    points: Sequence[np.ndarray | torch.Tensor], shape: torch.Size, radius: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels within ``radius`` of a point of each image ``[B, H, W]``; which images have points ``[B]``."""
-    b, h, w = shape
+def _check_points(points: object, b: int) -> list[torch.Tensor]:
     if isinstance(points, torch.Tensor | np.ndarray | str) or not isinstance(points, Sequence):
         raise RobustXAIError("points must be a list with one [N, 2] array per image")
     if len(points) != b:
         raise RobustXAIError(f"points has {len(points)} entries but maps has {b} images")
-    rows = torch.arange(h, dtype=torch.float64)[:, None]
-    cols = torch.arange(w, dtype=torch.float64)[None, :]
-    region = torch.zeros((b, h, w), dtype=torch.bool)
-    has = torch.zeros(b, dtype=torch.bool)
-    r2 = radius * radius
-    for i, p in enumerate(points):
-        pts = _as_points(p, i)
-        if len(pts) == 0:
-            continue
-        has[i] = True
-        for x, y in pts.tolist():
-            region[i] |= (cols - x) ** 2 + (rows - y) ** 2 <= r2
-    return region, has
+    return [_as_points(p, i) for i, p in enumerate(points)]
 
 
 def pointing_game(
@@ -107,22 +91,34 @@ def pointing_game(
         raise RobustXAIError(f"ties must be 'any' or 'all', got {ties!r}")
     radius = _check_radius(radius)
     b = maps.shape[0]
-    region = torch.zeros(maps.shape, dtype=torch.bool, device=maps.device)
-    defined = torch.zeros(b, dtype=torch.bool, device=maps.device)
-    if masks is not None:
-        gt = _check_masks(masks, maps.shape, maps.device)
-        region |= gt
-        defined |= gt.reshape(b, -1).any(dim=1)
-    if points is not None:
-        near, has = _point_region(points, maps.shape, radius)
-        region |= near.to(maps.device)
-        defined |= has.to(maps.device)
     flat = maps.reshape(b, -1)
     peak = (flat == flat.max(dim=1, keepdim=True).values).reshape(maps.shape)
-    on = (peak & region).reshape(b, -1).sum(dim=1)
-    hit = on > 0 if ties == "any" else on == peak.reshape(b, -1).sum(dim=1)
-    out = hit.to(torch.float64)
-    return torch.where(defined, out, torch.full_like(out, math.nan))
+    gt = None if masks is None else _check_masks(masks, maps.shape, maps.device)
+    # Every maximum of every image, as (image, row, col); usually one per image.
+    bi, rows, cols = torch.nonzero(peak, as_tuple=True)
+    on = torch.zeros(bi.shape[0], dtype=torch.bool, device=maps.device)
+    defined = torch.zeros(b, dtype=torch.bool, device=maps.device)
+    if gt is not None:
+        on |= gt[bi, rows, cols]
+        defined |= gt.reshape(b, -1).any(dim=1)
+    if points is not None:
+        pts = _check_points(points, b)
+        n_max = max((len(p) for p in pts), default=0)
+        padded = torch.full((b, n_max, 2), math.nan, dtype=torch.float64)  # NaN never lies within reach
+        for i, p in enumerate(pts):
+            padded[i, : len(p)] = p
+        padded = padded.to(maps.device)
+        defined |= torch.tensor([len(p) > 0 for p in pts], device=maps.device)
+        if n_max:
+            px, py = padded[bi, :, 0], padded[bi, :, 1]
+            d2 = (cols[:, None] - px) ** 2 + (rows[:, None] - py) ** 2
+            on |= (d2 <= radius * radius).any(dim=1)
+    n_on = torch.zeros(b, dtype=torch.long, device=maps.device).index_add_(0, bi, on.long())
+    n_peak = torch.bincount(bi, minlength=b)
+    hit = n_on > 0 if ties == "any" else n_on == n_peak
+    nan = torch.full((b,), math.nan, dtype=torch.float64, device=maps.device)
+    out = torch.where(defined, hit.to(torch.float64), nan)
+    return out
 
 
 def relevance_mass(maps: torch.Tensor, masks: torch.Tensor | np.ndarray) -> torch.Tensor:
