@@ -164,20 +164,54 @@ def export(
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Directory to save the model (safetensors + JSON).")],
-    model: Annotated[str, typer.Option(help="Registered architecture.")] = "smallcnn",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Registered architecture, or a zoo name: torchvision:<arch>, timm:<name>, robustbench:<id>."
+        ),
+    ] = "smallcnn",
     data: Annotated[str, typer.Option(help="'synthetic-fracture' or a folder written by 'data synth'.")] = (
         "synthetic-fracture"
     ),
     training: Annotated[str, typer.Option(help="standard or pgd (adversarial training).")] = "standard",
+    head: Annotated[
+        str,
+        typer.Option(
+            help="Zoo models: keep (own classifier), linear, linear-probe (frozen backbone) or attention."
+        ),
+    ] = "keep",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Local weights of a zoo model (file or directory).")
+    ] = None,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", help="Let torchvision/timm/RobustBench download weights.")
+    ] = False,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option("--trust-checkpoint", help="Allow a full-pickle checkpoint (runs code from the file)."),
+    ] = False,
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Extra model keyword KEY=VALUE, repeatable (e.g. dataset=cifar10 for robustbench)."
+        ),
+    ] = None,
     n: Annotated[int, typer.Option(help="Synthetic images to train on.")] = 2000,
     size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Training batch size (16 suits big models on CPU).")] = 64,
     eps: Annotated[float, typer.Option(help="ε of adversarial training, [0, 1] units.")] = 4 / 255,
     attack_steps: Annotated[int, typer.Option(help="PGD steps of adversarial training.")] = 7,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Train a model on the synthetic benchmark or an image folder and save it."""
+    """Train a model on the synthetic benchmark or an image folder and save it.
+
+    Zoo models start from --checkpoint (or --allow-download) and take grayscale data as it is: the wrapper
+    repeats the channel for a 3-channel backbone.
+    """
+    import json
+
     from robustxai.data.base import ImageDataset, SubsetDataset
     from robustxai.data.folder import FolderDataset
     from robustxai.data.synthetic import SyntheticFracture
@@ -187,6 +221,24 @@ def train(
     with _user_errors():
         if training not in ("standard", "pgd"):
             raise RobustXAIError(f"--training must be 'standard' or 'pgd', got {training!r}")
+        heads = {"keep": None, "linear": "linear", "linear-probe": "linear", "attention": "attention"}
+        if head not in heads:
+            raise RobustXAIError(f"--head must be one of {', '.join(heads)}, got {head!r}")
+        zoo = ":" in model
+        if not zoo and (head != "keep" or checkpoint or allow_download or trust_checkpoint or model_option):
+            raise RobustXAIError(
+                "--head, --checkpoint, --allow-download, --trust-checkpoint and --model-option apply to zoo "
+                "models (torchvision:<arch>, timm:<name>, robustbench:<id>)"
+            )
+        extra: dict[str, Any] = {}
+        for item in model_option or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise RobustXAIError(f"--model-option must be KEY=VALUE, got {item!r}")
+            try:
+                extra[key] = json.loads(value)
+            except ValueError:
+                extra[key] = value
         if data == "synthetic-fracture":
             ds: ImageDataset = SyntheticFracture(n, size=size, seed=seed)
         else:
@@ -195,9 +247,20 @@ def train(
                 ds = SubsetDataset(ds, [i for i, s in enumerate(ds.splits) if s == "train"])
         if len(ds) == 0:
             raise RobustXAIError(f"the data set {data} is empty")
-        net = create_model(model, num_classes=len(ds.class_names), class_names=ds.class_names)
+        kwargs: dict[str, Any] = {"num_classes": len(ds.class_names), "class_names": ds.class_names}
+        if zoo:
+            kwargs |= {
+                "head": heads[head],
+                "freeze_backbone": head == "linear-probe",
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "allow_download": allow_download,
+                "trust_checkpoint": trust_checkpoint,
+                "in_channels": int(ds[0].image.shape[0]),
+            }
+        net = create_model(model, **(kwargs | extra))
         cfg = FitConfig(
             epochs=epochs,
+            batch_size=batch_size,
             lr=lr,
             adversarial="pgd" if training == "pgd" else None,
             eps=eps,
@@ -213,6 +276,8 @@ def train(
             out,
             meta={
                 "training": training,
+                "head": head,
+                "checkpoint": str(checkpoint) if checkpoint else None,
                 "val_accuracy": result.val_accuracy,
                 "best_epoch": result.best_epoch,
                 "fit_config": result.config,

@@ -1,8 +1,10 @@
-"""Models: registry, wrapper contract, built-in CNNs and safe checkpoint I/O."""
+"""Models: registry, wrapper contract, built-in CNNs, the offline zoo and safe checkpoint I/O."""
 
-from robustxai.models.io import load_model, read_model_meta, save_model
+from robustxai.models import zoo as _zoo  # noqa: F401  (registers the torchvision/timm/robustbench families)
+from robustxai.models.heads import wrap_model
+from robustxai.models.io import load_model, read_checkpoint, read_model_meta, save_model
 from robustxai.models.losses import is_multilabel, predict_labels, task_loss
-from robustxai.models.registry import MODELS, create_model, list_models
+from robustxai.models.registry import MODELS, create_model, list_model_families, list_models
 from robustxai.models.wrapper import ModelWrapper
 
 __all__ = [
@@ -10,10 +12,13 @@ __all__ = [
     "ModelWrapper",
     "create_model",
     "is_multilabel",
+    "list_model_families",
     "list_models",
     "load_model",
     "predict_labels",
+    "read_checkpoint",
     "read_model_meta",
     "save_model",
     "task_loss",
+    "wrap_model",
 ]

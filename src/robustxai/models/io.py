@@ -2,14 +2,20 @@
 
 A saved model is a directory holding ``model.safetensors`` (all parameters and buffers) and ``model.json``
 (the registry name and keywords that rebuild the architecture, plus free-form training metadata).
+
+:func:`read_checkpoint` reads third-party weights (torchvision, timm, RobustBench, a training script's
+``torch.save``) as a plain state dict: safetensors, or ``torch.load(weights_only=True)``, which cannot run
+code; a full pickle is refused unless the caller says it trusts the file.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from robustxai.errors import RobustXAIError
@@ -18,6 +24,14 @@ from robustxai.models.wrapper import ModelWrapper
 
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
+
+# File names tried, in order, when a checkpoint is a directory (robustxai, Hugging Face / timm, scripts).
+CHECKPOINT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth", "checkpoint.pth")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
+# Keys under which training scripts nest the weights (RobustBench's loader unwraps "state_dict" and "last").
+_NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "last")
+# Prefixes added by DataParallel / DistributedDataParallel and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def save_model(model: ModelWrapper, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -68,3 +82,121 @@ def load_model(directory: str | Path) -> ModelWrapper:
             f"weights in {path} do not match {spec['name']}: missing {missing}, unexpected {unexpected}"
         )
     return model.eval()
+
+
+def _checkpoint_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise RobustXAIError(f"checkpoint not found: {path}")
+    for name in CHECKPOINT_NAMES:
+        if (path / name).is_file():
+            return path / name
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if len(found) == 1:
+        return found[0]
+    raise RobustXAIError(
+        f"checkpoint directory {path} holds {len(found)} weight files; expected one of "
+        f"{', '.join(CHECKPOINT_NAMES)} or a single *{'/*'.join(CHECKPOINT_SUFFIXES)} file"
+    )
+
+
+def _unwrap(obj: Any, file: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    while isinstance(obj, dict):
+        nested = [k for k in _NESTING_KEYS if isinstance(obj.get(k), (dict, torch.nn.Module))]
+        if not nested or all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        obj = obj[nested[0]]
+        if isinstance(obj, torch.nn.Module):
+            obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise RobustXAIError(f"{file} holds a {type(obj).__name__}, not a state dict of tensors")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise RobustXAIError(f"{file} holds no tensors (keys: {', '.join(map(str, list(obj)[:8]))})")
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
+    """Read a local checkpoint file or directory as a flat state dict of CPU tensors.
+
+    Why this is strict: ``torch.load`` of an arbitrary pickle can execute code, so files are read with
+    safetensors or ``weights_only=True``; a checkpoint that needs the full unpickler (a saved ``nn.Module``,
+    custom classes) is only read with ``trust_checkpoint=True``. The usual wrappers are removed: nesting under
+    ``state_dict`` / ``model`` / ``net`` …, and ``module.`` / ``_orig_mod.`` key prefixes. A robustxai saved
+    model directory gives the state of its network (``net.`` prefix and wrapper buffers removed).
+
+    Args:
+        path: A weight file (``.safetensors``, ``.pt``, ``.pth``, ``.bin`` …) or a directory holding one.
+        trust_checkpoint: Allow the full pickle loader for files that need it (runs code from the file).
+
+    Raises:
+        RobustXAIError: If the file is missing, unreadable, untrusted pickle or holds no tensors.
+    """
+    file = _checkpoint_file(Path(path))
+    try:
+        if file.suffix == ".safetensors":
+            obj: Any = load_file(str(file))
+        else:
+            try:
+                obj = torch.load(file, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as err:
+                if not trust_checkpoint and "Unsupported global" not in str(err):
+                    raise RobustXAIError(  # garbage, or a construct torch's safe loader does not know
+                        f"cannot read checkpoint {file} as weights only (a trusted full pickle needs "
+                        "trust_checkpoint=True)"
+                    ) from None
+                if not trust_checkpoint:
+                    raise RobustXAIError(
+                        f"{file} is a full pickle, which can run arbitrary code when loaded; pass "
+                        "trust_checkpoint=True (CLI: --trust-checkpoint) only if you trust where it came from"
+                    ) from None
+                obj = torch.load(file, map_location="cpu", weights_only=False)
+    except RobustXAIError:
+        raise
+    except Exception as err:  # corrupt archives raise RuntimeError, EOFError, safetensors' own error …
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise RobustXAIError(f"cannot read checkpoint {file}: {type(err).__name__}: {first}") from None
+    state = _unwrap(obj, file)
+    if file.name == WEIGHTS and (file.parent / SPEC).is_file():  # a robustxai saved model
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    return state
+
+
+def _align(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """Add or remove a ``model.`` key prefix when that makes the checkpoint match the network better."""
+    candidates = [state]
+    if all(k.startswith("model.") for k in state):
+        candidates.append({k[len("model.") :]: v for k, v in state.items()})
+    candidates.append({f"model.{k}": v for k, v in state.items()})
+    return max(candidates, key=lambda s: len(expected & set(s)))
+
+
+def load_weights(net: torch.nn.Module, state: dict[str, Any], source: str, skip: str | None = None) -> None:
+    """Load ``state`` into ``net`` strictly, except the sub-module ``skip`` (a classifier to be replaced).
+
+    Raises:
+        RobustXAIError: One line naming how many keys are missing, unexpected or of the wrong shape.
+    """
+    own = net.state_dict()
+    state = _align(state, set(own))
+
+    def skipped(key: str) -> bool:
+        return skip is not None and key.startswith(skip + ".")
+
+    state = {k: v for k, v in state.items() if not skipped(k)}
+    missing = [k for k in own if k not in state and not skipped(k) and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        raise RobustXAIError(
+            f"checkpoint {source} does not fit {type(net).__name__}: {len(missing)} missing "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} of another shape "
+            f"{shapes[:3]}"
+        )
+    net.load_state_dict(state, strict=False)

@@ -2,6 +2,10 @@
 
 Every factory returns a :class:`~robustxai.models.wrapper.ModelWrapper` whose ``spec`` records the name and
 keywords, so :func:`robustxai.models.io.load_model` can rebuild the same architecture before loading weights.
+
+Names of the form ``<family>:<arch>`` (``torchvision:resnet50``, ``timm:resnet10t``,
+``robustbench:Standard_R50``) go to the family factories of :mod:`robustxai.models.zoo`, registered in
+:data:`MODEL_FAMILIES`; the same entry point rebuilds a saved fine-tuned zoo model.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from robustxai.models.wrapper import ModelWrapper
 from robustxai.registry import Registry
 
 MODELS: Registry[ModelWrapper] = Registry("model")
+# Factories called as ``factory(arch=<arch>, **kwargs)`` for names ``<family>:<arch>``.
+MODEL_FAMILIES: Registry[ModelWrapper] = Registry("model family")
 
 
 def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
@@ -92,10 +98,26 @@ def smallcnn_attention(
 
 
 def create_model(name: str, **kwargs: Any) -> ModelWrapper:
-    """Build the registered model ``name`` with its keywords (randomly initialised)."""
+    """Build the registered model ``name`` with its keywords.
+
+    Built-in names give randomly initialised networks; ``<family>:<arch>`` names build a zoo model and load
+    its weights from a local checkpoint (see :mod:`robustxai.models.zoo` for the keywords).
+    """
+    if ":" in name:
+        family, arch = name.split(":", 1)
+        if not arch:
+            raise RobustXAIError(f"model name {name!r} names no architecture after {family!r}:")
+        if "arch" in kwargs:
+            raise RobustXAIError(f"pass the architecture in the name ({family}:<arch>), not as arch=")
+        return MODEL_FAMILIES.create(family, arch=arch, **kwargs)
     return MODELS.create(name, **kwargs)
 
 
 def list_models() -> list[str]:
-    """Names of the registered models."""
+    """Names of the registered built-in models (zoo families: :func:`list_model_families`)."""
     return MODELS.names()
+
+
+def list_model_families() -> list[str]:
+    """Prefixes of zoo model names, used as ``<family>:<arch>``."""
+    return MODEL_FAMILIES.names()

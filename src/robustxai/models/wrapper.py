@@ -39,6 +39,9 @@ class ModelWrapper(nn.Module):
         in_channels: Number of image channels the wrapper accepts.
         cam_layer: Dotted path (relative to ``net``) of the layer Grad-CAM explains.
         spec: JSON-serialisable description that rebuilds the network (see :mod:`robustxai.models.io`).
+        net_channels: Channels the network itself expects, if more than ``in_channels``: a grayscale image
+            (``in_channels=1``) is repeated to ``net_channels`` before normalisation, so an ImageNet backbone
+            can take X-rays while attacks and explanations stay in the one-channel image space.
     """
 
     def __init__(
@@ -52,12 +55,16 @@ class ModelWrapper(nn.Module):
         in_channels: int = 1,
         cam_layer: str | None = None,
         spec: dict[str, Any] | None = None,
+        net_channels: int | None = None,
     ) -> None:
         super().__init__()
         if task not in ("multiclass", "multilabel"):
             raise RobustXAIError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
-        if len(mean) not in (1, in_channels) or len(std) not in (1, in_channels):
-            raise RobustXAIError(f"mean/std must have 1 or {in_channels} values")
+        net_channels = in_channels if net_channels is None else net_channels
+        if net_channels != in_channels and in_channels != 1:
+            raise RobustXAIError(f"only 1-channel images can be repeated to {net_channels} channels")
+        if len(mean) not in (1, net_channels) or len(std) not in (1, net_channels):
+            raise RobustXAIError(f"mean/std must have 1 or {net_channels} values")
         if any(s <= 0 for s in std):
             raise RobustXAIError(f"std must be positive, got {list(std)}")
         self.net = net
@@ -65,6 +72,7 @@ class ModelWrapper(nn.Module):
         self.task: Task = task
         self.input_size = input_size
         self.in_channels = in_channels
+        self.net_channels = net_channels
         self.cam_layer = cam_layer
         self.spec = dict(spec or {})
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
@@ -79,6 +87,8 @@ class ModelWrapper(nn.Module):
         """Normalise ``x`` (images in [0, 1]) and return the network's logits ``[B, K]``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise RobustXAIError(f"model expects images [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        if self.net_channels != self.in_channels:
+            x = x.expand(-1, self.net_channels, -1, -1)
         mean = self.get_buffer("mean").to(dtype=x.dtype)
         std = self.get_buffer("std").to(dtype=x.dtype)
         return self.net((x - mean) / std)

@@ -1,8 +1,15 @@
-"""Training: standard and PGD adversarial training with Adam, class weights and early stopping.
+"""Training: standard, linear-probe and PGD adversarial training with Adam, class weights and early stopping.
 
 Adversarial training follows Madry et al.: each batch is replaced by its PGD adversarial version (generated
 with the model in eval mode, so batch-norm statistics are not polluted by the attack's probes), then one
 optimiser step is taken on it. The budget (ε, steps) is in [0, 1] pixel units like every attack.
+
+The loss is the model's task loss (:func:`robustxai.models.losses.task_loss`): cross-entropy on class indices
+``[B]``, or per-label binary cross-entropy on 0/1 targets ``[B, K]`` for ``task="multilabel"`` models, where
+"balanced" weights become per-label ``pos_weight = negatives / positives``. Only parameters with
+``requires_grad`` are optimised, so a model built with ``freeze_backbone=True`` trains as a linear probe; the
+frozen part (every sub-module whose parameters are all frozen) also stays in eval mode, so its batch-norm
+statistics and stochastic layers do not drift while the head learns.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from robustxai._validate import check_epsilon, check_images, check_labels
+from robustxai._validate import check_epsilon, check_images
 from robustxai.attacks.gradient_sign import PGD
-from robustxai.data.base import ImageDataset, stack_images
+from robustxai.data.base import ImageDataset
 from robustxai.errors import DataError, RobustXAIError
+from robustxai.models.losses import check_task_labels, is_multilabel, predict_labels, task_loss
 from robustxai.models.wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,8 @@ class FitConfig:
         patience: Epochs without validation-loss improvement before stopping (for adversarial training the
             loss on PGD-attacked validation images, i.e. robust early stopping).
         min_delta: Smallest validation-loss decrease that counts as an improvement.
-        class_weights: ``"balanced"`` (inverse class frequency) or ``None``.
+        class_weights: ``"balanced"`` (inverse class frequency; per-label negatives/positives as BCE
+            ``pos_weight`` for multi-label models) or ``None``.
         seed: Seed of the split, the shuffling and the attack's random start.
     """
 
@@ -90,6 +99,7 @@ class FitResult:
     """What :func:`fit` learned: the per-epoch history and the chosen epoch.
 
     ``val_loss`` is the loss early stopping used: clean for standard training, adversarial for PGD training.
+    For multi-label models ``val_accuracy`` is the per-label accuracy (mean over images and labels).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -100,34 +110,61 @@ class FitResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def _as_tensors(data: ImageDataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_tensors(
+    model: ModelWrapper, data: ImageDataset | tuple[torch.Tensor, torch.Tensor], what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, tuple):
         images, labels = data
     else:
         if len(data) == 0:
-            raise DataError("the training data set is empty")
-        images, labels = stack_images([data[i] for i in range(len(data))])
-    check_images(images, "training images")
-    labels = check_labels(labels, images.shape[0], "training labels")
+            raise DataError(f"the {what} data set is empty")
+        samples = [data[i] for i in range(len(data))]
+        images = torch.stack([s.image for s in samples])
+        labels = torch.stack([torch.as_tensor(s.label) for s in samples])
+    check_images(images, f"{what} images")
+    labels = check_task_labels(model, labels, images.shape[0])
+    if is_multilabel(model):
+        if labels.shape[1] != model.num_classes:
+            raise DataError(
+                f"{what} labels have {labels.shape[1]} columns but the model has {model.num_classes}"
+            )
+    elif int(labels.max()) >= model.num_classes:
+        raise DataError(f"{what} labels must lie in [0, {model.num_classes - 1}] for this model")
     return images, labels
 
 
 def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency ``N / (K · n_k)`` for class indices; ``n_neg / n_pos`` per column for 0/1."""
+    if labels.ndim == 2:
+        pos = labels.double().sum(dim=0)
+        neg = labels.shape[0] - pos
+        return torch.where(pos > 0, neg / pos.clamp(min=1), torch.ones_like(pos)).float()
     counts = torch.bincount(labels, minlength=num_classes).double()
     weights = counts.sum() / (num_classes * counts.clamp(min=1))
     return weights.float()
+
+
+def keep_frozen_in_eval(module: nn.Module) -> None:
+    """Put every sub-module whose parameters are all frozen in eval mode (batch-norm, dropout inside it)."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            keep_frozen_in_eval(child)
 
 
 def _evaluate(
     model: ModelWrapper, images: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None, bs: int
 ) -> tuple[float, float]:
     model.eval()
-    loss, correct = 0.0, 0
+    loss, correct = 0.0, 0.0
     with torch.no_grad():
         for xb, yb in zip(images.split(bs), labels.split(bs), strict=True):
             logits = model(xb)
-            loss += float(F.cross_entropy(logits, yb, weight=weight, reduction="sum"))
-            correct += int((logits.argmax(1) == yb).sum())
+            loss += float(task_loss(model, logits, yb, reduction="sum", weight=weight))
+            hits = (predict_labels(model, logits) == yb.long()).float()
+            correct += float(hits.mean(dim=1).sum() if hits.ndim == 2 else hits.sum())
     n = max(len(labels), 1)
     return loss / n, correct / n
 
@@ -147,8 +184,9 @@ def fit(
     """Train ``model`` in place and restore the weights of the best validation epoch.
 
     Args:
-        model: A wrapped model taking [0, 1] images.
-        train: Training data (a data set, or ``(images, labels)`` tensors).
+        model: A wrapped model taking [0, 1] images; parameters with ``requires_grad=False`` stay fixed.
+        train: Training data (a data set, or ``(images, labels)`` tensors): labels are class indices ``[B]``,
+            or 0/1 ``[B, K]`` for a multi-label model.
         val: Validation data for early stopping; ``None`` holds out ``config.val_fraction`` of ``train``.
         config: Hyper-parameters (defaults: 10 epochs, Adam 1e-3, balanced class weights, standard training).
         progress: Called after each epoch with ``(epoch, epochs, metrics)``.
@@ -158,9 +196,7 @@ def fit(
     """
     cfg = config or FitConfig()
     torch.manual_seed(cfg.seed)
-    images, labels = _as_tensors(train)
-    if int(labels.max()) >= model.num_classes or int(labels.min()) < 0:
-        raise DataError(f"labels must lie in [0, {model.num_classes - 1}] for this model")
+    images, labels = _as_tensors(model, train, "training")
     rng = np.random.default_rng(cfg.seed)
     if val is None and cfg.val_fraction > 0 and len(labels) >= 10:
         perm = torch.from_numpy(rng.permutation(len(labels)))
@@ -168,7 +204,7 @@ def fit(
         val_x, val_y = images[perm[:n_val]], labels[perm[:n_val]]
         images, labels = images[perm[n_val:]], labels[perm[n_val:]]
     elif val is not None:
-        val_x, val_y = _as_tensors(val)
+        val_x, val_y = _as_tensors(model, val, "validation")
     else:
         val_x, val_y = images, labels
     weight = _class_weights(labels, model.num_classes) if cfg.class_weights == "balanced" else None
@@ -177,7 +213,10 @@ def fit(
     if cfg.adversarial == "pgd":
         val_attack = _pgd(cfg, cfg.eps)
 
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise RobustXAIError("the model has no trainable parameters (everything is frozen)")
+    opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = FitResult(config=asdict(cfg))
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, cfg.epochs + 1):
@@ -193,7 +232,8 @@ def fit(
                 attack.seed = cfg.seed * 100_003 + epoch * 1009 + seen
                 xb = attack(model, xb, yb)
             model.train()
-            loss = F.cross_entropy(model(xb), yb, weight=weight)
+            keep_frozen_in_eval(model)
+            loss = task_loss(model, model(xb), yb, weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
