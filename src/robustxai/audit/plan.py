@@ -257,7 +257,7 @@ def _run_robustness(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Robu
     assert unit.condition is not None
     rows, adv = robustness_shard(unit.model, model, cfg, unit.condition, inp.images, inp.labels, inp.ids)
     arrays = {}
-    if unit.condition != CLEAN and inp.keep:
+    if unit.condition != CLEAN and inp.keep and unit.condition in explained_conditions(cfg):
         arrays = {"images": adv[inp.keep].cpu(), "indices": torch.tensor([unit.indices[p] for p in inp.keep])}
     return UnitResult({"predictions": list(rows)}, arrays)
 
@@ -268,9 +268,15 @@ def explanation_methods(cfg: AuditConfig) -> list[str]:
     return [*cfg.explain.methods, "random"]
 
 
+def explained_conditions(cfg: AuditConfig) -> list[Condition]:
+    """Clean, then the attack × ε conditions whose adversarial images are explained (``explain.attacks``)."""
+    chosen = getattr(cfg.explain, "attacks", None)
+    return [c for c in conditions_of(cfg) if c == CLEAN or chosen is None or c[0] in chosen]
+
+
 def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     rob_size = ROBUSTNESS_SHARD_BATCHES * cfg.batch_size
-    attacked = [c for c in conditions_of(cfg) if c != CLEAN]
+    attacked = [c for c in explained_conditions(cfg) if c != CLEAN]
     units = []
     for m in cfg.models:
         for method in explanation_methods(cfg):
@@ -302,7 +308,7 @@ def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Expla
         saved = load_file(str(data.adv_path(dep)))
         table = by_cond.setdefault(cond, {})
         table.update(zip(saved["indices"].tolist(), saved["images"], strict=True))
-    for cond in conditions_of(cfg):
+    for cond in explained_conditions(cfg):
         if cond != CLEAN:
             images[cond] = torch.stack([by_cond[cond][i] for i in test_idx])
     n_figure = sum(1 for p in unit.indices if p < cfg.report.n_figure)
