@@ -329,6 +329,8 @@ def _condition_of_id(unit_id: str) -> Condition:
 
 def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: ExplanationInput) -> UnitResult:
     assert unit.explainer is not None
+    # Inputs that came through Ray's object store are read-only views; metrics may want their own copies.
+    inp.shard.points = [np.array(p) for p in inp.shard.points]
     rows, fig_rows = explanation_shard(
         unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
     )
