@@ -97,7 +97,7 @@ def open_run(path: str | Path) -> Run:
             frames = {name: store.table(name) for name in ROW_TABLES}
             warnings = store.warnings()
             meta_rows = store.table("meta")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
         raise RobustXAIError(f"cannot read the run store {store_path}: {exc}") from None
     meta = {str(k): json.loads(v) for k, v in zip(meta_rows["key"], meta_rows["value"], strict=True)}
     return Run(path=run_dir, warnings=warnings, meta=meta, **frames)

@@ -1,0 +1,106 @@
+"""Export and rx.open_run: the store's rows and the report's tables round-trip through Parquet and CSV."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import robustxai as rx
+from robustxai.audit.config import load_config
+from robustxai.audit.export import export_run, open_run
+from robustxai.audit.store import Store
+from robustxai.cli import app
+from robustxai.errors import RobustXAIError
+
+IDS = ["s0", "s1", "s2", "s3"]
+CORRECT = {("m1", "clean"): [1, 1, 1, 0], ("m1", "pgd"): [1, 0, 0, 0], ("m2", "clean"): [1, 1, 0, 0]}
+CORRECT[("m2", "pgd")] = [0, 0, 0, 0]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A small store written through the Store API, as the audit writes it."""
+    out = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    with Store(out / "results.sqlite") as store:
+        store.set_meta("config", load_config(profile="smoke").model_dump())
+        store.set_meta("primary_attack", {"attack": "pgd", "epsilon": 4 / 255})
+        store.add_samples((sid, i, i % 2, 1, 1) for i, sid in enumerate(IDS))
+        for m in ("m1", "m2"):
+            store.add_model(m, "smallcnn", "standard", {"source": "trained"})
+        for (m, cond), correct in CORRECT.items():
+            eps = 0.0 if cond == "clean" else 4 / 255
+            preds = [
+                (m, cond, eps, sid, i % 2, i % 2 if c else 1 - i % 2, c)
+                for i, (sid, c) in enumerate(zip(IDS, correct, strict=True))
+            ]
+            metrics = [
+                (m, cond, eps, "saliency", "point_coverage@15", sid, float(rng.random())) for sid in IDS
+            ]
+            metrics[1] = (*metrics[1][:6], float("nan"))  # an undefined value stays NaN
+            store.write_unit(f"{m}/{cond}", {"predictions": preds, "metrics": metrics})
+        store.add_warnings([("m1", "masking", "PGD accuracy exceeds APGD's")])
+    return out
+
+
+def test_open_run_exposes_rows_tables_and_config(run_dir: Path) -> None:
+    run = rx.open_run(run_dir)
+    assert len(run.predictions) == 16 and len(run.metrics) == 16 and len(run.units) == 4
+    assert run.config.name == "smoke" and run.meta["primary_attack"]["attack"] == "pgd"
+    assert run.warnings["code"].tolist() == ["masking"]
+    rob = run.tables["robustness"].set_index("model")
+    for m in ("m1", "m2"):  # independent reference: the mean of the stored 0/1 column, by hand
+        assert rob.loc[m, "adversarial_accuracy"] == pytest.approx(np.mean(CORRECT[(m, "pgd")]))
+        assert rob.loc[m, "clean_accuracy"] == pytest.approx(np.mean(CORRECT[(m, "clean")]))
+    ali = run.tables["alignment"]
+    row = ali[(ali["model"] == "m1") & (ali["condition"] == "clean")].iloc[0]
+    values = run.metrics[(run.metrics["model"] == "m1") & (run.metrics["condition"] == "clean")]["value"]
+    assert row["value"] == pytest.approx(np.nanmean(values)) and row["n"] == 3
+    assert "stability" in run.tables
+    assert open_run(run_dir / "results.sqlite").path == run_dir
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_round_trip(run_dir: Path, tmp_path: Path, fmt: str) -> None:
+    paths = export_run(run_dir, format=fmt, out=tmp_path / "exp")
+    run = open_run(run_dir)
+    read = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    for name in ("predictions", "metrics", "samples", "units"):
+        assert paths[name].suffix == f".{fmt}"
+        back = read(paths[name])
+        pd.testing.assert_frame_equal(back, getattr(run, name), check_dtype=fmt == "parquet", obj=name)
+    pd.testing.assert_frame_equal(
+        read(paths["table_robustness"]), run.tables["robustness"], check_dtype=False
+    )
+    assert read(paths["warnings"])["message"].tolist() == ["PGD accuracy exceeds APGD's"]
+
+
+def test_export_cli(run_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "export" / "predictions.csv").is_file()
+    assert str(run_dir / "export" / "table_alignment.csv") in result.output
+    bad = CliRunner().invoke(app, ["export", str(run_dir), "--format", "xlsx"])
+    assert bad.exit_code == 2 and "unknown export format 'xlsx'; known formats: parquet, csv" in bad.output
+
+
+def test_export_errors(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RobustXAIError, match="no run store at"):
+        export_run(tmp_path / "nothing", format="csv")
+    with pytest.raises(RobustXAIError, match="no run store at"):
+        rx.open_run(tmp_path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(
+        RobustXAIError, match=r"Parquet export needs pyarrow: pip install 'robustxai\[export\]'"
+    ):
+        export_run(run_dir, format="parquet")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "results.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(RobustXAIError, match="cannot read the run store"):
+        open_run(corrupt)
