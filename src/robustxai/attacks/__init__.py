@@ -1,6 +1,21 @@
-"""Attacks: registry and the L∞ sign-gradient family (FGSM, BIM, PGD)."""
+"""Attacks: registry, the gradient-step family (FGSM, BIM, PGD L∞/L2), APGD, ε sweeps and sanity checks."""
 
-from robustxai.attacks import gradient_sign  # noqa: F401  (registers the attacks)
-from robustxai.attacks.base import ATTACKS, Attack, create_attack, list_attacks, project
+from robustxai.attacks import apgd, gradient_sign  # noqa: F401  (registers the attacks)
+from robustxai.attacks.base import ATTACKS, Attack, create_attack, is_correct, list_attacks, project
+from robustxai.attacks.sanity import SanityWarning, gradient_masking_check, sanity_checks
+from robustxai.attacks.sweep import cascade, robust_accuracy, sweep
 
-__all__ = ["ATTACKS", "Attack", "create_attack", "list_attacks", "project"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "SanityWarning",
+    "cascade",
+    "create_attack",
+    "gradient_masking_check",
+    "is_correct",
+    "list_attacks",
+    "project",
+    "robust_accuracy",
+    "sanity_checks",
+    "sweep",
+]

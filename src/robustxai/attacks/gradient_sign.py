@@ -1,4 +1,9 @@
-"""The L∞ sign-gradient family: FGSM, BIM and PGD (METHODS.md, "Attacks")."""
+"""The gradient-step family: FGSM, BIM and PGD (L∞ or L2) (METHODS.md, "Attacks").
+
+Steps and projections follow Foolbox 3 operation for operation: ``x ← x + α·sign(g)`` (L2: ``α·g/‖g‖₂``),
+then ``x ← x0 + clip_ball(x − x0)`` and ``x ← clip(x, 0, 1)``. PGD without a random start therefore
+reproduces Foolbox's ``LinfPGD(abs_stepsize=α, random_start=False)`` bit for bit (a test checks it).
+"""
 
 from __future__ import annotations
 
@@ -6,42 +11,55 @@ import torch
 from torch import nn
 
 from robustxai._validate import check_epsilon
-from robustxai.attacks.base import ATTACKS, Attack, loss_gradient, project
+from robustxai.attacks import norms
+from robustxai.attacks.base import ATTACKS, Attack, loss_gradient
 from robustxai.errors import RobustXAIError
 
 
 @ATTACKS.register("fgsm")
 class FGSM(Attack):
-    """Fast Gradient Sign Method: one step of size ε along the sign of the loss gradient.
+    """Fast Gradient Sign Method: one step of size ε along the sign of the loss gradient (L∞).
 
     Args:
         eps: L∞ radius in [0, 1] pixel units.
+        targeted: Step down the loss of target labels instead of up the loss of the true labels.
     """
 
     name = "fgsm"
 
-    def __init__(self, eps: float = 4 / 255) -> None:
-        super().__init__(eps)
+    def __init__(self, eps: float = 4 / 255, targeted: bool = False) -> None:
+        super().__init__(eps, "linf", targeted)
 
-    def perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def perturb(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One signed-gradient step."""
-        return images + self.eps * loss_gradient(model, images, labels).sign()
+        grad = loss_gradient(model, images, labels, targets)
+        return norms.step(images, grad, images, self.eps, self.eps, "linf")
 
 
 @ATTACKS.register("pgd")
 class PGD(Attack):
-    """Projected Gradient Descent (Madry et al.) on the cross-entropy loss, L∞.
+    """Projected Gradient Descent (Madry et al.) on the task loss, in the L∞ or the L2 ball.
 
-    Each step moves by ``step_size`` along the gradient sign and projects back onto the ε-ball and [0, 1].
-    Without a random start it is exactly BIM.
+    Each step moves by ``step_size`` along the normalised gradient (L∞: its sign; L2: the gradient divided by
+    its per-sample L2 norm) and projects back onto the ε-ball and [0, 1]. Without a random start the L∞
+    version is exactly BIM. The last iterate is returned (as in Madry et al. and Foolbox).
 
     Args:
-        eps: L∞ radius (Secure Diagnostics: 4/255).
+        eps: Ball radius (Secure Diagnostics, L∞: 4/255; an L2 budget is a Euclidean length in [0, 1]
+            pixel units, e.g. 0.5 on 32×32×3 images).
         steps: Number of iterations (10).
         step_size: Step α per iteration; ``None`` means ``eps / 4`` (1/255 at ε = 4/255, as in Secure
-            Diagnostics), so the step scales along an ε sweep.
+            Diagnostics), resolved at call time so the step scales along an ε sweep.
         random_start: Start from a uniform point in the ε-ball (clipped to [0, 1]).
         seed: Seed of the random start, so runs are reproducible.
+        norm: ``"linf"`` or ``"l2"``.
+        targeted: Descend the loss of target labels (see :meth:`Attack.__call__`).
     """
 
     name = "pgd"
@@ -53,39 +71,59 @@ class PGD(Attack):
         step_size: float | None = None,
         random_start: bool = True,
         seed: int = 0,
+        norm: str = "linf",
+        targeted: bool = False,
     ) -> None:
-        super().__init__(eps)
+        super().__init__(eps, norm, targeted)
         if int(steps) < 1:
             raise RobustXAIError(f"steps must be ≥ 1, got {steps}")
         self.steps = int(steps)
-        self.step_size = check_epsilon(self.eps / 4 if step_size is None else step_size, "step_size")
+        self.step_size = None if step_size is None else check_epsilon(step_size, "step_size")
         self.random_start = bool(random_start)
         self.seed = int(seed)
 
-    def perturb(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Iterate signed-gradient steps with projection."""
+    @property
+    def alpha(self) -> float:
+        """The step actually taken: ``step_size``, or ``eps / 4`` when it is ``None``."""
+        return self.eps / 4 if self.step_size is None else self.step_size
+
+    def perturb(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Iterate normalised-gradient steps with projection."""
         adv = images
         if self.random_start:
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            noise = torch.rand(images.shape, generator=gen, dtype=images.dtype) * 2 - 1
-            adv = project(images + self.eps * noise.to(images.device), images, self.eps)
+            adv = norms.random_start(images, self.eps, self.norm, gen)
+        alpha = self.alpha
         for _ in range(self.steps):
-            grad = loss_gradient(model, adv, labels)
-            adv = project(adv + self.step_size * grad.sign(), images, self.eps)
+            grad = loss_gradient(model, adv, labels, targets)
+            adv = norms.step(adv, grad, images, self.eps, alpha, self.norm)
         return adv
 
 
 @ATTACKS.register("bim")
 class BIM(PGD):
-    """Basic Iterative Method (Kurakin et al.): PGD without a random start.
+    """Basic Iterative Method (Kurakin et al.): L∞ PGD without a random start.
 
     Args:
         eps: L∞ radius.
         steps: Number of iterations (10 in the explainability-impact paper).
         step_size: Step α per iteration; defaults to ``eps / 4`` when ``None``.
+        targeted: Descend the loss of target labels.
     """
 
     name = "bim"
 
-    def __init__(self, eps: float = 4 / 255, steps: int = 10, step_size: float | None = None) -> None:
-        super().__init__(eps=eps, steps=steps, step_size=step_size, random_start=False)
+    def __init__(
+        self,
+        eps: float = 4 / 255,
+        steps: int = 10,
+        step_size: float | None = None,
+        targeted: bool = False,
+    ) -> None:
+        super().__init__(eps=eps, steps=steps, step_size=step_size, random_start=False, targeted=targeted)
