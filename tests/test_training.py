@@ -89,3 +89,34 @@ def test_copy_shared_weights_copies_only_the_backbone() -> None:
     for k in copied:
         torch.testing.assert_close(target.state_dict()[k], source.state_dict()[k])
     assert any(k.startswith("net.head") for k in target.state_dict() if k not in copied)
+
+
+def test_multilabel_val_loss_is_per_label_bce_with_pos_weight() -> None:
+    import torch.nn.functional as F
+
+    from robustxai.data.base import ImageDataset, Sample
+    from robustxai.data.truth import Truth
+
+    x, y = _separable(24)
+    labels = torch.stack([y, 1 - y, (torch.arange(24) % 3 == 0).long()], dim=1)
+
+    class MultiLabel(ImageDataset):
+        class_names = ["a", "b", "c"]
+
+        def __len__(self) -> int:
+            return 24
+
+        def _load(self, i: int) -> Sample:
+            return Sample(x[i], labels[i].tolist(), Truth(), str(i))  # type: ignore[arg-type]
+
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn", num_classes=3, widths=(4, 8, 8, 8))
+    model.task = "multilabel"
+    val = (x[:8], labels[:8])
+    result = rx.fit(model, MultiLabel(), val=val, config=rx.FitConfig(epochs=1, batch_size=8))
+    pos = labels.float().sum(0)
+    with torch.no_grad():
+        per = F.binary_cross_entropy_with_logits(
+            model(x[:8]), labels[:8].float(), pos_weight=(24 - pos) / pos, reduction="none"
+        )
+    assert result.val_loss == pytest.approx(float(per.sum(1).mean()), rel=1e-5)

@@ -76,6 +76,7 @@ def test_read_checkpoint_errors(tmp_path: Path) -> None:
 # --- torchvision / timm ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_torchvision_loads_a_local_checkpoint_and_normalises_inside(tmp_path: Path) -> None:
     torch.manual_seed(0)
     ref = torchvision.models.resnet18(num_classes=5).eval()
@@ -88,6 +89,7 @@ def test_torchvision_loads_a_local_checkpoint_and_normalises_inside(tmp_path: Pa
     torch.testing.assert_close(model(x), ref((x - mean) / std))
 
 
+@pytest.mark.slow
 def test_grayscale_is_repeated_inside_the_wrapper() -> None:
     torch.manual_seed(0)
     model = rx.create_model("torchvision:resnet18", num_classes=2, random_init=True, in_channels=1).eval()
@@ -120,6 +122,7 @@ def test_timm_model_uses_its_own_normalisation() -> None:
     assert model.cam_layer == "layer4" and model(torch.rand(1, 3, 32, 32)).shape == (1, 4)
 
 
+@pytest.mark.slow
 def test_feature_layer_probe_matches_known_architectures() -> None:
     import timm
 
@@ -163,6 +166,7 @@ def test_missing_zoo_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch
         rx.create_model("timm:resnet10t", random_init=True)
 
 
+@pytest.mark.slow
 def test_wrap_model_any_module() -> None:
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=2).eval()

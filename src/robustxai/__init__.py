@@ -19,7 +19,7 @@ from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
 from robustxai.explain import Explainer, Explanation, create_explainer, list_explainers
 from robustxai.metrics import list_metrics
-from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model
+from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model, wrap_model
 from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
@@ -77,4 +77,5 @@ __all__ = [
     "open_run",
     "run_audit",
     "save_model",
+    "wrap_model",
 ]
