@@ -59,8 +59,11 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
         "point_coverage@85",
         "topk_iou@15",
         "rmse@15",
-        "map_ssim",
     } <= set(ali["metric"])
+    # Map stability (clean vs attacked map) is reported next to alignment or in its own table.
+    stab = smoke_run / "tables" / "stability.csv"
+    stability_metrics = set(pd.read_csv(stab)["metric"]) if stab.is_file() else set(ali["metric"])
+    assert "map_ssim" in stability_metrics
     html = (smoke_run / "report.html").read_text()
     assert "Table 1" in html and "Table 2" in html and "data:image/png;base64" in html
     assert "initialised from standard" in html and "robust validation accuracy" in html
@@ -176,3 +179,34 @@ def test_out_dir_with_foreign_files_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "holds no earlier robustxai run" in result.output
     assert (tmp_path / "figures" / "mine.png").is_file()
+
+
+@pytest.mark.slow
+def test_rerun_into_same_dir_resumes(smoke_run: Path) -> None:
+    before = pd.read_csv(smoke_run / "tables" / "alignment.csv")
+    result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(smoke_run)])
+    assert result.exit_code == 0, result.output
+    assert "resumed:" in result.output and "0 run now" in result.output
+    pd.testing.assert_frame_equal(before, pd.read_csv(smoke_run / "tables" / "alignment.csv"))
+
+
+@pytest.mark.slow
+def test_changed_config_into_same_dir_is_refused(smoke_run: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("seed = 7\n")
+    result = runner.invoke(app, ["audit", str(cfg), "--profile", "smoke", "--out", str(smoke_run)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "different config (seed: 0 → 7)" in result.output and "--fresh" in result.output
+
+
+def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustxai.audit import runner as runner_mod
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise runner_mod.AuditInterrupted(
+            "interrupted: 3 of 21 units are finished; Run the same command again"
+        )
+
+    monkeypatch.setattr(runner_mod, "run_audit", interrupted)
+    result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130 and "Run the same command again" in result.output
