@@ -119,6 +119,28 @@ class ExplainConfig(_Strict):
         return v
 
 
+class ManipulationConfig(_Strict):
+    """The explanation-manipulation stage (see :mod:`robustxai.attacks.manipulate`)."""
+
+    methods: list[str] = Field(default_factory=lambda: ["saliency", "gradcam"], min_length=1)
+    evaluate: list[str] = Field(
+        default_factory=list, description="extra explainers scored on the attacked images (transfer)"
+    )
+    transfer_from: list[str] = Field(
+        default_factory=lambda: ["integrated_gradients", "gradcam"],
+        description="attacked methods whose images the 'evaluate' explainers are scored on",
+    )
+    n_images: int = Field(16, ge=1)
+    iterations: int = Field(100, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    alpha_map: float | None = Field(None, ge=0, description="None: the paper's α₁ scaled to the image size")
+    alpha_pred: float | None = Field(None, ge=0, description="None: the paper's α₂ scaled to the image size")
+    eps: float | None = Field(None, ge=0, description="L∞ bound; None = unbounded (clipped to [0, 1])")
+    target_size: float = Field(0.25, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="other Manipulate keywords")
+
+
 class ReportConfig(_Strict):
     """What the report draws."""
 
@@ -162,6 +184,7 @@ class AuditConfig(_Strict):
     attacks: list[AttackConfig] = Field(default_factory=list)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    manipulation: ManipulationConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     sanity: SanityConfig = Field(default_factory=SanityConfig)
 

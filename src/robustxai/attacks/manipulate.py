@@ -1,0 +1,374 @@
+"""The explanation-manipulation attack (trustworthiness paper; METHODS.md, "Manipulation attack").
+
+An attacker perturbs an image imperceptibly so that its explanation map moves to a region of their choosing
+while the model's prediction stays the same. The attack minimises, per image,
+
+    L(x') = α₁ ‖m̂(x') − m̂_t‖² + α₂ ‖f(x') − f(x)‖² + ‖x' − x‖²
+
+with Adam over x' (clipped to [0, 1], and to the L∞ ball of radius ``eps`` when one is set), where m̂ is
+the explanation map normalised to sum to 1 (as in the paper) and f the logits. Gradient maps of a ReLU
+network have zero second derivative almost everywhere, so m is computed on a
+:class:`~robustxai.attacks.softplus.SoftplusSurrogate` (ReLU → Softplus(β), β rising geometrically from
+``beta_start`` to ``beta_end``); the prediction term uses the real ReLU model. The user's model is never
+modified, and the maps a report shows must come from the real model (the audit stage uses the explainer
+registry for that).
+
+**Scaling of α.** The paper used α₁ = 1e14 and α₂ = 1e3 at 512 × 512 px. With sum-normalised maps the map
+term shrinks like 1/N in the number of pixels N while the image term grows like N, so keeping the balance
+of the three terms needs α₁ ∝ N² and α₂ ∝ N. ``alpha_map=None`` / ``alpha_pred=None`` apply exactly that
+rule (α₁ = 1e14 · (N / 512²)², α₂ = 1e3 · N / 512²) times the multipliers ``MAP_GAIN`` and ``PRED_GAIN``
+that were tuned on the built-in 64 px benchmark (see the module constants); pass numbers to override.
+Adam is invariant to a common scale of the loss, so only these ratios matter.
+
+**Keeping the prediction.** Besides the α₂ term, the attack returns, per image, the last iterate whose
+prediction (argmax, or the 0/1 vector of a multi-label model) equals the clean one, so an accepted
+manipulation never flips the label; ``keep_prediction=False`` returns the final iterate instead.
+
+**The explained class** is the model's clean prediction (for multi-label models, the label with the
+highest logit), held fixed during the attack; the audit explains the attacked image for the same class.
+
+It lives in its own registry, ``MANIPULATIONS`` (``create_manipulation("manipulate", method=...)``), not in
+the evasion-attack registry ``ATTACKS``: an evasion attack *maximises* the task loss and is scored by the
+accuracy it destroys (sweeps, robust accuracy, ``only_correct``, label-targeted variants), whereas this
+attack *keeps* the prediction on purpose and is scored by where the map goes. Called as
+``attack(model, images, labels)`` it still follows the same data conventions: images in [0, 1], the
+result inside [0, 1] and inside the L∞ ball of radius ``eps`` when one is set, and it steers every map to
+the default target (a square in the corner farthest from the ground truth, or the top-right corner
+without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustxai._validate import check_epsilon, check_images, check_maps
+from robustxai.attacks.diff_maps import (
+    DIFF_METHODS,
+    MapSettings,
+    cam_module,
+    gradcam_map,
+    guided_gradcam_map,
+    input_x_gradient_map,
+    integrated_gradients_map,
+    saliency_map,
+    smoothgrad_map,
+    smoothgrad_noise,
+)
+from robustxai.attacks.softplus import SoftplusSurrogate, beta_schedule
+from robustxai.errors import RobustXAIError
+from robustxai.models.losses import check_task_labels, is_multilabel, predict_labels
+from robustxai.registry import Registry
+
+#: The paper's weights and image size (α₁, α₂ at 512 × 512 px).
+PAPER_ALPHA_MAP = 1e14
+PAPER_ALPHA_PRED = 1e3
+PAPER_PIXELS = 512 * 512
+#: Multipliers on the resolution-scaled paper weights, tuned on the 64 px synthetic benchmark.
+MAP_GAIN = 1.0
+PRED_GAIN = 1.0
+
+Truth = np.ndarray | torch.Tensor | None
+
+MANIPULATIONS: Registry[Manipulate] = Registry("manipulation")
+
+
+def _project(adv: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clip ``adv`` to the L∞ ball of radius ``eps`` around ``images`` and to [0, 1]."""
+    return torch.clamp(torch.minimum(torch.maximum(adv, images - eps), images + eps), 0.0, 1.0)
+
+
+def create_manipulation(name: str, **kwargs: Any) -> Manipulate:
+    """Create the registered manipulation attack ``name`` (``"manipulate"``) with its hyper-parameters."""
+    return MANIPULATIONS.create(name, **kwargs)
+
+
+def list_manipulations() -> list[str]:
+    """Names of the registered manipulation attacks."""
+    return MANIPULATIONS.names()
+
+
+def explained_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The class whose map is manipulated: the clean prediction (multi-label: the highest logit) ``[B]``."""
+    with torch.no_grad():
+        return model(images).argmax(dim=1)
+
+
+def _truth_pixels(truth: Truth, shape: tuple[int, int]) -> np.ndarray:
+    """Ground-truth pixel coordinates ``[N, 2]`` as (row, col) from a boolean mask or (x, y) points."""
+    if truth is None:
+        return np.zeros((0, 2))
+    arr = truth.detach().cpu().numpy() if isinstance(truth, torch.Tensor) else np.asarray(truth)
+    if arr.dtype == bool:
+        if arr.shape != tuple(shape):
+            raise RobustXAIError(f"truth mask must have shape {tuple(shape)}, got {arr.shape}")
+        return np.argwhere(arr).astype(np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2))
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise RobustXAIError(
+            f"truth must be a boolean mask {tuple(shape)} or points [N, 2] as (x, y), got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise RobustXAIError("truth points must be finite")
+    return arr[:, ::-1].astype(np.float64)  # (x, y) → (row, col)
+
+
+def default_target(truth: Truth, shape: tuple[int, int], size: int) -> torch.Tensor:
+    """The default target map: a ``size`` × ``size`` square in the image corner farthest from the truth.
+
+    "Farthest" maximises the smallest distance from the square's centre to any ground-truth pixel or point.
+    Without ground truth the top-right corner is used (where the paper put its target). Ties are broken in
+    the order top-right, top-left, bottom-right, bottom-left.
+
+    Args:
+        truth: A boolean mask ``[H, W]``, points ``[N, 2]`` as (x, y) pixels, or ``None``.
+        shape: ``(H, W)`` of the map.
+        size: Side of the square in pixels, ``1 ≤ size ≤ min(H, W)``.
+
+    Returns:
+        Float map ``[H, W]``: 1 inside the square, 0 elsewhere.
+
+    Raises:
+        RobustXAIError: On a bad size, a mask of the wrong shape or malformed points.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if not 1 <= int(size) <= min(h, w):
+        raise RobustXAIError(f"target size must be between 1 and {min(h, w)} pixels, got {size}")
+    size = int(size)
+    corners = [(0, w - size), (0, 0), (h - size, w - size), (h - size, 0)]  # (row, col) of the top-left
+    pix = _truth_pixels(truth, (h, w))
+    best = corners[0]
+    if len(pix):
+        centres = np.array([(r + (size - 1) / 2, c + (size - 1) / 2) for r, c in corners])
+        dist = np.sqrt(((centres[:, None, :] - pix[None, :, :]) ** 2).sum(-1)).min(axis=1)
+        best = corners[int(np.argmax(dist))]  # argmax keeps the first of equal distances
+    out = torch.zeros(h, w)
+    out[best[0] : best[0] + size, best[1] : best[1] + size] = 1.0
+    return out
+
+
+@MANIPULATIONS.register("manipulate")
+class Manipulate:
+    """Steer an explanation map to a target region while keeping the prediction (see module docstring).
+
+    Args:
+        eps: L∞ bound of the perturbation; ``None`` means unbounded (only clipped to [0, 1]).
+        method: The map attacked, one of :data:`~robustxai.attacks.diff_maps.DIFF_METHODS`.
+        iterations: Adam steps.
+        lr: Adam learning rate (≈ the largest change of a pixel per step).
+        alpha_map: α₁ for sum-normalised maps; ``None``: the paper's value scaled to the image size.
+        alpha_pred: α₂ for the logit term; ``None``: the paper's value scaled to the image size.
+        beta_start: Softplus β of the first step.
+        beta_end: Softplus β of the last step.
+        beta_rule: ``"geometric"`` (default) or ``"linear"`` growth of β.
+        target_size: Side of the default target square as a fraction of the shorter image side.
+        keep_prediction: Return the last iterate whose prediction equals the clean one (per image).
+        ig_steps: Integrated Gradients steps inside the attack.
+        sg_samples: SmoothGrad samples inside the attack.
+        sg_sigma: SmoothGrad noise σ in pixel units.
+        seed: Seed of the SmoothGrad noise.
+        cam_layer: Grad-CAM layer path; ``None`` uses the wrapper's.
+
+    Raises:
+        RobustXAIError: On an unknown method or an out-of-range hyper-parameter.
+    """
+
+    name = "manipulate"
+
+    def __init__(
+        self,
+        eps: float | None = None,
+        method: str = "saliency",
+        iterations: int = 100,
+        lr: float = 1e-3,
+        alpha_map: float | None = None,
+        alpha_pred: float | None = None,
+        beta_start: float = 10.0,
+        beta_end: float = 100.0,
+        beta_rule: str = "geometric",
+        target_size: float = 0.25,
+        keep_prediction: bool = True,
+        ig_steps: int = 8,
+        sg_samples: int = 8,
+        sg_sigma: float = 0.15,
+        seed: int = 0,
+        cam_layer: str | None = None,
+    ) -> None:
+        # radius 1 in [0, 1] pixel space = unbounded
+        self.eps = 1.0 if eps is None else check_epsilon(eps)
+        self.bound = None if eps is None else self.eps
+        if method not in DIFF_METHODS:
+            raise RobustXAIError(f"unknown manipulation method {method!r}; known: {', '.join(DIFF_METHODS)}")
+        if int(iterations) < 1:
+            raise RobustXAIError(f"iterations must be ≥ 1, got {iterations}")
+        if not float(lr) > 0:
+            raise RobustXAIError(f"lr must be > 0, got {lr!r}")
+        for label, value in (("alpha_map", alpha_map), ("alpha_pred", alpha_pred)):
+            if value is not None:
+                check_epsilon(value, label)
+        if not 0 < float(target_size) <= 1:
+            raise RobustXAIError(f"target_size must be a fraction in (0, 1], got {target_size!r}")
+        beta_schedule(beta_start, beta_end, 1, beta_rule)  # validates the β settings
+        if int(ig_steps) < 1 or int(sg_samples) < 1 or not float(sg_sigma) >= 0:
+            raise RobustXAIError("ig_steps and sg_samples must be ≥ 1 and sg_sigma ≥ 0")
+        self.method = method
+        self.iterations = int(iterations)
+        self.lr = float(lr)
+        self.alpha_map = alpha_map
+        self.alpha_pred = alpha_pred
+        self.beta_start = float(beta_start)
+        self.beta_end = float(beta_end)
+        self.beta_rule = beta_rule
+        self.target_size = float(target_size)
+        self.keep_prediction = bool(keep_prediction)
+        self.settings = MapSettings(
+            ig_steps=int(ig_steps),
+            sg_samples=int(sg_samples),
+            sg_sigma=float(sg_sigma),
+            sg_seed=int(seed),
+            cam_layer=cam_layer,
+        )
+
+    # -- public entry ------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target_maps: torch.Tensor | None = None,
+        truths: Sequence[Truth] | None = None,
+    ) -> torch.Tensor:
+        """Return manipulated images.
+
+        Args:
+            model: The (ReLU) model; it is not modified.
+            images: Clean images ``[B, C, H, W]`` in [0, 1].
+            labels: Labels as the model's task requires (validated only: the explained class is the clean
+                prediction).
+            target_maps: Target maps ``[B, H, W]`` or one ``[H, W]`` for all (non-negative, not all zero);
+                ``None`` uses :func:`default_target` with ``truths``.
+            truths: Per image, a boolean mask ``[H, W]``, points ``[N, 2]`` (x, y) or ``None``.
+
+        Returns:
+            Adversarial images ``[B, C, H, W]`` in [0, 1] within the ε-ball, detached.
+        """
+        check_images(images)
+        check_task_labels(model, labels, images.shape[0])
+        targets = self.target_maps(images, target_maps, truths)
+        if self.eps == 0:
+            return images.detach().clone()
+        with torch.enable_grad():
+            adv = self._attack(model, images.detach(), targets)
+        return _project(adv.detach(), images, self.eps)
+
+    def target_maps(
+        self, images: torch.Tensor, target_maps: torch.Tensor | None, truths: Sequence[Truth] | None
+    ) -> torch.Tensor:
+        """Validated target maps ``[B, H, W]`` (given, or the default square per image)."""
+        b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+        if target_maps is None:
+            if truths is not None and len(truths) != b:
+                raise RobustXAIError(f"truths must hold one entry per image ({b}), got {len(truths)}")
+            size = max(1, round(self.target_size * min(h, w)))
+            per = [default_target(truths[i] if truths is not None else None, (h, w), size) for i in range(b)]
+            return torch.stack(per).to(device=images.device, dtype=images.dtype)
+        if isinstance(target_maps, torch.Tensor) and target_maps.ndim == 2:
+            target_maps = target_maps.expand(b, h, w)
+        t = check_maps(target_maps, "target_maps")
+        if tuple(t.shape) != (b, h, w):
+            raise RobustXAIError(f"target_maps must have shape [{b}, {h}, {w}], got {tuple(t.shape)}")
+        if bool((t < 0).any()) or bool((t.reshape(b, -1).sum(dim=1) <= 0).any()):
+            raise RobustXAIError("target_maps must be non-negative with a positive sum for every image")
+        return t.to(device=images.device, dtype=images.dtype)
+
+    def alphas(self, shape: tuple[int, int]) -> tuple[float, float]:
+        """(α₁, α₂) for images of ``shape`` (explicit values, or the paper's scaled to the pixel count)."""
+        ratio = (int(shape[0]) * int(shape[1])) / PAPER_PIXELS
+        a_map = PAPER_ALPHA_MAP * ratio**2 * MAP_GAIN if self.alpha_map is None else float(self.alpha_map)
+        a_pred = PAPER_ALPHA_PRED * ratio * PRED_GAIN if self.alpha_pred is None else float(self.alpha_pred)
+        return a_map, a_pred
+
+    # -- the optimisation --------------------------------------------------------------------------------
+    def surrogate_maps(
+        self,
+        surrogate: SoftplusSurrogate,
+        images: torch.Tensor,
+        classes: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The differentiable map of :attr:`method` on the surrogate ``[B, H, W]`` (on the graph)."""
+        s, m = self.settings, self.method
+        if m == "saliency":
+            return saliency_map(surrogate, images, classes, s)
+        if m == "input_x_gradient":
+            return input_x_gradient_map(surrogate, images, classes, s)
+        if m == "integrated_gradients":
+            return integrated_gradients_map(surrogate, images, classes, s)
+        if m == "smoothgrad":
+            return smoothgrad_map(surrogate, images, classes, s, noise)
+        layer = cam_module(surrogate.model, s.cam_layer)
+        if m == "gradcam":
+            return gradcam_map(surrogate, layer, images, classes, s)
+
+        def guided(x: torch.Tensor) -> torch.Tensor:
+            with surrogate.guided():
+                return surrogate(x)
+
+        return guided_gradcam_map(surrogate, guided, layer, images, classes, s)
+
+    def _attack(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        surrogate = SoftplusSurrogate(model, self.beta_start)
+        a_map, a_pred = self.alphas((images.shape[-2], images.shape[-1]))
+        with torch.no_grad():
+            clean_logits = model(images)
+        clean_pred = predict_labels(model, clean_logits)
+        classes = clean_logits.argmax(dim=1)
+        target = targets / targets.sum(dim=(1, 2), keepdim=True)
+        noise = smoothgrad_noise(images, self.settings) if self.method == "smoothgrad" else None
+        delta = torch.zeros_like(images, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=self.lr)
+        best = images.clone()
+        for beta in beta_schedule(self.beta_start, self.beta_end, self.iterations, self.beta_rule):
+            surrogate.beta = beta
+            adv = images + delta
+            maps = self.surrogate_maps(surrogate, adv, classes, noise)
+            maps = maps / (maps.sum(dim=(1, 2), keepdim=True) + 1e-12)
+            logits = model(adv)
+            best = torch.where(self._same(model, logits, clean_pred), adv.detach(), best)
+            loss = (
+                a_map * ((maps - target) ** 2).sum()
+                + a_pred * ((logits - clean_logits) ** 2).sum()
+                + (delta**2).sum()
+            )
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta.grad = grad
+            opt.step()
+            with torch.no_grad():
+                delta.copy_(_project(images + delta, images, self.eps) - images)
+        final = (images + delta).detach()
+        if not self.keep_prediction:
+            return final
+        with torch.no_grad():
+            same = self._same(model, model(final), clean_pred)
+        return torch.where(same, final, best)
+
+    @staticmethod
+    def _same(model: nn.Module, logits: torch.Tensor, clean_pred: torch.Tensor) -> torch.Tensor:
+        """Per image: is the prediction unchanged? Shaped ``[B, 1, 1, 1]`` for ``torch.where``."""
+        pred = predict_labels(model, logits.detach())
+        same = (pred == clean_pred).all(dim=1) if is_multilabel(model) else pred == clean_pred
+        return same.view(-1, 1, 1, 1)
+
+    def params(self) -> dict[str, Any]:
+        """Hyper-parameters, for reports and cache keys (``eps`` is ``None`` when unbounded)."""
+        out = {
+            k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("settings", "bound")
+        }
+        out["eps"] = self.bound
+        out.update(vars(self.settings))
+        return out

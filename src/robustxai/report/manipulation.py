@@ -1,0 +1,311 @@
+"""The explanation-manipulation section of a report (trustworthiness paper, Table 1 and Figs. 2–3).
+
+Everything is computed from the run store alone: the ``metrics`` rows written by
+:mod:`robustxai.audit.stages_manip` (conditions ``"manipulate:<attacked method>"``) and its ``figure_maps``.
+:func:`manipulation_section` writes ``tables/manipulation.csv`` and the figures, and returns plain data
+(strings, lists, paths) that the HTML report can render.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from robustxai.audit.store import STORE_FILE, Store
+from robustxai.errors import RobustXAIError
+from robustxai.metrics import auc
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "manipulate:"
+ORIGINAL = "manipulate:original"
+IMAGE = "adv_image"
+TARGET = "target"
+COLUMNS = [
+    "model",
+    "method",
+    "attacked_via",
+    "target_ssim",
+    "map_ssim",
+    "map_mse",
+    "map_pearson",
+    "image_ssim",
+    "unsuccessful_ratio",
+    "prediction_unchanged",
+    "n",
+]
+_MAP_METRICS = ("target_ssim", "map_ssim", "map_mse", "map_pearson", "unsuccessful")
+
+
+def manipulation_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The store's metric rows of the manipulation stage, with an ``attacked_via`` column."""
+    if metrics.empty:
+        return metrics.assign(attacked_via=pd.Series(dtype=str))
+    rows = metrics[metrics["condition"].astype(str).str.startswith(PREFIX)]
+    rows = rows[rows["condition"] != ORIGINAL]
+    return rows.assign(attacked_via=rows["condition"].str.slice(len(PREFIX)))
+
+
+def manipulation_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Means per model × evaluated method × attacked method (``COLUMNS``; ratios in [0, 1]).
+
+    ``image_ssim`` and ``prediction_unchanged`` belong to the attacked images, so every evaluated method of
+    one attacked method shares them. ``n`` counts the images with a defined ``target_ssim``.
+    """
+    rows = manipulation_rows(metrics)
+    maps = rows[rows["explainer"] != ""]
+    if maps.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    per_image = rows[rows["explainer"] == ""].groupby(["model", "attacked_via", "metric"])["value"].mean()
+    wide = maps.pivot_table(
+        index=["model", "explainer", "attacked_via"], columns="metric", values="value", aggfunc="mean"
+    )
+    counts = maps[maps["metric"] == "target_ssim"].groupby(["model", "explainer", "attacked_via"])["value"]
+    out = []
+    for (model, method, via), r in wide.iterrows():
+        out.append(
+            {
+                "model": model,
+                "method": method,
+                "attacked_via": via,
+                **{m: float(r.get(m, math.nan)) for m in _MAP_METRICS if m != "unsuccessful"},
+                "image_ssim": float(per_image.get((model, via, "image_ssim"), math.nan)),
+                "unsuccessful_ratio": float(r.get("unsuccessful", math.nan)),
+                "prediction_unchanged": float(per_image.get((model, via, "prediction_unchanged"), math.nan)),
+                "n": int(counts.count().get((model, method, via), 0)),
+            }
+        )
+    frame = pd.DataFrame(out, columns=COLUMNS)
+    return frame.sort_values(["model", "attacked_via", "method"], kind="mergesort").reset_index(drop=True)
+
+
+def auc_change(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUC over labels (classes) on clean and manipulated images per model × attacked method.
+
+    Columns ``model, attacked_via, auc_clean, auc_attacked, auc_change_pct`` (change relative to clean, in
+    %, as the paper's Table 1). Labels whose AUC is undefined on these images (one class only) are skipped.
+    """
+    rows = manipulation_rows(metrics)
+    rows = rows[rows["explainer"] == ""]
+    out = []
+    for (model, via), g in rows.groupby(["model", "attacked_via"], sort=True):
+        wide = g.pivot_table(index="sample_id", columns="metric", values="value")
+        k = sum(1 for c in wide.columns if str(c).startswith("label@"))
+        clean, adv = [], []
+        for j in range(k):
+            cols = [f"label@{j}", f"clean_score@{j}", f"adv_score@{j}"]
+            if not all(c in wide.columns for c in cols):
+                continue
+            y = torch.tensor(wide[cols[0]].to_numpy() > 0.5).long()
+            clean.append(float(auc(torch.tensor(wide[cols[1]].to_numpy()), y)[0]))
+            adv.append(float(auc(torch.tensor(wide[cols[2]].to_numpy()), y)[0]))
+        c, a = _nanmean(clean), _nanmean(adv)
+        change = 100.0 * (a - c) / c if c and not math.isnan(c) else math.nan
+        out.append((model, via, c, a, change))
+    return pd.DataFrame(out, columns=["model", "attacked_via", "auc_clean", "auc_attacked", "auc_change_pct"])
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
+
+
+def _fmt(v: float, scale: float = 1.0, digits: int = 2, suffix: str = "") -> str:
+    return "—" if v is None or math.isnan(v) else f"{scale * v:.{digits}f}{suffix}"
+
+
+def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any]:
+    """The paper's Table 1 for one model (each attacked method scored on its own map).
+
+    Columns are the attacked methods; rows the AUC on attacked images (change in %), the share of unchanged
+    predictions, the unsuccessful attack ratio, SSIM(target, map) and the image SSIM.
+    """
+    own = table[(table["model"] == model) & (table["method"] == table["attacked_via"])]
+    methods = list(own["attacked_via"])
+    a = aucs[aucs["model"] == model].set_index("attacked_via")
+    rows = [
+        ["AUC (change %)"]
+        + [
+            f"{_fmt(a.at[m, 'auc_attacked'], digits=3)} ({_fmt(a.at[m, 'auc_change_pct'], digits=1)} %)"
+            if m in a.index
+            else "—"
+            for m in methods
+        ],
+        ["prediction unchanged (%)"] + [_fmt(v, 100, 1) for v in own["prediction_unchanged"]],
+        ["unsuccessful attack ratio (%)"] + [_fmt(v, 100, 1) for v in own["unsuccessful_ratio"]],
+        ["SSIM(target, map)"] + [_fmt(v) for v in own["target_ssim"]],
+        ["SSIM(image, attacked image)"] + [_fmt(v, digits=3) for v in own["image_ssim"]],
+    ]
+    return {"columns": ["", *methods], "rows": rows}
+
+
+def transfer_matrix(table: pd.DataFrame, model: str, value: str = "target_ssim") -> pd.DataFrame:
+    """Rows: the method attacked; columns: the method evaluated on those images; cells: mean ``value``."""
+    rows = table[table["model"] == model]
+    return rows.pivot_table(index="attacked_via", columns="method", values=value, aggfunc="mean")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    logger.info("wrote %s", path)
+    return path
+
+
+def _get(maps: pd.DataFrame, cond: str, explainer: str, sid: str) -> np.ndarray | None:
+    hit = maps[(maps["condition"] == cond) & (maps["explainer"] == explainer) & (maps["sample_id"] == sid)]
+    return None if hit.empty else np.asarray(hit["map"].iloc[0])
+
+
+def grid_figure(maps: pd.DataFrame, model: str, path: Path) -> Path | None:
+    """Fig. 2 for one model and its first figure sample.
+
+    Rows: original maps, attacked images, tampered maps, and the transfer row (every method's map on the
+    image attacked via Integrated Gradients, else via the attacked method with the most evaluated methods).
+    """
+    m = maps[maps["model"] == model]
+    attacked = sorted({c[len(PREFIX) :] for c in m["condition"] if c.startswith(PREFIX) and c != ORIGINAL})
+    if not attacked:
+        return None
+    sid = sorted(m[m["explainer"] == IMAGE]["sample_id"])[0]
+    spread = {
+        a: m[(m["condition"] == PREFIX + a) & (m["sample_id"] == sid)]["explainer"].nunique()
+        for a in attacked
+    }
+    via = "integrated_gradients" if spread.get("integrated_gradients", 0) > 2 else max(spread, key=spread.get)  # type: ignore[arg-type]
+    columns = attacked + sorted(
+        {e for e in m[m["condition"] == PREFIX + via]["explainer"] if e not in (IMAGE, *attacked)}
+    )
+    labels = ["original map", "attacked image", "tampered map", f"on image attacked via {via}"]
+    fig = Figure(figsize=(1.8 * len(columns) + 0.8, 7.6))
+    axes = np.asarray(fig.subplots(4, len(columns), squeeze=False))
+    for j, method in enumerate(columns):
+        cells = [
+            _get(m, ORIGINAL, method, sid),
+            _get(m, PREFIX + method, IMAGE, sid) if method in attacked else None,
+            _get(m, PREFIX + method, method, sid) if method in attacked else None,
+            _get(m, PREFIX + via, method, sid),
+        ]
+        for i, cell in enumerate(cells):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if cell is None:
+                ax.set_axis_off()
+                continue
+            ax.imshow(cell, cmap="gray" if i == 1 else "inferno", interpolation="nearest")
+            if i == 0:
+                ax.set_title(method.replace("$", r"\$"), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(labels[i], fontsize=8)
+    fig.suptitle(f"Manipulated explanations — {model} (sample {sid.rsplit('/', 1)[-1]})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None:
+    """Fig. 3 for one model: SSIM of image pairs (blue) next to SSIM of map pairs (red) per method."""
+    rows = manipulation_rows(metrics)
+    rows = rows[rows["model"] == model]
+    methods = sorted(set(rows["attacked_via"]))
+    if not methods:
+        return None
+    img = [
+        rows[(rows["attacked_via"] == a) & (rows["metric"] == "image_ssim")]["value"].dropna()
+        for a in methods
+    ]
+    own = [
+        rows[(rows["attacked_via"] == a) & (rows["explainer"] == a) & (rows["metric"] == "map_ssim")][
+            "value"
+        ].dropna()
+        for a in methods
+    ]
+    fig = Figure(figsize=(1.3 * len(methods) + 2.0, 3.4))
+    ax = fig.subplots()
+    pos = np.arange(len(methods)) * 3.0
+    for data, offset, color in ((img, -0.55, "#1f77b4"), (own, 0.55, "#d62728")):
+        bp = ax.boxplot([d.to_numpy() for d in data], positions=pos + offset, widths=0.9, patch_artist=True)
+        for box in bp["boxes"]:
+            box.set_facecolor(color)
+            box.set_alpha(0.5)
+        ax.plot(pos + offset, [d.mean() if len(d) else np.nan for d in data], "s", color=color, markersize=4)
+    ax.set_xticks(pos)
+    ax.set_xticklabels([a.replace("$", r"\$") for a in methods], fontsize=8, rotation=20)
+    ax.set_ylabel("SSIM")
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_title(f"{model}: original vs attacked — images (blue), maps (red)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def manipulation_section(run_dir: str | Path) -> dict[str, Any] | None:
+    """Write ``tables/manipulation.csv`` and the figures; return what the HTML report shows.
+
+    Args:
+        run_dir: The run directory holding ``results.sqlite``.
+
+    Returns:
+        ``None`` when the run has no manipulation rows; else a dict with ``csv`` (path), ``columns`` and
+        ``rows`` (the CSV as strings), ``table1`` and ``transfer`` (per model: ``columns`` and ``rows``),
+        ``figures`` (per model: ``grid`` and ``boxplot`` PNG paths or ``None``) and ``how_to_read``.
+
+    Raises:
+        RobustXAIError: If there is no store.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / STORE_FILE).is_file():
+        raise RobustXAIError(f"no run store at {run_dir / STORE_FILE}: run the audit first")
+    with Store(run_dir / STORE_FILE, readonly=True) as store:
+        metrics = store.table("metrics")
+        maps = store.figure_maps()
+    table = manipulation_table(metrics)
+    if table.empty:
+        return None
+    csv = run_dir / "tables" / "manipulation.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False, lineterminator="\n")
+    aucs = auc_change(metrics)
+    section: dict[str, Any] = {"csv": csv, "columns": COLUMNS, "table1": {}, "transfer": {}, "figures": {}}
+    section["rows"] = [[_cell(v) for v in r] for r in table.itertuples(index=False)]
+    for model in sorted(set(table["model"])):
+        section["table1"][model] = table1(table, aucs, model)
+        tm = transfer_matrix(table, model)
+        section["transfer"][model] = {
+            "columns": ["attacked via ↓ / evaluated →", *map(str, tm.columns)],
+            "rows": [
+                [str(via), *(_fmt(v) for v in r)] for via, r in zip(tm.index, tm.to_numpy(), strict=True)
+            ],
+        }
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in model)
+        fig_dir = run_dir / "figures"
+        section["figures"][model] = {
+            "grid": grid_figure(maps, model, fig_dir / f"manipulation_grid_{safe}.png")
+            if not maps.empty
+            else None,
+            "boxplot": boxplot_figure(metrics, model, fig_dir / f"manipulation_ssim_{safe}.png"),
+        }
+    section["how_to_read"] = (
+        "An attacker perturbed each image so that its explanation map moves to a square in the corner "
+        "farthest from the finding while the prediction stays the same. SSIM(target, map) ≥ 0.6 counts as a "
+        "successful manipulation (the paper's threshold); the unsuccessful ratio is the share below it. "
+        "Image SSIM near 1 means the perturbation is imperceptible. Maps are computed by the registered "
+        "explainers on the real model, never on the attack's smooth surrogate. The transfer matrix shows "
+        "SSIM(target, map) for methods evaluated on images attacked through another method."
+    )
+    return section
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return _fmt(v, digits=3)
+    return str(v)
