@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
+from robustxai.errors import RobustXAIError, UnknownNameError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and far faster than two on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", rx.list_explainers())
+def test_explainer_rejects_unknown_keywords(name) -> None:
+    with pytest.raises(UnknownNameError, match="unknown keyword"):
+        rx.create_explainer(name, not_a_parameter=1)
 
 
 @pytest.mark.parametrize("name", rx.list_explainers())
@@ -71,7 +88,7 @@ def test_integrated_gradients_equals_captum(tiny_model, images) -> None:
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("baseline", ["zero", "mean"])
+@pytest.mark.parametrize("baseline", ["zero", "mean", "blurred"])
 def test_integrated_gradients_completeness(tiny_model, images, baseline) -> None:
     model = tiny_model.double()
     x = images.double()
