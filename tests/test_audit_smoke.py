@@ -210,3 +210,22 @@ def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(runner_mod, "run_audit", interrupted)
     result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path / "run")])
     assert result.exit_code == 130 and "Run the same command again" in result.output
+
+
+def test_cli_passes_fresh_and_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustxai.audit import runner as runner_mod
+
+    seen: dict[str, object] = {}
+
+    def record(cfg: object, out: object, **kwargs: object) -> None:
+        seen.update(kwargs, executor=cfg.executor.kind, address=cfg.executor.address)  # type: ignore[attr-defined]
+        raise runner_mod.AuditInterrupted("stop")
+
+    monkeypatch.setattr(runner_mod, "run_audit", record)
+    args = ["audit", "--profile", "smoke", "--out", str(tmp_path), "--executor", "ray", "--address", "h:1"]
+    runner.invoke(app, [*args, "--fresh"])
+    assert seen["fresh"] is True and seen["executor"] == "ray" and seen["address"] == "h:1"
+    runner.invoke(app, args)
+    assert seen["fresh"] is False
+    bad = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path), "--executor", "mpi"])
+    assert bad.exit_code == 2 and "executor.kind" in bad.output

@@ -99,12 +99,16 @@ def audit(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
     executor: Annotated[
-        str | None, typer.Option(help="Where units run: local (default) or ray (needs robustxai[ray]).")
+        str | None, typer.Option(help="Where units run: local (default) or ray (needs the ray extra).")
     ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (--executor ray).")] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Replace an earlier run in --out instead of resuming it.")
-    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--fresh",
+            help="Resume an earlier run of the same config in --out (default), or replace its outputs.",
+        ),
+    ] = True,
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
@@ -120,7 +124,7 @@ def audit(
         )
         try:
             with _progress() as prog:
-                result = run_audit(cfg, out, progress=prog, fresh=fresh)
+                result = run_audit(cfg, out, progress=prog, fresh=not resume)
         except AuditInterrupted as stop:
             console.print(f"[yellow]{stop}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
@@ -147,7 +151,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")],
-    fmt: Annotated[str, typer.Option("--format", help="parquet (needs robustxai[export]) or csv.")] = (
+    fmt: Annotated[str, typer.Option("--format", help="parquet (needs the export extra) or csv.")] = (
         "parquet"
     ),
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/export).")] = None,
