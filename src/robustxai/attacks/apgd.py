@@ -111,6 +111,7 @@ class APGD(Attack):
         """Logits, per-sample loss (to be maximised) and its input gradient at ``x``."""
         x = x.detach().requires_grad_(True)
         logits = model(x)
+        self._check_task(model, logits.shape[1])
         if self.loss == "dlr":
             per = dlr_loss(logits, labels) if targets is None else dlr_loss_targeted(logits, labels, targets)
         elif targets is None:
@@ -159,7 +160,6 @@ class APGD(Attack):
         x_best, x_best_adv = x_adv.clone(), x_adv.clone()
         loss_steps = torch.zeros((n_iter, b), device=x.device)
         logits, loss_indiv, grad = self._objective(model, x_adv, y, targets)
-        self._check_task(model, logits.shape[1])
         grad_best = grad.clone()
         robust = ~self.success(model, logits, y, targets)
         loss_best = loss_indiv.clone()
