@@ -279,3 +279,28 @@ def test_sigkill_mid_run_then_rerun_gives_every_unit_once(tmp_path: Path) -> Non
     ).fetchone()[0]
     assert dup == 0
     assert_same_tables(ref, out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_cli("--out", str(out)), env=env, stderr=subprocess.PIPE, text=True)
+    db = out / "results.sqlite"
+    deadline = time.monotonic() + 120
+    while _count_units(db) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Run the same command again to resume" in err and "Traceback" not in err
+    with Store(out, readonly=True) as store:  # consistent: rows exactly for the committed units
+        done = store.done_units()
+        preds = store.table("predictions")
+    assert 2 <= len(done) < 21
+    committed = {(m, c) for u in done if u.startswith("robustness/") for m, c in [u.split("/")[1:3]]}
+    assert {
+        (m, f"{c}@{e!r}")
+        for m, c, e in zip(preds["model"], preds["condition"], preds["epsilon"], strict=True)
+    } <= committed
+    assert len(preds) == 40 * len([u for u in done if u.startswith("robustness/")])
