@@ -173,6 +173,9 @@ def test_executor_and_cache_settings_do_not_block_resume() -> None:
     assert config_differences(a, b) == []
     c = tiny_config(seed=3).model_dump()
     assert config_differences(a, c) == ["seed: 0 → 3"]
+    assert config_differences({"w": (4, 8)}, {"w": [4, 8]}) == []  # compared as stored (JSON)
+    many = config_differences({f"k{i}": i for i in range(12)}, {f"k{i}": -i - 1 for i in range(12)})
+    assert len(many) == 9 and many[-1] == "… and 4 more"
 
 
 def test_fresh_replaces_an_incompatible_run(tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
     """Dotted keys whose values differ between two resolved configs, as ``key: old → new`` (at most limit)."""
+    # Compare as stored (JSON): tuples and lists, or ints and floats that JSON merges, are not differences.
+    old, new = (json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (old, new))
     a, b = _flatten(_results_config(old)), _flatten(_results_config(new))
     missing = object()
     diffs = [
