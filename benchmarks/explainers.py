@@ -1,0 +1,244 @@
+"""Explainer cost ÷ its pass-count lower bound, and a whole explanation grid against a per-image script.
+
+Part 1. For every registered explainer (but ``random``), on ``smallcnn`` at 64 px with a batch of 32: the
+best wall time of one call ÷ its lower bound, ``n_forward × t_forward + n_backward × t_backward`` per image,
+with ``t_forward`` (no-grad forward) and ``t_backward`` (forward+backward with respect to the input, minus
+the forward) measured in the same run at the same batch size. The pass counts come from the explainer's
+``passes(batch)`` where it has one, else from the table in ``pass_counts`` (IG: n_steps forward+backward;
+occlusion: one forward per window plus the unoccluded one; Grad-CAM: one forward+backward; ...).
+Segmentation (LIME, XRAI) and ranking (XRAI) are overhead. 1.0 means the method adds nothing to its passes.
+
+Part 2. The explanation grid of an audit — saliency, integrated_gradients, gradcam, smoothgrad and occlusion
+on 64 images, each scored by point coverage of the top 15 % — done with robustxai's batched explainers and
+``rx.metrics.point_coverage``, ÷ the time of a straightforward script that does the same work one image at a
+time with Captum and Quantus (``TopKIntersection``). The script computes identical numbers: the benchmark
+asserts that the maps agree to 1e-5 and the coverages exactly.
+
+    .venv/bin/python benchmarks/explainers.py [--quick] [--part 1|2]
+        [--batch 32] [--grid 64] [--size 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import quantus
+import torch
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+
+import robustxai as rx
+
+warnings.filterwarnings("ignore")
+
+
+def best_time(fn: Callable[[], Any], repeats: int, warm_up: bool = True) -> float:
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def pass_counts(name: str, explainer: rx.Explainer, batch: int, size: int) -> tuple[int, int]:
+    """Images pushed forward and backward by one call on ``batch`` images of ``size`` px."""
+    if hasattr(explainer, "passes"):
+        return explainer.passes(batch)
+    p = explainer.params()
+    if name in ("saliency", "input_x_gradient", "gradcam"):
+        return batch, batch
+    if name == "guided_gradcam":  # Grad-CAM pass + guided-backprop pass
+        return 2 * batch, 2 * batch
+    if name == "deeplift":  # Captum runs inputs and baselines as one 2B batch
+        return 2 * batch, 2 * batch
+    if name == "integrated_gradients":
+        return batch * p["n_steps"], batch * p["n_steps"]
+    if name == "smoothgrad":
+        return batch * p["n_samples"], batch * p["n_samples"]
+    if name == "occlusion":
+        window, stride = explainer.geometry(size, size)  # type: ignore[attr-defined]
+        per_side = math.ceil((size - window) / stride) + 1
+        return batch * (per_side**2 + 1), 0
+    raise KeyError(f"no pass count for explainer {name!r}; give it a passes(batch) method")
+
+
+def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 1, args.size, args.size, generator=gen)
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward() -> None:
+        xi = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xi).gather(1, targets[:, None]).sum(), xi)
+
+    def pass_times() -> tuple[float, float]:
+        """Per-image forward and backward times, measured now (the machine's load drifts)."""
+        t_f = best_time(forward, 3) / args.batch
+        return t_f, best_time(forward_backward, 3) / args.batch - t_f
+
+    t_f, t_b = pass_times()
+    print(
+        f"smallcnn, batch {args.batch}, {args.size}px: forward {1e3 * t_f:.2f} ms/image, "
+        f"backward {1e3 * t_b:.2f} ms/image (re-measured around every explainer)"
+    )
+    print(f"{'explainer':<22}{'forward':>9}{'backward':>9}{'bound ms':>10}{'time ms':>10}{'ratio':>7}")
+    for name in rx.list_explainers():
+        if name == "random":
+            continue
+        explainer = rx.create_explainer(name, **SETTINGS.get(name, {}))
+        n_f, n_b = pass_counts(name, explainer, args.batch, args.size)
+        before = pass_times()
+        slow = n_f * before[0] + n_b * before[1] > 5
+        t = best_time(
+            lambda e=explainer: e(model, x, target=targets), 1 if slow else args.repeats, warm_up=not slow
+        )
+        after = pass_times()
+        bound = n_f * min(before[0], after[0]) + n_b * min(before[1], after[1])
+        print(f"{name:<22}{n_f:>9}{n_b:>9}{1e3 * bound:>10.0f}{1e3 * t:>10.0f}{t / bound:>7.2f}")
+
+
+# Hyper-parameters of part 1 (defaults otherwise); LIME and XRAI as an audit would run them.
+SETTINGS: dict[str, dict[str, Any]] = {}
+
+
+# ------------------------------------------------------------------------------------------------ part 2
+
+GRID = ("saliency", "integrated_gradients", "gradcam", "smoothgrad", "occlusion")
+
+
+def reference_map(name: str, model: torch.nn.Module, image: torch.Tensor, target: int, ex: Any) -> np.ndarray:
+    """One image's map, written as a user would with Captum (settings copied from the explainer)."""
+    p = ex.params()
+    if name == "saliency":
+        attr = Saliency(model).attribute(image.clone().requires_grad_(True), target=target, abs=True)
+        return attr.abs().amax(dim=1)[0].detach().numpy()
+    if name == "integrated_gradients":
+        attr = IntegratedGradients(model).attribute(
+            image, baselines=torch.zeros_like(image), target=target, n_steps=p["n_steps"], method=p["method"]
+        )
+        return attr.abs().amax(dim=1)[0].detach().numpy()
+    if name == "gradcam":
+        cam = LayerGradCam(model, model.get_cam_layer()).attribute(
+            image, target=target, relu_attributions=True
+        )
+        up = LayerAttribution.interpolate(cam, tuple(image.shape[-2:]), interpolate_mode="bilinear")
+        return up.abs().amax(dim=1)[0].detach().numpy()
+    if name == "occlusion":
+        window, stride = ex.geometry(*image.shape[-2:])
+        attr = Occlusion(model).attribute(
+            image,
+            sliding_window_shapes=(image.shape[1], window, window),
+            strides=(image.shape[1], stride, stride),
+            baselines=0.0,
+            target=target,
+        )
+        return attr.amax(dim=1)[0].detach().numpy()
+    raise KeyError(name)
+
+
+def smoothgrad_noise(ex: Any, images: torch.Tensor) -> torch.Tensor:
+    """SmoothGrad's noise, drawn as Captum's NoiseTunnel draws it, for the whole set (row b·n + s)."""
+    p = ex.params()
+    gen = torch.Generator().manual_seed(p["seed"])
+    shape = (images.shape[0] * p["n_samples"], *images.shape[1:])
+    return torch.normal(0.0, torch.tensor(p["noise"]).repeat(shape), generator=gen)
+
+
+def part2(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(args.grid, 1, args.size, args.size, generator=gen)
+    points = [torch.randint(0, args.size, (3, 2), generator=gen).numpy() for _ in range(args.grid)]
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1)
+    explainers = {name: rx.create_explainer(name) for name in GRID}
+
+    def ours() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for name, ex in explainers.items():
+            maps = ex(model, x, target=targets)
+            out[name] = (maps.numpy(), rx.metrics.point_coverage(maps, points, top=0.15).numpy())
+        return out
+
+    def reference() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        metric = quantus.TopKIntersection(
+            k=1, normalise=False, abs=False, disable_warnings=True, display_progressbar=False
+        )
+        out = {}
+        for name, ex in explainers.items():
+            noise = smoothgrad_noise(ex, x) if name == "smoothgrad" else None
+            maps, cover = [], []
+            for i in range(len(x)):
+                image, t = x[i : i + 1], int(targets[i])
+                if noise is not None:
+                    n = ex.params()["n_samples"]
+                    noisy = (image + noise[i * n : (i + 1) * n]).requires_grad_(True)
+                    grads = Saliency(model).attribute(noisy, target=t, abs=True)
+                    m = grads.mean(dim=0).abs().amax(dim=0).detach().numpy()
+                else:
+                    m = reference_map(name, model, image, t, ex)
+                # top 15 % as METHODS.md: pixels ≥ the 85th percentile (ties kept) — Quantus takes a count
+                metric.k = int((m >= np.percentile(m, 85)).sum())
+                truth = np.zeros((1, 1, *m.shape))
+                truth[0, 0, points[i][:, 1], points[i][:, 0]] = 1
+                hits = metric(
+                    model=None,
+                    x_batch=image.numpy(),
+                    y_batch=np.array([t]),
+                    a_batch=m[None, None],
+                    s_batch=truth,
+                )[0]
+                maps.append(m)
+                cover.append(hits * metric.k / len(np.unique(points[i], axis=0)))
+            out[name] = (np.stack(maps), np.array(cover))
+        return out
+
+    results: dict[str, Any] = {}
+    explainers["saliency"](model, x[:2])  # warm-up
+    t_ours = best_time(lambda: results.__setitem__("ours", ours()), 1, warm_up=False)
+    t_ref = best_time(lambda: results.__setitem__("ref", reference()), 1, warm_up=False)
+    print(f"\nexplanation grid: {', '.join(GRID)} on {args.grid} images + point coverage (top 15 %)")
+    print(f"{'method':<22}{'max |Δmap|':>12}{'coverage':>10}")
+    for name in GRID:
+        (a, ca), (b, cb) = results["ours"][name], results["ref"][name]
+        diff = float(np.abs(a - b).max())
+        scale = max(1.0, float(np.abs(b).max()))
+        assert diff <= 1e-5 * scale, f"{name}: maps differ by {diff}"
+        assert np.allclose(ca, cb, atol=1e-12), f"{name}: coverages differ"
+        print(f"{name:<22}{diff:>12.1e}{100 * float(np.nanmean(ca)):>9.1f}%")
+    print(f"robustxai {t_ours:.1f} s, per-image Captum + Quantus {t_ref:.1f} s, ratio {t_ours / t_ref:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller batches and one repeat")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--grid", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--part", type=int, choices=(1, 2), help="run only part 1 or part 2")
+    args = parser.parse_args()
+    if args.quick:
+        args.batch, args.grid, args.repeats = 16, 16, 1
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn").eval()
+    if args.part in (None, 1):
+        part1(model, args)
+    if args.part in (None, 2):
+        part2(model, args)
+
+
+if __name__ == "__main__":
+    main()
