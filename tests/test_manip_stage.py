@@ -46,6 +46,7 @@ def _shard(images: torch.Tensor, labels: torch.Tensor, n_figure: int = 2) -> Man
     return ManipulationShard([f"s{i}" for i in range(4)], images, labels, masks, points, n_figure)
 
 
+@pytest.mark.slow
 def test_shard_rows_layout_and_transfer(tiny_model, images, labels) -> None:
     rows, fig = manipulation_shard("m", tiny_model, _cfg(), "gradcam", _shard(images, labels))
     keys = {(c, x, metric) for _, c, _, x, metric, _, _ in rows}

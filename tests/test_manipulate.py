@@ -295,3 +295,18 @@ def test_rejects_bad_input(tiny_model, images, labels) -> None:
         attack(tiny_model, images, labels[:2])
     with pytest.raises(RobustXAIError, match="≥ 0"):
         create_manipulation("manipulate", eps=-0.01)
+
+
+@pytest.mark.slow
+def test_smooth_perturbation_is_blurred_and_bounded(tiny_model, images, labels) -> None:
+    kw = {"iterations": 4, "lr": 0.05, "eps": 8 / 255, "keep_prediction": False}
+    sharp = create_manipulation("manipulate", **kw)(tiny_model, images, labels) - images
+    smooth = create_manipulation("manipulate", smooth=1.5, **kw)(tiny_model, images, labels) - images
+
+    def roughness(d: torch.Tensor) -> float:  # mean neighbour difference relative to the mean magnitude
+        return float((d[..., 1:] - d[..., :-1]).abs().mean() / d.abs().mean())
+
+    assert roughness(smooth) < 0.5 * roughness(sharp)
+    assert smooth.abs().max() <= 8 / 255 + 1e-6 and smooth.abs().max() > 0
+    with pytest.raises(RobustXAIError, match="smooth"):
+        create_manipulation("manipulate", smooth=-1.0)

@@ -131,8 +131,8 @@ class ManipulationConfig(_Strict):
         description="attacked methods whose images the 'evaluate' explainers are scored on",
     )
     n_images: int = Field(16, ge=1)
-    iterations: int = Field(100, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    iterations: int = Field(300, ge=1)
+    lr: float = Field(2e-4, gt=0)
     alpha_map: float | None = Field(None, ge=0, description="None: the paper's α₁ scaled to the image size")
     alpha_pred: float | None = Field(None, ge=0, description="None: the paper's α₂ scaled to the image size")
     eps: float | None = Field(None, ge=0, description="L∞ bound; None = unbounded (clipped to [0, 1])")
