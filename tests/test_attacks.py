@@ -396,3 +396,23 @@ def test_cascade_errors(tiny_model, images, labels) -> None:
         cascade(tiny_model, images, labels, [rx.create_attack("fgsm", eps=0.1), rx.create_attack("pgd")])
     with pytest.raises(RobustXAIError, match="takes Attack objects"):
         cascade(tiny_model, images, labels, ["pgd"])  # type: ignore[list-item]
+
+
+def test_targeted_sweep_keeps_hits_and_only_correct_skips_clean_errors() -> None:
+    model, x = _net(), _x(16)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    y[0] = (y[0] + 1) % 4  # a clean error
+    target = (y + 2) % 4
+    pgd = rx.create_attack("pgd", steps=10, targeted=True)
+    out = pgd.sweep(model, x, y, [4 / 255, 16 / 255, 64 / 255], target, only_correct=True)
+    hit_prev = torch.zeros(16, dtype=torch.bool)
+    for e, adv in out.items():
+        assert torch.equal(adv[0], x[0])
+        assert ((adv - x).abs().flatten(1).amax(1) <= e + 1e-6).all()
+        with torch.no_grad():
+            hit = model(adv).argmax(1) == target
+        assert (hit | ~hit_prev).all()
+        hit_prev = hit
+    assert hit_prev[1:].float().mean() > 0.5
