@@ -1,0 +1,250 @@
+"""Whole-audit cost against its pass-count lower bound, memory against data-set size, Ray against local.
+
+Three figures (BENCHMARKS.md records them):
+
+1. ``passes``: wall time of one audit (cache warm: models are trained by an untimed warm-up run) ÷ the
+   pass-count lower bound of the same grid. The bound is, for each stage, the forward / forward+backward
+   passes the methods need × the measured time of one such pass of the same model at the batch size used
+   (fractional batches: a last partial batch counts by its images). Reported for the whole audit (data,
+   model loading, units, report) and for the units alone. Target ≤ 1.2.
+2. ``rss``: peak RSS of an audit subprocess with 10× the images ÷ with 1× (the smoke models, loaded from
+   checkpoints so nothing is retrained; FGSM only; the data cache is written first). Target ≤ 1.2.
+3. ``ray``: the smoke audit with the Ray executor ÷ with the local executor, with Ray already started and its
+   workers warm (a first Ray audit is untimed); the cold figure includes ``ray.init`` and worker start-up.
+   Target ≤ 1.15.
+
+    .venv/bin/python benchmarks/audit.py [--only passes,rss,ray] [--profile smoke] [--n-test 300] [--size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from robustxai.attacks import create_attack
+from robustxai.audit.cache import cache_root
+from robustxai.audit.config import AuditConfig, load_config
+from robustxai.audit.plan import explained_conditions, explanation_methods
+from robustxai.audit.progress import LogProgress
+from robustxai.audit.runner import run_audit
+from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_models import get_models
+from robustxai.audit.store import Store
+
+# Forward+backward passes per image of each explainer (Captum batches its perturbations into these).
+EXPLAINER_PASSES = {
+    "saliency": lambda p: 1,
+    "input_x_gradient": lambda p: 1,
+    "gradcam": lambda p: 1,
+    "guided_gradcam": lambda p: 2,
+    "integrated_gradients": lambda p: p.get("n_steps", 20),
+    "smoothgrad": lambda p: p.get("n_samples", p.get("nt_samples", 10)),
+    "deeplift": lambda p: 2,
+    "random": lambda p: 0,
+}
+
+
+def median_time(fn: Any, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def pass_times(model: torch.nn.Module, shape: tuple[int, ...], batch: int) -> tuple[float, float]:
+    """Seconds of one forward and of one forward+backward (w.r.t. the input) pass at ``batch`` images."""
+    x = torch.rand(batch, *shape)
+    y = torch.zeros(batch, dtype=torch.long)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward() -> None:
+        xi = x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(xi), y, reduction="sum"), xi)
+
+    return median_time(forward), median_time(forward_backward)
+
+
+def lower_bound(cfg: AuditConfig) -> tuple[float, dict[str, float]]:
+    """The pass-count lower bound of the audit's units, in seconds, and its share per stage."""
+    cache = cache_root(cfg.cache_dir)
+    train_ds, test_ds, info = build_datasets(cfg, cache, LogProgress())
+    models, _ = get_models(cfg, train_ds, info, cache, LogProgress())
+    shape = tuple(test_ds[0].image.shape)
+    n, n_sub = len(test_ds), min(cfg.explain.n_images, len(test_ds))
+    bs, ebs = cfg.batch_size, cfg.explain.batch_size
+    parts = {"robustness": 0.0, "explanations": 0.0}
+    for model in models.values():
+        model.eval()
+        fwd, fb = pass_times(model, shape, bs)
+        _, fb_e = pass_times(model, shape, ebs)
+        parts["robustness"] += n / bs * fwd  # clean predictions
+        for a in cfg.attacks:
+            for eps in a.epsilons:
+                steps = int(getattr(create_attack(a.name, eps=eps, **a.params), "steps", 1))
+                parts["robustness"] += n / bs * (steps * fb + fwd)  # attack steps, then the prediction
+        for method in explanation_methods(cfg):
+            params = cfg.explain.params.get(method, {})
+            per_image = EXPLAINER_PASSES.get(method, lambda p: 1)(params)
+            parts["explanations"] += len(explained_conditions(cfg)) * n_sub / ebs * per_image * fb_e
+    return sum(parts.values()), parts
+
+
+def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"data": {"n_test": args.n_test, "size": args.size}} if args.n_test else {}
+    if args.full_width:  # the profile's models at the default smallcnn widths (32-64-128-128)
+        models = load_config(profile=args.profile).model_dump()["models"]
+        overrides["models"] = [{**m, "arch_kwargs": {}} for m in models]
+    cfg = load_config(profile=args.profile, **overrides)
+    run_audit(cfg, tmp / "warm")  # trains or loads the models; untimed
+    t = time.perf_counter()
+    result = run_audit(cfg, tmp / "timed")
+    wall = time.perf_counter() - t
+    with Store(result.store, readonly=True) as store:
+        timings = store.get_meta("timings")
+    bound, parts = lower_bound(cfg)
+    return {
+        "profile": args.profile + (" (full-width models)" if args.full_width else ""),
+        "n_test": cfg.data.n_test,
+        "size": cfg.data.size,
+        "audit_s": round(wall, 2),
+        "units_s": timings["units"],
+        "lower_bound_s": round(bound, 2),
+        "bound_parts_s": {k: round(v, 2) for k, v in parts.items()},
+        "ratio_whole": round(wall / bound, 3),
+        "ratio_units": round(timings["units"] / bound, 3),
+    }
+
+
+def rss_config(n_test: int, size: int, checkpoints: dict[str, str]) -> AuditConfig:
+    """The memory benchmark's audit: the smoke grid with FGSM only (memory, not attacks, is measured)."""
+    return load_config(
+        profile="smoke",
+        data={"n_test": n_test, "size": size},
+        models=[{"name": name, "checkpoint": path} for name, path in checkpoints.items()],
+        attacks=[{"name": "fgsm", "epsilons": [4 / 255]}],
+        report={"primary_attack": "fgsm"},
+    )
+
+
+def rss_child(n_test: int, size: int, checkpoints: dict[str, str], out: str) -> None:
+    """Run one audit in this process and print its peak RSS (MiB) as JSON."""
+    run_audit(rss_config(n_test, size, checkpoints), out, fresh=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"n_test": n_test, "peak_rss_mib": round(peak_kib / 1024, 1)}))
+
+
+def bench_rss(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    base = load_config(profile="smoke", data={"size": args.size})
+    result = run_audit(base, tmp / "rss-models")  # trains the smoke models once; they become checkpoints
+    with Store(result.store, readonly=True) as store:
+        infos = {
+            m: json.loads(i) for m, i in store.table("models")[["model", "info"]].itertuples(index=False)
+        }
+    checkpoints = {m: info["path"] for m, info in infos.items()}
+    n1 = args.rss_images
+    peaks, seconds = {}, {}
+    for n in (n1, 10 * n1):
+        cfg = rss_config(n, args.size, checkpoints)
+        build_datasets(cfg, cache_root(cfg.cache_dir), LogProgress())  # the data cache is written here
+        cmd = [sys.executable, __file__, "--rss-child", json.dumps([n, args.size, checkpoints])]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        t = time.perf_counter()
+        out = subprocess.run([*cmd, str(tmp / f"rss-{n}")], check=True, capture_output=True, text=True)
+        seconds[n] = round(time.perf_counter() - t, 1)
+        peaks[n] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    return {
+        "images": [n1, 10 * n1],
+        "peak_rss_mib": [peaks[n1], peaks[10 * n1]],
+        "child_seconds": [seconds[n1], seconds[10 * n1]],
+        "ratio": round(peaks[10 * n1] / peaks[n1], 3),
+    }
+
+
+def bench_ray(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import ray
+
+    from robustxai.audit.executor_ray import RayExecutor
+
+    cfg = load_config(profile="smoke")
+    run_audit(cfg, tmp / "ray-warm-local")  # trains or loads the models; untimed
+    local = []
+    for i in range(args.repeats):
+        t = time.perf_counter()
+        run_audit(cfg, tmp / f"ray-local-{i}")
+        local.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    ray.init(num_cpus=args.ray_cpus or os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    run_audit(cfg, tmp / "ray-cold", executor=RayExecutor())
+    cold = time.perf_counter() - t
+    warm = []
+    for i in range(args.repeats):
+        t = time.perf_counter()
+        run_audit(cfg, tmp / f"ray-warm-{i}", executor=RayExecutor())
+        warm.append(time.perf_counter() - t)
+    ray.shutdown()
+    return {
+        "local_s": round(min(local), 2),
+        "ray_warm_s": round(min(warm), 2),
+        "ray_cold_s": round(cold, 2),
+        "ratio_warm": round(min(warm) / min(local), 3),
+        "ratio_cold": round(cold / min(local), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="passes,rss,ray")
+    parser.add_argument("--profile", default="smoke", help="grid of the pass-count figure (smoke or default)")
+    parser.add_argument(
+        "--n-test", type=int, default=300, help="test images of the pass-count figure (0: keep)"
+    )
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--full-width", action="store_true", help="pass-count figure with default-width CNNs")
+    parser.add_argument(
+        "--rss-images", type=int, default=300, help="1× images (the default profile's n_test)"
+    )
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--ray-cpus", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child:
+        n, size, checkpoints = json.loads(args.rss_child)
+        rss_child(n, size, checkpoints, rest[0])
+        return
+    results: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name in args.only.split(","):
+            results[name] = {"passes": bench_passes, "rss": bench_rss, "ray": bench_ray}[name](args, tmp)
+            print(name, json.dumps(results[name]), flush=True)
+    results["load_avg_end"] = os.getloadavg()[0]
+    print(
+        json.dumps(results, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+    )
+
+
+if __name__ == "__main__":
+    main()
