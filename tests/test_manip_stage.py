@@ -120,6 +120,8 @@ def test_config_and_checks() -> None:
     with pytest.raises(RobustXAIError, match="Did you mean 'occlusion'"):
         check_manipulation_config(_cfg(evaluate=["oclusion"]))
     check_manipulation_config(_cfg(evaluate=["occlusion"]))
+    with pytest.raises(ConfigError, match="unknown model"):
+        check_manipulation_config(_cfg(models=["standrd"]))
 
 
 def test_unit_kind_plans_and_runs(tmp_path: Path, tiny_model) -> None:
@@ -129,6 +131,8 @@ def test_unit_kind_plans_and_runs(tmp_path: Path, tiny_model) -> None:
     units = [u for u in plan_units(cfg, data) if u.kind == "manipulation"]
     assert len(units) == len(cfg.models) * 2 * 2  # models × methods × shards of ≤ 2 images
     assert [u.indices for u in units[:2]] == [(0, 1), (2,)]
+    only = [u for u in plan_units(_cfg(n_images=3, models=["attention"]), data) if u.kind == "manipulation"]
+    assert {u.model for u in only} == {"attention"} and len(only) == 2
     unit = units[0]
     result = run_unit(unit, tiny_model, cfg, prepare_manipulation(unit, cfg, data))
     assert {r[1] for r in result.rows["metrics"]} == {f"manipulate:{unit.explainer}"}

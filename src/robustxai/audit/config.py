@@ -139,6 +139,7 @@ class ManipulationConfig(_Strict):
     target_size: float = Field(0.25, gt=0, le=1)
     batch_size: int = Field(16, ge=1)
     params: dict[str, Any] = Field(default_factory=dict, description="other Manipulate keywords")
+    models: list[str] | None = Field(None, description="audited models to attack (None = all)")
 
 
 class ReportConfig(_Strict):

@@ -33,6 +33,7 @@ from robustxai.attacks.manipulate import Manipulate, Truth, create_manipulation,
 from robustxai.audit.config import AuditConfig, ManipulationConfig
 from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitKind, UnitResult, register_unit_kind, shards
 from robustxai.audit.stages_eval import FigureRow, MetricRow
+from robustxai.errors import ConfigError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.metrics import mse, pearson, ssim
 from robustxai.models import ModelWrapper
@@ -51,6 +52,12 @@ def check_manipulation_config(cfg: AuditConfig) -> None:
     mc = cfg.manipulation
     if mc is None:
         return
+    unknown = sorted(set(mc.models or []) - {m.name for m in cfg.models})
+    if unknown:
+        raise ConfigError(
+            f"manipulation.models names unknown model(s) {', '.join(unknown)}; "
+            f"configured: {', '.join(m.name for m in cfg.models)}"
+        )
     for method in mc.methods:
         _attack(mc, method)
     for method in {*mc.methods, *mc.evaluate}:
@@ -243,7 +250,10 @@ def _rows(
 
 # -- the unit kind (registered with the audit plan when this module is imported) -------------------------
 def manipulation_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
-    """Units model × attacked method × shard of the first ``n_images`` annotated test images."""
+    """Units model × attacked method × shard of the first ``n_images`` annotated test images.
+
+    Only the models named in ``manipulation.models`` are attacked when it is set.
+    """
     mc = cfg.manipulation
     if mc is None:
         return []
@@ -251,6 +261,8 @@ def manipulation_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     eps = float(mc.eps or 0.0)
     units = []
     for m in cfg.models:
+        if mc.models is not None and m.name not in mc.models:
+            continue
         for method in mc.methods:
             for k, positions in enumerate(shards(n, mc.batch_size)):
                 uid = f"manipulation/{m.name}/{method}/{k}"
