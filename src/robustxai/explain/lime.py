@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from skimage.segmentation import quickshift, slic
 from torch import nn
 
@@ -287,24 +286,20 @@ class Lime(Explainer):
         off = superpixel_means(images, seg)
         flat_seg = seg.reshape(b, 1, h * w)
         outputs = torch.empty(b * self.n_samples, dtype=torch.float64, device=images.device)
-        similarity = torch.empty_like(outputs)
         rows = b * self.n_samples
         chunk = rows if self.batch_size is None else self.batch_size
         for start in range(0, rows, chunk):
             idx = torch.arange(start, min(start + chunk, rows), device=images.device)
             img, smp = idx // self.n_samples, idx % self.n_samples
-            on = z[img, smp].unsqueeze(1).gather(2, flat_seg[img]).reshape(len(idx), 1, h, w)
-            perturbed = on * images[img] + (1 - on) * off[img]
+            on = z[img, smp].unsqueeze(1).gather(2, flat_seg[img]).reshape(len(idx), 1, h, w) > 0
+            perturbed = torch.where(on, images[img], off[img])
             logits = model(perturbed)
             outputs[idx] = logits.gather(1, targets[img, None].to(logits.device))[:, 0].double()
-            cos = F.cosine_similarity(
-                images[img].reshape(len(idx), -1), perturbed.reshape(len(idx), -1), dim=1
-            )
-            similarity[idx] = torch.exp(-((1 - cos.double()) ** 2) / (2 * self.kernel_width**2))
+        similarity = _kernel(images, off, seg, z.double(), self.kernel_width)
         weights, intercept = weighted_ridge(
             z.double(),
             outputs.reshape(b, self.n_samples),
-            similarity.reshape(b, self.n_samples),
+            similarity,
             self.alpha,
         )
         return LimeFit(weights=weights, intercept=intercept, segments=seg)
@@ -330,6 +325,29 @@ class Lime(Explainer):
         else:
             maps = top_superpixel_mask(result.weights, result.segments, self.top_k).to(images.dtype)
         return Explanation(attributions=attr, maps=maps, targets=targets)
+
+
+def _kernel(
+    images: torch.Tensor, off: torch.Tensor, seg: torch.Tensor, z: torch.Tensor, width: float
+) -> torch.Tensor:
+    """``exp(-d² / (2 w²))``, d = cosine distance of each perturbed image to its original ``[B, N]``.
+
+    A perturbed image is the original on switched-on superpixels and ``off`` elsewhere, so its dot product
+    with the original and its norm are sums of per-superpixel terms: no pass over the perturbed pixels.
+    """
+    b = images.shape[0]
+    width_s = z.shape[2]
+    flat = seg.reshape(b, -1)
+
+    def per_segment(values: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(b, width_s, dtype=torch.float64, device=images.device)
+        return out.scatter_add_(1, flat, values.double().sum(dim=1).reshape(b, -1))
+
+    xx, xb, bb = per_segment(images * images), per_segment(images * off), per_segment(off * off)
+    dot = z @ xx[..., None] + (1 - z) @ xb[..., None]
+    norm2 = z @ xx[..., None] + (1 - z) @ bb[..., None]
+    cos = dot[..., 0] / (xx.sum(dim=1, keepdim=True) * norm2[..., 0]).sqrt().clamp(min=1e-12)
+    return torch.exp(-((1 - cos) ** 2) / (2 * width**2))
 
 
 def weighted_ridge(
