@@ -46,7 +46,7 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
     rob = pd.read_csv(smoke_run / "tables" / "robustness.csv")
     assert list(rob.columns) == ROBUSTNESS_COLUMNS
     assert set(rob["model"]) == {"standard", "adversarial", "attention"}
-    assert set(rob["attack"]) == {"fgsm", "pgd"}
+    assert set(rob["attack"]) == {"fgsm", "pgd", "bim", "apgd"}
     assert ((rob["adversarial_accuracy"] >= 0) & (rob["adversarial_accuracy"] <= 1)).all()
     ali = pd.read_csv(smoke_run / "tables" / "alignment.csv")
     assert list(ali.columns)[:7] == ["model", "condition", "epsilon", "explainer", "metric", "value", "n"]
@@ -74,7 +74,7 @@ def test_store_has_one_row_per_sample_and_metric(smoke_run: Path) -> None:
     con = sqlite3.connect(smoke_run / "results.sqlite")
     n_samples = con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     preds = con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    assert preds == n_samples * 3 * 3  # 3 models × (clean + fgsm + pgd)
+    assert preds == n_samples * 3 * 5  # 3 models × (clean + fgsm + pgd + bim + apgd)
     dup = con.execute(
         "SELECT COUNT(*) FROM (SELECT model, condition, epsilon, explainer, metric, sample_id, COUNT(*) c "
         "FROM metrics GROUP BY 1,2,3,4,5,6 HAVING c > 1)"

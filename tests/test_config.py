@@ -73,10 +73,10 @@ def test_unknown_plugin_names_fail_before_work(tmp_path) -> None:
 
 def test_missing_primary_attack_falls_back_with_a_warning(tmp_path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[report]\nprimary_attack = "bim"\n')
+    path.write_text('[report]\nprimary_attack = "deepfool"\n')
     cfg = load_config(path, profile="smoke")
     warnings = check_config(cfg)
-    assert len(warnings) == 1 and "'bim' is not among the configured attacks" in warnings[0]
+    assert len(warnings) == 1 and "'deepfool' is not among the configured attacks" in warnings[0]
     assert primary_condition(cfg)[0] == "fgsm"
 
 

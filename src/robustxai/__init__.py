@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from robustxai import metrics
-from robustxai.attacks import Attack, create_attack, list_attacks
+from robustxai.attacks import Attack, create_attack, create_manipulation, list_attacks, list_manipulations
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
@@ -65,10 +65,12 @@ __all__ = [
     "__version__",
     "create_attack",
     "create_explainer",
+    "create_manipulation",
     "create_model",
     "fit",
     "list_attacks",
     "list_explainers",
+    "list_manipulations",
     "list_metrics",
     "list_models",
     "load_config",

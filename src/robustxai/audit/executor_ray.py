@@ -17,6 +17,7 @@ from typing import Any
 
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.executor import Commit, ExecutionContext
+from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (workers must know every unit kind)
 from robustxai.audit.plan import Unit, UnitResult, run_unit
 from robustxai.errors import RobustXAIError
 from robustxai.models import ModelWrapper

@@ -28,6 +28,7 @@ from robustxai.attacks import create_attack
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
 from robustxai.audit.executor import ExecutionContext, Executor, create_executor
+from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
     ADV_DIR,
     AuditData,
@@ -40,8 +41,10 @@ from robustxai.audit.plan import (
 from robustxai.audit.progress import LogProgress, Progress
 from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_eval import CLEAN, Condition
+from robustxai.audit.stages_manip import check_manipulation_config
 from robustxai.audit.stages_models import get_models
-from robustxai.audit.store import STORE_FILE, Store
+from robustxai.audit.stages_sanity import masking_warnings
+from robustxai.audit.store import STORE_FILE, Store, warning_lines
 from robustxai.errors import ConfigError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
@@ -110,7 +113,13 @@ def check_config(cfg: AuditConfig) -> list[str]:
             create_attack(a.name, eps=eps, **a.params)
     for method in cfg.explain.methods:
         create_explainer(method, **cfg.explain.params.get(method, {}))
+    check_manipulation_config(cfg)
     warnings = []
+    unknown = sorted(set(cfg.explain.attacks or []) - {a.name for a in cfg.attacks})
+    if unknown:  # a profile's list may outlive a user's [[attacks]] override: warn, do not refuse
+        warnings.append(
+            f"explain.attacks names attacks that are not configured, ignored: {', '.join(unknown)}"
+        )
     if cfg.attacks and cfg.report.primary_attack not in {a.name for a in cfg.attacks}:
         warnings.append(
             f"report.primary_attack {cfg.report.primary_attack!r} is not among the configured attacks; "
@@ -324,6 +333,8 @@ def run_audit(
             ) from None
         prog.finish(task)
         timings["units"] = time.perf_counter() - t
+        store.add_warnings(masking_warnings(store.table("predictions"), cfg))
+        checks = warning_lines(store.warnings())
         store.set_meta("warnings", warnings)
         store.set_meta("units", {"planned": len(units), "run": n_done, "skipped": skipped})
         timings["total_before_report"] = time.perf_counter() - t_start
@@ -338,7 +349,7 @@ def run_audit(
         report=report,
         store=out / STORE_FILE,
         seconds=seconds,
-        warnings=warnings,
+        warnings=warnings + checks,
         units_run=n_done,
         units_skipped=skipped,
     )

@@ -16,7 +16,17 @@ import torch
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
 from robustxai.explain import Explainer, create_explainer
-from robustxai.metrics import mask_area, point_coverage, rmse, ssim, topk_iou
+from robustxai.metrics import (
+    mask_area,
+    mse,
+    pearson,
+    point_coverage,
+    pointing_game,
+    relevance_mass,
+    rmse,
+    ssim,
+    topk_iou,
+)
 from robustxai.models import ModelWrapper
 
 Condition = tuple[str, float]  # (attack name or "clean", epsilon)
@@ -95,8 +105,14 @@ def alignment_rows(
     masks: torch.Tensor,
     points: list[np.ndarray],
     tops: list[float],
+    radius: float = 3.0,
 ) -> list[MetricRow]:
-    """Per-sample alignment metrics of ``maps`` (one per image of ``ids``) against the ground truth."""
+    """Per-sample alignment metrics of ``maps`` (one per image of ``ids``) against the ground truth.
+
+    Point coverage and mask area at every top-k, top-15 % IoU and RMSE with the mask, the pointing game (the
+    map's maximum inside the mask or within ``radius`` px of a point) and relevance mass. A metric that is
+    undefined for an image (no mask, no points) is NaN and left out of means by the report.
+    """
     model, cond, eps, expl = key
     values: dict[str, torch.Tensor] = {}
     for top in tops:
@@ -105,10 +121,26 @@ def alignment_rows(
         values[f"mask_area@{pct}"] = mask_area(maps, top=top)
     values["topk_iou@15"] = topk_iou(maps, masks, top=0.15)
     values["rmse@15"] = rmse(maps, masks, top=0.15)
+    values["pointing_game"] = pointing_game(maps, masks=masks, points=points, radius=radius)
+    values["relevance_mass"] = relevance_mass(maps, masks)
     rows: list[MetricRow] = []
     for metric, vals in values.items():
         for sid, v in zip(ids, vals.tolist(), strict=True):
             rows.append((model, cond, eps, expl, metric, sid, float(v)))
+    return rows
+
+
+def stability_rows(
+    key: tuple[str, str, float, str], clean_maps: torch.Tensor, maps: torch.Tensor, ids: list[str]
+) -> list[MetricRow]:
+    """SSIM, MSE and Pearson r between each image's clean and attacked map (both min-max normalised)."""
+    model, cond, eps, expl = key
+    rows: list[MetricRow] = []
+    for metric, fn in (("map_ssim", ssim), ("map_mse", mse), ("map_pearson", pearson)):
+        vals = fn(clean_maps, maps)
+        rows += [
+            (model, cond, eps, expl, metric, s, float(v)) for s, v in zip(ids, vals.tolist(), strict=True)
+        ]
     return rows
 
 
@@ -150,15 +182,13 @@ def explanation_shard(
     for cond, images in shard.images.items():
         maps = _maps(explainer, model, images, cfg.explain.batch_size)
         key = (name, cond[0], cond[1], method)
-        rows += alignment_rows(key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops)
+        rows += alignment_rows(
+            key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops, cfg.explain.pointing_radius
+        )
         if cond == CLEAN:
             clean_maps = maps
         elif clean_maps is not None:
-            sims = ssim(clean_maps, maps)
-            rows += [
-                (name, cond[0], cond[1], method, "map_ssim", s, float(v))
-                for s, v in zip(shard.ids, sims.tolist(), strict=True)
-            ]
+            rows += stability_rows(key, clean_maps, maps, shard.ids)
         if cond in figure_conditions and method != "random":
             for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
                 fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))

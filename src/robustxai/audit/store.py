@@ -52,6 +52,16 @@ TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warni
 STORE_FILE = "results.sqlite"
 
 
+def warning_lines(rows: pd.DataFrame) -> list[str]:
+    """One line per row of a ``warnings`` table (e.g. a failed sanity check), model first, sorted."""
+    if rows.empty:
+        return []
+    return [
+        f"{r['model']}: {r['message']}" if r["model"] else str(r["message"])
+        for r in rows.sort_values(["model", "code", "message"]).to_dict("records")
+    ]
+
+
 def array_to_blob(array: np.ndarray) -> bytes:
     """Serialise an array as ``.npy`` bytes (no pickle)."""
     buf = io.BytesIO()

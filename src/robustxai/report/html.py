@@ -16,10 +16,12 @@ from typing import Any
 
 import jinja2
 
+from robustxai.audit.store import warning_lines
 from robustxai.report.explain_tables import add_correlation
 from robustxai.report.figures import grid_figure, robustness_figure
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
+from robustxai.report.manipulation import manipulation_section
 from robustxai.report.summary import summarize
 from robustxai.report.tables import (
     CLEAN,
@@ -123,6 +125,17 @@ def _data_uri(path: Path | None) -> str | None:
     )
 
 
+def _embed_figures(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The manipulation section with its per-model figure paths turned into data URIs."""
+    if section is None:
+        return None
+    figures = {
+        model: {name: _data_uri(path) for name, path in figs.items()}
+        for model, figs in section.get("figures", {}).items()
+    }
+    return {**section, "figures": figures}
+
+
 def _fmt_pct(value: Any) -> str:
     try:
         v = float(value)
@@ -169,7 +182,11 @@ def _mapping_rows(value: Any, seconds: bool = False) -> list[tuple[str, str]]:
 
 
 def render_report(
-    run: RunData, tables: ReportTables, summary: list[str], figures: dict[str, Path | None]
+    run: RunData,
+    tables: ReportTables,
+    summary: list[str],
+    figures: dict[str, Path | None],
+    manipulation: dict[str, Any] | None = None,
 ) -> str:
     """Render the report HTML from the computed tables, summary and figure files.
 
@@ -188,6 +205,7 @@ def render_report(
     warnings = (
         [str(w) for w in run.meta.get("warnings") or []] if isinstance(run.meta.get("warnings"), list) else []
     )
+    warnings += warning_lines(run.warnings)
     dataset = run.meta.get("dataset")
     context = {
         "run_name": str(run.meta.get("run_name") or run.path.parent.name),
@@ -211,6 +229,7 @@ def render_report(
         "config": json.dumps(
             run.meta.get("config", {}), indent=2, sort_keys=True, default=str, ensure_ascii=False
         ),
+        "manipulation": _embed_figures(manipulation),
         "versions": _mapping_rows(run.meta.get("versions")),
         "timings": _mapping_rows(run.meta.get("timings"), seconds=True),
     }
@@ -242,7 +261,7 @@ def build_report(run_dir: Path) -> Path:
         stale = fig_dir / f"{name}.png"
         if made is None and stale.exists():
             stale.unlink()
-    html = render_report(run, tables, summarize(tables), figures)
+    html = render_report(run, tables, summarize(tables), figures, manipulation_section(run_dir))
     path = run_dir / REPORT_FILE
     path.write_text(html, encoding="utf-8")
     logger.info("wrote %s", path)

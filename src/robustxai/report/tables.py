@@ -32,6 +32,7 @@ from robustxai.metrics.statistics import bootstrap_ci
 logger = logging.getLogger(__name__)
 
 CLEAN = "clean"
+MANIPULATION_PREFIX = "manipulate:"
 RANDOM_EXPLAINER = "random"
 ROBUSTNESS_COLUMNS = [
     "model",
@@ -74,6 +75,7 @@ class RunData:
     meta: dict[str, Any]
     figure_samples: dict[str, dict[str, Any]]
     figure_maps: pd.DataFrame
+    warnings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -118,7 +120,8 @@ def load_run(run_dir: Path) -> RunData:
             meta_rows = store.table("meta")
             samples = store.figure_samples()
             maps = store.figure_maps()
-    except sqlite3.DatabaseError as exc:
+            warnings = store.warnings()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
         raise RobustXAIError(f"cannot read the run store {path}: {exc}") from None
     if predictions.empty:
         raise RobustXAIError(
@@ -135,7 +138,7 @@ def load_run(run_dir: Path) -> RunData:
     predictions["correct"] = pd.to_numeric(predictions["correct"], errors="coerce")
     metrics["epsilon"] = pd.to_numeric(metrics["epsilon"], errors="coerce").fillna(0.0)
     metrics["value"] = pd.to_numeric(metrics["value"], errors="coerce").astype(np.float64)
-    return RunData(path, predictions, metrics, models, meta, samples, maps)
+    return RunData(path, predictions, metrics, models, meta, samples, maps, warnings)
 
 
 def clean_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -334,7 +337,9 @@ def compute_tables(run: RunData) -> ReportTables:
     """
     robustness = robustness_table(run.predictions)
     primary, notes = resolve_primary(run.meta, robustness)
-    alignment = alignment_table(run.metrics)
+    # Manipulation rows ("manipulate:<method>") have their own section (report/manipulation.py).
+    evaluated = run.metrics[~run.metrics["condition"].astype(str).str.startswith(MANIPULATION_PREFIX)]
+    alignment = alignment_table(evaluated)
     models = sorted({str(m) for m in run.predictions["model"]} | {str(m) for m in run.models["model"]})
     n_missing = int(alignment["n_missing"].sum()) if not alignment.empty else 0
     if n_missing:
@@ -346,7 +351,7 @@ def compute_tables(run: RunData) -> ReportTables:
         robustness=robustness,
         clean=clean_accuracy(run.predictions),
         alignment=alignment,
-        baseline=random_baseline(run.metrics),
+        baseline=random_baseline(evaluated),
         primary=primary,
         models=models,
         n_images=int(run.predictions["sample_id"].nunique()),
