@@ -310,3 +310,89 @@ def test_smooth_perturbation_is_blurred_and_bounded(tiny_model, images, labels) 
     assert smooth.abs().max() <= 8 / 255 + 1e-6 and smooth.abs().max() > 0
     with pytest.raises(RobustXAIError, match="smooth"):
         create_manipulation("manipulate", smooth=-1.0)
+
+
+# -- the SSIM objective (ssim_loss.py, map_loss / image_loss / ssim_floor / select) -----------------------
+def test_torch_ssim_equals_skimage() -> None:
+    from skimage.metrics import structural_similarity
+
+    from robustxai.attacks.ssim_loss import ssim_per_image
+
+    gen = torch.Generator().manual_seed(3)
+    a = torch.rand(3, 20, 17, generator=gen, dtype=torch.float64)
+    b = (a + 0.2 * torch.rand(3, 20, 17, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    ref = [structural_similarity(x.numpy(), y.numpy(), data_range=1.0) for x, y in zip(a, b, strict=True)]
+    torch.testing.assert_close(
+        ssim_per_image(a, b), torch.tensor(ref, dtype=torch.float64), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        ssim_per_image(a.float(), b.float()).double(), torch.tensor(ref), atol=1e-5, rtol=0
+    )
+
+
+def test_torch_ssim_is_differentiable_and_checks_shapes() -> None:
+    from robustxai.attacks.ssim_loss import minmax_maps, ssim_per_image
+
+    gen = torch.Generator().manual_seed(4)
+    a = torch.rand(2, 9, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(2, 9, 9, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: ssim_per_image(minmax_maps(x), b), (a,))
+    with pytest.raises(RobustXAIError, match="7×7"):
+        ssim_per_image(torch.rand(1, 6, 9), torch.rand(1, 6, 9))
+    with pytest.raises(RobustXAIError, match="B, H, W"):
+        ssim_per_image(torch.rand(1, 9, 9), torch.rand(2, 9, 9))
+
+
+def _target_ssim(
+    model: nn.Module, method: str, images: torch.Tensor, adv: torch.Tensor, target: torch.Tensor
+):
+    cls = explained_class(model, images)
+    maps = rx.create_explainer(method)(model, adv, target=cls)
+    return ssim(target.expand_as(maps), maps)
+
+
+def test_ssim_floor_and_real_selection(tiny_model, images, labels) -> None:
+    from robustxai.attacks.ssim_loss import image_ssim
+
+    target = torch.zeros(32, 32)
+    target[:8, 24:] = 1.0
+    attack = create_manipulation(
+        "manipulate",
+        method="gradcam",
+        iterations=8,
+        lr=0.05,
+        map_loss="ssim",
+        image_loss="ssim",
+        optimizer="sgd",
+        ssim_floor=0.97,
+        select="real",
+        target_sigma=1.0,
+    )
+    adv = attack(tiny_model, images, labels, target_maps=target)
+    assert not torch.equal(adv, images)
+    assert bool((image_ssim(adv, images) >= 0.97).all())  # large steps, yet held to the floor
+    torch.testing.assert_close(tiny_model(adv).argmax(1), tiny_model(images).argmax(1))
+    # the selected iterate's real map is at least as close to the target as the clean image's
+    before = _target_ssim(tiny_model, "gradcam", images, images, target)
+    after = _target_ssim(tiny_model, "gradcam", images, adv, target)
+    assert bool((after >= before - 1e-5).all())
+
+
+def test_ssim_objective_weights_and_validation() -> None:
+    from robustxai.attacks import manipulate
+
+    attack = Manipulate(map_loss="ssim", image_loss="ssim")
+    assert attack.weights((64, 64)) == (1.0, manipulate.SSIM_ALPHA_PRED, manipulate.SSIM_ALPHA_IMAGE)
+    assert Manipulate(map_loss="ssim", alpha_pred=2.0, alpha_image=3.0).weights((8, 8))[1:] == (2.0, 3.0)
+    assert Manipulate().weights((64, 64)) == (*Manipulate().alphas((64, 64)), 1.0)  # the paper's loss
+    for bad in (
+        {"map_loss": "l1"},
+        {"image_loss": "lpips"},
+        {"optimizer": "lbfgs"},
+        {"select": "best"},
+        {"ssim_floor": 1.5},
+        {"target_sigma": -1.0},
+        {"alpha_image": -1.0},
+    ):
+        with pytest.raises(RobustXAIError):
+            Manipulate(**bad)
