@@ -36,11 +36,37 @@ class DataConfig(_Strict):
     size: int = Field(64, ge=16, le=224)
     shortcut: float = Field(0.0, ge=0.0, le=1.0)
     write_to_disk: bool = Field(True, description="write the synthetic set as PNGs and read it back")
+    channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (gray repeated, or RGB as stored)")
+    transforms: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description='intensity transforms after resizing: ["highpass"], [{name = "highpass", sigma = 10}]',
+    )
+    manifest: str | None = Field(
+        None, description="CSV manifest (relative to data.path); default manifest.csv"
+    )
+    annotations: str | None = Field(
+        None, description="ground-truth file or folder (points, boxes, masks) of the test images"
+    )
+    annotation_format: str = Field("auto", description="format of data.annotations ('auto' detects it)")
+    uncertain: Literal["zero", "one", "ignore"] = Field(
+        "zero", description="multi-label manifests: policy for uncertain (-1) cells"
+    )
+    blank: Literal["zero", "uncertain"] = Field("zero", description="multi-label manifests: blank cells")
 
     @model_validator(mode="after")
     def _folder_needs_path(self) -> DataConfig:
         if self.source == "folder" and not self.path:
             raise ValueError("data.path is required when data.source = 'folder'")
+        if self.source != "folder":
+            defaults = {"manifest": None, "annotations": None, "uncertain": "zero", "blank": "zero"}
+            folder_only = [k for k, default in defaults.items() if getattr(self, k) != default]
+            if folder_only:
+                raise ValueError(f"{', '.join(folder_only)} need(s) data.source = 'folder'")
+            if not self.write_to_disk and (self.channels != 1 or self.transforms):
+                raise ValueError("channels and transforms of the synthetic set need write_to_disk = true")
+        for t in self.transforms:
+            if isinstance(t, dict) and not isinstance(t.get("name"), str):
+                raise ValueError(f"a transform table needs a name, got {t}")
         return self
 
 
@@ -62,9 +88,15 @@ class ModelConfig(_Strict):
 
     name: str = Field(min_length=1)
     arch: str = "smallcnn"
-    training: Literal["standard", "pgd"] = "standard"
+    training: Literal["standard", "pgd", "none"] = Field(
+        "standard", description="'none': evaluate the model as built (e.g. zoo weights), without training"
+    )
     checkpoint: str | None = Field(None, description="directory written by robustxai.save_model")
-    arch_kwargs: dict[str, Any] = Field(default_factory=dict)
+    arch_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="architecture keywords; zoo names (torchvision:…, timm:…, robustbench:…) take head, "
+        "freeze_backbone, checkpoint (a weights file), trust_checkpoint, …",
+    )
     epochs: int | None = Field(None, ge=1, description="overrides training.epochs for this model")
     lr: float | None = Field(None, gt=0, description="overrides training.lr for this model")
     init_from: str | None = Field(

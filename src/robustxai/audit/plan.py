@@ -255,11 +255,16 @@ def _prepare_robustness(unit: Unit, cfg: AuditConfig, data: AuditData) -> Robust
 
 def _run_robustness(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: RobustnessInput) -> UnitResult:
     assert unit.condition is not None
-    rows, adv = robustness_shard(unit.model, model, cfg, unit.condition, inp.images, inp.labels, inp.ids)
+    rows, adv, metric_rows = robustness_shard(
+        unit.model, model, cfg, unit.condition, inp.images, inp.labels, inp.ids
+    )
     arrays = {}
     if unit.condition != CLEAN and inp.keep and unit.condition in explained_conditions(cfg):
         arrays = {"images": adv[inp.keep].cpu(), "indices": torch.tensor([unit.indices[p] for p in inp.keep])}
-    return UnitResult({"predictions": list(rows)}, arrays)
+    tables: dict[str, list[tuple[Any, ...]]] = {"predictions": list(rows)}
+    if metric_rows:  # multi-label models: per-label logits and targets
+        tables["metrics"] = list(metric_rows)
+    return UnitResult(tables, arrays)
 
 
 # -- explanations ----------------------------------------------------------------------------------------

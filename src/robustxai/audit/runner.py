@@ -39,15 +39,16 @@ from robustxai.audit.plan import (
     save_arrays,
 )
 from robustxai.audit.progress import LogProgress, Progress
-from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_eval import CLEAN, Condition
+from robustxai.audit.stages_data import build_datasets, build_transform_list
+from robustxai.audit.stages_eval import CLEAN, Condition, label_code
 from robustxai.audit.stages_manip import check_manipulation_config
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.stages_sanity import masking_warnings
 from robustxai.audit.store import STORE_FILE, Store, warning_lines
-from robustxai.errors import ConfigError, UnknownNameError
+from robustxai.errors import ConfigError, DataError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
+from robustxai.models.registry import MODEL_FAMILIES
 from robustxai.report import build_report
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class AuditInterrupted(KeyboardInterrupt):
     """An audit stopped by Ctrl-C; finished units are kept and the message says how to resume."""
 
 
-RESERVED_MODEL_KEYS = ("num_classes", "class_names", "in_channels")
+RESERVED_MODEL_KEYS = ("num_classes", "class_names", "in_channels", "task")
 #: Config keys that never change results: a run may resume with other values.
 RESUME_NEUTRAL_KEYS = ("cache_dir", "executor")
 
@@ -91,10 +92,15 @@ def check_config(cfg: AuditConfig) -> list[str]:
     Returns:
         Warnings about settings that were adjusted (e.g. a primary attack that is not configured).
     """
+    warnings = []
     for m in cfg.models:
         if m.checkpoint:
             continue
-        allowed = MODELS.parameters(m.arch)
+        if ":" in m.arch:  # a zoo name <family>:<arch>; its keywords are the family factory's
+            family = m.arch.split(":", 1)[0]
+            allowed = [k for k in MODEL_FAMILIES.parameters(family) if k != "arch"]
+        else:
+            allowed = MODELS.parameters(m.arch)
         reserved = sorted(set(m.arch_kwargs) & set(RESERVED_MODEL_KEYS))
         if reserved:
             raise ConfigError(
@@ -106,6 +112,17 @@ def check_config(cfg: AuditConfig) -> list[str]:
                 f"model {m.name!r}: {m.arch} got unknown keyword(s) {', '.join(unknown)}; "
                 f"it accepts: {', '.join(k for k in allowed if k not in RESERVED_MODEL_KEYS)}"
             )
+        ckpt = m.arch_kwargs.get("checkpoint")
+        if ckpt is not None and not Path(str(ckpt)).exists():
+            raise ConfigError(f"model {m.name!r}: arch_kwargs.checkpoint not found: {ckpt}")
+        if m.training == "none" and ":" not in m.arch and not m.init_from:
+            warnings.append(
+                f"model {m.name!r}: training = 'none' on the built-in {m.arch!r} evaluates random weights"
+            )
+    try:
+        build_transform_list(cfg.data.transforms)
+    except (TypeError, ValueError, DataError) as err:
+        raise ConfigError(f"data.transforms: {err}") from None
     for a in cfg.attacks:
         if "eps" in a.params:
             raise ConfigError(f"attack {a.name!r}: set the budget with epsilons = [...], not params.eps")
@@ -114,7 +131,6 @@ def check_config(cfg: AuditConfig) -> list[str]:
     for method in cfg.explain.methods:
         create_explainer(method, **cfg.explain.params.get(method, {}))
     check_manipulation_config(cfg)
-    warnings = []
     unknown = sorted(set(cfg.explain.attacks or []) - {a.name for a in cfg.attacks})
     if unknown:  # a profile's list may outlive a user's [[attacks]] override: warn, do not refuse
         warnings.append(
@@ -239,7 +255,7 @@ def _write_setup(
     store.set_meta("primary_attack", {"attack": primary[0], "epsilon": primary[1]})
     n_points = dict(zip(data.subset, (len(p) for p in data.points), strict=True))
     store.add_samples(
-        (sid, i, int(y), int(i in n_points), n_points.get(i, 0))
+        (sid, i, label_code(y), int(i in n_points), n_points.get(i, 0))
         for i, (sid, y) in enumerate(zip(data.ids, data.labels.tolist(), strict=True))
     )
     for i in data.subset[: cfg.report.n_figure]:

@@ -12,10 +12,13 @@ from robustxai.audit.progress import Progress
 from robustxai.data.base import ImageDataset, SubsetDataset, split_indices
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
+from robustxai.data.transforms import Transform, create_transform
 from robustxai.errors import DataError
 
 
-def _synthetic_on_disk(ds: SyntheticFracture, root: Path, progress: Progress, label: str) -> FolderDataset:
+def _synthetic_on_disk(
+    ds: SyntheticFracture, root: Path, progress: Progress, label: str, options: dict[str, Any]
+) -> FolderDataset:
     """Write ``ds`` to ``root`` once (cached) and read it back through the folder loader."""
     if not is_complete(root):
         if root.exists():
@@ -24,17 +27,47 @@ def _synthetic_on_disk(ds: SyntheticFracture, root: Path, progress: Progress, la
         write_folder(ds, root, progress=lambda n: progress.advance(task, n))
         progress.finish(task)
         mark_complete(root)
-    return FolderDataset(root)
+    return FolderDataset(root, **options)
 
 
 def folder_fingerprint(roots: list[Path]) -> str:
-    """A hash of every file's relative path, size and modification time under ``roots``."""
+    """A hash of every file's relative path, size and modification time under ``roots`` (files: their own)."""
     entries = []
     for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
             stat = path.stat()
-            entries.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+            rel = path.name if path == root else str(path.relative_to(root))
+            entries.append((rel, stat.st_size, stat.st_mtime_ns))
     return key_of("folder", entries)
+
+
+def build_transform_list(specs: list[str | dict[str, Any]]) -> list[Transform]:
+    """The configured intensity transforms: names, or tables ``{name = ..., <keyword> = ...}``."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, str):
+            out.append(create_transform(spec))
+        else:
+            kwargs = {k: v for k, v in spec.items() if k != "name"}
+            out.append(create_transform(str(spec["name"]), **kwargs))
+    return out
+
+
+def _outside(path: str | None, root: Path) -> list[Path]:
+    """``path`` (resolved as the folder loader does) when it lies outside ``root``, for fingerprints."""
+    if path is None:
+        return []
+    p = Path(path)
+    if not p.exists() and not p.is_absolute():
+        p = root / p
+    if not p.exists():
+        return []
+    try:
+        p.resolve().relative_to(root.resolve())
+    except ValueError:
+        return [p]
+    return []
 
 
 def build_datasets(
@@ -42,6 +75,7 @@ def build_datasets(
 ) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
     """Return (train, test, description) for the configured data source."""
     d = cfg.data
+    transforms = build_transform_list(d.transforms)
     if d.source == "synthetic-fracture":
         train_ds: ImageDataset = SyntheticFracture(d.n_train, size=d.size, seed=cfg.seed, shortcut=d.shortcut)
         test_ds: ImageDataset = SyntheticFracture(
@@ -51,21 +85,31 @@ def build_datasets(
         if d.write_to_disk:
             key = key_of("synthetic-fracture", d.n_train, d.n_test, d.size, d.shortcut, cfg.seed)
             root = cache / "data" / f"synthetic-fracture-{key}"
-            train_ds = _synthetic_on_disk(train_ds, root / "train", progress, "training")  # type: ignore[arg-type]
-            test_ds = _synthetic_on_disk(test_ds, root / "test", progress, "test")  # type: ignore[arg-type]
+            opts: dict[str, Any] = {"channels": d.channels, "transforms": transforms}
+            train_ds = _synthetic_on_disk(train_ds, root / "train", progress, "training", opts)  # type: ignore[arg-type]
+            test_ds = _synthetic_on_disk(test_ds, root / "test", progress, "test", opts)  # type: ignore[arg-type]
             info["path"] = str(root)
     else:
         assert d.path is not None  # checked by the config
         root = Path(d.path)
         if not root.exists():
             raise DataError(f"data folder not found: {root}")
+        options: dict[str, Any] = {
+            "size": d.size,
+            "channels": d.channels,
+            "transforms": transforms,
+            "uncertain": d.uncertain,
+            "blank": d.blank,
+        }
+        truth: dict[str, Any] = {"annotations": d.annotations, "annotation_format": d.annotation_format}
         if d.test_path:
-            train_ds = FolderDataset(root, size=d.size)
+            train_ds = FolderDataset(root, manifest=d.manifest, **options)
             # The test folder must use the training folder's class order, or labels would silently flip.
-            test_ds = FolderDataset(Path(d.test_path), size=d.size, class_names=train_ds.class_names)
+            # Its own manifest.csv (if any) is read; the ground truth only matters for the test images.
+            test_ds = FolderDataset(Path(d.test_path), class_names=train_ds.class_names, **options, **truth)
             how = "separate test folder"
         else:
-            full = FolderDataset(root, size=d.size)
+            full = FolderDataset(root, manifest=d.manifest, **options, **truth)
             if {"train", "test"} <= set(full.splits):
                 train_ds, test_ds = (
                     SubsetDataset(full, [i for i, s in enumerate(full.splits) if s == name])
@@ -79,10 +123,22 @@ def build_datasets(
                 how = f"random {frac:.0%} hold-out (seed {cfg.seed})"
         info = {"name": "folder", "path": str(root), "size": d.size, "split": how}
         # Content fingerprint, so a cached model is never reused after the images or labels change.
-        info["fingerprint"] = folder_fingerprint([root] + ([Path(d.test_path)] if d.test_path else []))
+        roots = [root] + ([Path(d.test_path)] if d.test_path else [])
+        extra = _outside(d.manifest, root) + _outside(d.annotations, roots[-1])
+        info["fingerprint"] = folder_fingerprint(roots + extra)
+    if train_ds.task != test_ds.task:
+        raise DataError(f"the training set is {train_ds.task} but the test set is {test_ds.task}")
     if len(train_ds) == 0:
         raise DataError("the training data set is empty")
     if len(test_ds) == 0:
         raise DataError("the test data set is empty")
-    info.update({"n_train": len(train_ds), "n_test": len(test_ds), "class_names": list(test_ds.class_names)})
+    info.update(
+        {
+            "n_train": len(train_ds),
+            "n_test": len(test_ds),
+            "class_names": list(test_ds.class_names),
+            "task": test_ds.task,
+            "channels": int(test_ds[0].image.shape[0]),
+        }
+    )
     return train_ds, test_ds, info

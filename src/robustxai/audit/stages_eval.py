@@ -53,6 +53,28 @@ class ExplainShard:
     n_figure: int  # the first n_figure images of the shard are drawn in the report
 
 
+#: Largest number of labels whose 0/1 row still fits an SQLite integer as a bitmask.
+MAX_BITMASK_LABELS = 62
+#: Per-label metric names of multi-label models (explainer ``""``): the logit and the 0/1 target.
+SCORE_PREFIX = "score@"
+LABEL_PREFIX = "label@"
+
+
+def label_code(label: int | float | list[float] | torch.Tensor) -> int:
+    """A label as one integer: the class index, or a multi-label 0/1 row as a bitmask (label k → bit k).
+
+    Rows of more than :data:`MAX_BITMASK_LABELS` labels, or with values other than 0/1, give -1 (the
+    per-label values are in the ``metrics`` table then).
+    """
+    if isinstance(label, torch.Tensor):
+        label = label.tolist()
+    if not isinstance(label, list):
+        return int(label)
+    if len(label) > MAX_BITMASK_LABELS or any(v not in (0, 1) for v in label):
+        return -1
+    return sum(1 << k for k, v in enumerate(label) if v == 1)
+
+
 def robustness_shard(
     name: str,
     model: ModelWrapper,
@@ -61,8 +83,14 @@ def robustness_shard(
     images: torch.Tensor,
     labels: torch.Tensor,
     ids: list[str],
-) -> tuple[list[PredRow], torch.Tensor]:
+) -> tuple[list[PredRow], torch.Tensor, list[MetricRow]]:
     """Predictions of one model under one condition on one shard, and the (attacked) inputs.
+
+    A multi-label model (``model.task == "multilabel"``, labels 0/1 ``[N, K]``) is attacked on its BCE task
+    loss; its prediction row holds the label and the prediction (logit > 0) as bitmasks (:func:`label_code`)
+    and ``correct`` means every label is right (exact match). Its per-label logits and targets go to the
+    ``metrics`` table (explainer ``""``, metrics ``score@<label>`` and ``label@<label>``), from which the
+    report computes per-label AUC and accuracy (:mod:`robustxai.report.multilabel`).
 
     Args:
         name: The model's name in the config.
@@ -70,11 +98,12 @@ def robustness_shard(
         cfg: The audit configuration (attack parameters, batch size).
         cond: ``CLEAN`` or ``(attack name, ε)``.
         images: The shard's images ``[N, C, H, W]`` in [0, 1].
-        labels: Their labels ``[N]``.
+        labels: Their labels ``[N]`` (multi-label: ``[N, K]``).
         ids: Their sample ids.
 
     Returns:
-        One prediction row per image and the images the model saw (adversarial unless clean).
+        One prediction row per image, the images the model saw (adversarial unless clean), and metric rows
+        (multi-label models only; empty otherwise).
     """
     model.eval()
     bs = cfg.batch_size
@@ -86,12 +115,46 @@ def robustness_shard(
         adv = torch.cat(
             [attack(model, x, y) for x, y in zip(images.split(bs), labels.split(bs), strict=True)]
         )
+    if model.task == "multilabel":
+        rows, metric_rows = _multilabel_rows(name, model, cond, adv, labels, ids, bs)
+        return rows, adv.detach(), metric_rows
     preds = model.predict(adv, batch_size=bs)
     rows = [
         (name, cond[0], cond[1], sid, int(y), int(p), int(y == p))
         for sid, y, p in zip(ids, labels.tolist(), preds.tolist(), strict=True)
     ]
-    return rows, adv.detach()
+    return rows, adv.detach(), []
+
+
+@torch.no_grad()
+def _multilabel_rows(
+    name: str,
+    model: ModelWrapper,
+    cond: Condition,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    ids: list[str],
+    bs: int,
+) -> tuple[list[PredRow], list[MetricRow]]:
+    """Exact-match prediction rows (bitmasks) and per-label logit/target rows of a multi-label model."""
+    logits = torch.cat([model(x) for x in images.split(bs)]).double().cpu()
+    targets = labels.to(logits.dtype).cpu()
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"multi-label targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}"
+        )
+    preds = (logits > 0).to(logits.dtype)
+    exact = (preds == targets).all(dim=1)
+    rows: list[PredRow] = [
+        (name, cond[0], cond[1], sid, label_code(y), label_code(p), int(ok))
+        for sid, y, p, ok in zip(ids, targets.tolist(), preds.tolist(), exact.tolist(), strict=True)
+    ]
+    metric_rows: list[MetricRow] = []
+    for k, label in enumerate(model.class_names):
+        for sid, score, y in zip(ids, logits[:, k].tolist(), targets[:, k].tolist(), strict=True):
+            metric_rows.append((name, cond[0], cond[1], "", f"{SCORE_PREFIX}{label}", sid, float(score)))
+            metric_rows.append((name, cond[0], cond[1], "", f"{LABEL_PREFIX}{label}", sid, float(y)))
+    return rows, metric_rows
 
 
 def _maps(explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: int) -> torch.Tensor:
@@ -161,7 +224,8 @@ def explanation_shard(
     """Maps of one explainer on every condition of one shard, their alignment and their stability.
 
     The clean maps are computed first; each attacked condition's maps are compared with them (``map_ssim``),
-    which is why one unit holds every condition of an explainer × shard.
+    which is why one unit holds every condition of an explainer × shard. A multi-label model's map explains
+    its highest-logit label on each image (the explainers' default target).
 
     Args:
         name: The model's name in the config.

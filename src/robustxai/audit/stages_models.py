@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from robustxai.audit.progress import Progress
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.errors import RobustXAIError
 from robustxai.models import ModelWrapper, create_model, load_model, read_model_meta, save_model
+from robustxai.models.zoo import default_model_dir
 from robustxai.training import FitConfig, fit
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,48 @@ def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
     )
 
 
-def build_untrained(m: ModelConfig, class_names: list[str], in_channels: int) -> ModelWrapper:
-    """A randomly initialised model of the configured architecture."""
+def build_untrained(
+    m: ModelConfig, class_names: list[str], in_channels: int, task: str = "multiclass"
+) -> ModelWrapper:
+    """The configured architecture before training: random, or a zoo model with its checkpoint's weights."""
     return create_model(
         m.arch,
         num_classes=len(class_names),
         class_names=class_names,
         in_channels=in_channels,
+        task=task,
         **m.arch_kwargs,
     )
+
+
+def weights_path(m: ModelConfig) -> Path | None:
+    """The local weights a zoo model is built from (``arch_kwargs.checkpoint`` or RobustBench's default)."""
+    kw = m.arch_kwargs
+    if kw.get("checkpoint"):
+        return Path(str(kw["checkpoint"]))
+    if m.arch.startswith("robustbench:") and not kw.get("random_init") and not kw.get("allow_download"):
+        root = Path(str(kw["model_dir"])) if kw.get("model_dir") else default_model_dir()
+        name = m.arch.split(":", 1)[1]
+        return root / str(kw.get("dataset", "imagenet")) / str(kw.get("threat_model", "Linf")) / f"{name}.pt"
+    return None
+
+
+def weights_fingerprint(path: Path | None) -> str | None:
+    """SHA-256 of a weight file's bytes (a directory: of every file in it, with relative names), or None.
+
+    Why content and not the path: a cached fine-tuned model must never outlive a replaced checkpoint file,
+    and a moved or copied file with the same bytes should not cost a retraining.
+    """
+    if path is None or not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update((f.name if f == path else str(f.relative_to(path))).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def copy_shared_weights(source: ModelWrapper, target: ModelWrapper) -> list[str]:
@@ -70,9 +105,11 @@ def get_models(
 ) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, Any]]]:
     """Return the audited models by name and a description of each (where it came from, its validation)."""
     class_names = list(data_info["class_names"])
+    data_task = str(data_info.get("task", "multiclass"))
     models: dict[str, ModelWrapper] = {}
     infos: dict[str, dict[str, Any]] = {}
     train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+    in_channels = int(data_info["channels"]) if "channels" in data_info else None
     for m in cfg.models:
         if m.checkpoint:
             model = load_model(m.checkpoint)
@@ -80,18 +117,44 @@ def get_models(
                 raise RobustXAIError(
                     f"model {m.name!r} predicts {model.class_names} but the data has {class_names}"
                 )
+            if model.task != data_task:
+                raise RobustXAIError(f"model {m.name!r} is a {model.task} model but the data are {data_task}")
             models[m.name] = model
-            weights = Path(m.checkpoint) / "model.safetensors"
-            stat = weights.stat()
+            saved = Path(m.checkpoint) / "model.safetensors"
+            stat = saved.stat()
             infos[m.name] = {
                 "source": "checkpoint",
                 "path": m.checkpoint,
                 **read_model_meta(m.checkpoint),
-                "cache_key": key_of("checkpoint", str(weights.resolve()), stat.st_size, stat.st_mtime_ns),
+                "cache_key": key_of("checkpoint", str(saved.resolve()), stat.st_size, stat.st_mtime_ns),
             }
             continue
-        fit_cfg = fit_config_for(cfg, m)
+        if in_channels is None:
+            in_channels = int(train_ds[0].image.shape[0])
         parent = infos[m.init_from]["cache_key"] if m.init_from else None
+        weights = weights_path(m)
+        fingerprint = weights_fingerprint(weights)
+        if m.training == "none":
+            # Evaluated as built (e.g. a zoo checkpoint): nothing to cache, but the key (which names the
+            # model for workers) follows the weights' bytes.
+            model = build_untrained(m, class_names, in_channels, data_task)
+            copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
+            key = key_of(
+                "as-built", m.arch, m.arch_kwargs, class_names, data_task, in_channels, fingerprint, parent
+            )
+            models[m.name] = model.eval()
+            infos[m.name] = {
+                "source": "checkpoint file" if weights is not None else "as built",
+                "training": "none",
+                "path": str(weights) if weights is not None else None,
+                "weights_sha256": fingerprint,
+                "init_from": m.init_from,
+                "init_tensors": len(copied),
+                "cache_key": key,
+            }
+            log.info("model %s evaluated as built (no training)", m.name)
+            continue
+        fit_cfg = fit_config_for(cfg, m)
         key = key_of(
             "model",
             m.arch,
@@ -101,6 +164,7 @@ def get_models(
             data_info,
             cfg.data.model_dump(),
             parent,
+            fingerprint,
         )
         directory = cache / "models" / f"{m.name}-{key}"
         if is_complete(directory):
@@ -111,7 +175,7 @@ def get_models(
             continue
         if train_tensors is None:
             train_tensors = stack_images([train_ds[i] for i in range(len(train_ds))])
-        model = build_untrained(m, class_names, in_channels=int(train_tensors[0].shape[1]))
+        model = build_untrained(m, class_names, in_channels, data_task)
         copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
         task = progress.start(f"training {m.name} ({m.training})", fit_cfg.epochs)
         t0 = time.perf_counter()
@@ -123,6 +187,7 @@ def get_models(
         progress.finish(task)
         meta = {
             "training": m.training,
+            "weights_sha256": fingerprint,
             "init_from": m.init_from,
             "init_tensors": len(copied),
             "train_seconds": round(time.perf_counter() - t0, 2),

@@ -15,7 +15,7 @@ from typing import Any
 
 from robustxai.errors import RobustXAIError
 from robustxai.models.smallcnn import SmallCNN
-from robustxai.models.wrapper import ModelWrapper
+from robustxai.models.wrapper import ModelWrapper, Task
 from robustxai.registry import Registry
 
 MODELS: Registry[ModelWrapper] = Registry("model")
@@ -42,6 +42,7 @@ def _smallcnn(
     dropout: float,
     mean: Sequence[float],
     std: Sequence[float],
+    task: Task = "multiclass",
 ) -> ModelWrapper:
     net = SmallCNN(in_channels, num_classes, widths=widths, attention=attention, dropout=dropout)
     spec: dict[str, Any] = {
@@ -54,6 +55,7 @@ def _smallcnn(
             "dropout": dropout,
             "mean": list(mean),
             "std": list(std),
+            **({"task": task} if task != "multiclass" else {}),
         },
     }
     return ModelWrapper(
@@ -61,6 +63,7 @@ def _smallcnn(
         class_names=_class_names(num_classes, class_names),
         mean=mean,
         std=std,
+        task=task,
         in_channels=in_channels,
         cam_layer=net.cam_layer,
         spec=spec,
@@ -76,9 +79,15 @@ def smallcnn(
     dropout: float = 0.2,
     mean: Sequence[float] = (0.5,),
     std: Sequence[float] = (0.25,),
+    task: Task = "multiclass",
 ) -> ModelWrapper:
-    """A 4-block CNN with global-average-pool + linear head, for 32–224 px grayscale images."""
-    return _smallcnn(False, "smallcnn", num_classes, in_channels, class_names, widths, dropout, mean, std)
+    """A 4-block CNN with global-average-pool + linear head, for 32–224 px grayscale images.
+
+    ``task="multilabel"`` makes each logit an independent sigmoid (BCE loss; CheXpert-style labels).
+    """
+    return _smallcnn(
+        False, "smallcnn", num_classes, in_channels, class_names, widths, dropout, mean, std, task
+    )
 
 
 @MODELS.register("smallcnn-attention")
@@ -90,10 +99,11 @@ def smallcnn_attention(
     dropout: float = 0.5,
     mean: Sequence[float] = (0.5,),
     std: Sequence[float] = (0.25,),
+    task: Task = "multiclass",
 ) -> ModelWrapper:
     """The same backbone as ``smallcnn`` with the soft-attention head of METHODS.md."""
     return _smallcnn(
-        True, "smallcnn-attention", num_classes, in_channels, class_names, widths, dropout, mean, std
+        True, "smallcnn-attention", num_classes, in_channels, class_names, widths, dropout, mean, std, task
     )
 
 

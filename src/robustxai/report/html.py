@@ -22,6 +22,7 @@ from robustxai.report.figures import grid_figure, robustness_figure
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.manipulation import manipulation_section
+from robustxai.report.multilabel import multilabel_html, multilabel_table, write_multilabel_csv
 from robustxai.report.summary import summarize
 from robustxai.report.tables import (
     CLEAN,
@@ -187,6 +188,7 @@ def render_report(
     summary: list[str],
     figures: dict[str, Path | None],
     manipulation: dict[str, Any] | None = None,
+    multilabel: HtmlTable | None = None,
 ) -> str:
     """Render the report HTML from the computed tables, summary and figure files.
 
@@ -219,6 +221,7 @@ def render_report(
         "warnings": warnings + tables.notes,
         "models": _models_rows(run),
         "table1": robustness_html(tables),
+        "multilabel": multilabel,
         "table2": alignment_html(tables, look),
         "localisation": localisation_html(tables, look),
         "impact": impact_html(tables, look),
@@ -261,7 +264,11 @@ def build_report(run_dir: Path) -> Path:
         stale = fig_dir / f"{name}.png"
         if made is None and stale.exists():
             stale.unlink()
-    html = render_report(run, tables, summarize(tables), figures, manipulation_section(run_dir))
+    per_label = multilabel_table(run)
+    write_multilabel_csv(per_label, run_dir)
+    html = render_report(
+        run, tables, summarize(tables), figures, manipulation_section(run_dir), multilabel_html(per_label)
+    )
     path = run_dir / REPORT_FILE
     path.write_text(html, encoding="utf-8")
     logger.info("wrote %s", path)
