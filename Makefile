@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	@touch $(STAMP)
 
+# An interrupted audit resumes; FRESH=1 replaces runs/default (needed after an update changed the default config).
 audit: $(STAMP)  ## set up, then run the default audit on the built-in benchmark
-	$(VENV)/bin/robustxai audit --profile default --out runs/default
+	$(VENV)/bin/robustxai audit --profile default --out runs/default $(if $(FRESH),--fresh,)
 
 smoke: $(STAMP)  ## a tiny audit (< 1 min)
 	$(VENV)/bin/robustxai audit --profile smoke --out runs/smoke
@@ -26,8 +27,11 @@ lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  ## the speed benchmarks recorded in BENCHMARKS.md
 	$(VENV)/bin/python benchmarks/attacks.py
+	$(VENV)/bin/python benchmarks/explainers.py --quick
+	$(VENV)/bin/python benchmarks/manipulation.py
+	$(VENV)/bin/python benchmarks/audit.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

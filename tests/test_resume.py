@@ -33,8 +33,14 @@ TINY = {
         {"name": "a", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}},
         {"name": "b", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}, "lr": 0.01},
     ],
+    "attacks": [
+        {"name": "fgsm", "epsilons": [4 / 255]},
+        {"name": "pgd", "epsilons": [4 / 255], "params": {"steps": 2, "random_start": False}},
+    ],
     "explain": {"methods": ["saliency"], "n_images": 4, "batch_size": 2},
     "report": {"n_figure": 1},
+    "sanity": {"enabled": False},  # unit counts below are of robustness and explanation units only
+    "manipulation": {"models": []},
 }
 
 

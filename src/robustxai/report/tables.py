@@ -337,8 +337,10 @@ def compute_tables(run: RunData) -> ReportTables:
     """
     robustness = robustness_table(run.predictions)
     primary, notes = resolve_primary(run.meta, robustness)
-    # Manipulation rows ("manipulate:<method>") have their own section (report/manipulation.py).
-    evaluated = run.metrics[~run.metrics["condition"].astype(str).str.startswith(MANIPULATION_PREFIX)]
+    # Map metrics only: manipulation rows ("manipulate:<method>") and per-image rows without a map (explainer
+    # "", e.g. multi-label scores) have their own sections (report/manipulation.py, report/multilabel.py).
+    m = run.metrics
+    evaluated = m[~m["condition"].astype(str).str.startswith(MANIPULATION_PREFIX) & (m["explainer"] != "")]
     alignment = alignment_table(evaluated)
     models = sorted({str(m) for m in run.predictions["model"]} | {str(m) for m in run.models["model"]})
     n_missing = int(alignment["n_missing"].sum()) if not alignment.empty else 0
