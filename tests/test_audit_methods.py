@@ -151,3 +151,18 @@ def test_masking_warning_from_a_pgd_apgd_gap() -> None:
 def test_smoke_models_pass_the_sanity_checks() -> None:
     model = rx.create_model("smallcnn", widths=(4, 8, 8, 8)).eval()
     assert rx.attacks.sanity_checks(model, torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 0, 1])) == []
+
+
+def test_manipulation_method_params_override_per_method() -> None:
+    from robustxai.audit.stages_manip import _attack, check_manipulation_config
+    from robustxai.errors import ConfigError
+
+    cfg = load_config(profile="default")
+    mc = cfg.manipulation
+    assert mc is not None
+    sal, cam = _attack(mc, "saliency"), _attack(mc, "gradcam")
+    assert sal.lr == mc.lr and cam.lr == mc.method_params["gradcam"]["lr"] != mc.lr
+    assert cam.params()["alpha_image"] == 0.3 and sal.params()["alpha_image"] == mc.params["alpha_image"]
+    bad = cfg.model_copy(update={"manipulation": mc.model_copy(update={"method_params": {"lime": {}}})})
+    with pytest.raises(ConfigError, match="not attacked: lime"):
+        check_manipulation_config(bad)

@@ -171,6 +171,10 @@ class ManipulationConfig(_Strict):
     target_size: float = Field(0.25, gt=0, le=1)
     batch_size: int = Field(16, ge=1)
     params: dict[str, Any] = Field(default_factory=dict, description="other Manipulate keywords")
+    method_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per attacked method: keywords (lr, iterations, params …) that override the ones above",
+    )
     models: list[str] | None = Field(None, description="audited models to attack (None = all)")
 
 

@@ -58,6 +58,12 @@ def check_manipulation_config(cfg: AuditConfig) -> None:
             f"manipulation.models names unknown model(s) {', '.join(unknown)}; "
             f"configured: {', '.join(m.name for m in cfg.models)}"
         )
+    stray = sorted(set(mc.method_params) - set(mc.methods))
+    if stray:
+        raise ConfigError(
+            f"manipulation.method_params names method(s) not attacked: {', '.join(stray)}; "
+            f"attacked: {', '.join(mc.methods)}"
+        )
     for method in mc.methods:
         _attack(mc, method)
     for method in {*mc.methods, *mc.evaluate}:
@@ -65,19 +71,25 @@ def check_manipulation_config(cfg: AuditConfig) -> None:
 
 
 def _attack(mc: ManipulationConfig, method: str) -> Manipulate:
-    return create_manipulation(
-        "manipulate",
-        **{
-            "method": method,
-            "iterations": mc.iterations,
-            "lr": mc.lr,
-            "alpha_map": mc.alpha_map,
-            "alpha_pred": mc.alpha_pred,
-            "eps": mc.eps,
-            "target_size": mc.target_size,
-            **mc.params,
-        },
-    )
+    """The attack on ``method``: the table's settings, then ``method_params[method]`` on top.
+
+    Saliency and Grad-CAM maps respond to the step size and the image-similarity weight in opposite
+    directions, so one setting rarely suits both; per-method overrides keep one config honest for each.
+    """
+    override = dict(mc.method_params.get(method, {}))
+    params = {**mc.params, **override.pop("params", {})}
+    keywords = {
+        "method": method,
+        "iterations": mc.iterations,
+        "lr": mc.lr,
+        "alpha_map": mc.alpha_map,
+        "alpha_pred": mc.alpha_pred,
+        "eps": mc.eps,
+        "target_size": mc.target_size,
+        **override,
+        **params,
+    }
+    return create_manipulation("manipulate", **keywords)
 
 
 def _truths(masks: torch.Tensor, points: list[np.ndarray]) -> list[Truth]:
