@@ -88,7 +88,10 @@ class _Probabilities(nn.Module):
 
 
 def _probability_model(
-    num_classes: int = 2, in_channels: int = 1, class_names: Sequence[str] | None = None
+    num_classes: int = 2,
+    in_channels: int = 1,
+    class_names: Sequence[str] | None = None,
+    task: str = "multiclass",
 ) -> ModelWrapper:
     net = _Probabilities(in_channels, num_classes)
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
