@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_error(args, config, message, tmp_path: Path) -> N
 def test_list_command() -> None:
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
-    for name in ("pgd", "integrated_gradients", "smallcnn-attention", "point_coverage"):
+    for name in ("pgd", "apgd", "manipulate", "xrai", "smallcnn-attention", "torchvision:", "pointing_game"):
         assert name in result.output
 
 

@@ -329,15 +329,20 @@ def data_synth(
 
 @app.command("list")
 def list_plugins(
-    kind: Annotated[str, typer.Argument(help="attacks, explainers, models or metrics")] = "all",
+    kind: Annotated[
+        str, typer.Argument(help="attacks, manipulations, explainers, models, model-families or metrics")
+    ] = "all",
 ) -> None:
-    """List registered attacks, explainers, models and metrics."""
+    """List registered attacks, manipulations, explainers, models, zoo families and metrics."""
     import robustxai as rx
+    from robustxai.models.registry import list_model_families
 
     listing = {
         "attacks": rx.list_attacks(),
+        "manipulations": rx.list_manipulations(),
         "explainers": rx.list_explainers(),
         "models": rx.list_models(),
+        "model-families": [f"{f}:<name>" for f in list_model_families()],
         "metrics": rx.list_metrics(),
     }
     with _user_errors():
