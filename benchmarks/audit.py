@@ -91,16 +91,29 @@ def lower_bound(cfg: AuditConfig) -> tuple[float, dict[str, float]]:
     shape = tuple(test_ds[0].image.shape)
     n, n_sub = len(test_ds), min(cfg.explain.n_images, len(test_ds))
     bs, ebs = cfg.batch_size, cfg.explain.batch_size
-    parts = {"robustness": 0.0, "explanations": 0.0}
-    for model in models.values():
+    parts = {"robustness": 0.0, "explanations": 0.0, "sanity": 0.0, "manipulation": 0.0}
+    mc = cfg.manipulation
+    for name, model in models.items():
         model.eval()
         fwd, fb = pass_times(model, shape, bs)
         _, fb_e = pass_times(model, shape, ebs)
         parts["robustness"] += n / bs * fwd  # clean predictions
         for a in cfg.attacks:
             for eps in a.epsilons:
-                steps = int(getattr(create_attack(a.name, eps=eps, **a.params), "steps", 1))
+                attack = create_attack(a.name, eps=eps, **a.params)
+                steps = int(getattr(attack, "steps", 1)) + (1 if a.name == "apgd" else 0)  # APGD: + start
                 parts["robustness"] += n / bs * (steps * fb + fwd)  # attack steps, then the prediction
+        if cfg.sanity.enabled:  # two forward passes (determinism) and one input gradient
+            n_s = min(cfg.sanity.n_images, n)
+            fwd_s, fb_s = pass_times(model, shape, n_s)
+            parts["sanity"] += fb_s + 2 * fwd_s
+        if mc is not None and (mc.models is None or name in mc.models):
+            # Each iteration needs the map's input gradient (one forward+backward with a graph) and the
+            # gradient of the loss through it (one more backward through both): at least 2 passes.
+            n_m = min(mc.n_images, n_sub)
+            _, fb_m = pass_times(model, shape, min(mc.batch_size, n_m))
+            iters = [int(mc.method_params.get(m, {}).get("iterations", mc.iterations)) for m in mc.methods]
+            parts["manipulation"] += sum(n_m / min(mc.batch_size, n_m) * it * 2 * fb_m for it in iters)
         for method in explanation_methods(cfg):
             params = cfg.explain.params.get(method, {})
             per_image = EXPLAINER_PASSES.get(method, lambda p: 1)(params)
