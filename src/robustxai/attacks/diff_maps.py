@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustxai.errors import RobustXAIError
-from robustxai.models.wrapper import find_submodule
+from robustxai.models.wrapper import cam_layer
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -125,13 +125,7 @@ def smoothgrad_map(
 
 def cam_module(model: nn.Module, layer: str | None) -> nn.Module:
     """The Grad-CAM layer of ``model`` (a copy or the original): ``layer`` or the wrapper's declared one."""
-    if layer is not None:
-        return find_submodule(model, layer, f"layer {layer!r} not found in the model")
-    getter = getattr(model, "get_cam_layer", None)
-    if getter is None:
-        raise RobustXAIError("Grad-CAM needs cam_layer=... for a model that is not a robustxai ModelWrapper")
-    found: nn.Module = getter()
-    return found
+    return cam_layer(model, layer, "cam_layer")
 
 
 def gradcam_coarse(

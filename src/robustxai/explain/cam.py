@@ -11,18 +11,12 @@ from torch import nn
 
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import EXPLAINERS, Explainer
-from robustxai.models.wrapper import find_submodule
+from robustxai.models.wrapper import cam_layer
 
 
 def cam_layer_of(model: nn.Module, layer: str | None) -> nn.Module:
     """The layer Grad-CAM uses: ``layer`` (a dotted path in ``model``) or the wrapper's declared one."""
-    if layer is not None:
-        return find_submodule(model, layer, f"layer {layer!r} not found in the model")
-    getter = getattr(model, "get_cam_layer", None)
-    if getter is None:
-        raise RobustXAIError("Grad-CAM needs layer=... for a model that is not a robustxai ModelWrapper")
-    found: nn.Module = getter()
-    return found
+    return cam_layer(model, layer, "layer")
 
 
 @EXPLAINERS.register("gradcam")

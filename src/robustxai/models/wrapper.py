@@ -26,6 +26,21 @@ def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:
         raise RobustXAIError(missing) from None
 
 
+def cam_layer(model: nn.Module, layer: str | None, keyword: str = "layer") -> nn.Module:
+    """The layer Grad-CAM uses: ``layer`` (a dotted path in ``model``) or the wrapper's declared one.
+
+    Shared by the Grad-CAM explainers and the manipulation attack (which passes its own ``keyword`` so the
+    error names the argument the caller actually has).
+    """
+    if layer is not None:
+        return find_submodule(model, layer, f"layer {layer!r} not found in the model")
+    getter = getattr(model, "get_cam_layer", None)
+    if getter is None:
+        raise RobustXAIError(f"Grad-CAM needs {keyword}=... for a model that is not a robustxai ModelWrapper")
+    found: nn.Module = getter()
+    return found
+
+
 class ModelWrapper(nn.Module):
     """Wraps a network so that it takes [0, 1] images and returns logits ``[B, K]``.
 
