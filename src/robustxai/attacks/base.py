@@ -75,9 +75,7 @@ class Attack(ABC):
                 return the others unchanged (the clean image already counts as an error for robust accuracy,
                 so AutoAttack-style evaluations skip it).
         """
-        check_images(images)
-        labels = check_task_labels(model, labels, images.shape[0]).to(images.device)
-        check_label_range(model, labels)
+        labels = check_attack_data(model, images, labels)
         images = images.detach()
         targets = self.resolve_targets(model, images, labels, target_labels)
         if self.eps == 0:
@@ -208,6 +206,14 @@ class Attack(ABC):
     def params(self) -> dict[str, Any]:
         """Hyper-parameters, for reports and cache keys."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def check_attack_data(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Validate an attack's images and labels for the model's task; return labels on the images' device."""
+    check_images(images)
+    labels = check_task_labels(model, labels, images.shape[0]).to(images.device)
+    check_label_range(model, labels)
+    return labels
 
 
 def check_label_range(model: nn.Module, labels: torch.Tensor, name: str = "labels") -> None:

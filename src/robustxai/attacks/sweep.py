@@ -21,17 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustxai._validate import check_epsilon, check_images
-from robustxai.attacks.base import Attack, check_label_range, is_correct
+from robustxai._validate import check_epsilon
+from robustxai.attacks.base import Attack, check_attack_data, is_correct
 from robustxai.errors import RobustXAIError
-from robustxai.models.losses import check_task_labels
-
-
-def _check_data(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    check_images(images)
-    labels = check_task_labels(model, labels, images.shape[0]).to(images.device)
-    check_label_range(model, labels)
-    return labels
 
 
 def sweep(
@@ -60,7 +52,7 @@ def sweep(
     Returns:
         ``{eps: adversarial images [B, C, H, W]}``, each inside its own ε-ball and [0, 1].
     """
-    labels = _check_data(model, images, labels)
+    labels = check_attack_data(model, images, labels)
     eps_list = [check_epsilon(e) for e in epsilons]
     if not eps_list:
         raise RobustXAIError("epsilons must hold at least one budget")
@@ -107,7 +99,7 @@ def cascade(
         errors; for robust samples the last attack's image) and a bool ``[B]``, true when no attack changed
         the correct prediction. ``correct.float().mean()`` is the robust accuracy.
     """
-    labels = _check_data(model, images, labels)
+    labels = check_attack_data(model, images, labels)
     attacks = list(attacks)
     if not attacks:
         raise RobustXAIError("cascade needs at least one attack")
