@@ -267,7 +267,12 @@ def build_report(run_dir: Path) -> Path:
     per_label = multilabel_table(run)
     write_multilabel_csv(per_label, run_dir)
     html = render_report(
-        run, tables, summarize(tables), figures, manipulation_section(run_dir), multilabel_html(per_label)
+        run,
+        tables,
+        summarize(tables),
+        figures,
+        manipulation_section(run_dir, run.metrics, run.figure_maps),
+        multilabel_html(per_label),
     )
     path = run_dir / REPORT_FILE
     path.write_text(html, encoding="utf-8")

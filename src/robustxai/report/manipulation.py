@@ -248,11 +248,15 @@ def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None
     return _save(fig, path)
 
 
-def manipulation_section(run_dir: str | Path) -> dict[str, Any] | None:
+def manipulation_section(
+    run_dir: str | Path, metrics: pd.DataFrame | None = None, maps: pd.DataFrame | None = None
+) -> dict[str, Any] | None:
     """Write ``tables/manipulation.csv`` and the figures; return what the HTML report shows.
 
     Args:
         run_dir: The run directory holding ``results.sqlite``.
+        metrics: The store's ``metrics`` table when the caller has already read it (else it is read here).
+        maps: The store's figure maps, likewise.
 
     Returns:
         ``None`` when the run has no manipulation rows; else a dict with ``csv`` (path), ``columns`` and
@@ -265,9 +269,10 @@ def manipulation_section(run_dir: str | Path) -> dict[str, Any] | None:
     run_dir = Path(run_dir)
     if not (run_dir / STORE_FILE).is_file():
         raise RobustXAIError(f"no run store at {run_dir / STORE_FILE}: run the audit first")
-    with Store(run_dir / STORE_FILE, readonly=True) as store:
-        metrics = store.table("metrics")
-        maps = store.figure_maps()
+    if metrics is None or maps is None:
+        with Store(run_dir / STORE_FILE, readonly=True) as store:
+            metrics = store.table("metrics")
+            maps = store.figure_maps()
     table = manipulation_table(metrics)
     if table.empty:
         return None
