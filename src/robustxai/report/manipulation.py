@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
+from robustxai.report.figures import save_png
+from robustxai.report.mosaic import Tile, tile_grid
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +154,6 @@ def transfer_matrix(table: pd.DataFrame, model: str, value: str = "target_ssim")
     return rows.pivot_table(index="attacked_via", columns="method", values=value, aggfunc="mean")
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    logger.info("wrote %s", path)
-    return path
-
-
 def _get(maps: pd.DataFrame, cond: str, explainer: str, sid: str) -> np.ndarray | None:
     hit = maps[(maps["condition"] == cond) & (maps["explainer"] == explainer) & (maps["sample_id"] == sid)]
     return None if hit.empty else np.asarray(hit["map"].iloc[0])
@@ -171,6 +164,7 @@ def grid_figure(maps: pd.DataFrame, model: str, path: Path) -> Path | None:
 
     Rows: original maps, attacked images, tampered maps, and the transfer row (every method's map on the
     image attacked via Integrated Gradients, else via the attacked method with the most evaluated methods).
+    Each cell is min-max scaled; drawn as one mosaic (:func:`robustxai.report.mosaic.tile_grid`).
     """
     m = maps[maps["model"] == model]
     attacked = sorted({c[len(PREFIX) :] for c in m["condition"] if c.startswith(PREFIX) and c != ORIGINAL})
@@ -185,31 +179,26 @@ def grid_figure(maps: pd.DataFrame, model: str, path: Path) -> Path | None:
     columns = attacked + sorted(
         {e for e in m[m["condition"] == PREFIX + via]["explainer"] if e not in (IMAGE, *attacked)}
     )
-    labels = ["original map", "attacked image", "tampered map", f"on image attacked via {via}"]
-    fig = Figure(figsize=(1.8 * len(columns) + 0.8, 7.6))
-    axes = np.asarray(fig.subplots(4, len(columns), squeeze=False))
-    for j, method in enumerate(columns):
-        cells = [
-            _get(m, ORIGINAL, method, sid),
-            _get(m, PREFIX + method, IMAGE, sid) if method in attacked else None,
-            _get(m, PREFIX + method, method, sid) if method in attacked else None,
-            _get(m, PREFIX + via, method, sid),
-        ]
-        for i, cell in enumerate(cells):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if cell is None:
-                ax.set_axis_off()
-                continue
-            ax.imshow(cell, cmap="gray" if i == 1 else "inferno", interpolation="nearest")
-            if i == 0:
-                ax.set_title(method.replace("$", r"\$"), fontsize=8)
-            if j == 0:
-                ax.set_ylabel(labels[i], fontsize=8)
-    fig.suptitle(f"Manipulated explanations — {model} (sample {sid.rsplit('/', 1)[-1]})", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    labels = ["original map", "attacked image", "tampered map", f"on image attacked\nvia {via}"]
+    m = m[m["sample_id"] == sid]
+    cells = [
+        [_get(m, ORIGINAL, method, sid) for method in columns],
+        [_get(m, PREFIX + method, IMAGE, sid) if method in attacked else None for method in columns],
+        [_get(m, PREFIX + method, method, sid) if method in attacked else None for method in columns],
+        [_get(m, PREFIX + via, method, sid) for method in columns],
+    ]
+    tiles = [
+        [None if c is None else Tile(c, "gray" if i == 1 else "inferno") for c in row]
+        for i, row in enumerate(cells)
+    ]
+    fig = tile_grid(
+        tiles,
+        col_titles=[method.replace("$", r"\$") for method in columns],
+        row_labels=labels,
+        title=f"Manipulated explanations — {model} (sample {sid.rsplit('/', 1)[-1]})",
+        cell_inches=1.8,
+    )
+    return save_png(fig, path)
 
 
 def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None:
@@ -245,7 +234,7 @@ def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None
     ax.set_title(f"{model}: original vs attacked — images (blue), maps (red)", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def manipulation_section(

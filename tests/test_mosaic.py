@@ -1,0 +1,51 @@
+"""The one-axes image grid of the report: tiles land where they should, overlays and blanks, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+
+from robustxai.report.figures import save_png
+from robustxai.report.mosaic import Tile, _rgb, tile_grid
+
+
+def _grid() -> list[list[Tile | None]]:
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[2:5, 2:5] = True
+    return [
+        [Tile(ramp, "gray", 0.0, 1.0, np.array([[1.0, 2.0]]), "cross", mask=mask), Tile(text="n/a")],
+        [None, Tile(ramp * 5 - 2, "inferno", points=np.array([[3.0, 3.0]]))],
+    ]
+
+
+def test_tiles_are_colour_mapped_like_imshow() -> None:
+    values = np.array([[0.0, 2.0], [4.0, 4.0]])
+    auto = _rgb(Tile(values, "inferno"))  # own min/max, like imshow without vmin/vmax
+    np.testing.assert_allclose(auto, np.asarray(colormaps["inferno"](values / 4.0))[..., :3])
+    fixed = _rgb(Tile(values, "gray", 0.0, 2.0))  # clipped to [vmin, vmax]
+    assert fixed[1, 0].tolist() == [1.0, 1.0, 1.0] and fixed[0, 0].tolist() == [0.0, 0.0, 0.0]
+    constant = _rgb(Tile(np.full((3, 3), 7.0), "inferno"))  # no range: the colormap's low end
+    np.testing.assert_allclose(constant, np.broadcast_to(colormaps["inferno"](0.0)[:3], (3, 3, 3)))
+    rgb = np.random.default_rng(0).random((4, 4, 3))
+    np.testing.assert_allclose(_rgb(Tile(rgb)), rgb)  # RGB passes through
+
+
+def test_grid_is_one_axes_with_titles_labels_and_overlays() -> None:
+    fig = tile_grid(_grid(), col_titles=["a", "b"], row_labels=["r0", "r1"], title="T")
+    (ax,) = fig.axes
+    (image,) = ax.get_images()
+    canvas = image.get_array()
+    assert canvas.shape[:2] == (8 + 1 + 8, 8 + 1 + 8)  # two tiles and a one-pixel gap each way
+    assert np.allclose(canvas[9:, :8], 1.0)  # the None cell is blank (white)
+    texts = {t.get_text() for t in ax.texts}
+    assert {"a", "b", "r0", "r1", "n/a"} <= texts
+    assert len(ax.collections) == 3  # the mask outline, circles and crosses
+    assert ax.get_xlim() == (-0.5, 16.5) and ax.get_ylim() == (16.5, -0.5)
+
+
+def test_grid_png_is_deterministic(tmp_path: Path) -> None:
+    paths = [save_png(tile_grid(_grid(), title="T"), tmp_path / f"{i}.png") for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
