@@ -200,12 +200,22 @@ class SanityConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    """Where units of work run. It never changes the results, so a run may resume under other settings."""
+    """Where units of work run. A run may resume under other settings.
+
+    On the CPU the executors give identical results; on a GPU, numbers may differ from the CPU's in the last
+    digits (floating-point order), so compare runs made on the same kind of device.
+    """
 
     kind: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address (default: a new local Ray)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs each Ray task reserves")
     num_gpus: float = Field(0.0, ge=0, description="GPUs each Ray task reserves")
+    device: Literal["cpu", "cuda"] | None = Field(
+        None,
+        description="where units compute: unset = the CPU (local) or the GPU a Ray task was given "
+        "(num_gpus > 0); 'cuda' = the GPU (local: refused when torch sees none; ray: needs num_gpus > 0); "
+        "'cpu' = the CPU",
+    )
 
 
 class AuditConfig(_Strict):

@@ -7,20 +7,33 @@
 
 Both call ``commit(unit, result)`` on the driver as each unit finishes; the runner's commit persists the
 unit's tensors and writes its rows and its ``units`` row in one transaction.
+
+Device (``[executor] device``, see :func:`choose_device`): the local executor computes on the CPU unless the
+config asks for ``"cuda"`` (refused with a clear error where torch sees no GPU); a Ray task computes on the
+GPU Ray assigned it (``num_gpus > 0``), else on the CPU. Off the CPU, a unit's model and inputs are moved to
+the device and its results back to the CPU (:func:`run_unit_on`); on the CPU nothing is moved, so CPU results
+are exactly what they always were. GPU numbers may differ from CPU numbers in the last digits.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import torch
 
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_unit
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper
 
+log = logging.getLogger(__name__)
+
 EXECUTORS = ("local", "ray")
+DEVICES = ("cpu", "cuda")
 
 Commit = Callable[[Unit, UnitResult], None]
 
@@ -49,20 +62,92 @@ class Executor(Protocol):
         ...
 
 
+def choose_device(requested: str | None, *, cuda_available: bool, gpus_assigned: bool = False) -> str:
+    """Where units compute: ``"cpu"`` or ``"cuda"`` (a pure rule, so it is testable without a GPU).
+
+    Args:
+        requested: ``[executor] device``: ``"cpu"``, ``"cuda"``, or ``None`` (default: the GPU when one was
+            assigned to the task and torch sees it, else the CPU).
+        cuda_available: Whether torch sees a CUDA device where the units run (``torch.cuda.is_available()``).
+        gpus_assigned: Whether the task was given a GPU (a Ray task with ``num_gpus > 0``; the local executor
+            assigns none, so by default it computes on the CPU).
+
+    Raises:
+        ConfigError: For an unknown device, or ``"cuda"`` where torch sees no CUDA device.
+    """
+    if requested not in (None, *DEVICES):
+        raise ConfigError(f"unknown executor device {requested!r}; known: {', '.join(DEVICES)}")
+    if requested == "cuda" and not cuda_available:
+        raise ConfigError(
+            "executor.device = 'cuda' but torch sees no CUDA device (torch.cuda.is_available() is False); "
+            "set device = 'cpu' or leave it unset"
+        )
+    if requested is not None:
+        return requested
+    return "cuda" if gpus_assigned and cuda_available else "cpu"
+
+
+def to_device(value: Any, device: str) -> Any:
+    """``value`` with every tensor inside it (dataclass fields, dicts, lists, tuples) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = {
+            f.name: to_device(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init
+        }
+        return dataclasses.replace(value, **moved)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):  # a named tuple keeps its values
+        return tuple(to_device(v, device) for v in value)
+    return value
+
+
+def run_unit_on(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any, device: str) -> UnitResult:
+    """Run a unit with ``model`` (already on ``device``): inputs go to the device and results come back.
+
+    On the CPU nothing is moved: the unit runs exactly as :func:`robustxai.audit.plan.run_unit` runs it.
+    """
+    if device == "cpu":
+        return run_unit(unit, model, cfg, payload)
+    result: UnitResult = to_device(run_unit(unit, model, cfg, to_device(payload, device)), "cpu")
+    return result
+
+
 class LocalExecutor:
-    """Runs units in this process, in plan order (which puts each unit after its dependencies)."""
+    """Runs units in this process, in plan order (which puts each unit after its dependencies).
+
+    Args:
+        device: ``[executor] device`` (see :func:`choose_device`): ``None`` or ``"cpu"`` computes on the CPU;
+            ``"cuda"`` moves each model to the GPU once and every unit's inputs with it.
+
+    Raises:
+        ConfigError: For ``device="cuda"`` where torch sees no CUDA device (before any work starts).
+    """
 
     name = "local"
+    device = "cpu"
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = choose_device(device, cuda_available=torch.cuda.is_available())
 
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
         for unit in units:
-            result = run_unit(unit, ctx.models[unit.model], ctx.cfg, ctx.prepare(unit))
-            commit(unit, result)
+            model = ctx.models[unit.model]
+            if self.device != "cpu":
+                model = model.to(self.device)  # in place, so once per model
+            commit(unit, run_unit_on(unit, model, ctx.cfg, ctx.prepare(unit), self.device))
 
 
 def create_executor(
-    kind: str = "local", address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0
+    kind: str = "local",
+    address: str | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    device: str | None = None,
 ) -> Executor:
     """The executor called ``kind``.
 
@@ -70,17 +155,18 @@ def create_executor(
         kind: ``"local"`` or ``"ray"``.
         address: Ray cluster address (``ray`` only; default: the running Ray, else a new local one).
         num_cpus: CPUs each Ray task reserves.
-        num_gpus: GPUs each Ray task reserves.
+        num_gpus: GPUs each Ray task reserves (a task with a GPU computes on it unless ``device="cpu"``).
+        device: Where units compute (see :func:`choose_device`).
 
     Raises:
-        ConfigError: For an unknown kind, or options that the kind does not take.
+        ConfigError: For an unknown kind, options that the kind does not take, or a device it cannot use.
     """
     if kind == "local":
         if address is not None:
             raise ConfigError("--address is only used with --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(device)
     if kind == "ray":
         from robustxai.audit.executor_ray import RayExecutor
 
-        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, device=device)
     raise ConfigError(f"unknown executor {kind!r}; known executors: {', '.join(EXECUTORS)}")

@@ -8,6 +8,12 @@ the model's cache key, so a later audit with a retrained model never reuses a st
 
 Units are submitted as soon as their dependencies are committed, with at most ``max_in_flight`` tasks
 pending, so the driver holds the inputs of a bounded number of shards. An interrupt cancels the pending tasks.
+
+Devices: each task reserves ``num_cpus`` CPUs and ``num_gpus`` GPUs. A task that Ray gave a GPU computes on
+it (``cuda``): the worker moves its cached model there once and each unit's inputs with it, and sends results
+back on the CPU; a task without a GPU computes on the CPU. ``device="cpu"`` keeps every task on the CPU, and
+``device="cuda"`` needs ``num_gpus > 0`` (Ray gives a task a GPU only when it reserves one). See
+:func:`robustxai.audit.executor.choose_device`.
 """
 
 from __future__ import annotations
@@ -16,15 +22,15 @@ import logging
 from typing import Any
 
 from robustxai.audit.config import AuditConfig
-from robustxai.audit.executor import Commit, ExecutionContext
+from robustxai.audit.executor import Commit, ExecutionContext, choose_device, run_unit_on
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (workers must know every unit kind)
-from robustxai.audit.plan import Unit, UnitResult, run_unit
-from robustxai.errors import RobustXAIError
+from robustxai.audit.plan import Unit, UnitResult
+from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-_WORKER_MODELS: dict[str, ModelWrapper] = {}  # per worker process: model key → model
+_WORKER_MODELS: dict[tuple[str, str], ModelWrapper] = {}  # per worker process: (model key, device) → model
 
 
 def _import_ray() -> Any:
@@ -37,17 +43,32 @@ def _import_ray() -> Any:
     return ray
 
 
+def worker_device(requested: str | None) -> str:
+    """The device of the running Ray task: its GPU if Ray gave it one (and torch sees it), else the CPU."""
+    import ray
+    import torch
+
+    gpus = bool(ray.get_gpu_ids())
+    device = choose_device(requested, cuda_available=torch.cuda.is_available(), gpus_assigned=gpus)
+    if gpus and device == "cpu" and requested is None:
+        log.warning("Ray assigned this task a GPU but torch sees no CUDA device: computing on the CPU")
+    return device
+
+
 def _worker_run(
-    unit: Unit, model_key: str, model_box: list[Any], cfg: AuditConfig, payload: Any
+    unit: Unit, model_key: str, model_box: list[Any], cfg: AuditConfig, payload: Any, requested: str | None
 ) -> UnitResult:
-    """Run one unit in a Ray worker, fetching its model once per worker process."""
-    model = _WORKER_MODELS.get(model_key)
+    """Run one unit in a Ray worker, fetching its model once per worker process and device."""
+    device = worker_device(requested)
+    model = _WORKER_MODELS.get((model_key, device))
     if model is None:
         import ray
 
         model = ray.get(model_box[0]).eval()
-        _WORKER_MODELS[model_key] = model
-    return run_unit(unit, model, cfg, payload)
+        if device != "cpu":
+            model = model.to(device)
+        _WORKER_MODELS[(model_key, device)] = model
+    return run_unit_on(unit, model, cfg, payload, device)
 
 
 class RayExecutor:
@@ -56,8 +77,13 @@ class RayExecutor:
     Args:
         address: Cluster address; default: the Ray already initialised in this process, else a new local Ray.
         num_cpus: CPUs each task reserves.
-        num_gpus: GPUs each task reserves.
+        num_gpus: GPUs each task reserves; a task given a GPU computes on it (unless ``device="cpu"``).
         max_in_flight: Tasks pending at once (default: twice the cluster's task slots).
+        device: ``[executor] device``: ``None`` (default: the task's GPU if it has one, else the CPU),
+            ``"cpu"``, or ``"cuda"`` (needs ``num_gpus > 0``).
+
+    Raises:
+        ConfigError: For ``device="cuda"`` without ``num_gpus > 0``.
     """
 
     name = "ray"
@@ -68,11 +94,19 @@ class RayExecutor:
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         max_in_flight: int | None = None,
+        device: str | None = None,
     ) -> None:
+        if device == "cuda" and num_gpus <= 0:
+            raise ConfigError(
+                "executor.device = 'cuda' with the ray executor needs num_gpus > 0: Ray gives a task a GPU "
+                "only when it reserves one"
+            )
+        choose_device(device, cuda_available=True)  # an unknown name fails here, on the driver
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_in_flight = max_in_flight
+        self.device = device
 
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Submit ready units, commit results as they arrive, until every unit is committed."""
@@ -107,7 +141,7 @@ class RayExecutor:
                     if any(d in unfinished for d in unit.deps):
                         continue
                     key = ctx.model_keys.get(unit.model, f"{unit.model}:{id(ctx.models[unit.model])}")
-                    ref = task.remote(unit, key, boxes[unit.model], cfg_ref, ctx.prepare(unit))
+                    ref = task.remote(unit, key, boxes[unit.model], cfg_ref, ctx.prepare(unit), self.device)
                     in_flight[ref] = unit
                     waiting.remove(unit)
                 if not in_flight:

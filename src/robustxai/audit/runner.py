@@ -294,9 +294,8 @@ def run_audit(
     t_start = time.perf_counter()
     prog = progress or LogProgress()
     warnings = check_config(cfg)
-    ex = executor or create_executor(
-        cfg.executor.kind, cfg.executor.address, cfg.executor.num_cpus, cfg.executor.num_gpus
-    )
+    e = cfg.executor
+    ex = executor or create_executor(e.kind, e.address, e.num_cpus, e.num_gpus, e.device)
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     resolved = cfg.model_dump()
     resumed = prepare_run_dir(out, resolved, fresh=fresh)
