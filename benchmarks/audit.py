@@ -14,6 +14,11 @@ Three figures (BENCHMARKS.md records them):
    Target ≤ 1.15.
 
     .venv/bin/python benchmarks/audit.py [--only passes,rss,ray] [--profile smoke] [--n-test 300] [--size 64]
+
+The bound's explainer passes come from each explainer's ``passes(batch, height, width)`` (images forward,
+images backward per call) where it has one, else from :data:`EXPLAINER_PASSES`. ``--profile default
+--n-test 0 --skip-warmup`` measures the default profile's grid (SmoothGrad, LIME, the manipulation stage) once
+its models are cached (≈ 4 min of units on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +49,43 @@ from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import Store
+from robustxai.explain import create_explainer
 
-# Forward+backward passes per image of each explainer (Captum batches its perturbations into these).
-EXPLAINER_PASSES = {
-    "saliency": lambda p: 1,
-    "input_x_gradient": lambda p: 1,
-    "gradcam": lambda p: 1,
-    "guided_gradcam": lambda p: 2,
-    "integrated_gradients": lambda p: p.get("n_steps", 20),
-    "smoothgrad": lambda p: p.get("n_samples", p.get("nt_samples", 10)),
-    "deeplift": lambda p: 2,
-    "random": lambda p: 0,
+# Per image: (forward, backward) passes of each explainer, for explainers without a ``passes`` method
+# (Captum batches its perturbations into these). Called with the explainer's parameters and the image size.
+EXPLAINER_PASSES: dict[str, Callable[[dict[str, Any], int, int], tuple[float, float]]] = {
+    "saliency": lambda p, h, w: (1, 1),
+    "input_x_gradient": lambda p, h, w: (1, 1),
+    "gradcam": lambda p, h, w: (1, 1),
+    "guided_gradcam": lambda p, h, w: (2, 2),
+    "integrated_gradients": lambda p, h, w: (p.get("n_steps", 20),) * 2,
+    "smoothgrad": lambda p, h, w: (p.get("n_samples", p.get("nt_samples", 10)),) * 2,
+    "deeplift": lambda p, h, w: (2, 2),
+    "lime": lambda p, h, w: (p.get("n_samples", 256), 0),
+    "random": lambda p, h, w: (0, 0),
 }
+
+
+def explainer_passes(method: str, params: dict[str, Any], batch: int, h: int, w: int) -> tuple[float, float]:
+    """Images pushed forward and backward by one call of ``method`` on ``batch`` images of ``h × w``.
+
+    The explainer's own count (its ``passes(batch, height, width)``) where it has one, else the table above.
+    """
+    explainer = create_explainer(method, **params)
+    if hasattr(explainer, "passes"):
+        try:
+            forward, backward = explainer.passes(batch, h, w)
+            return float(forward), float(backward)
+        except TypeError:  # an explainer with an older signature
+            pass
+    forward, backward = EXPLAINER_PASSES.get(method, lambda p, h, w: (1, 1))(params, h, w)
+    return forward * batch, backward * batch
+
+
+def call_seconds(passes: tuple[float, float], batch: int, fwd: float, fb: float) -> float:
+    """Seconds of one explainer call: backward images as forward+backward passes, the rest forward only."""
+    forward, backward = passes
+    return (backward * fb + max(forward - backward, 0.0) * fwd) / batch
 
 
 def median_time(fn: Any, repeats: int = 5) -> float:
@@ -93,10 +124,11 @@ def lower_bound(cfg: AuditConfig) -> tuple[float, dict[str, float]]:
     bs, ebs = cfg.batch_size, cfg.explain.batch_size
     parts = {"robustness": 0.0, "explanations": 0.0, "sanity": 0.0, "manipulation": 0.0}
     mc = cfg.manipulation
+    h, w = shape[-2:]
     for name, model in models.items():
         model.eval()
         fwd, fb = pass_times(model, shape, bs)
-        _, fb_e = pass_times(model, shape, ebs)
+        fwd_e, fb_e = pass_times(model, shape, ebs)
         parts["robustness"] += n / bs * fwd  # clean predictions
         for a in cfg.attacks:
             for eps in a.epsilons:
@@ -108,17 +140,43 @@ def lower_bound(cfg: AuditConfig) -> tuple[float, dict[str, float]]:
             fwd_s, fb_s = pass_times(model, shape, n_s)
             parts["sanity"] += fb_s + 2 * fwd_s
         if mc is not None and (mc.models is None or name in mc.models):
-            # Each iteration needs the map's input gradient (one forward+backward with a graph) and the
-            # gradient of the loss through it (one more backward through both): at least 2 passes.
-            n_m = min(mc.n_images, n_sub)
-            _, fb_m = pass_times(model, shape, min(mc.batch_size, n_m))
-            iters = [int(mc.method_params.get(m, {}).get("iterations", mc.iterations)) for m in mc.methods]
-            parts["manipulation"] += sum(n_m / min(mc.batch_size, n_m) * it * 2 * fb_m for it in iters)
+            parts["manipulation"] += manipulation_bound(cfg, model, shape, min(mc.n_images, n_sub))
         for method in explanation_methods(cfg):
-            params = cfg.explain.params.get(method, {})
-            per_image = EXPLAINER_PASSES.get(method, lambda p: 1)(params)
-            parts["explanations"] += len(explained_conditions(cfg)) * n_sub / ebs * per_image * fb_e
+            passes = explainer_passes(method, cfg.explain.params.get(method, {}), ebs, h, w)
+            per_call = call_seconds(passes, ebs, fwd_e, fb_e)
+            parts["explanations"] += len(explained_conditions(cfg)) * n_sub / ebs * per_call
     return sum(parts.values()), parts
+
+
+def manipulation_bound(cfg: AuditConfig, model: torch.nn.Module, shape: tuple[int, ...], n_m: int) -> float:
+    """Pass-count bound of one model's manipulation units, in seconds.
+
+    Per iteration the attack needs the surrogate map's input gradient (a forward+backward with a graph) and
+    the loss gradient through it (one more backward through both), plus the logits' forward+backward: at
+    least 3 passes, and one more forward+backward of the real model with ``select = "real"``. Then the
+    predictions (3 forwards: explained class, clean and attacked logits) and each evaluated explainer on the
+    clean and the attacked images.
+    """
+    mc = cfg.manipulation
+    assert mc is not None
+    b = min(mc.batch_size, n_m)
+    fwd, fb = pass_times(model, shape, b)
+    h, w = shape[-2:]
+    total = 0.0
+    for method in mc.methods:
+        override = mc.method_params.get(method, {})
+        iterations = int(override.get("iterations", mc.iterations))
+        select = {**mc.params, **override.get("params", {})}.get("select", "last")
+        per_iteration = (3 + (1 if select == "real" else 0)) * fb
+        evaluated = [method]
+        if method in mc.transfer_from:
+            evaluated += [m for m in dict.fromkeys([*mc.methods, *mc.evaluate]) if m != method]
+        maps = sum(
+            2 * call_seconds(explainer_passes(ev, cfg.explain.params.get(ev, {}), b, h, w), b, fwd, fb)
+            for ev in evaluated
+        )
+        total += n_m / b * (iterations * per_iteration + 3 * fwd + maps)
+    return total
 
 
 def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -127,13 +185,22 @@ def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         models = load_config(profile=args.profile).model_dump()["models"]
         overrides["models"] = [{**m, "arch_kwargs": {}} for m in models]
     cfg = load_config(profile=args.profile, **overrides)
-    run_audit(cfg, tmp / "warm")  # trains or loads the models; untimed
+    if not args.skip_warmup:
+        run_audit(cfg, tmp / "warm")  # trains or loads the models; untimed
     t = time.perf_counter()
     result = run_audit(cfg, tmp / "timed")
     wall = time.perf_counter() - t
     with Store(result.store, readonly=True) as store:
         timings = store.get_meta("timings")
     bound, parts = lower_bound(cfg)
+    overhead = {  # what the bound does not count
+        "data_s": timings["data"],
+        "models_s": timings["models"],
+        "setup_s": round(
+            timings["total_before_report"] - timings["units"] - timings["data"] - timings["models"], 2
+        ),
+        "report_s": round(wall - timings["total_before_report"], 2),
+    }
     return {
         "profile": args.profile + (" (full-width models)" if args.full_width else ""),
         "n_test": cfg.data.n_test,
@@ -142,6 +209,7 @@ def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "units_s": timings["units"],
         "lower_bound_s": round(bound, 2),
         "bound_parts_s": {k: round(v, 2) for k, v in parts.items()},
+        "overhead_s": overhead,
         "ratio_whole": round(wall / bound, 3),
         "ratio_units": round(timings["units"] / bound, 3),
     }
@@ -233,6 +301,9 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--full-width", action="store_true", help="pass-count figure with default-width CNNs")
+    parser.add_argument(
+        "--skip-warmup", action="store_true", help="no untimed first audit (the model cache is already warm)"
+    )
     parser.add_argument(
         "--rss-images", type=int, default=300, help="1× images (the default profile's n_test)"
     )
