@@ -52,6 +52,14 @@ def save_png(fig: Figure, path: Path) -> Path:
     return path
 
 
+def set_margins(
+    fig: Figure, *, left: float, right: float, bottom: float, top: float, wspace: float = 0.2
+) -> None:
+    """Fixed margins in inches: what ``tight_layout`` would find for these plots, without its extra draw."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, wspace=wspace)
+
+
 def minmax_normalise(array: np.ndarray) -> np.ndarray:
     """Scale a map to [0, 1]; constant or empty maps become zeros; NaN becomes 0."""
     arr = np.nan_to_num(np.asarray(array, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -194,5 +202,6 @@ def robustness_figure(robustness: pd.DataFrame, clean: pd.DataFrame, path: Path)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
     axes[-1].legend(fontsize=8, loc="best", title="model (dashed = clean)", title_fontsize=7)
-    fig.tight_layout()
+    rotated = any(len(ax.get_xticks()) > 5 for ax in axes)
+    set_margins(fig, left=0.65, right=0.15, bottom=0.75 if rotated else 0.5, top=0.35, wspace=0.08)
     return save_png(fig, path)

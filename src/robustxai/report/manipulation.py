@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
-from robustxai.report.figures import save_png
+from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,8 @@ def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None
     ax.set_ylim(-0.1, 1.05)
     ax.set_title(f"{model}: original vs attacked — images (blue), maps (red)", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
+    longest = max(len(a) for a in methods)  # labels rotated by 20°: room below for the longest
+    set_margins(fig, left=0.6, right=0.15, bottom=0.2 + 0.02 * longest, top=0.35)
     return save_png(fig, path)
 
 
