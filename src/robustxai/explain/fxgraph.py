@@ -1,0 +1,203 @@
+"""A model as a traced graph of operations, classified for incremental (box-wise) evaluation.
+
+Used by incremental occlusion (:mod:`robustxai.explain.incremental`). An operation is
+
+* *pointwise* in space: every output pixel depends only on the same pixel of its inputs (batch norm in eval
+  mode, elementwise activations, residual adds, the wrapper's normalisation, channel concatenation), so it
+  can be evaluated on any box of its input;
+* a *window* operation: ``Conv2d`` (zero padding), ``MaxPool2d``, ``AvgPool2d`` — an output pixel depends on
+  a k×k neighbourhood, so a box of the output needs the box of its input grown by the kernel (the halo);
+* anything else (global pooling, flatten, linear, attention, custom code): evaluated on whole tensors.
+
+Tracing uses ``torch.fx``; a custom sub-module whose own forward cannot be traced becomes one opaque "other"
+operation, so one attention head does not stop the convolutions before it from being incremental.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from robustxai.models.wrapper import ModelWrapper
+
+POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU,
+    nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
+)  # fmt: skip
+POINTWISE_FUNCTIONS: set[Any] = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.iadd, operator.imul,
+    torch.add, torch.sub, torch.mul, torch.div, torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs,
+    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish, F.softplus, F.hardtanh,
+    F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, torch.cat,
+}  # fmt: skip
+POINTWISE_METHODS = {
+    "relu", "relu_", "sigmoid", "tanh", "add", "add_", "sub", "mul", "mul_", "div", "clone", "contiguous",
+    "expand",
+}  # fmt: skip
+INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+
+
+@dataclass(frozen=True)
+class WindowOp:
+    """A sliding-window operation.
+
+    Per axis its extent ``d·(k − 1) + 1``, stride and padding; the padding value; and the operation itself
+    without padding, applied to an input already padded with that value.
+    """
+
+    extent: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+    fill: float
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def window_op(module: nn.Module) -> WindowOp | None:
+    """The :class:`WindowOp` of a supported module, else ``None``."""
+    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
+        if isinstance(module.padding, str) and module.padding != "valid":
+            return None
+        pad = (0, 0) if isinstance(module.padding, str) else _pair(module.padding)
+        k, d = _pair(module.kernel_size), _pair(module.dilation)
+        conv = module
+
+        def convolve(x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+        extent = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        return WindowOp(extent, _pair(module.stride), pad, 0.0, convolve)
+    if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and not module.return_indices:
+        k, d = _pair(module.kernel_size), _pair(module.dilation)
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+        extent = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        pool = lambda x: F.max_pool2d(x, k, s, 0, d)  # noqa: E731
+        return WindowOp(extent, s, _pair(module.padding), float("-inf"), pool)
+    if isinstance(module, nn.AvgPool2d) and not module.ceil_mode:
+        k, pad = _pair(module.kernel_size), _pair(module.padding)
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+        if pad != (0, 0) and not module.count_include_pad:
+            return None
+        div = module.divisor_override
+        return WindowOp(k, s, pad, 0.0, lambda x: F.avg_pool2d(x, k, s, 0, False, True, div))
+    return None
+
+
+def is_pointwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` acts on each pixel separately (checked further against shapes by the caller)."""
+    if node.op == "call_module":
+        m = modules[str(node.target)]
+        if isinstance(m, nn.BatchNorm2d):
+            return m.track_running_stats and m.running_mean is not None
+        return isinstance(m, POINTWISE_MODULES)
+    if node.op == "call_function":
+        if node.target is torch.cat:
+            dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+            return dim in (1, -3)
+        return node.target in POINTWISE_FUNCTIONS
+    if node.op == "call_method":
+        if node.target == "expand":  # the wrapper's grey → RGB repeat: x.expand(-1, C, -1, -1)
+            args = node.args
+            return len(args) == 5 and args[1:2] == (-1,) and args[3:] == (-1, -1)
+        return node.target in POINTWISE_METHODS
+    return False
+
+
+def is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` may overwrite one of its inputs (its inputs are then copied first)."""
+    if node.op == "call_module":
+        return bool(getattr(modules[str(node.target)], "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    return node.target in INPLACE_FUNCTIONS or bool(node.kwargs.get("inplace", False))
+
+
+def call(
+    node: fx.Node,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    root: nn.Module,
+    modules: dict[str, nn.Module],
+) -> Any:
+    """Evaluate one node on concrete arguments."""
+    if node.op == "call_module":
+        return modules[str(node.target)](*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)  # type: ignore[operator]
+    if node.op == "call_method":
+        return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+    if node.op == "get_attr":
+        value: Any = root
+        for part in str(node.target).split("."):
+            value = getattr(value, part)
+        return value
+    raise ValueError(f"cannot evaluate a {node.op} node")
+
+
+class Normalised(nn.Module):
+    """A :class:`ModelWrapper`'s forward without its input check (which fx cannot trace), in one dtype."""
+
+    def __init__(self, wrapper: ModelWrapper, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net = wrapper.net
+        self.repeat = wrapper.net_channels if wrapper.net_channels != wrapper.in_channels else 0
+        self.register_buffer("mean", wrapper.get_buffer("mean").to(dtype))
+        self.register_buffer("std", wrapper.get_buffer("std").to(dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Repeat grey to the network's channels if needed, normalise, run the network."""
+        if self.repeat:
+            x = x.expand(-1, self.repeat, -1, -1)
+        return self.net((x - self.get_buffer("mean")) / self.get_buffer("std"))
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, opaque: set[int]) -> None:
+        super().__init__()
+        self.opaque = opaque
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return id(m) in self.opaque or super().is_leaf_module(m, module_qualified_name)
+
+
+def traceable(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The module to trace: a plain :class:`ModelWrapper` is replaced by :class:`Normalised`."""
+    if isinstance(model, ModelWrapper) and type(model).forward is ModelWrapper.forward:
+        return Normalised(model, dtype)
+    return model
+
+
+def trace(root: nn.Module) -> fx.Graph:
+    """Trace ``root``; custom sub-modules that cannot be traced on their own become opaque calls.
+
+    Tracing runs the Python forward on proxies, so a module that stores something during its forward
+    (e.g. the last attention map) would keep a proxy: every module's attributes are restored afterwards.
+    """
+    saved = [(m, dict(m.__dict__)) for m in root.modules()]
+    try:
+        try:
+            return _Tracer(set()).trace(root)
+        except Exception:  # noqa: BLE001 - any tracing failure: find the untraceable sub-modules
+            opaque: set[int] = set()
+            probe = _Tracer(opaque)
+            for name, m in reversed(list(root.named_modules())):
+                if name and not probe.is_leaf_module(m, name):
+                    try:
+                        _Tracer(opaque).trace(m)
+                    except Exception:  # noqa: BLE001
+                        opaque.add(id(m))
+            return _Tracer(opaque).trace(root)
+    finally:
+        for m, attrs in saved:
+            m.__dict__.clear()
+            m.__dict__.update(attrs)
