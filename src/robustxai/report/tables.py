@@ -191,9 +191,9 @@ def alignment_table(metrics: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Columns :data:`ALIGNMENT_COLUMNS` plus ``n_missing``, sorted by the grouping columns.
     """
-    rows = [
-        (*key, *_ci_row(group["value"].to_numpy()))
-        for key, group in metrics.groupby(_GROUP, sort=True, dropna=False)
+    rows = [  # a Series group-by: no per-group frame is built (the report's largest table)
+        (*key, *_ci_row(values.to_numpy()))
+        for key, values in metrics.groupby(_GROUP, sort=True, dropna=False)["value"]
     ]
     cols = [*_GROUP, "value", "n", "ci_low", "ci_high", "n_missing"]
     out = pd.DataFrame(rows, columns=cols)
