@@ -18,7 +18,6 @@ are exactly what they always were. GPU numbers may differ from CPU numbers in th
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,8 +28,6 @@ from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_unit
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper
-
-log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 DEVICES = ("cpu", "cuda")
