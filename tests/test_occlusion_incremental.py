@@ -237,10 +237,15 @@ def test_untraceable_submodule_is_opaque_and_keeps_its_state() -> None:
 # --- batching and pass counts ------------------------------------------------------------------------------
 
 
-def test_rows_per_pass_do_not_change_the_numbers() -> None:
+def test_rows_per_pass_and_image_groups_do_not_change_the_numbers(monkeypatch) -> None:
     torch.manual_seed(10)
     model = rx.create_model("smallcnn", widths=(4, 8, 8, 8)).eval().double()
     x = _images(3, 1, 32, 32, seed=10)
+    expl = rx.create_explainer("occlusion", window=6, stride=4, baseline="mean")
+    whole = expl(model, x)
+    monkeypatch.setattr(incremental, "CLEAN_BYTES", 1)  # one image per group
+    torch.testing.assert_close(expl(model, x), whole, **TOL)
+    monkeypatch.undo()
     maps = [
         rx.create_explainer("occlusion", window=6, stride=4, batch_size=bs)(model, x) for bs in (None, 1, 7)
     ]

@@ -1,0 +1,112 @@
+"""Boxes of a feature map, one per occlusion window, and the two tensor moves incremental occlusion needs.
+
+A :class:`Box` holds one rectangle per window, all of the same size. :func:`gather` cuts each window's box out
+of a clean activation (stored channels-last, so a box is a set of whole pixel rows and one ``index_select``
+fetches them all); :func:`paste` writes each window's changed box into it. :func:`slide` grows a box through
+a convolution or pooling, :func:`union` joins the boxes of a multi-input operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Box:
+    """One box per window, all of size ``h × w``: top-left corners ``y``, ``x`` (one per window)."""
+
+    h: int
+    w: int
+    y: np.ndarray
+    x: np.ndarray
+
+    def same(self, other: Box) -> bool:
+        """Whether both are the same boxes for every window."""
+        return (
+            (self.h, self.w) == (other.h, other.w)
+            and np.array_equal(self.y, other.y)
+            and np.array_equal(self.x, other.x)
+        )
+
+
+def index(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A numpy index array as a flat ``long`` tensor on ``device``."""
+    return torch.as_tensor(values.reshape(-1), dtype=torch.long, device=device)
+
+
+def _pixels(
+    b: np.ndarray, y: np.ndarray, x: np.ndarray, h: int, w: int, height: int, width: int
+) -> np.ndarray:
+    """Row numbers, in a ``[rows · height · width]`` pixel list, of each row's ``h × w`` box ``[N, h, w]``."""
+    return (
+        (b[:, None, None] * height + y[:, None, None] + np.arange(h)[:, None]) * width
+        + x[:, None, None]
+        + np.arange(w)
+    )
+
+
+def nhwc(t: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` as a contiguous ``[B, H, W, C]``: a box is then a set of whole pixel rows."""
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def gather(t: torch.Tensor, b: np.ndarray, y: np.ndarray, x: np.ndarray, h: int, w: int) -> torch.Tensor:
+    """Boxes ``t[b[n], y[n]:y[n]+h, x[n]:x[n]+w]`` of a ``[B, H, W, C]`` tensor, as ``[N, C, h, w]``.
+
+    The result is channels-last in memory, so :func:`paste` writes whole pixels and convolutions run
+    channels-last (twice as fast as channels-first on CPU for these sizes).
+    """
+    _, height, width, c = t.shape
+    if (h, w) == (height, width):
+        rows = t.reshape(t.shape[0], -1).index_select(0, index(b, t.device))
+    else:
+        rows = t.reshape(-1, c).index_select(0, index(_pixels(b, y, x, h, w, height, width), t.device))
+    return rows.view(len(b), h, w, c).permute(0, 3, 1, 2)
+
+
+def paste(dst: torch.Tensor, src: torch.Tensor, y: np.ndarray, x: np.ndarray) -> torch.Tensor:
+    """Write ``src[n]`` into ``dst[n]`` (from :func:`gather`) at ``(y[n], x[n])``; returns ``dst``.
+
+    Parts of ``src`` that fall outside ``dst`` are dropped (no output of the layer reads them).
+    """
+    n, c, height, width = dst.shape
+    h, w = src.shape[-2:]
+    if (y == y[0]).all() and (x == x[0]).all():
+        y0, x0 = int(y[0]), int(x[0])
+        top, left, bottom, right = max(0, -y0), max(0, -x0), min(h, height - y0), min(w, width - x0)
+        if top < bottom and left < right:
+            dst[:, :, y0 + top : y0 + bottom, x0 + left : x0 + right] = src[:, :, top:bottom, left:right]
+        return dst
+    rows = np.arange(n)
+    yy, xx = y[:, None, None] + np.arange(h)[:, None], x[:, None, None] + np.arange(w)
+    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    pixels = src.permute(0, 2, 3, 1).reshape(-1, c)
+    if not inside.all():
+        pixels = pixels.index_select(0, index(np.flatnonzero(inside), src.device))
+    target = index(((rows[:, None, None] * height + yy) * width + xx)[inside], dst.device)
+    dst.permute(0, 2, 3, 1).view(-1, c).index_copy_(0, target, pixels)
+    return dst
+
+
+def slide(
+    start: np.ndarray, size: int, n_out: int, extent: int, stride: int, pad: int
+) -> tuple[np.ndarray, int]:
+    """Output box (corners, size) of a window op whose input changed on ``[start, start + size)``."""
+    first = np.maximum(-((extent - 1 - start - pad) // stride), 0)  # ceil((start + pad − extent + 1) / s)
+    last = np.minimum((start + size - 1 + pad) // stride, n_out - 1)
+    count = int((last - first).max()) + 1
+    return np.clip(first, 0, n_out - count), count
+
+
+def union(boxes: list[Box], height: int, width: int) -> Box:
+    """The smallest common-size boxes (inside the ``height × width`` map) that contain all of ``boxes``."""
+    if all(b.same(boxes[0]) for b in boxes):
+        return boxes[0]
+    y0, x0 = np.minimum.reduce([b.y for b in boxes]), np.minimum.reduce([b.x for b in boxes])
+    y1 = np.maximum.reduce([b.y + b.h for b in boxes])
+    x1 = np.maximum.reduce([b.x + b.w for b in boxes])
+    h, w = int((y1 - y0).max()), int((x1 - x0).max())
+    return Box(h, w, np.clip(y0, 0, height - h), np.clip(x0, 0, width - w))
