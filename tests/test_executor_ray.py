@@ -59,6 +59,11 @@ def test_config_rejects_unknown_executor_kind() -> None:
         load_config(profile="smoke", executor={"kind": "slurm"})
 
 
+def test_gpus_the_cluster_lacks_are_refused(ray_cluster: Any) -> None:
+    with pytest.raises(ConfigError, match="the Ray cluster has 0 GPU"):
+        create_executor("ray", num_gpus=1).run([], None, lambda unit, result: None)  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_ray_audit_equals_local_audit(ray_cluster: Any, tmp_path: Path) -> None:
     threads = torch.get_num_threads()

@@ -125,6 +125,12 @@ class RayExecutor:
         return max(1, int(cpus // self.num_cpus)) if self.num_cpus > 0 else 1
 
     def _run(self, ray: Any, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        if self.num_gpus > gpus:  # Ray would wait for ever for a GPU that no node has
+            raise ConfigError(
+                f"executor.num_gpus = {self.num_gpus:g} but the Ray cluster has {gpus:g} GPU(s): no task "
+                "could start; set num_gpus = 0 or join a node with GPUs"
+            )
         task = ray.remote(_worker_run).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
         cap = self.max_in_flight or 2 * self._slots(ray)
         needed = {u.model for u in units}
