@@ -208,6 +208,24 @@ class Untraceable(nn.Module):
         return y.amax(dim=(2, 3))
 
 
+class ViewFlatten(nn.Module):
+    """LeNet-style ``x.view(x.size(0), -1)`` on a feature map (channels-last inside the engine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_view_of_a_feature_map() -> None:
+    torch.manual_seed(12)
+    _check(ViewFlatten().double().eval(), _images(2, 1, 16, 16, seed=12), 4, 2, "zero")
+
+
 def test_unsupported_op_is_computed_in_full() -> None:
     torch.manual_seed(6)
     _check(GroupNormInTheMiddle().double().eval(), _images(2, 1, 20, 20, seed=6), 4, 3, "mean")

@@ -122,6 +122,17 @@ def is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return node.target in INPLACE_FUNCTIONS or bool(node.kwargs.get("inplace", False))
 
 
+def needs_contiguous(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` may ``view`` its inputs, so channels-last activations must be made contiguous first.
+
+    ``Tensor.view`` itself, and custom modules (whose code is not traced); PyTorch's own modules and
+    functions take any memory layout.
+    """
+    if node.op == "call_module":
+        return not type(modules[str(node.target)]).__module__.startswith("torch.")
+    return node.op == "call_method" and node.target == "view"
+
+
 def call(
     node: fx.Node,
     args: tuple[Any, ...],

@@ -27,7 +27,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robustxai.explain.boxes import Box, gather, index, nhwc, paste, slide, union
-from robustxai.explain.fxgraph import WindowOp, call, is_inplace, is_pointwise, trace, traceable, window_op
+from robustxai.explain.fxgraph import (
+    WindowOp,
+    call,
+    is_inplace,
+    is_pointwise,
+    needs_contiguous,
+    trace,
+    traceable,
+    window_op,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +113,9 @@ class Engine:
         if is_inplace(node, self.modules):
             clone = lambda v: v.clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
             args, kwargs = torch.utils._pytree.tree_map(clone, (args, kwargs))
+        elif needs_contiguous(node, self.modules):
+            dense = lambda v: v.contiguous() if isinstance(v, torch.Tensor) else v  # noqa: E731
+            args, kwargs = torch.utils._pytree.tree_map(dense, (args, kwargs))
         return call(node, args, kwargs, self.root, self.modules)
 
     def plan(self, box: Box) -> dict[fx.Node, Box | None]:
