@@ -242,6 +242,19 @@ def test_model_in_training_mode_falls_back_to_captum() -> None:
     _check(model, _images(2, 1, 16, 16, seed=8), 4, 4, incremental_runs=False)
 
 
+def test_batch_statistics_fall_back_to_captum() -> None:
+    torch.manual_seed(13)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2, track_running_stats=False),
+        nn.Flatten(),
+        nn.Linear(2 * 14 * 14, 2),
+    )
+    model = model.double().eval()
+    x = _images(2, 1, 16, 16, seed=13)
+    assert incremental.occlusion(model, x, torch.tensor([0, 1]), 4, 4, 0.0) is None
+
+
 def test_untraceable_submodule_is_opaque_and_keeps_its_state() -> None:
     torch.manual_seed(9)
     model = rx.create_model("smallcnn-attention", widths=(8, 8, 16, 16)).eval().double()

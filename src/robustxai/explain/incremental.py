@@ -267,8 +267,14 @@ def occlusion(
         Attributions ``[B, C, H, W]`` in float32 (Captum divides its float sums by float32 window counts),
         and the targets.
     """
-    if any(m.training for m in model.modules()):
-        logger.debug("incremental occlusion needs a model in eval mode; using Captum's")
+    batch_statistics = (
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None for m in model.modules()
+    )
+    if any(m.training for m in model.modules()) or any(batch_statistics):
+        # an image's logits would depend on the rows passed with it: only Captum's own passes give its numbers
+        logger.debug(
+            "incremental occlusion needs a model in eval mode with running statistics; using Captum's"
+        )
         return None
     try:
         with torch.no_grad():
