@@ -68,6 +68,9 @@ EXPLAINER_PASSES: dict[str, Callable[[dict[str, Any], int, int], tuple[float, fl
 }
 
 
+EXPLAINER_COUNTS: dict[str, tuple[float, float]] = {}  # what the last bound used, for the output
+
+
 def explainer_passes(method: str, params: dict[str, Any], batch: int, h: int, w: int) -> tuple[float, float]:
     """Images pushed forward and backward by one call of ``method`` on ``batch`` images of ``h × w``.
 
@@ -105,15 +108,31 @@ def median_time(fn: Any, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+# Bound parts by unit kind.
+STAGES = {"robustness": "robustness", "explanation": "explanations", "sanity": "sanity"}
+
+
 class TimedExecutor(LocalExecutor):
-    """The local executor, recording the seconds (on :data:`CLOCK`) its units take."""
+    """The local executor, recording the seconds (on :data:`CLOCK`) its units take, in all and per stage."""
 
     seconds = 0.0
 
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Any) -> None:
-        t = CLOCK()
-        super().run(units, ctx, commit)
-        self.seconds = CLOCK() - t
+        self.stages: dict[str, float] = {}
+        start = last = CLOCK()
+
+        def timed(
+            unit: Unit, result: Any
+        ) -> None:  # a unit's time: since the previous commit, its own included
+            nonlocal last
+            commit(unit, result)
+            now = CLOCK()
+            stage = STAGES.get(unit.kind, unit.kind)
+            self.stages[stage] = self.stages.get(stage, 0.0) + now - last
+            last = now
+
+        super().run(units, ctx, timed)
+        self.seconds = CLOCK() - start
 
 
 def pass_times(model: torch.nn.Module, shape: tuple[int, ...], batch: int) -> tuple[float, float]:
@@ -163,6 +182,7 @@ def lower_bound(cfg: AuditConfig) -> tuple[float, dict[str, float]]:
             passes = explainer_passes(method, cfg.explain.params.get(method, {}), ebs, h, w)
             per_call = call_seconds(passes, ebs, fwd_e, fb_e)
             parts["explanations"] += len(explained_conditions(cfg)) * n_sub / ebs * per_call
+            EXPLAINER_COUNTS[method] = passes
     return sum(parts.values()), parts
 
 
@@ -233,6 +253,10 @@ def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "overhead_s": overhead,
         "ratio_whole": round(whole / bound, 3),
         "ratio_units": round(executor.seconds / bound, 3),
+        "ratio_by_stage": {k: round(executor.stages.get(k, 0.0) / v, 3) for k, v in parts.items() if v > 0},
+        "explainer_passes_per_call": {
+            m: [cfg.explain.batch_size, *map(float, fb)] for m, fb in EXPLAINER_COUNTS.items()
+        },
     }
 
 
