@@ -66,6 +66,7 @@ def _check(
         "occlusion", window=window, stride=stride, baseline=baseline, reduction=reduction
     )
     e = expl.explain(model, x, target=targets)
+    assert expl.last_path == ("incremental" if incremental_runs else "captum")
     ref = _captum(model, x, targets, window, stride, baseline).to(x.dtype)
     torch.testing.assert_close(e.attributions, ref, **TOL)
     expected = ref.amax(dim=1) if reduction == "max" else ref.abs().amax(dim=1)

@@ -3,7 +3,8 @@
 A :class:`Box` holds one rectangle per window, all of the same size. :func:`gather` cuts each window's box out
 of a clean activation (stored channels-last, so a box is a set of whole pixel rows and one ``index_select``
 fetches them all); :func:`paste` writes each window's changed box into it. :func:`slide` grows a box through
-a convolution or pooling, :func:`union` joins the boxes of a multi-input operation.
+a convolution or pooling, :func:`union` joins the boxes of a multi-input operation, :func:`spread` sums
+per-window scores over the pixels each window covers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -110,3 +112,15 @@ def union(boxes: list[Box], height: int, width: int) -> Box:
     x1 = np.maximum.reduce([b.x + b.w for b in boxes])
     h, w = int((y1 - y0).max()), int((x1 - x0).max())
     return Box(h, w, np.clip(y0, 0, height - h), np.clip(x0, 0, width - w))
+
+
+def spread(values: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+    """Per pixel, the sum of ``values`` ``[B, 1, n_h, n_w]`` over the windows that cover it.
+
+    Window ``(i, j)`` covers ``[i·stride, i·stride + window)`` on each axis (the last ones reach past the
+    image, which the caller cuts off). Two one-dimensional passes, so nothing of size windows × window² is
+    ever held; a pixel whose windows all score exactly 0 gets exactly 0.
+    """
+    k = torch.ones(1, 1, window, 1, dtype=values.dtype, device=values.device)
+    rows = F.conv_transpose2d(values, k, stride=(stride, 1))
+    return F.conv_transpose2d(rows, k.transpose(2, 3), stride=(1, stride))

@@ -10,13 +10,23 @@ Used by incremental occlusion (:mod:`robustxai.explain.incremental`). An operati
 * anything else (global pooling, flatten, linear, attention, custom code): evaluated on whole tensors.
 
 Tracing uses ``torch.fx``; a custom sub-module whose own forward cannot be traced becomes one opaque "other"
-operation, so one attention head does not stop the convolutions before it from being incremental.
+operation, so one attention head does not stop the convolutions before it from being incremental. A module
+with forward hooks or pre-hooks is never evaluated on a box (the hooks see whole tensors, as in the model).
+
+Thread safety: ``torch.fx`` tracing temporarily patches ``nn.Module.__call__`` for the whole process, so a
+model running in another thread *while a model is being traced* may be traced by mistake. Tracing is therefore
+done once per model and module tree (:func:`cached_trace`), and never while the engine evaluates a model in
+another thread (:data:`GATE`); other code (Captum, training, ...) running in other threads during the first
+occlusion call on a model is not protected.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +54,22 @@ POINTWISE_METHODS = {
 INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
 
 
+class UnsupportedError(Exception):
+    """The incremental engine does not handle this model; the caller uses Captum's full passes."""
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks or forward pre-hooks of its own."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def global_hooks() -> bool:
+    """Whether forward hooks or pre-hooks are registered for every module (``register_module_forward_*``)."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
+
+
 @dataclass(frozen=True)
 class WindowOp:
     """A sliding-window operation.
@@ -64,7 +90,14 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 def window_op(module: nn.Module) -> WindowOp | None:
-    """The :class:`WindowOp` of a supported module, else ``None``."""
+    """The :class:`WindowOp` of a supported module, else ``None``.
+
+    Subclasses with their own ``forward`` and modules with hooks are not supported (the operation built here
+    would skip them).
+    """
+    own = next((t for t in (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d) if isinstance(module, t)), None)
+    if own is None or type(module).forward is not own.forward or has_hooks(module):
+        return None
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
         if isinstance(module.padding, str) and module.padding != "valid":
             return None
@@ -97,6 +130,8 @@ def is_pointwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` acts on each pixel separately (checked further against shapes by the caller)."""
     if node.op == "call_module":
         m = modules[str(node.target)]
+        if has_hooks(m):
+            return False
         if isinstance(m, nn.BatchNorm2d):
             return m.track_running_stats and m.running_mean is not None
         return isinstance(m, POINTWISE_MODULES)
@@ -192,7 +227,8 @@ def trace(root: nn.Module) -> fx.Graph:
     """Trace ``root``; custom sub-modules that cannot be traced on their own become opaque calls.
 
     Tracing runs the Python forward on proxies, so a module that stores something during its forward
-    (e.g. the last attention map) would keep a proxy: every module's attributes are restored afterwards.
+    (e.g. the last attention map) would keep a proxy: attributes that tracing changed are restored afterwards.
+    Not thread-safe (see the module docstring); :func:`cached_trace` is the entry point.
     """
     saved = [(m, dict(m.__dict__)) for m in root.modules()]
     try:
@@ -210,5 +246,89 @@ def trace(root: nn.Module) -> fx.Graph:
             return _Tracer(opaque).trace(root)
     finally:
         for m, attrs in saved:
-            m.__dict__.clear()
-            m.__dict__.update(attrs)
+            for key in [k for k in m.__dict__ if k not in attrs]:
+                del m.__dict__[key]
+            for key, value in attrs.items():
+                if m.__dict__.get(key, attrs) is not value:
+                    m.__dict__[key] = value
+
+
+class _Gate:
+    """Many engine runs, or one trace, at a time (tracing patches ``nn.Module.__call__`` for every thread)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._runs = 0
+        self._tracing = False
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        """Held while the engine evaluates a model."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._tracing)
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._runs -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def trace(self) -> Iterator[None]:
+        """Held while tracing: waits for the engine runs of other threads to end."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._tracing and self._runs == 0)
+            self._tracing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._tracing = False
+                self._cond.notify_all()
+
+
+GATE = _Gate()
+_CACHE_LOCK = threading.Lock()
+# per model: (dtype, module tree) it was traced for, and its graph or the reason it is not supported
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], fx.Graph | str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _key(model: nn.Module, dtype: torch.dtype) -> tuple[Any, ...]:
+    return (dtype, tuple((name, id(m), type(m)) for name, m in model.named_modules()))
+
+
+def cached_trace(model: nn.Module, dtype: torch.dtype) -> tuple[nn.Module, fx.Graph]:
+    """The root to evaluate (:func:`traceable`) and its graph, traced once per model, dtype and module tree.
+
+    Must not be called while holding ``GATE.run()`` (tracing waits for every engine run to end).
+
+    Raises:
+        UnsupportedError: The model cannot be traced, or was declined before (:func:`decline`).
+    """
+    root, key = traceable(model, dtype), _key(model, dtype)
+    with _CACHE_LOCK:
+        entry = _GRAPHS.get(model)
+    if entry is None or entry[0] != key:
+        with GATE.trace():
+            with _CACHE_LOCK:
+                entry = _GRAPHS.get(model)
+            if entry is None or entry[0] != key:
+                try:
+                    entry = (key, trace(root))
+                except Exception as exc:  # noqa: BLE001 - whatever fx raises: the model is not traceable
+                    entry = (key, f"torch.fx cannot trace the model ({type(exc).__name__}: {exc})")
+                with _CACHE_LOCK:
+                    _GRAPHS[model] = entry
+    if isinstance(entry[1], str):
+        raise UnsupportedError(entry[1])
+    return root, entry[1]
+
+
+def decline(model: nn.Module, dtype: torch.dtype, reason: str) -> UnsupportedError:
+    """Remember that ``model`` (in this dtype and module tree) is not supported; the exception to raise."""
+    with _CACHE_LOCK:
+        _GRAPHS[model] = (_key(model, dtype), reason)
+    return UnsupportedError(reason)

@@ -12,13 +12,15 @@ moved inside the map at the borders), so any rows batch together. Once a box cov
 pasted into the clean activation and the rest of the network runs on whole tensors.
 
 The logits, and so the attributions, are those of the ordinary computation up to floating-point rounding.
-On ``smallcnn`` at 64 px with 8-px windows a window costs about a tenth of a forward pass. Unsupported
+On ``smallcnn`` at 64 px with 8-px windows a window costs about a tenth of a forward pass. UnsupportedError
 models make :func:`occlusion` return ``None`` (the caller falls back to Captum).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -26,15 +28,19 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from robustxai.explain.boxes import Box, gather, index, nhwc, paste, slide, union
+from robustxai.explain.boxes import Box, gather, index, nhwc, paste, slide, spread, union
 from robustxai.explain.fxgraph import (
+    GATE,
+    UnsupportedError,
     WindowOp,
+    cached_trace,
     call,
+    decline,
+    global_hooks,
+    has_hooks,
     is_inplace,
     is_pointwise,
     needs_contiguous,
-    trace,
-    traceable,
     window_op,
 )
 
@@ -42,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 FULL_AT = 0.6  # a box covering this fraction of its map or more is computed as the whole map
 CLEAN_BYTES = 1 << 30  # images are explained in groups whose kept clean activations take about this much
+_LOG_LOCK = threading.Lock()
+_DECLINED: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()  # reasons logged
 
 
 def chunk_elements(dtype: torch.dtype, device: torch.device) -> int:
@@ -79,14 +87,19 @@ def _spatially_constant(value: Any) -> bool:
 class Engine:
     """The traced model, its clean activations on ``images`` and the box plan of a window geometry."""
 
-    def __init__(self, model: nn.Module, images: torch.Tensor) -> None:
-        self.root = traceable(model, images.dtype)
-        self.graph = trace(self.root)
+    def __init__(self, model: nn.Module, images: torch.Tensor, root: nn.Module, graph: fx.Graph) -> None:
+        self.root, self.graph = root, graph
         self.modules = dict(self.root.named_modules())
         self.nodes = list(self.graph.nodes)
+        called = {id(self.modules[str(n.target)]) for n in self.nodes if n.op == "call_module"}
+        hooked = [
+            name or "the model" for name, m in model.named_modules() if has_hooks(m) and id(m) not in called
+        ]
+        if hooked:  # hooks of a module whose forward was traced through would not run
+            raise UnsupportedError(f"forward hooks on {hooked[0]}, whose forward is traced")
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
-            raise ValueError(f"the traced forward takes {len(inputs)} inputs, not one")
+            raise decline(model, images.dtype, f"the traced forward takes {len(inputs)} inputs, not one")
         self.input = inputs[0]
         self.var: set[fx.Node] = set()
         self.clean: dict[fx.Node, Any] = {}
@@ -100,7 +113,7 @@ class Engine:
                 self.clean[node] = self._run(node, self.clean)
         output = next(n for n in self.nodes if n.op == "output").args[0]
         if not isinstance(output, fx.Node):
-            raise ValueError("the model returns more than one value")
+            raise decline(model, images.dtype, "the model returns more than one value")
         self.output = output
         self.last_use = {a: i for i, n in enumerate(self.nodes) for a in _node_args(n)}
         self.window: dict[fx.Node, WindowOp | None] = {
@@ -242,6 +255,16 @@ class Engine:
         return max(sizes)
 
 
+def _log_decline(model: nn.Module, reason: str) -> None:
+    """Log at INFO, once per model and reason, that Captum's full passes are used."""
+    with _LOG_LOCK:
+        seen = _DECLINED.setdefault(model, set())
+        if reason in seen:
+            return
+        seen.add(reason)
+    logger.info("occlusion: %s; using Captum's full passes", reason)
+
+
 def occlusion(
     model: nn.Module,
     images: torch.Tensor,
@@ -253,39 +276,50 @@ def occlusion(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Captum's ``Occlusion`` computed incrementally; ``None`` where the model is not supported.
 
-    The window is a square over all channels, moved by ``stride`` and cut at the border, as in Captum.
+    The window is a square over all channels, moved by ``stride`` and cut at the border, as in Captum. A
+    window that changes no input value (it already equals the reference) scores exactly 0, as in Captum.
+    The model is traced once per module tree and dtype (:func:`~robustxai.explain.fxgraph.cached_trace`);
+    the first call on a model must not overlap models running in other threads (``torch.fx`` patches
+    ``nn.Module.__call__`` process-wide while tracing). Declines are logged at INFO once per model and
+    structural ones remembered; an unexpected error in the engine is logged at WARNING with its traceback.
 
     Args:
         model: The model, in eval mode.
         images: ``[B, C, H, W]``.
         targets: Class index per image ``[B]``; ``None``: each image's arg-max logit.
-        window: Side of the window; ``stride``: step between windows.
+        window: Side of the window.
+        stride: Step between windows.
         reference: What a window is set to: a number, or one value per image ``[B, 1, 1, 1]``.
         rows: Rows (image × window) per pass; ``None``: sized so one pass stays in cache.
 
     Returns:
         Attributions ``[B, C, H, W]`` in float32 (Captum divides its float sums by float32 window counts),
-        and the targets.
+        and the targets; ``None`` where the model is not supported.
     """
     batch_statistics = (
         isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None for m in model.modules()
     )
     if any(m.training for m in model.modules()) or any(batch_statistics):
         # an image's logits would depend on the rows passed with it: only Captum's own passes give its numbers
-        logger.debug(
-            "incremental occlusion needs a model in eval mode with running statistics; using Captum's"
-        )
+        _log_decline(model, "the model is in training mode or has batch norm without running statistics")
         return None
     try:
-        with torch.no_grad():
-            return _occlusion(model, images, targets, window, stride, reference, rows)
-    except Exception as exc:  # noqa: BLE001 - anything unsupported: the caller's full computation
-        logger.debug("incremental occlusion unavailable (%s: %s); using Captum's", type(exc).__name__, exc)
+        if global_hooks():
+            raise UnsupportedError("global forward hooks are registered")
+        traced = cached_trace(model, images.dtype)
+        with torch.no_grad(), GATE.run():
+            return _occlusion(model, traced, images, targets, window, stride, reference, rows)
+    except UnsupportedError as exc:
+        _log_decline(model, str(exc))
+        return None
+    except Exception:  # an engine bug: loud, but the explanation still comes (from Captum)
+        logger.warning("occlusion: the incremental engine failed; using Captum's full passes", exc_info=True)
         return None
 
 
 def _occlusion(
     model: nn.Module,
+    traced: tuple[nn.Module, fx.Graph],
     images: torch.Tensor,
     targets: torch.Tensor | None,
     window: int,
@@ -301,25 +335,24 @@ def _occlusion(
     start, group = 0, 1  # the first image alone, to learn what one image's activations take
     while start < b_all:
         part = slice(start, start + group)
-        engine = Engine(model, images[part])
+        engine = Engine(model, images[part], *traced)
         initial = engine.clean[engine.output]  # the same operations as model(images)
         if not isinstance(initial, torch.Tensor) or initial.shape != (len(images[part]), initial.shape[-1]):
-            raise ValueError("the model's output is not [B, K]")
+            raise decline(model, images.dtype, "the model's output is not [B, K]")
         if start == 0 and not torch.allclose(model(images[:1]), initial[:1], rtol=1e-4, atol=1e-5):
-            raise ValueError("the traced model does not reproduce the model's output")
+            raise UnsupportedError("the traced model does not reproduce the model's output")
         t = initial.argmax(dim=1) if targets is None else targets[part].to(images.device)
         ref = reference[part] if isinstance(reference, torch.Tensor) else reference
         diffs.append(_differences(engine, box, wy, wx, t, ref, rows))
         chosen.append(t)
         start += group
         group = max(1, CLEAN_BYTES // engine.bytes_per_image())
-    diff = torch.cat(diffs)  # [B, windows], row-major over positions
-    size = ((n_h - 1) * stride + window, (n_w - 1) * stride + window)
-    cols, n_windows = window * window, n_h * n_w
-    total = F.fold(diff[:, None, :].expand(b_all, cols, n_windows), size, window, stride=stride)
-    ones = torch.ones(1, cols, n_windows, device=images.device)
-    counts = F.fold(ones, size, window, stride=stride)
-    attr = total[:, :, :height, :width].float() / counts[:, :, :height, :width]
+    diff = torch.cat(diffs).view(b_all, 1, n_h, n_w)  # row-major over positions
+    if diff.dtype not in (torch.float32, torch.float64):
+        diff = diff.float()
+    total = spread(diff, window, stride)[:, :, :height, :width]
+    counts = spread(torch.ones(1, 1, n_h, n_w, device=images.device), window, stride)[:, :, :height, :width]
+    attr = total.float() / counts
     return attr.expand(b_all, c, height, width).contiguous(), torch.cat(chosen)
 
 
@@ -332,26 +365,34 @@ def _differences(
     reference: float | torch.Tensor,
     rows: int | None,
 ) -> torch.Tensor:
-    """Target logit of the clean image minus that with each window occluded, ``[B, windows]``."""
+    """Target logit of the clean image minus that with each window occluded, ``[B, windows]``.
+
+    A row whose occluded input equals the clean input is not evaluated: its difference is exactly 0.
+    """
     images = engine.clean[engine.input]
     b_all, window, n_windows = images.shape[0], box.h, len(box.y)
     plan = engine.plan(box)
     budget = chunk_elements(images.dtype, images.device)
     chunk = rows if rows is not None else max(1, budget // engine.row_size(plan))
-    initial = engine.clean[engine.output]
-    modified = torch.empty(b_all * n_windows, dtype=initial.dtype, device=images.device)
+    picked = engine.clean[engine.output].gather(1, targets[:, None])[:, 0]
+    diff = torch.zeros(b_all * n_windows, dtype=picked.dtype, device=images.device)
     ar = np.arange(window)
-    for start in range(0, len(modified), chunk):
-        r = np.arange(start, min(start + chunk, len(modified)))
+    for start in range(0, len(diff), chunk):
+        r = np.arange(start, min(start + chunk, len(diff)))
         win, bi = r // b_all, r % b_all
         b = index(bi, images.device)
-        first = gather(engine.clean_nhwc(engine.input), bi, box.y[win], box.x[win], window, window)
+        clean = gather(engine.clean_nhwc(engine.input), bi, box.y[win], box.x[win], window, window)
         my = ar >= (wy[win] - box.y[win])[:, None]  # the window's rows inside its (possibly shifted) box
         mx = ar >= (wx[win] - box.x[win])[:, None]
         mask = torch.as_tensor(my[:, :, None] & mx[:, None, :], device=images.device)[:, None]
         ref = reference[b] if isinstance(reference, torch.Tensor) else reference
-        first = torch.where(mask, ref, first)
+        first = torch.where(mask, ref, clean)
+        changed = (first != clean).flatten(1).any(1).cpu().numpy()
+        if not changed.any():
+            continue
+        if not changed.all():
+            r, win, bi, first = r[changed], win[changed], bi[changed], first[torch.as_tensor(changed)]
+            b = index(bi, images.device)
         out = engine.run(plan, win, bi, first)
-        modified[start : start + len(r)] = out.gather(1, targets[b][:, None])[:, 0]
-    picked = initial.gather(1, targets[:, None])[:, 0]
-    return picked[:, None] - modified.view(n_windows, b_all).T
+        diff[index(r, images.device)] = picked[b] - out.gather(1, targets[b][:, None])[:, 0]
+    return diff.view(n_windows, b_all).T

@@ -53,6 +53,8 @@ class Occlusion(Explainer):
     """
 
     name = "occlusion"
+    #: How the last attribution was computed: ``"incremental"`` (the engine) or ``"captum"`` (the fallback).
+    last_path: str | None = None
 
     def __init__(
         self,
@@ -97,6 +99,7 @@ class Occlusion(Explainer):
         done = self._incremental(model, images, targets)
         if done is not None:
             return done[0]
+        self.last_path = "captum"
         b, c, h, w = images.shape
         window, stride = self.geometry(h, w)
         per_eval = 1 if self.batch_size is None else max(1, self.batch_size // b)
@@ -125,4 +128,7 @@ class Occlusion(Explainer):
         window, stride = self.geometry(*images.shape[-2:])
         reference = self._reference(images)
         done = incremental.occlusion(model, images, targets, window, stride, reference, self.batch_size)
-        return None if done is None else (done[0].to(images.dtype), done[1])
+        if done is None:
+            return None
+        self.last_path = "incremental"
+        return done[0].to(images.dtype), done[1]
