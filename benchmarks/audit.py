@@ -250,7 +250,7 @@ def bench_passes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "units_s": round(executor.seconds, 2),
         "lower_bound_s": round(bound, 2),
         "bound_parts_s": {k: round(v, 2) for k, v in parts.items()},
-        "overhead_s": overhead,
+        "overhead_wall_s": overhead,
         "ratio_whole": round(whole / bound, 3),
         "ratio_units": round(executor.seconds / bound, 3),
         "ratio_by_stage": {k: round(executor.stages.get(k, 0.0) / v, 3) for k, v in parts.items() if v > 0},
@@ -362,6 +362,9 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and args.threads != 1:
+        # process CPU time adds up every thread's time, OpenMP spin-waits included
+        parser.error("--clock cpu needs --threads 1")
     if args.clock == "cpu":
         global CLOCK
         CLOCK = time.process_time

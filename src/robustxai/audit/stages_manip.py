@@ -97,7 +97,7 @@ def _truths(masks: torch.Tensor, points: list[np.ndarray]) -> list[Truth]:
     out: list[Truth] = []
     for mask, pts in zip(masks, points, strict=True):
         if bool(mask.any()):
-            out.append(mask.numpy().astype(bool))
+            out.append(mask.cpu().numpy().astype(bool))
         elif len(pts):
             out.append(np.asarray(pts, dtype=np.float64))
         else:
@@ -188,11 +188,11 @@ def manipulation_shard(
         per_sample[f"adv_score@{j}"] = adv_scores[:, j]
     rows = _rows(name, cond, eps, "", ids, per_sample)
     fig_rows: list[FigureRow] = [
-        (name, ORIGINAL_CONDITION, eps, TARGET_EXPLAINER, s, t.numpy())
+        (name, ORIGINAL_CONDITION, eps, TARGET_EXPLAINER, s, t.cpu().numpy())
         for s, t in zip(fig_ids, targets, strict=False)
     ]
     fig_rows += [
-        (name, cond, eps, IMAGE_EXPLAINER, s, a.mean(dim=0).numpy())
+        (name, cond, eps, IMAGE_EXPLAINER, s, a.mean(dim=0).cpu().numpy())
         for s, a in zip(fig_ids, adv, strict=False)
     ]
     evaluated = [method]
@@ -204,9 +204,12 @@ def manipulation_shard(
         attacked = _maps(explainer, model, adv, classes, bs)
         rows += _rows(name, cond, eps, ev, ids, map_metrics(original, attacked, targets))
         fig_rows += [
-            (name, ORIGINAL_CONDITION, eps, ev, s, m.numpy()) for s, m in zip(fig_ids, original, strict=False)
+            (name, ORIGINAL_CONDITION, eps, ev, s, m.cpu().numpy())
+            for s, m in zip(fig_ids, original, strict=False)
         ]
-        fig_rows += [(name, cond, eps, ev, s, m.numpy()) for s, m in zip(fig_ids, attacked, strict=False)]
+        fig_rows += [
+            (name, cond, eps, ev, s, m.cpu().numpy()) for s, m in zip(fig_ids, attacked, strict=False)
+        ]
     return rows, fig_rows
 
 
