@@ -396,3 +396,44 @@ def test_ssim_objective_weights_and_validation() -> None:
     ):
         with pytest.raises(RobustXAIError):
             Manipulate(**bad)
+
+
+def test_refinement_keeps_the_best_real_map(tiny_model, images, labels) -> None:
+    target = torch.zeros(32, 32)
+    target[:8, 24:] = 1.0
+    kw = {
+        "method": "saliency",
+        "iterations": 6,
+        "lr": 0.05,
+        "map_loss": "ssim",
+        "image_loss": "ssim",
+        "optimizer": "sgd",
+        "ssim_floor": 0.97,
+        "select": "real",
+        "beta_start": 3.0,
+    }
+    plain = create_manipulation("manipulate", **kw)(tiny_model, images, labels, target_maps=target)
+    refined = create_manipulation("manipulate", refine_iterations=4, refine_lr=0.5, **kw)(
+        tiny_model, images, labels, target_maps=target
+    )
+    # the refinement starts from the best iterate and only replaces it by a better one
+    before = _target_ssim(tiny_model, "saliency", images, plain, target)
+    after = _target_ssim(tiny_model, "saliency", images, refined, target)
+    assert bool((after >= before - 1e-5).all())
+    torch.testing.assert_close(tiny_model(refined).argmax(1), tiny_model(images).argmax(1))
+    for bad in ({"refine_iterations": -1}, {"refine_lr": 0.0}, {"refine_iterations": 3, "select": "last"}):
+        with pytest.raises(RobustXAIError):
+            Manipulate(**{"select": "real", **bad})
+
+
+def test_method_map_dispatch(relu_model, images) -> None:
+    from robustxai.attacks.diff_maps import method_map
+
+    cls = explained_class(relu_model, images)
+    torch.testing.assert_close(
+        method_map("saliency", relu_model, images, cls, PLAIN), saliency_map(relu_model, images, cls, PLAIN)
+    )
+    with pytest.raises(RobustXAIError, match="SoftplusSurrogate"):
+        method_map("guided_gradcam", relu_model, images, cls, PLAIN)
+    with pytest.raises(RobustXAIError, match="unknown map"):
+        method_map("occlusion", relu_model, images, cls, PLAIN)

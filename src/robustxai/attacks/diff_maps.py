@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustxai.attacks.softplus import SoftplusSurrogate
 from robustxai.errors import RobustXAIError
 from robustxai.models.wrapper import cam_layer
 
@@ -172,3 +173,43 @@ def guided_gradcam_map(
     cam = F.interpolate(cam, size=images.shape[-2:], mode=s.cam_upsample, align_corners=corners)
     guided = input_gradient(guided_forward, images, targets, s.create_graph)
     return (guided * cam).abs().amax(dim=1)
+
+
+def method_map(
+    method: str,
+    net: nn.Module | SoftplusSurrogate,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    s: MapSettings,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The map of ``method`` (one of :data:`DIFF_METHODS`) on ``net`` ``[B, H, W]``.
+
+    ``net`` is the model itself or a :class:`~robustxai.attacks.softplus.SoftplusSurrogate` of it;
+    Guided Grad-CAM needs the surrogate (its guided backward rule lives in the surrogate's ReLUs).
+
+    Raises:
+        RobustXAIError: On an unknown method, or Guided Grad-CAM without a surrogate.
+    """
+    if method == "saliency":
+        return saliency_map(net, images, targets, s)
+    if method == "input_x_gradient":
+        return input_x_gradient_map(net, images, targets, s)
+    if method == "integrated_gradients":
+        return integrated_gradients_map(net, images, targets, s)
+    if method == "smoothgrad":
+        return smoothgrad_map(net, images, targets, s, noise)
+    base = net.model if isinstance(net, SoftplusSurrogate) else net
+    if method == "gradcam":
+        return gradcam_map(net, cam_module(base, s.cam_layer), images, targets, s)
+    if method != "guided_gradcam":
+        raise RobustXAIError(f"unknown map {method!r}; known: {', '.join(DIFF_METHODS)}")
+    if not isinstance(net, SoftplusSurrogate):
+        raise RobustXAIError("guided_gradcam needs a SoftplusSurrogate (its guided backward rule)")
+    surrogate = net
+
+    def guided(x: torch.Tensor) -> torch.Tensor:
+        with surrogate.guided():
+            return surrogate(x)
+
+    return guided_gradcam_map(surrogate, guided, cam_module(base, s.cam_layer), images, targets, s)

@@ -39,6 +39,21 @@ SSIM against the target among those with an unchanged prediction and image SSIM 
 perturbation is concentrated where the image has texture, so its L∞ size can exceed the paper's 0.06 in
 a few pixels (set ``eps`` to bound it). Acceptance figures: ``benchmarks/manipulation_acceptance.py``.
 
+**Why the real-map score needs a search, and the refinement.** A ReLU network's gradient map is piecewise
+constant in the input, so the real map's SSIM to the target jumps by ±0.05 from step to step even once the
+surrogate has converged (and two runs that differ only in rounding end on different images). Keeping the
+best iterate (``select="real"``) turns that into a search; ``refine_iterations`` extends it with smaller
+steps (``lr × refine_lr``) from the best point so far, at β = ``beta_end``, sampling the neighbourhood
+of that point rather than wandering off. On the default benchmark it raised Grad-CAM from 10 to 12 of 16
+images at 1.6× the cost, where 200 more plain steps (2×) gave 11.
+
+**β for saliency.** The issue's schedule (β 10 → 100) leaves saliency stuck near SSIM 0.6 on the default
+benchmark; starting smoother (β 3 → 100) gives the descent a less rugged surrogate early on and raised the
+mean target SSIM from 0.60 to 0.66 (16 images, same cost). Starting lower still (β 1) or ending at 30
+did worse, and Grad-CAM — a first-order map of the activations — does best with the issue's schedule
+(β 3 → 30 collapsed it to 2 of 16). The class default stays 10 → 100; the default profile sets the
+saliency start per method.
+
 **Keeping the prediction.** Besides the α₂ term, the attack returns, per image, the last iterate whose
 prediction (argmax, or the 0/1 vector of a multi-label model) equals the clean one, so an accepted
 manipulation never flips the label; ``keep_prediction=False`` returns the final iterate instead.
@@ -60,6 +75,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,13 +86,7 @@ from robustxai._validate import check_epsilon, check_images, check_maps
 from robustxai.attacks.diff_maps import (
     DIFF_METHODS,
     MapSettings,
-    cam_module,
-    gradcam_map,
-    guided_gradcam_map,
-    input_x_gradient_map,
-    integrated_gradients_map,
-    saliency_map,
-    smoothgrad_map,
+    method_map,
     smoothgrad_noise,
 )
 from robustxai.attacks.softplus import SoftplusSurrogate, beta_schedule
@@ -128,6 +138,23 @@ def explained_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(dim=1)
 
 
+@dataclass
+class _Problem:
+    """The fixed data of one attack call: model, surrogate, clean outputs, loss weights and targets."""
+
+    model: nn.Module
+    surrogate: SoftplusSurrogate
+    images: torch.Tensor
+    weights: tuple[float, float, float]
+    clean_logits: torch.Tensor
+    clean_pred: torch.Tensor
+    classes: torch.Tensor
+    target_sum: torch.Tensor
+    target_01: torch.Tensor
+    target_loss: torch.Tensor
+    noise: torch.Tensor | None
+
+
 @MANIPULATIONS.register("manipulate")
 class Manipulate:
     """Steer an explanation map to a target region while keeping the prediction (see module docstring).
@@ -167,6 +194,9 @@ class Manipulate:
             an unchanged prediction and image SSIM ≥ ``ssim_floor`` (one more forward + backward of the
             real model per step; Guided Grad-CAM is scored on the surrogate at ``beta_end``).
         target_sigma: Gaussian blur (px) of the target the SSIM map loss aims at (0: the sharp target).
+        refine_iterations: After the main descent, this many more steps from the best iterate found, at
+            β = ``beta_end`` and step ``lr × refine_lr`` (needs ``select="real"``; 0: off).
+        refine_lr: Step of the refinement as a fraction of ``lr``.
 
     Raises:
         RobustXAIError: On an unknown method or an out-of-range hyper-parameter.
@@ -200,6 +230,8 @@ class Manipulate:
         optimizer: str = "adam",
         select: str = "last",
         target_sigma: float = 0.0,
+        refine_iterations: int = 0,
+        refine_lr: float = 0.25,
     ) -> None:
         # radius 1 in [0, 1] pixel space = unbounded
         self.eps = 1.0 if eps is None else check_epsilon(eps)
@@ -252,6 +284,14 @@ class Manipulate:
         self.optimizer = optimizer
         self.select = select
         self.target_sigma = float(target_sigma)
+        if int(refine_iterations) < 0 or not 0 < float(refine_lr) <= 1:
+            raise RobustXAIError("refine_iterations must be ≥ 0 and refine_lr a fraction in (0, 1]")
+        if int(refine_iterations) and select != "real":
+            raise RobustXAIError(
+                'refine_iterations needs select="real" (it refines the best real-map iterate)'
+            )
+        self.refine_iterations = int(refine_iterations)
+        self.refine_lr = float(refine_lr)
         self.settings = MapSettings(
             ig_steps=int(ig_steps),
             sg_samples=int(sg_samples),
@@ -344,65 +384,85 @@ class Manipulate:
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The differentiable map of :attr:`method` on the surrogate ``[B, H, W]`` (on the graph)."""
-        s, m = self.settings, self.method
-        if m == "saliency":
-            return saliency_map(surrogate, images, classes, s)
-        if m == "input_x_gradient":
-            return input_x_gradient_map(surrogate, images, classes, s)
-        if m == "integrated_gradients":
-            return integrated_gradients_map(surrogate, images, classes, s)
-        if m == "smoothgrad":
-            return smoothgrad_map(surrogate, images, classes, s, noise)
-        layer = cam_module(surrogate.model, s.cam_layer)
-        if m == "gradcam":
-            return gradcam_map(surrogate, layer, images, classes, s)
-
-        def guided(x: torch.Tensor) -> torch.Tensor:
-            with surrogate.guided():
-                return surrogate(x)
-
-        return guided_gradcam_map(surrogate, guided, layer, images, classes, s)
+        return method_map(self.method, surrogate, images, classes, self.settings, noise)
 
     def _attack(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        surrogate = SoftplusSurrogate(model, self.beta_start)
-        a_map, a_pred, a_img = self.weights((images.shape[-2], images.shape[-1]))
-        with torch.no_grad():
-            clean_logits = model(images)
-        clean_pred = predict_labels(model, clean_logits)
-        classes = clean_logits.argmax(dim=1)
-        target_sum = targets / targets.sum(dim=(1, 2), keepdim=True)
-        target_01 = minmax_maps(targets)  # what success is measured against
-        target_loss = minmax_maps(_blur(targets[:, None], self.target_sigma)[:, 0])  # what the loss aims at
-        noise = smoothgrad_noise(images, self.settings) if self.method == "smoothgrad" else None
-        delta = torch.zeros_like(images, requires_grad=True)
-        opt = torch.optim.Adam([delta], lr=self.lr) if self.optimizer == "adam" else None
+        p = self._problem(model, images, targets)
         best = images.clone()
         best_score = torch.full((images.shape[0],), -math.inf, device=images.device)
-        for beta in beta_schedule(self.beta_start, self.beta_end, self.iterations, self.beta_rule):
-            surrogate.beta = beta
+        betas = beta_schedule(self.beta_start, self.beta_end, self.iterations, self.beta_rule)
+        delta = torch.zeros_like(images)
+        delta, best, best_score = self._descend(p, delta, betas, self.lr, best, best_score)
+        if self.select == "real" and self.refine_iterations:
+            # local search around the best iterate found: the real map's score is piecewise constant
+            # and jumps from step to step, so smaller steps from the best point sample its neighbourhood
+            betas = [self.beta_end] * self.refine_iterations
+            delta, best, best_score = self._descend(
+                p, best - images, betas, self.lr * self.refine_lr, best, best_score
+            )
+        if self.select == "real":
+            return best
+        with torch.no_grad():
+            final = _project(images + self._smoothed(delta), images, self.eps)
+        if not self.keep_prediction:
+            return final
+        with torch.no_grad():
+            same = self._same(model, model(final), p.clean_pred)
+        return torch.where(same, final, best)
+
+    def _problem(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> _Problem:
+        """Everything the descent needs that does not change from step to step."""
+        with torch.no_grad():
+            clean_logits = model(images)
+        return _Problem(
+            model=model,
+            surrogate=SoftplusSurrogate(model, self.beta_start),
+            images=images,
+            weights=self.weights((images.shape[-2], images.shape[-1])),
+            clean_logits=clean_logits,
+            clean_pred=predict_labels(model, clean_logits),
+            classes=clean_logits.argmax(dim=1),
+            target_sum=targets / targets.sum(dim=(1, 2), keepdim=True),
+            target_01=minmax_maps(targets),  # what success is measured against
+            target_loss=minmax_maps(_blur(targets[:, None], self.target_sigma)[:, 0]),  # the loss's aim
+            noise=smoothgrad_noise(images, self.settings) if self.method == "smoothgrad" else None,
+        )
+
+    def _descend(
+        self,
+        p: _Problem,
+        start: torch.Tensor,
+        betas: Sequence[float],
+        lr: float,
+        best: torch.Tensor,
+        best_score: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run one descent from the perturbation ``start``, one step per β; returns (δ, best, best score).
+
+        ``best`` / ``best_score`` carry the selected iterate across descents (``select="real"``: the
+        highest admissible real-map score; ``"last"``: the last iterate with an unchanged prediction).
+        """
+        images, model = p.images, p.model
+        a_map, a_pred, a_img = p.weights
+        delta = start.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([delta], lr=lr) if self.optimizer == "adam" else None
+        for beta in betas:
+            p.surrogate.beta = beta
             adv = _project(images + self._smoothed(delta), images, self.eps)
-            maps = self.surrogate_maps(surrogate, adv, classes, noise)
+            maps = self.surrogate_maps(p.surrogate, adv, p.classes, p.noise)
             logits = model(adv)
-            if self.select == "real":
-                score = self._accepted_score(
-                    model, adv.detach(), images, classes, clean_pred, target_01, noise
-                )
-                better = score > best_score
-                best_score = torch.where(better, score, best_score)
-                best = torch.where(better.view(-1, 1, 1, 1), adv.detach(), best)
-            else:
-                best = torch.where(self._same(model, logits, clean_pred), adv.detach(), best)
+            best, best_score = self._keep_best(p, adv.detach(), logits, best, best_score)
             if self.map_loss == "mse":  # the paper: sum-normalised maps
                 norm = maps / (maps.sum(dim=(1, 2), keepdim=True) + 1e-12)
-                map_term = ((norm - target_sum) ** 2).sum()
+                map_term = ((norm - p.target_sum) ** 2).sum()
             else:  # SSIM of the min-max normalised map, as success is measured
-                map_term = (1 - ssim_per_image(minmax_maps(maps), target_loss)).sum()
+                map_term = (1 - ssim_per_image(minmax_maps(maps), p.target_loss)).sum()
             img_term = (
                 ((adv - images) ** 2).sum()
                 if self.image_loss == "mse"
                 else (1 - image_ssim(adv, images)).sum()
             )
-            loss = a_map * map_term + a_pred * ((logits - clean_logits) ** 2).sum() + a_img * img_term
+            loss = a_map * map_term + a_pred * ((logits - p.clean_logits) ** 2).sum() + a_img * img_term
             (grad,) = torch.autograd.grad(loss, delta)
             if opt is not None:
                 delta.grad = grad
@@ -410,21 +470,32 @@ class Manipulate:
             else:  # steepest descent, the largest pixel step = lr (small gradients give small steps)
                 with torch.no_grad():
                     scale = grad.flatten(1).abs().amax(dim=1).clamp(min=1e-30).view(-1, 1, 1, 1)
-                    delta.sub_(self.lr * grad / scale)
+                    delta.sub_(lr * grad / scale)
             with torch.no_grad():  # keeps the perturbation in the ε-ball (a blur never exceeds its input)
                 delta.copy_(_project(images + delta, images, self.eps) - images)
                 if self.ssim_floor is not None:
                     delta.copy_(self._to_floor(images, delta))
-        with torch.no_grad():
-            final = _project(images + self._smoothed(delta), images, self.eps)
-        if self.select == "real":
-            score = self._accepted_score(model, final, images, classes, clean_pred, target_01, noise)
-            return torch.where((score > best_score).view(-1, 1, 1, 1), final, best)
-        if not self.keep_prediction:
-            return final
-        with torch.no_grad():
-            same = self._same(model, model(final), clean_pred)
-        return torch.where(same, final, best)
+        if self.select == "real":  # the last iterate is a candidate too
+            with torch.no_grad():
+                final = _project(images + self._smoothed(delta), images, self.eps)
+            best, best_score = self._keep_best(p, final, None, best, best_score)
+        return delta.detach(), best, best_score
+
+    def _keep_best(
+        self,
+        p: _Problem,
+        adv: torch.Tensor,
+        logits: torch.Tensor | None,
+        best: torch.Tensor,
+        best_score: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update the selected iterate with ``adv`` (see :meth:`_descend`)."""
+        if self.select != "real":
+            assert logits is not None
+            return torch.where(self._same(p.model, logits, p.clean_pred), adv, best), best_score
+        score = self._accepted_score(p.model, adv, p.images, p.classes, p.clean_pred, p.target_01, p.noise)
+        better = score > best_score
+        return torch.where(better.view(-1, 1, 1, 1), adv, best), torch.where(better, score, best_score)
 
     def _accepted_score(
         self,
@@ -482,27 +553,9 @@ class Manipulate:
         ``beta_end`` (the closest the attack has to the ReLU model).
         """
         s = MapSettings(**{**vars(self.settings), "create_graph": False})
-        m = self.method
+        net = SoftplusSurrogate(model, self.beta_end) if self.method == "guided_gradcam" else model
         with torch.enable_grad():
-            if m == "saliency":
-                maps = saliency_map(model, adv, classes, s)
-            elif m == "input_x_gradient":
-                maps = input_x_gradient_map(model, adv, classes, s)
-            elif m == "integrated_gradients":
-                maps = integrated_gradients_map(model, adv, classes, s)
-            elif m == "smoothgrad":
-                maps = smoothgrad_map(model, adv, classes, s, noise)
-            elif m == "gradcam":
-                maps = gradcam_map(model, cam_module(model, s.cam_layer), adv, classes, s)
-            else:
-                sharp = SoftplusSurrogate(model, self.beta_end)
-
-                def guided(x: torch.Tensor) -> torch.Tensor:
-                    with sharp.guided():
-                        return sharp(x)
-
-                layer = cam_module(sharp.model, s.cam_layer)
-                maps = guided_gradcam_map(sharp, guided, layer, adv, classes, s)
+            maps = method_map(self.method, net, adv, classes, s, noise)
         with torch.no_grad():
             return ssim_per_image(target_01, minmax_maps(maps.detach()))
 
