@@ -140,3 +140,23 @@ def test_an_engine_error_is_a_warning_not_a_silent_fallback(monkeypatch, caplog)
     with caplog.at_level(logging.INFO, logger=incremental.__name__):
         assert incremental.occlusion(model, _images(1, 2, 16, 16), None, 4, 4, 0.0) is None
     assert any(r.levelno == logging.WARNING and "engine bug" in r.exc_text for r in caplog.records)
+
+
+class Scaled(nn.Module):
+    """A tensor made inside forward: fx keeps it as a constant attribute of the root while tracing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.tensor([2.0, 3.0], dtype=torch.float64).view(1, 2, 1, 1)
+        return self.fc((self.conv(x) * scale).mean(dim=(2, 3)))
+
+
+def test_tensors_made_in_forward_survive_the_restored_root() -> None:
+    torch.manual_seed(19)
+    model = Scaled().double().eval()
+    _check(model, _images(2, 1, 12, 12, seed=19), 4, 2)
+    assert "_tensor_constant0" not in model.__dict__

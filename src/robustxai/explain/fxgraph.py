@@ -183,6 +183,8 @@ def call(
     if node.op == "call_method":
         return getattr(args[0], str(node.target))(*args[1:], **kwargs)
     if node.op == "get_attr":
+        if "constant" in node.meta:  # a tensor made inside forward (see trace)
+            return node.meta["constant"]
         value: Any = root
         for part in str(node.target).split("."):
             value = getattr(value, part)
@@ -233,7 +235,7 @@ def trace(root: nn.Module) -> fx.Graph:
     saved = [(m, dict(m.__dict__)) for m in root.modules()]
     try:
         try:
-            return _Tracer(set()).trace(root)
+            graph = _Tracer(set()).trace(root)
         except Exception:  # noqa: BLE001 - any tracing failure: find the untraceable sub-modules
             opaque: set[int] = set()
             probe = _Tracer(opaque)
@@ -243,7 +245,12 @@ def trace(root: nn.Module) -> fx.Graph:
                         _Tracer(opaque).trace(m)
                     except Exception:  # noqa: BLE001
                         opaque.add(id(m))
-            return _Tracer(opaque).trace(root)
+            graph = _Tracer(opaque).trace(root)
+        for node in graph.nodes:  # tensors made in forward were set on the root, which is restored below
+            name = str(node.target)
+            if node.op == "get_attr" and name.startswith("_tensor_constant") and name not in saved[0][1]:
+                node.meta["constant"] = getattr(root, name)
+        return graph
     finally:
         for m, attrs in saved:
             for key in [k for k in m.__dict__ if k not in attrs]:
