@@ -154,3 +154,66 @@ def test_random_baseline_depends_on_the_image_not_the_batch(tiny_model, images) 
     torch.testing.assert_close(expl(tiny_model, images[2:]), whole[2:])
     assert not torch.equal(whole[0], whole[1])
     assert not torch.equal(expl(tiny_model, (images + 0.01).clamp(0, 1))[0], whole[0])
+
+
+@pytest.mark.parametrize("name", ["saliency", "input_x_gradient"])
+def test_predicted_target_from_the_gradient_pass_equals_the_explicit_one(name, tiny_model, images) -> None:
+    """Saliency-type methods read the prediction from their own forward pass: same targets, same maps."""
+    expl = rx.create_explainer(name)
+    fused = expl.explain(tiny_model, images)
+    with torch.no_grad():
+        predicted = tiny_model(images).argmax(1)
+    assert torch.equal(fused.targets, predicted)
+    explicit = expl.explain(tiny_model, images, target=predicted)
+    torch.testing.assert_close(fused.attributions, explicit.attributions, atol=0, rtol=0)
+    assert torch.equal(expl.explain(tiny_model, images, target="prediction").maps, fused.maps)
+
+
+def test_out_of_range_target_on_a_plain_module_is_a_clear_error(images) -> None:
+    """A model that is not a ModelWrapper declares no class count: it is asked with a forward pass."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 3)).eval()
+    with pytest.raises(RobustXAIError, match=r"\[0, 2\]"):
+        rx.create_explainer("saliency")(model, images, target=3)
+    assert rx.create_explainer("saliency")(model, images, target=2).shape == (4, 32, 32)
+
+
+def test_rows_per_pass_default_depends_on_the_device() -> None:
+    from robustxai.explain.base import rows_per_pass
+
+    assert rows_per_pass(None, "cpu") == 32
+    assert rows_per_pass(None, torch.device("cuda")) == 256
+    assert rows_per_pass(7, "cpu") == 7 == rows_per_pass(7, "cuda")
+
+
+@pytest.mark.parametrize(("total", "most"), [(400, 32), (320, 32), (5, 32), (33, 32), (7, 1), (10, 3)])
+def test_row_chunks_are_balanced_and_cover_every_row(total, most) -> None:
+    from robustxai.explain.base import balanced_rows, row_chunks
+
+    chunks = row_chunks(total, most)
+    sizes = [c.stop - c.start for c in chunks]
+    assert [i for c in chunks for i in range(c.start, c.stop)] == list(range(total))
+    assert max(sizes) == balanced_rows(total, most) <= most
+    assert len(chunks) == -(-total // most)  # as few passes as the limit allows
+    assert max(sizes) - min(sizes) <= len(chunks)
+
+
+@pytest.mark.parametrize("name", rx.list_explainers())
+def test_every_explainer_states_its_passes(name) -> None:
+    """``passes`` and ``pass_rows`` are what benchmarks/explainers.py divides the time by."""
+    expl = rx.create_explainer(name)
+    n_f, n_b = expl.passes(16, 64, 64)
+    assert isinstance(n_f, int) and isinstance(n_b, int) and n_f >= 0 and n_b >= 0
+    assert 1 <= expl.pass_rows(16) <= max(n_f, 16)
+    expected = {
+        "integrated_gradients": (320, 320, 32),
+        "smoothgrad": (16 * 25, 16 * 25, 31),  # 400 rows: 13 balanced passes
+        "deeplift": (32, 32, 32),
+        "guided_gradcam": (32, 32, 16),
+        "saliency": (16, 16, 16),
+        "gradcam": (16, 16, 16),
+        "lime": (16 * 256, 0, 32),
+        "random": (16, 0, 16),
+        "xrai": (320, 320, 32),
+    }
+    if name in expected:
+        assert (n_f, n_b, expl.pass_rows(16)) == expected[name]

@@ -162,7 +162,7 @@ def test_lime_top_k_map_is_the_paper_mask(tiny_model, images) -> None:
     assert set(explanation.maps.unique().tolist()) <= {0.0, 1.0}
     expected = top_superpixel_mask(fit.weights, fit.segments, 2).float()
     assert torch.equal(explanation.maps, expected)
-    assert explainer.passes(4) == (120, 0)
+    assert explainer.passes(4, 32, 32) == (120, 0)
 
 
 def test_lime_errors(tiny_model, images) -> None:
@@ -260,7 +260,7 @@ def test_xrai_pixel_parameters_scale_with_the_image() -> None:
     assert params["min_size"] == round(150 / 4) and params["min_pixel_diff"] == round(50 / 4)
     assert params["dilation_radius"] == round(5 / 2) and params["sigma"] == pytest.approx(0.4)
     assert XRAI(reference_size=None).pixel_parameters(64, 64)["min_size"] == 150
-    assert XRAI(n_steps=7).passes(3) == (21, 21)
+    assert XRAI(n_steps=7).passes(3, 32, 32) == (21, 21)
 
 
 def test_xrai_errors(images) -> None:

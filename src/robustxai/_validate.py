@@ -23,7 +23,7 @@ def check_images(x: object, name: str = "images") -> torch.Tensor:
         raise RobustXAIError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
     if x.numel() == 0:
         raise RobustXAIError(f"{name} is empty: shape {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass over the data
     if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL or lo != lo or hi != hi:
         raise RobustXAIError(
             f"{name} must lie in [0, 1] (normalisation belongs inside the model), "

@@ -25,6 +25,10 @@ class RandomMap(Explainer):
         super().__init__(reduction)
         self.seed = int(seed)
 
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
+        """No gradients: at most the forward pass that finds the predicted classes."""
+        return batch, 0
+
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Uniform noise of the images' shape, seeded per image by its content.
 

@@ -71,6 +71,10 @@ class GuidedGradCAM(Explainer):
         self.layer = layer
         self.interpolate_mode = interpolate_mode
 
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
+        """A Grad-CAM pass and a guided-backprop pass: 2 × ``batch`` forward and backward."""
+        return 2 * batch, 2 * batch
+
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed Guided Grad-CAM attributions ``[B, C, H, W]``."""
         method = CaptumGuidedGradCam(model, cam_layer_of(model, self.layer))

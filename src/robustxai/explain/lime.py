@@ -26,7 +26,17 @@ from torch import nn
 
 from robustxai._validate import check_images
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, Explanation, Target, resolve_targets
+from robustxai.explain.base import (
+    EXPLAINERS,
+    Explainer,
+    Explanation,
+    Target,
+    balanced_rows,
+    check_batch_size,
+    resolve_targets,
+    row_chunks,
+    rows_per_pass,
+)
 
 SEGMENTATIONS: tuple[str, ...] = ("quickshift", "slic")
 
@@ -182,7 +192,8 @@ class Lime(Explainer):
         ratio: Quickshift's colour/space balance.
         kernel_width: Width ``w`` of the similarity kernel ``exp(-d² / (2 w²))`` on cosine distance.
         alpha: Ridge penalty (scikit-learn's ``Ridge(alpha)``; > 0).
-        batch_size: Perturbed images (image × perturbation rows) per forward pass; ``None``: all at once.
+        batch_size: Perturbed images (image × perturbation rows) per forward pass; ``None``: the device's
+            default, 32 rows on CPU and 256 on a GPU (:func:`~robustxai.explain.base.rows_per_pass`).
             Bounds memory; never changes the numbers.
         seed: Seed of every image's perturbations (and of quickshift).
         top_k: ``None``: the map is the positive weights; an int: the map is the 0/1 mask of the ``top_k``
@@ -202,7 +213,7 @@ class Lime(Explainer):
         ratio: float = 0.2,
         kernel_width: float = 1.0,
         alpha: float = 1.0,
-        batch_size: int | None = 64,
+        batch_size: int | None = None,
         seed: int = 0,
         top_k: int | None = None,
     ) -> None:
@@ -212,8 +223,6 @@ class Lime(Explainer):
         for key, value in (("n_samples", n_samples), ("n_segments", n_segments)):
             if int(value) < 1:
                 raise RobustXAIError(f"{key} must be ≥ 1, got {value}")
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-            raise RobustXAIError(f"batch_size must be None or an integer ≥ 1, got {batch_size!r}")
         if not float(kernel_width) > 0:
             raise RobustXAIError(f"kernel_width must be > 0, got {kernel_width}")
         if not float(alpha) > 0:
@@ -229,13 +238,20 @@ class Lime(Explainer):
         self.ratio = float(ratio)
         self.kernel_width = float(kernel_width)
         self.alpha = float(alpha)
-        self.batch_size = None if batch_size is None else int(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.seed = int(seed)
         self.top_k = None if top_k is None else int(top_k)
 
-    def passes(self, batch: int) -> tuple[int, int]:
-        """Images pushed forward and backward by one call on ``batch`` images: LIME only runs forward."""
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
+        """Images pushed forward and backward by one call on ``batch`` images.
+
+        LIME only runs forward, one pass per perturbation; segmentation and the ridge fits are overhead.
+        """
         return batch * self.n_samples, 0
+
+    def pass_rows(self, batch: int, device: torch.device | str = "cpu") -> int:
+        """Image × perturbation rows per forward pass (balanced passes: :func:`.base.row_chunks`)."""
+        return balanced_rows(batch * self.n_samples, rows_per_pass(self.batch_size, device))
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
         """This explainer's superpixels of ``images`` ``[B, H, W]``."""
@@ -286,10 +302,8 @@ class Lime(Explainer):
         off = superpixel_means(images, seg)
         flat_seg = seg.reshape(b, 1, h * w)
         outputs = torch.empty(b * self.n_samples, dtype=torch.float64, device=images.device)
-        rows = b * self.n_samples
-        chunk = rows if self.batch_size is None else self.batch_size
-        for start in range(0, rows, chunk):
-            idx = torch.arange(start, min(start + chunk, rows), device=images.device)
+        for chunk in row_chunks(b * self.n_samples, self.pass_rows(b, images.device)):
+            idx = torch.arange(chunk.start, chunk.stop, device=images.device)
             img, smp = idx // self.n_samples, idx % self.n_samples
             on = z[img, smp].unsqueeze(1).gather(2, flat_seg[img]).reshape(len(idx), 1, h, w) > 0
             perturbed = torch.where(on, images[img], off[img])

@@ -184,7 +184,8 @@ class XRAI(Explainer):
     Args:
         n_steps: IG steps.
         baseline: IG baseline, ``"zero"`` or ``"mean"``.
-        batch_size: IG images × steps per pass.
+        batch_size: IG image × step rows per pass; ``None``: the device's default
+            (:func:`~robustxai.explain.base.rows_per_pass`).
         scales: Felzenszwalb scales (at ``reference_size``).
         sigma: Felzenszwalb smoothing (at ``reference_size``).
         min_size: Smallest segment in pixels (at ``reference_size``).
@@ -201,7 +202,7 @@ class XRAI(Explainer):
         self,
         n_steps: int = 20,
         baseline: str = "zero",
-        batch_size: int | None = 256,
+        batch_size: int | None = None,
         scales: tuple[float, ...] = PAIR_SCALES,
         sigma: float = 0.8,
         min_size: int = 150,
@@ -234,9 +235,13 @@ class XRAI(Explainer):
         self.area_threshold = float(area_threshold)
         self.reference_size = None if reference_size is None else int(reference_size)
 
-    def passes(self, batch: int) -> tuple[int, int]:
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images pushed forward and backward: IG's steps (segmentation and ranking are overhead)."""
-        return batch * self.n_steps, batch * self.n_steps
+        return self._ig.passes(batch, height, width)
+
+    def pass_rows(self, batch: int, device: torch.device | str = "cpu") -> int:
+        """IG's image × step rows per pass."""
+        return self._ig.pass_rows(batch, device)
 
     def pixel_parameters(self, height: int, width: int) -> dict[str, float]:
         """The segmentation parameters scaled from ``reference_size`` to an ``height`` × ``width`` image."""
