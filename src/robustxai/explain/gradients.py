@@ -1,23 +1,64 @@
-"""Gradient explainers on top of Captum: Saliency, Input × Gradient, Integrated Gradients (METHODS.md)."""
+"""Gradient explainers: Saliency, Input × Gradient, Integrated Gradients (METHODS.md).
+
+They compute what Captum's ``Saliency``, ``InputXGradient`` and ``IntegratedGradients`` compute (the tests
+compare them to 1e-5), with the model's own forward and backward passes and nothing else: Captum's wrappers
+add per-call bookkeeping, and its IG builds every interpolated image of the call at once and chunks them by
+whole steps (``internal_batch_size`` must hold a step of every image). Here IG's image × step rows are built
+a pass at a time, in passes of any size (:func:`integrated_gradients`).
+"""
 
 from __future__ import annotations
 
 import torch
-from captum.attr import InputXGradient as CaptumInputXGradient
-from captum.attr import IntegratedGradients as CaptumIG
-from captum.attr import Saliency as CaptumSaliency
+from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, check_batch_size
+from robustxai.explain.base import (
+    EXPLAINERS,
+    Explainer,
+    balanced_rows,
+    check_batch_size,
+    row_chunks,
+    rows_per_pass,
+)
 from robustxai.explain.references import check_reference, reference_images
 
 IG_METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
+def input_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """∂f_t/∂x of each image's target logit: one forward and one backward pass of the batch.
+
+    The same numbers as Captum's ``compute_gradients`` (the sum of the selected logits, differentiated
+    with respect to the input only: no parameter gradients are formed).
+    """
+    return predicted_gradients(model, images, targets)[0]
+
+
+def predicted_gradients(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`input_gradients` and the targets.
+
+    ``targets=None`` takes each image's arg-max logit of the same forward pass: the predicted class, as
+    :func:`~robustxai.explain.base.resolve_targets` defines it.
+    """
+    x = images.detach().requires_grad_(True)
+    logits = model(x)
+    if targets is None:
+        targets = logits.detach().argmax(dim=1)
+    picked = logits.gather(1, targets.to(logits.device)[:, None])
+    (grad,) = torch.autograd.grad(picked.sum(), x)
+    return grad, targets
+
+
 @EXPLAINERS.register("saliency")
 class Saliency(Explainer):
     """Vanilla gradient (Simonyan et al.): |∂f_c/∂x|, max over channels by default.
+
+    One forward and one backward pass of the images, as Captum's ``Saliency(abs=True)``; the predicted class
+    (the default target) is read from that same forward pass.
 
     Args:
         reduction: Channel reduction of the map.
@@ -27,10 +68,14 @@ class Saliency(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Absolute input gradient of the target logit."""
-        attr: torch.Tensor = CaptumSaliency(model).attribute(
-            images.requires_grad_(True), target=targets, abs=True
-        )
-        return attr
+        return input_gradients(model, images, targets).abs_()
+
+    def attribute_predicted(
+        self, model: nn.Module, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted class is read from the gradient's own forward pass."""
+        grad, targets = predicted_gradients(model, images)
+        return grad.abs_(), targets
 
 
 @EXPLAINERS.register("input_x_gradient")
@@ -38,7 +83,7 @@ class InputXGradient(Explainer):
     """Gradient × Input (Shrikumar et al.): x ⊙ ∂f_c/∂x; the map is max over channels of |·| by default.
 
     It is the first-order (Taylor) share of each pixel in the logit, relative to a black image: one
-    backward pass, like Saliency.
+    forward and one backward pass, like Saliency (Captum's ``InputXGradient``).
 
     Args:
         reduction: Channel reduction of the map.
@@ -48,10 +93,48 @@ class InputXGradient(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed x ⊙ ∇f_c(x)."""
-        attr: torch.Tensor = CaptumInputXGradient(model).attribute(
-            images.requires_grad_(True), target=targets
-        )
-        return attr
+        return input_gradients(model, images, targets).mul_(images)
+
+    def attribute_predicted(
+        self, model: nn.Module, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted class is read from the gradient's own forward pass."""
+        grad, targets = predicted_gradients(model, images)
+        return grad.mul_(images), targets
+
+
+def integrated_gradients(
+    model: nn.Module,
+    images: torch.Tensor,
+    baselines: torch.Tensor,
+    targets: torch.Tensor,
+    n_steps: int,
+    method: str,
+    rows: int,
+) -> torch.Tensor:
+    """Integrated Gradients with Captum's quadrature, in passes of at most ``rows`` image × step rows.
+
+    Row ``r`` of the call is step ``r // B`` of image ``r % B`` (Captum's layout), the point
+    x₀ + α_s (x − x₀); its input gradient is weighted by the step size w_s and added to its image. The α_s
+    and w_s are Captum's for ``method`` (its step sizes rounded to float32, as Captum does), so the result is
+    ``IntegratedGradients(model).attribute(images, baselines, target, n_steps=n_steps, method=method)``
+    up to the order of the sum.
+    """
+    step_sizes_fn, alphas_fn = approximation_parameters(method)
+    dtype, device = images.dtype, images.device
+    weights = torch.tensor(step_sizes_fn(n_steps)).float().to(dtype=dtype, device=device)
+    alphas = torch.tensor(alphas_fn(n_steps), dtype=torch.float64).to(dtype=dtype, device=device)
+    b = images.shape[0]
+    delta = images - baselines
+    total = torch.zeros_like(images)
+    spatial = (1,) * (images.ndim - 1)
+    for chunk in row_chunks(b * n_steps, rows):
+        row = torch.arange(chunk.start, chunk.stop, device=device)
+        step, image = row // b, row % b
+        points = baselines[image] + alphas[step].view(-1, *spatial) * delta[image]
+        grads = input_gradients(model, points, targets[image])
+        total.index_add_(0, image, grads.mul_(weights[step].view(-1, *spatial)))
+    return total.mul_(delta)
 
 
 @EXPLAINERS.register("integrated_gradients")
@@ -64,10 +147,9 @@ class IntegratedGradients(Explainer):
             ``"blurred"`` (the image under a Gaussian blur of ``blur_sigma`` pixels).
         blur_sigma: Standard deviation in pixels of the blur for ``baseline="blurred"``.
         method: Captum integration rule.
-        batch_size: Images × steps evaluated per forward/backward pass (Captum's ``internal_batch_size``;
-            at least one step of every image goes into a pass; ``None``: all ``B × n_steps`` in one pass).
-            The default 64 keeps a pass near the image batch, which is where CPU throughput peaks
-            (DESIGN.md budgets); larger passes are slower on CPU and only pay off on a GPU.
+        batch_size: Image × step rows evaluated per forward/backward pass (any number ≥ 1; a pass may mix
+            steps and images); ``None``: the device's default, 32 rows on CPU and 256 on a GPU
+            (:func:`~robustxai.explain.base.rows_per_pass` gives the measurements behind it).
         reduction: Channel reduction of the map.
     """
 
@@ -79,7 +161,7 @@ class IntegratedGradients(Explainer):
         baseline: str = "zero",
         blur_sigma: float = 5.0,
         method: str = "riemann_middle",
-        batch_size: int | None = 64,
+        batch_size: int | None = None,
         reduction: str = "max_abs",
     ) -> None:
         super().__init__(reduction)
@@ -94,19 +176,27 @@ class IntegratedGradients(Explainer):
         self.method = method
         self.batch_size = check_batch_size(batch_size)
 
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
+        """One forward and one backward pass per image and step: ``n_steps × batch`` each."""
+        return self.n_steps * batch, self.n_steps * batch
+
+    def pass_rows(self, batch: int, device: torch.device | str = "cpu") -> int:
+        """Image × step rows per pass (balanced passes, :func:`~robustxai.explain.base.row_chunks`)."""
+        return balanced_rows(self.n_steps * batch, rows_per_pass(self.batch_size, device))
+
     def baselines(self, images: torch.Tensor) -> torch.Tensor:
         """The path's starting image x₀ for each input."""
         return reference_images(images, self.baseline, self.blur_sigma)
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed IG attributions (completeness: their sum ≈ f_c(x) − f_c(x₀))."""
-        rows = None if self.batch_size is None else max(self.batch_size, images.shape[0])
-        attr: torch.Tensor = CaptumIG(model).attribute(
+        images = images.detach()
+        return integrated_gradients(
+            model,
             images,
-            baselines=self.baselines(images),
-            target=targets,
-            n_steps=self.n_steps,
-            method=self.method,
-            internal_batch_size=rows,
+            self.baselines(images),
+            targets,
+            self.n_steps,
+            self.method,
+            self.pass_rows(images.shape[0], images.device),
         )
-        return attr

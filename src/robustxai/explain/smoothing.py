@@ -3,9 +3,9 @@
 Captum's ``NoiseTunnel`` draws its noise from torch's global random generator, one block per sample chunk,
 so its numbers depend on global state and on the chunk size. Here the noise for the whole call is drawn
 first from a local generator seeded by ``seed``, in Captum's layout (``repeat_interleave``: image-major), and
-the gradients are then taken in passes of ``batch_size`` rows with Captum's ``Saliency``. So the same seed
-gives Captum's ``NoiseTunnel(Saliency)`` numbers under ``torch.manual_seed(seed)``, whatever the batch size,
-and the global generator is left untouched.
+the gradients are then taken in passes of ``batch_size`` rows (one forward and one backward pass each, as
+Captum's ``Saliency`` computes them). So the same seed gives Captum's ``NoiseTunnel(Saliency)`` numbers under
+``torch.manual_seed(seed)``, whatever the batch size, and the global generator is left untouched.
 """
 
 from __future__ import annotations
@@ -13,11 +13,18 @@ from __future__ import annotations
 import math
 
 import torch
-from captum.attr import Saliency as CaptumSaliency
 from torch import nn
 
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, check_batch_size
+from robustxai.explain.base import (
+    EXPLAINERS,
+    Explainer,
+    balanced_rows,
+    check_batch_size,
+    row_chunks,
+    rows_per_pass,
+)
+from robustxai.explain.gradients import input_gradients
 
 # Images are in [0, 1] (DESIGN.md), so the input range that scales the noise is 1.
 INPUT_RANGE = 1.0
@@ -33,8 +40,8 @@ class SmoothGrad(Explainer):
         n_samples: Noisy copies per image (default 25).
         seed: Seed of the noise. The noise of a call is drawn for the whole batch at once, so an image's map
             depends on the seed and on its position in the batch, not on ``batch_size``.
-        batch_size: Images × samples evaluated per forward/backward pass (``None``: all ``B × n_samples``
-            at once). The default 64 keeps a pass near the image batch, where CPU throughput peaks.
+        batch_size: Image × sample rows evaluated per forward/backward pass; ``None``: the device's
+            default, 32 rows on CPU and 256 on a GPU (:func:`~robustxai.explain.base.rows_per_pass`).
         reduction: Channel reduction of the map.
     """
 
@@ -45,7 +52,7 @@ class SmoothGrad(Explainer):
         noise: float = 0.15,
         n_samples: int = 25,
         seed: int = 0,
-        batch_size: int | None = 64,
+        batch_size: int | None = None,
         reduction: str = "max_abs",
     ) -> None:
         super().__init__(reduction)
@@ -67,28 +74,35 @@ class SmoothGrad(Explainer):
         self.seed = seed
         self.batch_size = check_batch_size(batch_size)
 
+    def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
+        """One forward and one backward pass per image and sample: ``n_samples × batch`` each."""
+        return self.n_samples * batch, self.n_samples * batch
+
+    def pass_rows(self, batch: int, device: torch.device | str = "cpu") -> int:
+        """Image × sample rows per pass (balanced passes, :func:`~robustxai.explain.base.row_chunks`)."""
+        return balanced_rows(self.n_samples * batch, rows_per_pass(self.batch_size, device))
+
     def draw_noise(self, images: torch.Tensor) -> torch.Tensor:
         """The noise of one call ``[B · n_samples, C, H, W]``: row ``b · n_samples + s`` is image b, sample s.
 
-        Drawn exactly as Captum's ``NoiseTunnel`` draws it (``torch.normal`` with a float32 σ tensor), from a
-        local generator on the images' device.
+        Drawn as Captum's ``NoiseTunnel`` draws it — ``torch.normal(0, σ)`` with a float32 σ, which fills the
+        tensor with standard normals and scales them by σ — from a local CPU generator, then moved to the
+        images' device: a CUDA generator draws another stream, and the maps of a seed must not depend on
+        the device (a run resumed on another device mixes shards).
         """
-        gen = torch.Generator(device=images.device).manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
         shape = (images.shape[0] * self.n_samples, *images.shape[1:])
-        sigma = torch.tensor(self.noise * INPUT_RANGE, device=images.device).repeat(shape)
-        return torch.normal(0.0, sigma, generator=gen).to(images.dtype)
+        noise = torch.empty(shape).normal_(generator=gen)
+        noise = noise.mul_(torch.tensor(self.noise * INPUT_RANGE))
+        return noise.to(device=images.device, dtype=images.dtype)
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean of |∇f_c| over the noisy copies ``[B, C, H, W]``."""
+        images = images.detach()
         noise = self.draw_noise(images)
-        rows = noise.shape[0]
-        owner = torch.arange(images.shape[0], device=images.device).repeat_interleave(self.n_samples)
-        step = rows if self.batch_size is None else self.batch_size
-        saliency = CaptumSaliency(model)
         total = torch.zeros_like(images)
-        for start in range(0, rows, step):
-            idx = owner[start : start + step]
-            noisy = (images[idx] + noise[start : start + step]).requires_grad_(True)
-            grads = saliency.attribute(noisy, target=targets[idx], abs=True).detach()
-            total.index_add_(0, idx, grads)
+        for chunk in row_chunks(noise.shape[0], self.pass_rows(images.shape[0], images.device)):
+            owner = torch.arange(chunk.start, chunk.stop, device=images.device) // self.n_samples
+            noisy = noise[chunk].add_(images[owner])
+            total.index_add_(0, owner, input_gradients(model, noisy, targets[owner]).abs_())
         return total / self.n_samples
