@@ -19,6 +19,7 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
@@ -182,23 +183,230 @@ def test_deeplift_is_exact_on_a_linear_model() -> None:
     torch.testing.assert_close(attr, (x - x0) * model.weight[1], atol=1e-12, rtol=0)
 
 
-def test_deeplift_refuses_a_reused_relu(images) -> None:
-    class Reused(nn.Module):
+class _TwoReLUs(nn.Module):
+    """conv → ReLU → conv → ReLU → mean; with ``shared`` both ReLUs are one module called twice."""
+
+    def __init__(self, shared: bool) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.c1, self.c2 = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 2, 3)
+        self.relu = nn.ReLU()
+        self.relu2 = self.relu if shared else nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu2(self.c2(self.relu(self.c1(x)))).mean(dim=(2, 3))
+
+
+def test_deeplift_handles_a_reused_relu_per_call(images) -> None:
+    """Each call of a reused module gets its own multipliers (Captum keeps only the last input)."""
+    x = images.double()
+    shared, separate = _TwoReLUs(shared=True).double().eval(), _TwoReLUs(shared=False).double().eval()
+    expl = rx.create_explainer("deeplift")
+    a = expl.explain(shared, x, target=1).attributions
+    torch.testing.assert_close(a, expl.explain(separate, x, target=1).attributions, atol=1e-12, rtol=0)
+    with torch.no_grad():
+        gap = shared(x)[:, 1] - shared(torch.zeros_like(x))[:, 1]
+    torch.testing.assert_close(a.sum(dim=(1, 2, 3)), gap, atol=1e-12, rtol=0)
+
+
+class _DeepLiftOwnInputHooks(DeepLift):
+    """Captum's DeepLift with captum#1104 fixed (each multiplier hook on the module's own input copy, as
+    upstream PR #1843 does): the oracle where Captum 0.9 itself is wrong (adjacent non-linearities)."""
+
+    def _register_hooks(self, module: nn.Module, attribute_to_layer_input: bool = True) -> None:
+        if not self._can_register_hook(module):
+            return
+        self.forward_handles.append(module.register_forward_hook(self._forward_hook))
+        self.forward_handles.append(module.register_forward_pre_hook(self._forward_pre_hook))
+        grad_out: dict[torch.device, torch.Tensor] = {}
+
+        def record(grad: torch.Tensor) -> None:
+            grad_out[grad.device] = grad
+
+        def forward_hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
+            output.register_hook(record)
+
+        def pre_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+            copy = args[0].clone()
+
+            def replace(grad: torch.Tensor) -> torch.Tensor | None:
+                return self._backward_hook(module, grad, grad_out[grad.device]) if grad_out else None
+
+            copy.register_hook(replace)
+            return (copy,)
+
+        self.backward_handles.append(module.register_forward_pre_hook(pre_hook))
+        self.backward_handles.append(module.register_forward_hook(forward_hook))
+
+
+def _fixed_captum_deeplift(model: nn.Module, x: torch.Tensor, x0: torch.Tensor, target) -> torch.Tensor:
+    return _DeepLiftOwnInputHooks(model).attribute(
+        x.clone().requires_grad_(True), baselines=x0, target=target
+    )
+
+
+def test_deeplift_softmax_rule_equals_captum_in_one_pass(images) -> None:
+    """The attention head (ReLU → softmax, max-pools, a product) as Captum, in one pass whatever batch_size:
+    Captum's softmax rule subtracts a mean over every row of its call."""
+    torch.manual_seed(1)
+    model = rx.create_model("smallcnn-attention", widths=(4, 8, 8, 8)).eval().double()
+    x = torch.cat([images, _with_black_band(images)]).double()
+    for batch_size in (None, 2):
+        expl = rx.create_explainer("deeplift", baseline="mean", batch_size=batch_size)
+        e = expl.explain(model, x)
+        ref = _fixed_captum_deeplift(model, x, expl.baselines(x), e.targets)
+        torch.testing.assert_close(e.attributions, ref, atol=1e-12, rtol=1e-8)
+
+
+def _with_black_band(images: torch.Tensor) -> torch.Tensor:
+    """Images whose top rows are black: exact ties with the zero reference (|Δin| = 0 inside the net)."""
+    x = images.clone()
+    x[:, :, :12] = 0
+    return x
+
+
+@pytest.mark.parametrize(
+    "act", [nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus], ids=lambda a: a.__name__
+)
+def test_deeplift_equals_captum_for_each_elementwise_rule(act, images) -> None:
+    """Captum's rule for every element-wise non-linearity it knows, ties (|Δin| < eps) included."""
+    torch.manual_seed(11)
+    model = (
+        nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1),
+            act(),
+            nn.Conv2d(3, 2, 3, padding=1),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2, 2, 3),
+            act(),
+            nn.Flatten(),
+            nn.Linear(2 * 14 * 14, 3),
+        )
+        .double()
+        .eval()
+    )
+    x = _with_black_band(images).double()
+    target = torch.tensor([0, 1, 2, 1])
+    ours = rx.create_explainer("deeplift").explain(model, x, target=target).attributions
+    zero = torch.zeros_like(x)
+    ref = DeepLift(model).attribute(x.clone().requires_grad_(True), baselines=zero, target=target)
+    torch.testing.assert_close(ours, ref, atol=1e-10, rtol=1e-8)
+    with torch.no_grad():
+        gap = (model(x) - model(zero)).gather(1, target[:, None])[:, 0]
+    torch.testing.assert_close(ours.sum(dim=(1, 2, 3)), gap, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh], ids=lambda a: a.__name__)
+def test_deeplift_with_a_large_eps_equals_captum_image_by_image(act) -> None:
+    """|Δin| < eps in many places (image and reference rows then take different ordinary gradients) and at
+    max-pool inputs: a batch gives what Captum gives one image at a time. (On a batch Captum's max-pool rule
+    hands every row the first image's ordinary gradient, ``grad_input[0]``.)"""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), act(), nn.Conv2d(3, 2, 3), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(2 * 3 * 3, 2),
+    )  # fmt: skip
+    model = model.double().eval()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    expl = rx.create_explainer("deeplift", eps=0.3, baseline="mean")
+    ours = expl.explain(model, x, target=1).attributions
+    ref = torch.cat(
+        [
+            DeepLift(model, eps=0.3).attribute(
+                x[i : i + 1].clone().requires_grad_(True), baselines=expl.baselines(x[i : i + 1]), target=1
+            )
+            for i in range(len(x))
+        ]
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-8)
+
+
+def test_deeplift_equals_captum_with_the_adjacent_module_fix_on_smallcnn(images) -> None:
+    """On smallcnn (ReLU → MaxPool in every block) the own rules give Captum's DeepLift with the #1104 fix."""
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8)).eval().double()
+    x = torch.cat([images, _with_black_band(images)]).double()
+    expl = rx.create_explainer("deeplift", baseline="mean")
+    e = expl.explain(model, x)
+    ref = _fixed_captum_deeplift(model, x, expl.baselines(x), e.targets)
+    torch.testing.assert_close(e.attributions, ref, atol=1e-12, rtol=1e-8)
+
+
+def test_deeplift_sums_to_delta_with_overlapping_pools_and_inplace_relus(images) -> None:
+    """Overlapping max-pool windows (where Captum's un-pooling drops terms), 1-d and 3-d pools, in-place."""
+
+    class Pools(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.c1, self.c2, self.relu = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.ReLU()
+            torch.manual_seed(5)
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.relu = nn.ReLU(inplace=True)
+            self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
+            self.pool1 = nn.MaxPool1d(2)
+            self.pool3 = nn.MaxPool3d((2, 2, 2), return_indices=True)
+            self.fc = nn.Linear(4 * 128 + 2 * 8 * 8, 2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.relu(self.c2(self.relu(self.c1(x)))).mean(dim=(2, 3))
+            h = self.pool2(self.relu(self.conv(x)))  # [B, 4, 16, 16]
+            a = self.pool1(h.flatten(2))  # [B, 4, 128]
+            b, _ = self.pool3(h[:, None])  # [B, 1, 2, 8, 8]
+            return self.fc(torch.cat([a.flatten(1), b.flatten(1)], dim=1))
 
-    with pytest.raises(RobustXAIError, match=r"reused: 'relu' \(2×\)"):
-        rx.create_explainer("deeplift")(Reused().eval(), images)
+    model = Pools().double().eval()
+    x = _with_black_band(images).double()
+    expl = rx.create_explainer("deeplift", baseline="blurred", blur_sigma=2.0)
+    e = expl.explain(model, x)
+    with torch.no_grad():
+        t = e.targets[:, None]
+        gap = model(x).gather(1, t)[:, 0] - model(expl.baselines(x)).gather(1, t)[:, 0]
+    assert float(gap.abs().min()) > 1e-6
+    torch.testing.assert_close(e.attributions.sum(dim=(1, 2, 3)), gap, atol=1e-10, rtol=0)
+    assert model.relu.inplace and model.pool3.return_indices and not model.pool2.return_indices
+
+
+def test_deeplift_batch_size_does_not_change_the_numbers(images) -> None:
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8)).eval().double()
+    x = images.double()
+    maps = [rx.create_explainer("deeplift", batch_size=bs)(model, x) for bs in (None, 1, 2, 5)]
+    for other in maps[1:]:
+        torch.testing.assert_close(other, maps[0], atol=1e-12, rtol=0)
+
+
+def test_deeplift_leaves_the_model_as_it_was_after_an_error(images) -> None:
+    """Hooks removed and switched flags restored even when the forward pass raises."""
+
+    class Fails(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.relu = nn.ReLU(inplace=True)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.pool(self.relu(self.conv(x)))
+            if torch.is_grad_enabled():
+                raise ValueError("boom")
+            return h.mean(dim=(2, 3))
+
+    model = Fails().eval()
+    with pytest.raises(ValueError, match="boom"):
+        rx.create_explainer("deeplift")(model, images, target=0)
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks
+    assert model.relu.inplace is True and model.pool.return_indices is False
+    with torch.no_grad():
+        assert model(images).shape == (4, 2)
 
 
 def test_attention_head_uses_each_nonlinearity_module_once(tiny_attention_model, images) -> None:
-    from robustxai.explain.deeplift import reused_nonlinearities
-
-    assert reused_nonlinearities(tiny_attention_model, images) == {}
+    """Guided Backprop (Captum) needs every ReLU a module of its own, called once per forward pass."""
+    seen: dict[str, int] = {}
+    for name, module in tiny_attention_model.named_modules():
+        if type(module) in SUPPORTED_NON_LINEAR:
+            module.register_forward_hook(lambda m, i, o, n=name: seen.__setitem__(n, seen.get(n, 0) + 1))
+    tiny_attention_model(images)
+    assert seen and set(seen.values()) == {1}
     head = tiny_attention_model.net.head
     calls: list[str] = []
     for name in ("attn_relu", "attn_softmax", "pool_f", "pool_u", "out_relu"):
@@ -304,6 +512,7 @@ def test_guided_gradcam_equals_captum(model_fixture, mode, images, request) -> N
     [
         ("integrated_gradients", {"n_steps": 10}, [None, 1, 9, 64]),
         ("smoothgrad", {"n_samples": 5}, [None, 1, 3, 64]),
+        ("deeplift", {}, [None, 1, 3, 64]),
         ("occlusion", {"window": 8, "stride": 8}, [None, 1, 8, 1000]),
     ],
 )
@@ -313,7 +522,9 @@ def test_batch_size_does_not_change_the_numbers(tiny_model, images, name, params
         torch.testing.assert_close(other, maps[0], atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["integrated_gradients", "smoothgrad", "occlusion"])
+@pytest.mark.parametrize(
+    "name", ["integrated_gradients", "smoothgrad", "deeplift", "lime", "xrai", "occlusion"]
+)
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "64", True])
 def test_batch_size_must_be_a_positive_integer(name, bad) -> None:
     with pytest.raises(RobustXAIError, match="batch_size"):
