@@ -160,3 +160,39 @@ def test_tensors_made_in_forward_survive_the_restored_root() -> None:
     model = Scaled().double().eval()
     _check(model, _images(2, 1, 12, 12, seed=19), 4, 2)
     assert "_tensor_constant0" not in model.__dict__
+
+
+def test_a_change_that_dies_before_the_whole_tensor_part_scores_zero(monkeypatch) -> None:
+    torch.manual_seed(20)
+    gate = nn.Conv2d(1, 4, 1)
+    with torch.no_grad():
+        gate.weight.fill_(1.0)
+        gate.bias.fill_(-0.5)  # a dim background (< 0.5) is 0 after the ReLU, occluded or not
+    model = nn.Sequential(
+        gate,
+        nn.ReLU(),
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 16 * 16, 3),
+    ).eval()
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(20)) * 0.4
+    x[:, :, 10:22, 12:24] += 0.6
+    moved: list[torch.Tensor] = []
+    real = incremental.Engine.run
+
+    def spy(self, *args):
+        out, rows = real(self, *args)
+        moved.append(rows)
+        return out, rows
+
+    monkeypatch.setattr(incremental.Engine, "run", spy)
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1)
+        ours = incremental.occlusion(model, x, targets, 6, 3, 0.0)
+    assert ours is not None
+    assert not torch.cat(moved).all()  # rows whose input changed, but no box reaching the flatten did
+    captum = _captum(model, x, targets, 6, 3, "zero")
+    assert (captum == 0).any() and ((captum != 0) | (ours[0] == 0)).all()
+    torch.testing.assert_close(ours[0], captum, atol=1e-6, rtol=1e-4)

@@ -126,6 +126,28 @@ def window_op(module: nn.Module) -> WindowOp | None:
     return None
 
 
+def node_args(node: fx.Node) -> list[fx.Node]:
+    """The nodes among ``node``'s arguments."""
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), found.append)
+    return found
+
+
+def is_map(value: Any, like: torch.Tensor) -> bool:
+    """Whether ``value`` is a ``[B, C, H, W]`` feature map with ``like``'s batch."""
+    return isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[0] == like.shape[0]
+
+
+def spatially_constant(value: Any) -> bool:
+    """A constant operand that broadcasts over rows and pixels (a scalar, a per-channel vector)."""
+    if isinstance(value, list | tuple):
+        return all(spatially_constant(v) for v in value)
+    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+        return True
+    s = value.shape
+    return value.ndim <= 4 and s[-1] == 1 and (value.ndim < 2 or s[-2] == 1) and (value.ndim < 4 or s[0] == 1)
+
+
 def is_pointwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` acts on each pixel separately (checked further against shapes by the caller)."""
     if node.op == "call_module":
@@ -339,3 +361,15 @@ def decline(model: nn.Module, dtype: torch.dtype, reason: str) -> UnsupportedErr
     with _CACHE_LOCK:
         _GRAPHS[model] = (_key(model, dtype), reason)
     return UnsupportedError(reason)
+
+
+_DECLINED: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
+
+
+def first_decline(model: nn.Module, reason: str) -> bool:
+    """Whether ``model`` is declined for ``reason`` for the first time (the caller logs it then)."""
+    with _CACHE_LOCK:
+        seen = _DECLINED.setdefault(model, set())
+        first = reason not in seen
+        seen.add(reason)
+    return first

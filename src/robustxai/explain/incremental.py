@@ -19,8 +19,6 @@ models make :func:`occlusion` return ``None`` (the caller falls back to Captum).
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from typing import Any
 
 import numpy as np
@@ -28,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from robustxai.explain.boxes import Box, gather, index, nhwc, paste, slide, spread, union
+from robustxai.explain.boxes import Box, chunk_elements, gather, index, nhwc, paste, slide, spread, union
 from robustxai.explain.fxgraph import (
     GATE,
     UnsupportedError,
@@ -36,11 +34,15 @@ from robustxai.explain.fxgraph import (
     cached_trace,
     call,
     decline,
+    first_decline,
     global_hooks,
     has_hooks,
     is_inplace,
+    is_map,
     is_pointwise,
     needs_contiguous,
+    node_args,
+    spatially_constant,
     window_op,
 )
 
@@ -48,40 +50,6 @@ logger = logging.getLogger(__name__)
 
 FULL_AT = 0.6  # a box covering this fraction of its map or more is computed as the whole map
 CLEAN_BYTES = 1 << 30  # images are explained in groups whose kept clean activations take about this much
-_LOG_LOCK = threading.Lock()
-_DECLINED: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()  # reasons logged
-
-
-def chunk_elements(dtype: torch.dtype, device: torch.device) -> int:
-    """Rows per pass are chosen so that the largest activation of a pass holds about this many numbers.
-
-    On CPU, oneDNN (float32) convolutions are fastest with large passes: smallcnn's 16 × 225 windows at 64 px
-    took 0.35 s with 2^21, 0.53 s with 2^17; PyTorch's own float64 convolution unfolds its input (9× a 3 × 3
-    layer's input) and is fastest near 2^17: 1.0 s, against 1.5 s with 2^21.
-    """
-    if device.type != "cpu":
-        return 1 << 23
-    return 1 << 21 if dtype in (torch.float32, torch.bfloat16, torch.float16) else 1 << 17
-
-
-def _node_args(node: fx.Node) -> list[fx.Node]:
-    found: list[fx.Node] = []
-    fx.node.map_arg((node.args, node.kwargs), found.append)
-    return found
-
-
-def _is_map(value: Any, like: torch.Tensor) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[0] == like.shape[0]
-
-
-def _spatially_constant(value: Any) -> bool:
-    """A constant operand that broadcasts over rows and pixels (a scalar, a per-channel vector)."""
-    if isinstance(value, list | tuple):
-        return all(_spatially_constant(v) for v in value)
-    if not isinstance(value, torch.Tensor) or value.ndim == 0:
-        return True
-    s = value.shape
-    return value.ndim <= 4 and s[-1] == 1 and (value.ndim < 2 or s[-2] == 1) and (value.ndim < 4 or s[0] == 1)
 
 
 class Engine:
@@ -108,14 +76,14 @@ class Engine:
                 self.var.add(node)
                 self.clean[node] = images
             elif node.op != "output":
-                if any(a in self.var for a in _node_args(node)):
+                if any(a in self.var for a in node_args(node)):
                     self.var.add(node)
                 self.clean[node] = self._run(node, self.clean)
         output = next(n for n in self.nodes if n.op == "output").args[0]
         if not isinstance(output, fx.Node):
             raise decline(model, images.dtype, "the model returns more than one value")
         self.output = output
-        self.last_use = {a: i for i, n in enumerate(self.nodes) for a in _node_args(n)}
+        self.last_use = {a: i for i, n in enumerate(self.nodes) for a in node_args(n)}
         self.window: dict[fx.Node, WindowOp | None] = {
             n: window_op(self.modules[str(n.target)]) if n.op == "call_module" else None for n in self.var
         }
@@ -141,8 +109,8 @@ class Engine:
             if node not in self.var or node is self.input or node.op == "output":
                 continue
             plan[node] = None
-            out, args = self.clean[node], [a for a in _node_args(node) if a in self.var]
-            if not _is_map(out, self.clean[self.input]) or any(plan[a] is None for a in args):
+            out, args = self.clean[node], [a for a in node_args(node) if a in self.var]
+            if not is_map(out, self.clean[self.input]) or any(plan[a] is None for a in args):
                 continue
             height, width = out.shape[-2:]
             op = self.window[node]
@@ -153,9 +121,9 @@ class Engine:
                 x, w = slide(src.x, src.w, width, op.extent[1], op.stride[1], op.pad[1])
                 new: Box | None = Box(h, w, y, x)
             elif is_pointwise(node, self.modules) and all(
-                _is_map(self.clean[a], out) and self.clean[a].shape[-2:] == out.shape[-2:] for a in args
+                is_map(self.clean[a], out) and self.clean[a].shape[-2:] == out.shape[-2:] for a in args
             ):
-                ok = _spatially_constant([self.clean[a] for a in _node_args(node) if a not in self.var])
+                ok = spatially_constant([self.clean[a] for a in node_args(node) if a not in self.var])
                 new = (
                     union([b for b in (plan[a] for a in args) if b is not None], height, width)
                     if ok
@@ -177,13 +145,19 @@ class Engine:
 
     def run(
         self, plan: dict[fx.Node, Box | None], windows: np.ndarray, b: np.ndarray, first: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's output for rows ``n`` = image ``b[n]`` with window ``windows[n]`` occluded.
 
-        ``first`` ``[N, C, h, w]`` is the occluded input over the input's box.
+        ``first`` ``[N, C, h, w]`` is the occluded input over the input's box. Also returns, per row, whether
+        any box entering the whole-tensor part of the network differs from the clean activation: where none
+        does, the row's output is the clean output exactly (the caller scores it 0, as Captum does).
         """
         state: dict[fx.Node, Any] = {self.input: first}
         whole: dict[fx.Node, torch.Tensor] = {}
+        moved = torch.zeros(len(b), dtype=torch.bool, device=first.device)
+        same = {
+            self.input: moved.clone()
+        }  # per box node, rows equal to the clean activation (none at the input)
 
         def full(a: fx.Node) -> Any:
             if a not in self.var:
@@ -193,6 +167,7 @@ class Engine:
                 return state[a]
             if a not in whole:
                 h, w = self.clean[a].shape[-2:]
+                moved.logical_or_(~same[a])
                 whole[a] = paste(
                     gather(self.clean_nhwc(a), b, box.y, box.x, h, w),
                     state[a],
@@ -213,14 +188,14 @@ class Engine:
 
         for i, node in enumerate(self.nodes):
             if node.op == "output":
-                return full(self.output)
+                return full(self.output), moved
             if node not in self.var or node is self.input:
                 continue
             box = plan[node]
             if box is None:
-                state[node] = self._run(node, {a: full(a) for a in _node_args(node)})
+                state[node] = self._run(node, {a: full(a) for a in node_args(node)})
             elif (op := self.window[node]) is not None:
-                (src,) = _node_args(node)
+                (src,) = node_args(node)
                 in_box = plan[src]
                 assert in_box is not None
                 ys, xs = box.y[windows] * op.stride[0], box.x[windows] * op.stride[1]
@@ -231,12 +206,35 @@ class Engine:
                 )
                 state[node] = op.fn(region)
             else:
-                state[node] = self._run(node, {a: crop(a, box) for a in _node_args(node)})
-            for a in _node_args(node):
+                state[node] = self._run(node, {a: crop(a, box) for a in node_args(node)})
+            if box is not None:
+                self._settle(node, box, state, same, windows, b)
+            for a in node_args(node):
                 if self.last_use.get(a) == i and a is not self.output:
                     state.pop(a, None)
                     whole.pop(a, None)
         raise ValueError("the traced graph has no output")
+
+    def _settle(
+        self,
+        node: fx.Node,
+        box: Box,
+        state: dict[fx.Node, Any],
+        same: dict[fx.Node, torch.Tensor],
+        windows: np.ndarray,
+        b: np.ndarray,
+    ) -> None:
+        """Rows whose inputs equal the clean ones get the clean box exactly; ``same[node]``: rows equal to it.
+
+        A box computed from unchanged inputs can differ from the whole-map computation in its last bits; so
+        a change that dies out (a ReLU, a max) stays exactly dead, as in Captum's full passes.
+        """
+        clean = gather(self.clean_nhwc(node), b, box.y[windows], box.x[windows], box.h, box.w)
+        inputs = [same[a] for a in node_args(node) if a in self.var]
+        keep = torch.stack(inputs).all(0)
+        if keep.any():
+            state[node] = torch.where(keep[:, None, None, None], clean, state[node])
+        same[node] = state[node].eq(clean).flatten(1).all(1)
 
     def bytes_per_image(self) -> int:
         """Memory one image's clean activations take here, counting the channels-last copies."""
@@ -253,16 +251,6 @@ class Engine:
                 rows = max(1, value.shape[0]) if value.ndim else 1
                 sizes.append(value.numel() // rows if box is None else value.shape[1] * box.h * box.w)
         return max(sizes)
-
-
-def _log_decline(model: nn.Module, reason: str) -> None:
-    """Log at INFO, once per model and reason, that Captum's full passes are used."""
-    with _LOG_LOCK:
-        seen = _DECLINED.setdefault(model, set())
-        if reason in seen:
-            return
-        seen.add(reason)
-    logger.info("occlusion: %s; using Captum's full passes", reason)
 
 
 def occlusion(
@@ -301,7 +289,9 @@ def occlusion(
     )
     if any(m.training for m in model.modules()) or any(batch_statistics):
         # an image's logits would depend on the rows passed with it: only Captum's own passes give its numbers
-        _log_decline(model, "the model is in training mode or has batch norm without running statistics")
+        reason = "the model is in training mode or has batch norm without running statistics"
+        if first_decline(model, reason):
+            logger.info("occlusion: %s; using Captum's full passes", reason)
         return None
     try:
         if global_hooks():
@@ -310,7 +300,8 @@ def occlusion(
         with torch.no_grad(), GATE.run():
             return _occlusion(model, traced, images, targets, window, stride, reference, rows)
     except UnsupportedError as exc:
-        _log_decline(model, str(exc))
+        if first_decline(model, str(exc)):
+            logger.info("occlusion: %s; using Captum's full passes", exc)
         return None
     except Exception:  # an engine bug: loud, but the explanation still comes (from Captum)
         logger.warning("occlusion: the incremental engine failed; using Captum's full passes", exc_info=True)
@@ -367,7 +358,9 @@ def _differences(
 ) -> torch.Tensor:
     """Target logit of the clean image minus that with each window occluded, ``[B, windows]``.
 
-    A row whose occluded input equals the clean input is not evaluated: its difference is exactly 0.
+    A row whose occluded input equals the clean input is not evaluated, and a row whose change dies out before
+    the whole-tensor part of the network (:meth:`Engine.run`) is not read: their difference is exactly 0, as
+    in Captum (whose perturbed passes then repeat the clean pass), not the rounding of the box computation.
     """
     images = engine.clean[engine.input]
     b_all, window, n_windows = images.shape[0], box.h, len(box.y)
@@ -393,6 +386,7 @@ def _differences(
         if not changed.all():
             r, win, bi, first = r[changed], win[changed], bi[changed], first[torch.as_tensor(changed)]
             b = index(bi, images.device)
-        out = engine.run(plan, win, bi, first)
-        diff[index(r, images.device)] = picked[b] - out.gather(1, targets[b][:, None])[:, 0]
+        out, moved = engine.run(plan, win, bi, first)
+        scores = picked[b] - out.gather(1, targets[b][:, None])[:, 0]
+        diff[index(r, images.device)] = torch.where(moved, scores, torch.zeros_like(scores))
     return diff.view(n_windows, b_all).T
