@@ -4,7 +4,8 @@ A :class:`Box` holds one rectangle per window, all of the same size. :func:`gath
 of a clean activation (stored channels-last, so a box is a set of whole pixel rows and one ``index_select``
 fetches them all); :func:`paste` writes each window's changed box into it. :func:`slide` grows a box through
 a convolution or pooling, :func:`union` joins the boxes of a multi-input operation, :func:`spread` sums
-per-window scores over the pixels each window covers; :func:`chunk_elements` sizes the passes.
+per-window scores over the pixels each window covers, :func:`settle` keeps unchanged rows exactly clean,
+:func:`chunk_elements` sizes the passes.
 """
 
 from __future__ import annotations
@@ -79,6 +80,50 @@ def gather(t: torch.Tensor, b: np.ndarray, y: np.ndarray, x: np.ndarray, h: int,
     else:
         rows = t.reshape(-1, c).index_select(0, index(_pixels(b, y, x, h, w, height, width), t.device))
     return rows.view(len(b), h, w, c).permute(0, 3, 1, 2)
+
+
+def rows_equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row ``n``, whether ``a[n]`` equals ``b[n]`` (``[N, C, h, w]``, best channels-last)."""
+    flat_a, flat_b = (t.permute(0, 2, 3, 1).reshape(len(t), -1) for t in (a, b))
+    return flat_a.eq(flat_b).all(1)
+
+
+def settle(
+    value: torch.Tensor,
+    keep: torch.Tensor,
+    clean: torch.Tensor,
+    b: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    check: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``keep`` of boxes ``value`` set to the clean boxes; per row, whether it now equals the clean box.
+
+    Args:
+        value: The boxes ``[N, C, h, w]`` computed for rows ``n`` (image ``b[n]``, corner ``y[n]``, ``x[n]``).
+        keep: Rows whose inputs were clean: their box is set to the clean one (:func:`gather` of ``clean``).
+        clean: The clean activation ``[B, H, W, C]``.
+        b: Image per row.
+        y: Top row of each row's box.
+        x: Left column of each row's box.
+        check: Whether to compare the other rows too (an operation that can remove a change): first their
+            middle line, then in full those whose middle line is clean.
+
+    Returns:
+        The boxes, and per row whether they equal the clean boxes (``keep`` where ``check`` is false).
+    """
+    h, w = value.shape[-2:]
+    keep = keep.clone()
+    if keep.any():
+        value = torch.where(keep[:, None, None, None], gather(clean, b, y, x, h, w), value)
+    if check:
+        mid = h // 2
+        maybe = rows_equal(value[:, :, mid : mid + 1], gather(clean, b, y + mid, x, 1, w)) & ~keep
+        if maybe.any():
+            idx = maybe.nonzero()[:, 0]
+            n = idx.cpu().numpy()
+            keep[idx] = rows_equal(value[idx], gather(clean, b[n], y[n], x[n], h, w))
+    return value, keep
 
 
 def paste(dst: torch.Tensor, src: torch.Tensor, y: np.ndarray, x: np.ndarray) -> torch.Tensor:

@@ -51,6 +51,16 @@ POINTWISE_METHODS = {
     "relu", "relu_", "sigmoid", "tanh", "add", "add_", "sub", "mul", "mul_", "div", "clone", "contiguous",
     "expand",
 }  # fmt: skip
+SATURATING_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.MaxPool2d)
+SATURATING_FUNCTIONS: set[Any] = {
+    torch.relu,
+    F.relu,
+    F.relu6,
+    F.hardtanh,
+    F.hardswish,
+    F.hardsigmoid,
+    torch.clamp,
+}
 INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
 
 
@@ -168,6 +178,15 @@ def is_pointwise(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
             return len(args) == 5 and args[1:2] == (-1,) and args[3:] == (-1, -1)
         return node.target in POINTWISE_METHODS
     return False
+
+
+def can_saturate(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` can map a changed input to an unchanged output (a ReLU's negatives, a max)."""
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], SATURATING_MODULES)
+    if node.op == "call_function":
+        return node.target in SATURATING_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_", "clamp", "clamp_")
 
 
 def is_inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
