@@ -224,9 +224,10 @@ class Engine:
                 # a box from clean inputs can differ from the clean map in its last bits: use the clean one,
                 # so that a change a ReLU or a max removes stays exactly removed, as in Captum's passes
                 keep = torch.stack([same[a] for a in node_args(node) if a in self.var]).all(0)
-                check = can_saturate(node, self.modules)
-                t, ys, xs = self.clean_nhwc(node), box.y[windows], box.x[windows]
-                state[node], same[node] = settle(state[node], keep, t, b, ys, xs, check)
+                if (check := can_saturate(node, self.modules)) or bool(keep.any()):
+                    t, ys, xs = self.clean_nhwc(node), box.y[windows], box.x[windows]
+                    state[node], keep = settle(state[node], keep, t, b, ys, xs, check)
+                same[node] = keep
             for a in node_args(node):
                 if self.last_use.get(a) == i and a is not self.output:
                     state.pop(a, None)
