@@ -108,6 +108,17 @@ def test_map_metrics_against_skimage() -> None:
     assert same["unsuccessful"].sum() == 0 and same["map_mse"].sum() == 0
 
 
+def test_peak_in_target_is_where_the_attacked_map_peaks() -> None:
+    t = torch.zeros(3, 16, 16)
+    t[:, :5, -5:] = 1
+    m = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(4)) * 0.5
+    m[0, 2, 13] = 1.0  # inside the square
+    m[1, 10, 2] = 1.0  # outside
+    m[2, 4, 11] = 1.0  # on its corner: inside
+    peak = map_metrics(m, m, t)["peak_in_target"]
+    assert peak.tolist() == [1.0, 0.0, 1.0] and peak.dtype == torch.float64
+
+
 def test_config_and_checks() -> None:
     assert load_config(profile="smoke").manipulation is not None
     assert load_config(profile="default").manipulation is not None
