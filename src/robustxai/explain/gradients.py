@@ -31,7 +31,9 @@ def input_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     """∂f_t/∂x of each image's target logit: one forward and one backward pass of the batch.
 
     The same numbers as Captum's ``compute_gradients`` (the sum of the selected logits, differentiated
-    with respect to the input only: no parameter gradients are formed).
+    with respect to the input only: no parameter gradients are formed). The result may be a view with
+    overlapping memory (a model whose first operation is ``x.sum((2, 3))`` gets an expanded gradient back),
+    so callers use out-of-place operations on it.
     """
     return predicted_gradients(model, images, targets)[0]
 
@@ -68,14 +70,14 @@ class Saliency(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Absolute input gradient of the target logit."""
-        return input_gradients(model, images, targets).abs_()
+        return input_gradients(model, images, targets).abs()
 
     def attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted class is read from the gradient's own forward pass."""
         grad, targets = predicted_gradients(model, images)
-        return grad.abs_(), targets
+        return grad.abs(), targets
 
 
 @EXPLAINERS.register("input_x_gradient")
@@ -93,14 +95,14 @@ class InputXGradient(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed x ⊙ ∇f_c(x)."""
-        return input_gradients(model, images, targets).mul_(images)
+        return input_gradients(model, images, targets) * images
 
     def attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted class is read from the gradient's own forward pass."""
         grad, targets = predicted_gradients(model, images)
-        return grad.mul_(images), targets
+        return grad * images, targets
 
 
 def integrated_gradients(
@@ -133,7 +135,7 @@ def integrated_gradients(
         step, image = row // b, row % b
         points = baselines[image] + alphas[step].view(-1, *spatial) * delta[image]
         grads = input_gradients(model, points, targets[image])
-        total.index_add_(0, image, grads.mul_(weights[step].view(-1, *spatial)))
+        total.index_add_(0, image, grads * weights[step].view(-1, *spatial))
     return total.mul_(delta)
 
 

@@ -104,5 +104,5 @@ class SmoothGrad(Explainer):
         for chunk in row_chunks(noise.shape[0], self.pass_rows(images.shape[0], images.device)):
             owner = torch.arange(chunk.start, chunk.stop, device=images.device) // self.n_samples
             noisy = noise[chunk].add_(images[owner])
-            total.index_add_(0, owner, input_gradients(model, noisy, targets[owner]).abs_())
+            total.index_add_(0, owner, input_gradients(model, noisy, targets[owner]).abs())
         return total / self.n_samples
