@@ -99,14 +99,27 @@ class ModelWrapper(nn.Module):
         return len(self.class_names)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` (images in [0, 1]) and return the network's logits ``[B, K]``."""
+        """Normalise ``x`` (images in [0, 1]) and return the network's logits ``[B, K]``.
+
+        The logit count is checked against ``class_names`` on every call (a shape comparison, no
+        synchronisation), so a wrapper whose names disagree with its network fails with a clear error
+        instead of an index error deep inside an explainer or attack.
+        """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise RobustXAIError(f"model expects images [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
         if self.net_channels != self.in_channels:
             x = x.expand(-1, self.net_channels, -1, -1)
         mean = self.get_buffer("mean").to(dtype=x.dtype)
         std = self.get_buffer("std").to(dtype=x.dtype)
-        return self.net((x - mean) / std)
+        logits = self.net((x - mean) / std)
+        if isinstance(logits, torch.Tensor) and (
+            logits.ndim != 2 or logits.shape[1] != len(self.class_names)
+        ):
+            raise RobustXAIError(
+                f"the network returns logits of shape {tuple(logits.shape)}, but the wrapper has "
+                f"{len(self.class_names)} class names: class_names must name every output logit ([B, K])"
+            )
+        return logits
 
     def get_cam_layer(self) -> nn.Module:
         """Return the module whose activations Grad-CAM uses."""
