@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
 import torch
-from captum.attr import InputXGradient, Saliency
+from captum.attr import DeepLift, InputXGradient, Saliency
 from torch import nn
 
 import robustxai as rx
@@ -60,3 +62,105 @@ def test_a_wrapper_whose_class_names_disagree_with_its_logits_is_a_clear_error()
         rx.create_explainer("saliency").explain_targets(wrapped, x, "all")
     right = rx.wrap_model(net, class_names=["a", "b"], cam_layer=None).eval()
     assert rx.create_explainer("saliency")(right, x, target=1).shape == (2, 16, 16)
+
+
+# --- DeepLIFT -------------------------------------------------------------------------------------------
+
+
+def _pooled_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
+    ).eval()  # fmt: skip
+
+
+def test_deeplift_from_two_threads_on_one_model() -> None:
+    """Concurrent calls give the single-threaded maps, a saliency thread meanwhile its own, and the model
+    keeps its flags and has no hooks left."""
+    model = _pooled_cnn()
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    expected = rx.create_explainer("deeplift", batch_size=2)(model, x, target=0)
+    saliency = rx.create_explainer("saliency")(model, x, target=0)
+    results: list[torch.Tensor] = []
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            for _ in range(4):
+                explainer = rx.create_explainer(name, **({"batch_size": 2} if name == "deeplift" else {}))
+                results.append(explainer(model, x, target=0))
+        except BaseException as exc:  # noqa: BLE001 - collected and reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("deeplift", "deeplift", "saliency")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 12
+    for maps in results:
+        assert torch.equal(maps, expected) or torch.equal(maps, saliency)
+    assert sum(torch.equal(m, expected) for m in results) == 8
+    assert model[1].inplace and model[4].inplace
+    assert not model[2].return_indices and not model[5].return_indices
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+class _Gated(nn.Module):
+    """Features times ``sigmoid(gate)``: the gate ``[1, C, 1, 1]`` and a 0-dim scale go through Sigmoid
+    modules without being functions of the image."""
+
+    def __init__(self, with_scalar: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.relu, self.sig, self.fc = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sigmoid(), nn.Linear(4, 2)
+        self.gate = nn.Parameter(torch.randn(1, 4, 1, 1))
+        self.scale = nn.Parameter(torch.tensor(0.7)) if with_scalar else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x)) * self.sig(self.gate)
+        if self.scale is not None:
+            h = h * self.sig(self.scale)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_deeplift_leaves_hooked_modules_on_other_tensors_alone() -> None:
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)).double()
+    model = _Gated().double().eval()
+    attr = rx.create_explainer("deeplift").explain(model, x, target=0).attributions
+    ref = DeepLift(model).attribute(x.clone().requires_grad_(True), baselines=torch.zeros_like(x), target=0)
+    torch.testing.assert_close(attr, ref, atol=1e-12, rtol=0)
+    scalar = _Gated(with_scalar=True).double().eval()
+    attr = rx.create_explainer("deeplift").explain(scalar, x, target=1).attributions
+    with torch.no_grad():
+        gap = scalar(x)[:, 1] - scalar(torch.zeros_like(x))[:, 1]
+    torch.testing.assert_close(attr.sum(dim=(1, 2, 3)), gap, atol=1e-12, rtol=0)
+
+
+def test_deeplift_pass_rows_of_a_softmax_model_is_the_whole_batch(tiny_attention_model) -> None:
+    expl = rx.create_explainer("deeplift", batch_size=2)
+    assert expl.pass_rows(8) == 2
+    assert expl.pass_rows(8, "cpu", tiny_attention_model) == 16
+    assert expl.pass_rows(8, "cpu", _pooled_cnn()) == 2
+
+
+def test_deeplift_warns_once_when_the_sums_miss_the_gap(caplog) -> None:
+    torch.manual_seed(0)
+    gelu = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.GELU(), nn.Conv2d(4, 4, 3), nn.GELU(), nn.Flatten(), nn.LazyLinear(2)
+    )
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2)).double()
+    gelu = gelu.double().eval()
+    gelu(x)  # materialise the lazy layer
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+        rx.create_explainer("deeplift", baseline="mean")(gelu, x, target=0)
+    found = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
+    assert len(found) == 1 and found[0].levelno == logging.WARNING
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+        rx.create_explainer("deeplift", baseline="mean")(_pooled_cnn().double(), x, target=0)
+    assert caplog.records == []
