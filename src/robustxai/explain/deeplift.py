@@ -172,8 +172,8 @@ def check_delta(attr: torch.Tensor, values: torch.Tensor) -> None:
         values: The target logits ``[2, B]`` of the images (row 0) and of their references (row 1).
 
     A miss means a non-linearity the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``):
-    it was differentiated instead, and the map is not DeepLIFT's. Rounding is allowed for with a small
-    term relative to the logits themselves.
+    it was differentiated instead, and the map is not DeepLIFT's — or a large ``eps``. Rounding is allowed
+    for with a small term relative to the logits themselves.
     """
     values = values.to(attr)
     gap = values[0] - values[1]
@@ -184,7 +184,8 @@ def check_delta(attr: torch.Tensor, values: torch.Tensor) -> None:
         logger.warning(
             "DeepLIFT: the attributions of image %d add up to %.4g, not to f(x) − f(x₀) = %.4g (%d of %d "
             "images miss by more than %g of the gap): the model has a non-linearity DeepLIFT's rules do not "
-            "cover, e.g. GELU, SiLU or a functional F.relu, which was differentiated instead",
+            "cover, e.g. GELU, SiLU or a functional F.relu, which was differentiated instead (or eps is so "
+            "large that the ordinary derivative replaced real differences)",
             worst,
             float(attr[worst].sum()),
             float(gap[worst]),
