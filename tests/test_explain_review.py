@@ -108,6 +108,7 @@ def test_deeplift_from_two_threads_on_one_model() -> None:
     assert not model[2].return_indices and not model[5].return_indices
     for module in model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks
+        assert "forward" not in vars(module)
 
 
 class _Gated(nn.Module):

@@ -9,7 +9,8 @@ one process-wide lock for its whole duration: DeepLIFT calls (on any models: a w
 modules) run one at a time, and each restores exactly the flags it switched. The hooks act only for the
 thread that installed them and only on tensors of its pass (``rows``); a forward pass of the same model in
 another thread meanwhile gets the ordinary outputs (its ``inplace`` ReLUs run out of place, with the same
-numbers). Max-pools are not switched to ``return_indices``: the hook computes the argmax itself.
+numbers). Max-pools are not switched to ``return_indices``: each gets an instance ``forward`` that returns
+the argmax for the calling thread's pass alone.
 """
 
 from __future__ import annotations
@@ -178,11 +179,11 @@ class _Rules:
         ox, orf = _halves(out, module)
         d_in = hx - hr
         d_out = ox - orf
-        if isinstance(module, nn.ReLU):  # its derivative is cheap: no host synchronisation
+        if h.is_cuda and isinstance(module, nn.ReLU):  # a cheap derivative: no host synchronisation
             small = d_in.abs() < self.eps  # the ordinary derivative where |Δin| < eps
             slopes = torch.stack([hx > 0, hr > 0]).to(h.dtype)
             mult = torch.where(small, slopes, d_out / d_in)
-        else:  # the derivative is a backward pass of its own: only where some |Δin| < eps
+        else:  # only where some |Δin| < eps (free on CPU; elsewhere the derivative is a pass of its own)
             mult = d_out / d_in
             if float(d_in.abs_().amin()) < self.eps:
                 small = d_in.lt_(self.eps)
@@ -206,18 +207,28 @@ class _Rules:
         result: torch.Tensor = _SoftmaxRule.apply(h, out.detach(), (ox - orf).div_(d_in), small, module)
         return result
 
+    def pool_forward(self, module: nn.Module) -> Callable[[torch.Tensor], Any]:
+        """A max-pool's forward that also returns the argmax for this context's pass, and only for it.
+
+        Installed as the module instance's ``forward`` instead of switching its ``return_indices`` flag,
+        which every thread would see; other threads and other tensors get the module's own forward.
+        """
+        own = module.forward  # before the instance forward is set: the class's, or an existing override
+        pool = MAX_POOLS[type(module)]
+        m: Any = module
+
+        def forward(h: torch.Tensor) -> Any:
+            if not self.applies(h):
+                return own(h)
+            return pool(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
+
+        return forward
+
     def max_pool(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         h: Any = args[0] if args else None
-        if not self.applies(h):
+        if not self.applies(h):  # the same test as pool_forward's: the module's own output
             return None
-        if module.return_indices:
-            out, indices = output
-        else:  # the argmax, computed here: the module's own flag stays as it is (thread safety)
-            m: Any = module
-            out = output
-            indices = MAX_POOLS[type(module)](
-                h.detach(), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True
-            )[1]
+        out, indices = output
         ox, orf = _halves(out, module)
         b, c = ox.shape[:2]
         if self.last is not None and self.last[0] is h:
@@ -247,12 +258,14 @@ def rescale_rules(model: nn.Module, eps: float) -> Iterator[_Rules]:
 
     Yields the hooks' state: set its ``rows`` to the rows of each forward pass, which must be the batch
     ``[x; x₀]`` (images, then their references). Holds the process-wide lock (module docstring). On exit —
-    normal or by an exception — every hook is removed and every switched ``inplace`` flag restored.
+    normal or by an exception — every hook is removed, every switched ``inplace`` flag restored and every
+    max-pool's instance ``forward`` (:meth:`_Rules.pool_forward`) taken away.
     """
     with _LOCK:
         rules = _Rules(eps)
         handles: list[RemovableHandle] = []
         flags: list[tuple[Any, bool]] = []  # (in-place activation, its flag)
+        forwards: list[tuple[nn.Module, Any]] = []  # (max-pool, its own instance forward or None)
         try:
             for module in model.modules():
                 if type(module) in ELEMENTWISE:
@@ -265,9 +278,16 @@ def rescale_rules(model: nn.Module, eps: float) -> Iterator[_Rules]:
                     handles.append(module.register_forward_hook(rules.softmax))
                 elif type(module) in MAX_POOLS:
                     handles.append(module.register_forward_hook(rules.max_pool))
+                    forwards.append((module, module.__dict__.get("forward")))
+                    module.__dict__["forward"] = rules.pool_forward(module)  # this instance only
             yield rules
         finally:
             for act, value in reversed(flags):
                 act.inplace = value
+            for module, forward in reversed(forwards):
+                if forward is None:
+                    del module.__dict__["forward"]
+                else:
+                    module.__dict__["forward"] = forward
             for handle in handles:
                 handle.remove()
