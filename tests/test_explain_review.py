@@ -162,6 +162,11 @@ def test_deeplift_warns_once_when_the_sums_miss_the_gap(caplog) -> None:
     found = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
     assert len(found) == 1 and found[0].levelno == logging.WARNING
     caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="robustxai.explain.deeplift"):
+        rx.create_explainer("deeplift", baseline="mean")(gelu, x, target=1)  # same model: DEBUG only
+    again = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
+    assert len(again) == 1 and again[0].levelno == logging.DEBUG
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
         rx.create_explainer("deeplift", baseline="mean")(_pooled_cnn().double(), x, target=0)
     assert caplog.records == []

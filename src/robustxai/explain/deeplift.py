@@ -63,6 +63,7 @@ inherited from Captum's rule, which the numbers follow.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 from torch import nn
@@ -73,6 +74,9 @@ from robustxai.explain.deeplift_rules import rescale_rules
 from robustxai.explain.references import check_reference, reference_images
 
 logger = logging.getLogger(__name__)
+
+# Models whose summation-to-delta miss was already logged at WARNING (weak: never keeps a model alive).
+_WARNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 # Summation-to-delta is checked on every call: a gap off by more than this fraction is logged.
 DELTA_TOLERANCE = 1e-3
@@ -160,20 +164,23 @@ class DeepLift(Explainer):
                 gaps.append(picked.detach().view(2, -1))
         attr = torch.cat(out) if len(out) > 1 else out[0]
         if not any(type(m) is nn.Softmax for m in model.modules()):  # Captum's softmax rule misses it
-            check_delta(attr, torch.cat(gaps, dim=1))
+            check_delta(attr, torch.cat(gaps, dim=1), model)
         return attr
 
 
-def check_delta(attr: torch.Tensor, values: torch.Tensor) -> None:
-    """Log one warning if Σ attributions misses f_c(x) − f_c(x₀) by more than ``DELTA_TOLERANCE`` of it.
+def check_delta(attr: torch.Tensor, values: torch.Tensor, model: nn.Module | None = None) -> None:
+    """Log a warning if Σ attributions misses f_c(x) − f_c(x₀) by more than ``DELTA_TOLERANCE`` of it.
 
     Args:
         attr: DeepLIFT attributions ``[B, C, H, W]``.
         values: The target logits ``[2, B]`` of the images (row 0) and of their references (row 1).
+        model: The explained model: the warning is logged once per model at WARNING (an audit calls
+            DeepLIFT on one model many times, and the cause is the model's), later misses at DEBUG.
 
-    A miss means a non-linearity the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``):
-    it was differentiated instead, and the map is not DeepLIFT's — or a large ``eps``. Rounding is allowed
-    for with a small term relative to the logits themselves.
+    A miss means a non-linearity the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``,
+    a product of two input-dependent terms such as an attention gate): it was differentiated instead, and
+    the map is not DeepLIFT's — or a large ``eps``. Rounding is allowed for with a small term relative to
+    the logits themselves.
     """
     values = values.to(attr)
     gap = values[0] - values[1]
@@ -181,11 +188,15 @@ def check_delta(attr: torch.Tensor, values: torch.Tensor) -> None:
     allowed = DELTA_TOLERANCE * gap.abs() + 16 * torch.finfo(attr.dtype).eps * values.abs().sum(dim=0)
     worst = int((miss - allowed).argmax())  # the one host synchronisation of a call that passes
     if bool(miss[worst] > allowed[worst]):
-        logger.warning(
+        first = model is None or model not in _WARNED
+        if model is not None:
+            _WARNED.add(model)
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
             "DeepLIFT: the attributions of image %d add up to %.4g, not to f(x) − f(x₀) = %.4g (%d of %d "
             "images miss by more than %g of the gap): the model has a non-linearity DeepLIFT's rules do not "
-            "cover, e.g. GELU, SiLU or a functional F.relu, which was differentiated instead (or eps is so "
-            "large that the ordinary derivative replaced real differences)",
+            "cover, e.g. GELU, SiLU, a functional F.relu or an attention product, which was differentiated "
+            "instead (or eps is so large that the ordinary derivative replaced real differences)",
             worst,
             float(attr[worst].sum()),
             float(gap[worst]),
