@@ -171,12 +171,24 @@ class _Rules:
             and h.shape[0] == self.rows
         )
 
-    def elementwise(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+    def _split(
+        self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """A hooked module's input ``h`` and its input and output halves ``(h, h_x, h_r, o_x, o_r)``.
+
+        Image rows first, reference rows second; ``None`` when the call is not this context's pass (the
+        module then behaves normally).
+        """
         h: Any = args[0] if args else None
         if not self.applies(h):
             return None
-        hx, hr = _halves(h, module)
-        ox, orf = _halves(out, module)
+        return (h, *_halves(h, module), *_halves(out, module))
+
+    def elementwise(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+        split = self._split(module, args, out)
+        if split is None:
+            return None
+        h, hx, hr, ox, orf = split
         d_in = hx - hr
         d_out = ox - orf
         if h.is_cuda and isinstance(module, nn.ReLU):  # a cheap derivative: no host synchronisation
@@ -197,11 +209,10 @@ class _Rules:
         return result
 
     def softmax(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
-        h: Any = args[0] if args else None
-        if not self.applies(h):
+        split = self._split(module, args, out)
+        if split is None:
             return None
-        hx, hr = _halves(h, module)
-        ox, orf = _halves(out, module)
+        h, hx, hr, ox, orf = split
         d_in = hx - hr
         small = d_in.abs() < self.eps
         result: torch.Tensor = _SoftmaxRule.apply(h, out.detach(), (ox - orf).div_(d_in), small, module)
