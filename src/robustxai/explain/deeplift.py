@@ -137,7 +137,7 @@ class DeepLift(Explainer):
         With ``model`` given and holding an ``nn.Softmax`` module, the whole batch in one pass (``2 × batch``,
         whatever ``batch_size``): Captum's softmax rule couples the rows of a pass.
         """
-        if model is not None and any(type(m) is nn.Softmax for m in model.modules()):
+        if model is not None and _has_softmax(model):
             return 2 * batch
         return 2 * balanced_rows(batch, max(1, rows_per_pass(self.batch_size, device) // 2))
 
@@ -163,9 +163,14 @@ class DeepLift(Explainer):
                 out.append((x.detach() - x0) * grad)
                 gaps.append(picked.detach().view(2, -1))
         attr = torch.cat(out) if len(out) > 1 else out[0]
-        if not any(type(m) is nn.Softmax for m in model.modules()):  # Captum's softmax rule misses it
+        if not _has_softmax(model):  # Captum's softmax rule misses summation to delta
             check_delta(attr, torch.cat(gaps, dim=1), model)
         return attr
+
+
+def _has_softmax(model: nn.Module) -> bool:
+    """Whether the model holds an ``nn.Softmax`` module, whose rule couples the rows of a pass."""
+    return any(type(m) is nn.Softmax for m in model.modules())
 
 
 def check_delta(attr: torch.Tensor, values: torch.Tensor, model: nn.Module | None = None) -> None:
