@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import robustxai as rx
+from robustxai.runtime import keep_freed_memory
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -37,7 +38,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--apgd-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+    )
     args = parser.parse_args()
+    if not args.system_malloc:
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -52,6 +52,7 @@ from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import Store
 from robustxai.explain import create_explainer
+from robustxai.runtime import keep_freed_memory
 
 # Per image: (forward, backward) passes of each explainer, for explainers without a ``passes`` method
 # (Captum batches its perturbations into these). Called with the explainer's parameters and the image size.
@@ -292,6 +293,7 @@ def bench_rss(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cfg = rss_config(n, args.size, checkpoints)
         build_datasets(cfg, cache_root(cfg.cache_dir), LogProgress())  # the data cache is written here
         cmd = [sys.executable, __file__, "--rss-child", json.dumps([n, args.size, checkpoints])]
+        cmd += ["--system-malloc"] if args.system_malloc else []
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         t = time.perf_counter()
@@ -358,8 +360,15 @@ def main() -> None:
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall", help="clock of the pass-count figure"
     )
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+    )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
+    if not args.system_malloc:
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock == "cpu" and args.threads != 1:
@@ -372,7 +381,11 @@ def main() -> None:
         n, size, checkpoints = json.loads(args.rss_child)
         rss_child(n, size, checkpoints, rest[0])
         return
-    results: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0]}
+    results: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "malloc": "system" if args.system_malloc else "keep freed memory",
+        "load_avg": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for name in args.only.split(","):

@@ -24,6 +24,7 @@ from robustxai.attacks.manipulate import create_manipulation
 from robustxai.attacks.softplus import SoftplusSurrogate
 from robustxai.audit.config import load_config, validate_config
 from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+from robustxai.runtime import keep_freed_memory
 
 METHODS = ["saliency", "input_x_gradient", "gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad"]
 
@@ -46,7 +47,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+    )
     args = parser.parse_args()
+    if not args.system_malloc:
+        keep_freed_memory()
     torch.manual_seed(0)
     model = rx.create_model("smallcnn").eval()
     x = torch.rand(args.batch, 1, args.size, args.size)

@@ -20,6 +20,7 @@ from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownName
 from robustxai.explain import Explainer, Explanation, create_explainer, list_explainers
 from robustxai.metrics import list_metrics
 from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model, wrap_model
+from robustxai.runtime import keep_freed_memory
 from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ __all__ = [
     "create_manipulation",
     "create_model",
     "fit",
+    "keep_freed_memory",
     "list_attacks",
     "list_explainers",
     "list_manipulations",

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from robustxai.errors import RobustXAIError
+from robustxai.runtime import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -81,13 +82,14 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
-    """Configure logging for every command."""
+    """Configure logging for every command, and let this process reuse freed tensor memory."""
     _state["debug"] = debug
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    keep_freed_memory()  # a batch job: ≈ 15 % faster passes for a resident set kept at its peak (runtime.py)
 
 
 @app.command()

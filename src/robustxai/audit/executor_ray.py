@@ -27,6 +27,7 @@ from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (workers must know e
 from robustxai.audit.plan import Unit, UnitResult
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
+from robustxai.runtime import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def _worker_run(
     unit: Unit, model_key: str, model_box: list[Any], cfg: AuditConfig, payload: Any, requested: str | None
 ) -> UnitResult:
     """Run one unit in a Ray worker, fetching its model once per worker process and device."""
+    keep_freed_memory()  # as the CLI's own process does (robustxai.runtime); once per worker
     device = worker_device(requested)
     model = _WORKER_MODELS.get((model_key, device))
     if model is None:
