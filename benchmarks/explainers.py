@@ -10,10 +10,12 @@ through the model per chunk, its ``pass_rows(batch)`` (e.g. 32 image × step row
 of images and references for DeepLIFT), right before and after its call. So 1.0 means the method costs
 exactly its passes at its own pass size: everything else it does (input checks, building perturbations,
 reductions, Captum's wrappers, segmentation for LIME and XRAI, ranking for XRAI) is what the ratio shows.
-A call is timed as the best of ``max(repeats, 3)`` after a warm-up, as the passes are, unless its bound
-exceeds 1 s (then ``repeats``) or 5 s (then once, without warm-up). ``--clock cpu`` times part 1 in this
-process's CPU time instead of wall time, for a machine others are using (run it with one torch thread,
-``OMP_NUM_THREADS=1``).
+A call is timed as the best of ``max(repeats, 7)`` after a warm-up, unless its bound exceeds 1 s (then
+``repeats``) or 5 s (then once, without warm-up); each timed call is followed by a measurement of the passes
+(best of 3 each), and the bound takes the best of those, so a change of load reaches both sides.
+``--clock cpu`` times part 1 in this process's CPU time instead of wall time, for a machine others are using
+(run it with one torch thread, ``OMP_NUM_THREADS=1``). The process keeps freed memory for reuse, as the CLI
+does (:mod:`robustxai.runtime`); ``--system-malloc`` leaves glibc's malloc as it is.
 
 Part 2. The explanation grid of an audit — saliency, integrated_gradients, gradcam, smoothgrad and occlusion
 on 64 images, each scored by point coverage of the top 15 % — done with robustxai's batched explainers and
@@ -22,7 +24,7 @@ time with Captum and Quantus (``TopKIntersection``), per method and whole. Both 
 as an audit runs; the script computes identical numbers, which a second float64 run of both sides checks:
 the benchmark asserts that the maps agree to 1e-5 and the coverages exactly (why not in float32: ``part2``).
 
-    .venv/bin/python benchmarks/explainers.py [--quick] [--part 1|2] [--clock wall|cpu]
+    .venv/bin/python benchmarks/explainers.py [--quick] [--part 1|2] [--clock wall|cpu] [--system-malloc]
         [--batch 32] [--grid 64] [--size 64] [--repeats 3]
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -41,6 +44,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
 import robustxai as rx
+from robustxai.runtime import keep_freed_memory
 
 warnings.filterwarnings("ignore")
 
@@ -92,7 +96,8 @@ def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
         f"smallcnn, batch {args.batch}, {args.size}px, {torch.get_num_threads()} thread(s), {args.clock} "
         f"clock: forward {1e3 * t_f:.2f} ms/image, "
         f"backward {1e3 * t_b:.2f} ms/image at {args.batch} rows per pass (the bound of each explainer is "
-        f"re-measured around it, at its own rows per pass)"
+        f"re-measured around it, at its own rows per pass); malloc: "
+        f"{'system' if args.system_malloc else 'keeps freed memory'}"
     )
     header = ("forward", 9), ("backward", 9), ("rows", 6), ("bound ms", 10), ("time ms", 10), ("ratio", 7)
     print(f"{'explainer':<22}" + "".join(f"{title:>{width}}" for title, width in header))
@@ -102,16 +107,20 @@ def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
         explainer = rx.create_explainer(name, **SETTINGS.get(name, {}))
         n_f, n_b = explainer.passes(args.batch, args.size, args.size)
         rows = explainer.pass_rows(args.batch, x.device)
-        before = pass_times(rows)
-        estimate = n_f * before[0] + n_b * before[1]
-        repeats = 1 if estimate > 5 else args.repeats if estimate > 1 else max(args.repeats, 3)
+        measured = [pass_times(rows)]
+        estimate = n_f * measured[0][0] + n_b * measured[0][1]
+        rounds = 1 if estimate > 5 else args.repeats if estimate > 1 else max(args.repeats, 7)
 
         def call(e: rx.Explainer = explainer) -> None:
             e(model, x, target=targets)
 
-        t = best_time(call, repeats, warm_up=estimate <= 5, clock=clock)
-        after = pass_times(rows)
-        bound = n_f * min(before[0], after[0]) + n_b * min(before[1], after[1])
+        if estimate <= 5:
+            call()  # warm-up
+        t = math.inf
+        for _ in range(rounds):  # calls and passes alternate, so a change of load reaches both sides
+            t = min(t, best_time(call, 1, warm_up=False, clock=clock))
+            measured.append(pass_times(rows))
+        bound = n_f * min(m[0] for m in measured) + n_b * min(m[1] for m in measured)
         print(f"{name:<22}{n_f:>9}{n_b:>9}{rows:>6}{1e3 * bound:>10.0f}{1e3 * t:>10.0f}{t / bound:>7.2f}")
 
 
@@ -275,7 +284,14 @@ def main() -> None:
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall", help="clock of part 1 (cpu: process CPU time)"
     )
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+    )
     args = parser.parse_args()
+    if not args.system_malloc:
+        keep_freed_memory()
     if args.quick:
         args.batch, args.grid, args.repeats = 16, 16, 1
     torch.manual_seed(0)
