@@ -33,6 +33,19 @@ def test_tiles_are_colour_mapped_like_imshow() -> None:
     np.testing.assert_array_equal(_rgb(Tile(rgb)), np.round(rgb * 255).astype(np.uint8))  # RGB as it is
 
 
+def test_pixels_without_a_value_are_white_and_do_not_stretch_the_range() -> None:
+    values = np.array([[np.nan, 2.0], [4.0, np.inf]])
+    out = _rgb(Tile(values, "inferno"))
+    assert out[0, 0].tolist() == [255, 255, 255] and out[1, 1].tolist() == [255, 255, 255]
+    low, high = (colormaps["inferno"](v, bytes=True)[:3] for v in (0.0, 1.0))
+    np.testing.assert_array_equal(out[0, 1], low)  # 2 is the finite minimum, 4 the maximum
+    np.testing.assert_array_equal(out[1, 0], high)
+    assert (_rgb(Tile(np.full((2, 2), np.nan), "gray")) == 255).all()  # nothing to draw: all white
+    rgb = np.zeros((2, 2, 3))
+    rgb[0, 0, 1] = np.nan
+    assert _rgb(Tile(rgb))[0, 0].tolist() == [255, 255, 255] and _rgb(Tile(rgb))[1, 1].tolist() == [0, 0, 0]
+
+
 def test_grid_is_one_axes_with_titles_labels_and_overlays() -> None:
     fig = tile_grid(_grid(), col_titles=["a", "b"], row_labels=["r0", "r1"], title="T")
     (ax,) = fig.axes

@@ -51,16 +51,27 @@ class Tile:
 
 
 def _rgb(tile: Tile) -> np.ndarray:
-    """The tile's image as 8-bit RGB ``[H, W, 3]`` (what ``imshow`` paints; an eighth of float64 memory)."""
-    img = np.nan_to_num(np.asarray(tile.image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    """The tile's image as 8-bit RGB ``[H, W, 3]`` (what ``imshow`` paints; an eighth of float64 memory).
+
+    Pixels without a finite value (NaN, ±inf) are white, as ``imshow`` leaves them transparent on the white
+    figure, and they take no part in the tile's own minimum and maximum.
+    """
+    img = np.asarray(tile.image, dtype=np.float64)
     if img.ndim == 3:
-        return np.round(np.clip(img[..., :3], 0.0, 1.0) * 255).astype(np.uint8)
-    if img.size == 0:
-        return np.zeros((*img.shape[:2], 3), dtype=np.uint8)
-    low = float(img.min()) if tile.vmin is None else tile.vmin
-    high = float(img.max()) if tile.vmax is None else tile.vmax
-    scaled = np.clip((img - low) / (high - low), 0.0, 1.0) if high > low else np.zeros_like(img)
-    return np.asarray(colormaps[tile.cmap](scaled, bytes=True))[..., :3]
+        img = img[..., :3]
+        bad = ~np.isfinite(img).all(axis=-1)
+        rgb = np.round(np.clip(np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255)
+    else:
+        bad = ~np.isfinite(img)
+        values = img[~bad]
+        low = (float(values.min()) if values.size else 0.0) if tile.vmin is None else tile.vmin
+        high = (float(values.max()) if values.size else 0.0) if tile.vmax is None else tile.vmax
+        scaled = np.clip((np.where(bad, low, img) - low) / (high - low), 0.0, 1.0) if high > low else None
+        rgb = np.asarray(colormaps[tile.cmap](np.zeros_like(img) if scaled is None else scaled, bytes=True))
+        rgb = rgb[..., :3]
+    out = rgb.astype(np.uint8)
+    out[bad] = 255
+    return out
 
 
 def tile_grid(
