@@ -37,6 +37,11 @@ the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``), which
 instead. Captum's softmax rule does not keep summation to delta, so models with an ``nn.Softmax`` module
 are not checked.
 
+Speed: the rules keep more intermediate tensors than a plain backward pass, so in a process whose ``malloc``
+returns freed memory to the kernel each call starts on fresh pages; with :func:`robustxai.keep_freed_memory`
+(the CLI's default) DeepLIFT costs ≈ 1.1× its two passes on a 2-core CPU, without it up to ≈ 1.7×
+(BENCHMARKS.md).
+
 The numbers are Captum 0.9's where Captum's are right (the tests compare them to 1e-10), and differ where
 they are not:
 
