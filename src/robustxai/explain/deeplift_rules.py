@@ -38,6 +38,11 @@ _LOCK = threading.RLock()  # one DeepLIFT hook context at a time, process-wide (
 
 # ------------------------------------------------------------------------------------- own rescale rules
 
+# The rules' forward returns the module's output values, handed over in a tuple: a tensor argument returned
+# as-is would become an autograd view, which a later in-place operation of the model (``h += …``) may not
+# modify; a tensor that is no argument is a plain output of the rule.
+_Held = tuple[torch.Tensor]
+
 
 class _Rescale(torch.autograd.Function):
     """Identity on the module's output values; backward: gradient × multiplier (per element).
@@ -46,9 +51,9 @@ class _Rescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, out: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, h: torch.Tensor, out: _Held, mult: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(mult)
-        return out
+        return out[0]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
@@ -70,14 +75,14 @@ class _MaxPoolRule(torch.autograd.Function):
     def forward(
         ctx: Any,
         h: torch.Tensor,
-        out: torch.Tensor,
+        out: _Held,
         idx: torch.Tensor,
         coef: torch.Tensor,
         own: torch.Tensor,
     ) -> torch.Tensor:
         ctx.save_for_backward(idx, coef, own)
         ctx.in_shape = h.shape
-        return out
+        return out[0]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -102,14 +107,14 @@ class _SoftmaxRule(torch.autograd.Function):
     def forward(
         ctx: Any,
         h: torch.Tensor,
-        out: torch.Tensor,
+        out: _Held,
         mult: torch.Tensor,
         small: torch.Tensor,
         module: nn.Module,
     ) -> torch.Tensor:
         ctx.module = module
         ctx.save_for_backward(mult, small, h.detach())
-        return out
+        return out[0]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -152,14 +157,16 @@ class _Rules:
     module, a 0-dim tensor — gets the module's ordinary output and gradient.
 
     An element-wise module's output difference Δout is kept with its output, so a max-pool right after it
-    (ReLU → MaxPool in every conv block) takes its Δin from there instead of subtracting again.
+    (ReLU → MaxPool in every conv block) takes its Δin from there instead of subtracting again — unless the
+    model changed that output in place in between (``h *= 2``: its version tells).
     """
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
         self.rows = 0  # rows of the current pass: 2 × its images
         self.thread = threading.get_ident()
-        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (output, Δout) of the last element-wise
+        # (output, Δout, the output's version) of the last element-wise module
+        self.last: tuple[torch.Tensor, torch.Tensor, int] | None = None
 
     def applies(self, h: Any) -> bool:
         """Whether ``h`` is an input of this context's pass (see the class docstring)."""
@@ -204,8 +211,8 @@ class _Rules:
                     mult, small, value=-1
                 )
                 mult = mult.add_(px) if torch.equal(px, pr) else torch.stack([mult + px, mult + pr])
-        result: torch.Tensor = _Rescale.apply(h, out.detach(), mult)
-        self.last = (result, d_out)
+        result: torch.Tensor = _Rescale.apply(h, (out.detach(),), mult)
+        self.last = (result, d_out, result._version)
         return result
 
     def softmax(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
@@ -215,7 +222,7 @@ class _Rules:
         h, hx, hr, ox, orf = split
         d_in = hx - hr
         small = d_in.abs() < self.eps
-        result: torch.Tensor = _SoftmaxRule.apply(h, out.detach(), (ox - orf).div_(d_in), small, module)
+        result: torch.Tensor = _SoftmaxRule.apply(h, (out.detach(),), (ox - orf).div_(d_in), small, module)
         return result
 
     def pool_forward(self, module: nn.Module) -> Callable[[torch.Tensor], Any]:
@@ -242,7 +249,7 @@ class _Rules:
         out, indices = output
         ox, orf = _halves(out, module)
         b, c = ox.shape[:2]
-        if self.last is not None and self.last[0] is h:
+        if self.last is not None and self.last[0] is h and h._version == self.last[2]:  # not changed in place
             d_in = self.last[1].reshape(b, c, -1)
         else:
             hx, hr = _halves(h, module)
@@ -259,7 +266,7 @@ class _Rules:
         torch.gather(d_in, 2, idx[1], out=d_at[1])
         small = d_at.abs().lt_(self.eps)  # 1.0 where |Δin| < eps, else 0.0
         coef = d_out.addcmul_(d_out, small, value=-1).div_(d_at.add_(small))
-        pooled = _MaxPoolRule.apply(h, out.detach(), idx, coef, coef + small)
+        pooled = _MaxPoolRule.apply(h, (out.detach(),), idx, coef, coef + small)
         return (pooled, indices) if module.return_indices else pooled
 
 
