@@ -172,6 +172,22 @@ def test_deeplift_warns_once_when_the_sums_miss_the_gap(caplog) -> None:
     assert caplog.records == []
 
 
+def test_deeplift_says_whether_the_sums_held(tiny_attention_model, caplog) -> None:
+    gen = torch.Generator().manual_seed(3)
+    rgb, grey = torch.rand(3, 3, 16, 16, generator=gen), torch.rand(3, 1, 32, 32, generator=gen)
+    plain = rx.create_explainer("deeplift")
+    assert plain.summation_held is None
+    plain(_pooled_cnn(), rgb, target=0)
+    assert plain.summation_held is True
+    attention = rx.create_explainer("deeplift")
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+        attention(tiny_attention_model, grey, target=0)
+    assert attention.summation_held is False  # the attention product: differentiated, not decomposed
+    assert caplog.records == []  # softmax models miss by design: not logged
+    attention(_pooled_cnn(), rgb, target=0)
+    assert attention.summation_held is False  # stays False once a call missed
+
+
 class _InPlace(nn.Module):
     """In-place operations on the outputs of hooked modules, as models write them (``h += …``)."""
 

@@ -336,10 +336,10 @@ def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Exp
     assert unit.explainer is not None
     # Inputs that came through Ray's object store are read-only views; metrics may want their own copies.
     inp.shard.points = [np.array(p) for p in inp.shard.points]
-    rows, fig_rows = explanation_shard(
+    rows, fig_rows, warnings = explanation_shard(
         unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
     )
-    return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows)})
+    return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows), "warnings": list(warnings)})
 
 
 register_unit_kind(UnitKind("robustness", _plan_robustness, _prepare_robustness, _run_robustness))

@@ -16,6 +16,7 @@ import torch
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
 from robustxai.explain import Explainer, create_explainer
+from robustxai.explain.deeplift import DELTA_TOLERANCE
 from robustxai.metrics import (
     mask_area,
     mse,
@@ -157,6 +158,16 @@ def _multilabel_rows(
     return rows, metric_rows
 
 
+WarningRow = tuple[str, str, str]  # model, code, message (the store's ``warnings`` table)
+
+SUMMATION_WARNING = (
+    f"DeepLIFT's attributions do not add up to f(x) − f(x₀) on some images (they miss by more than "
+    f"{DELTA_TOLERANCE:g} of it): the model has a non-linearity DeepLIFT's rescale rule does not cover (an "
+    "attention product or a softmax, GELU, SiLU, a functional F.relu), so its DeepLIFT maps are not a "
+    "decomposition of the output difference; compare them with the other methods' rather than read them alone"
+)
+
+
 def _maps(explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: int) -> torch.Tensor:
     return torch.cat([explainer(model, x) for x in images.split(bs)])
 
@@ -220,7 +231,7 @@ def explanation_shard(
     method: str,
     shard: ExplainShard,
     figure_conditions: set[Condition],
-) -> tuple[list[MetricRow], list[FigureRow]]:
+) -> tuple[list[MetricRow], list[FigureRow], list[WarningRow]]:
     """Maps of one explainer on every condition of one shard, their alignment and their stability.
 
     The clean maps are computed first; each attacked condition's maps are compared with them (``map_ssim``),
@@ -236,7 +247,8 @@ def explanation_shard(
         figure_conditions: Conditions whose maps the report draws.
 
     Returns:
-        Metric rows (store layout) and figure-map rows.
+        Metric rows (store layout), figure-map rows and warnings (DeepLIFT's attributions that do not add
+        up to the output difference on this model: :data:`SUMMATION_WARNING`).
     """
     model.eval()
     explainer = explainer_for(cfg, method)
@@ -256,4 +268,7 @@ def explanation_shard(
         if cond in figure_conditions and method != "random":
             for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
                 fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
-    return rows, fig_rows
+    warnings: list[WarningRow] = []
+    if getattr(explainer, "summation_held", None) is False:
+        warnings.append((name, "deeplift_summation", SUMMATION_WARNING))
+    return rows, fig_rows, warnings

@@ -109,6 +109,12 @@ class DeepLift(Explainer):
             a softmax module runs in one pass, and its maps depend on the batch's composition (module
             docstring).
         reduction: Channel reduction of the map.
+
+    Attributes:
+        summation_held: Whether the attributions of every call so far added up to f_c(x) − f_c(x₀) (to
+            ``DELTA_TOLERANCE`` of it) on every image; ``None`` before the first call. ``False`` on a model
+            whose non-linearities the rules do not all cover (an attention product, a softmax, GELU, …):
+            its maps are then not a decomposition of the output difference, which the audit's report says.
     """
 
     name = "deeplift"
@@ -129,6 +135,8 @@ class DeepLift(Explainer):
         self.blur_sigma = float(blur_sigma)
         self.eps = float(eps)
         self.batch_size = check_batch_size(batch_size)
+        # whether every call so far kept summation to delta (None: no call yet); an audit reports a miss
+        self.summation_held: bool | None = None
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images and references go forward and backward together: 2 × ``batch`` each way."""
@@ -168,8 +176,9 @@ class DeepLift(Explainer):
                 out.append((x.detach() - x0) * grad)
                 gaps.append(picked.detach().view(2, -1))
         attr = torch.cat(out) if len(out) > 1 else out[0]
-        if not _has_softmax(model):  # Captum's softmax rule misses summation to delta
-            check_delta(attr, torch.cat(gaps, dim=1), model)
+        # Captum's softmax rule misses summation to delta by design: checked, but not logged
+        held = check_delta(attr, torch.cat(gaps, dim=1), model, log=not _has_softmax(model))
+        self.summation_held = held and self.summation_held is not False
         return attr
 
 
@@ -178,14 +187,17 @@ def _has_softmax(model: nn.Module) -> bool:
     return any(type(m) is nn.Softmax for m in model.modules())
 
 
-def check_delta(attr: torch.Tensor, values: torch.Tensor, model: nn.Module | None = None) -> None:
-    """Log a warning if Σ attributions misses f_c(x) − f_c(x₀) by more than ``DELTA_TOLERANCE`` of it.
+def check_delta(
+    attr: torch.Tensor, values: torch.Tensor, model: nn.Module | None = None, log: bool = True
+) -> bool:
+    """Whether Σ attributions equal f_c(x) − f_c(x₀) to ``DELTA_TOLERANCE`` of it on every image; logs misses.
 
     Args:
         attr: DeepLIFT attributions ``[B, C, H, W]``.
         values: The target logits ``[2, B]`` of the images (row 0) and of their references (row 1).
         model: The explained model: the warning is logged once per model at WARNING (an audit calls
             DeepLIFT on one model many times, and the cause is the model's), later misses at DEBUG.
+        log: Log a miss at all (models with an ``nn.Softmax`` miss by design: not logged).
 
     A miss means a non-linearity the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``,
     a product of two input-dependent terms such as an attention gate): it was differentiated instead, and
@@ -197,7 +209,9 @@ def check_delta(attr: torch.Tensor, values: torch.Tensor, model: nn.Module | Non
     miss = (attr.sum(dim=tuple(range(1, attr.ndim))) - gap).abs()
     allowed = DELTA_TOLERANCE * gap.abs() + 16 * torch.finfo(attr.dtype).eps * values.abs().sum(dim=0)
     worst = int((miss - allowed).argmax())  # the one host synchronisation of a call that passes
-    if bool(miss[worst] > allowed[worst]):
+    if not bool(miss[worst] > allowed[worst]):
+        return True
+    if log:
         first = model is None or model not in _WARNED
         if model is not None:
             _WARNED.add(model)
@@ -214,3 +228,4 @@ def check_delta(attr: torch.Tensor, values: torch.Tensor, model: nn.Module | Non
             attr.shape[0],
             DELTA_TOLERANCE,
         )
+    return False
