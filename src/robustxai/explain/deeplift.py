@@ -34,8 +34,9 @@ Captum, whose rules leave such a module's gradient alone when its input carries 
 Summation to delta is checked on every call (f(x) and f(x₀) come with the pass): a miss larger than
 ``DELTA_TOLERANCE`` of the gap on some image logs one warning, naming it — the model has a non-linearity
 the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``), which was differentiated
-instead. Captum's softmax rule does not keep summation to delta, so models with an ``nn.Softmax`` module
-are not checked.
+instead. Captum's softmax rule does not keep summation to delta, so for models with an ``nn.Softmax``
+module a miss is not logged. Either way the explainer's ``summation_held`` records it, and an audit reports
+it once per model.
 
 Speed: the rules keep more intermediate tensors than a plain backward pass, so in a process whose ``malloc``
 returns freed memory to the kernel each call starts on fresh pages; with :func:`robustxai.keep_freed_memory`
