@@ -10,6 +10,7 @@ the target is ≤ 1.15. Passes: FGSM 1, BIM/PGD ``steps``, APGD ``steps + 1`` (i
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import robustxai as rx
-from robustxai.runtime import keep_freed_memory
+from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -44,8 +45,9 @@ def main() -> None:
         help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
     )
     args = parser.parse_args()
-    if not args.system_malloc:
-        keep_freed_memory()
+    if args.system_malloc:  # the environment reaches child processes and Ray workers too
+        os.environ[OPT_OUT] = "1"
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -52,7 +52,7 @@ from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import Store
 from robustxai.explain import create_explainer
-from robustxai.runtime import keep_freed_memory
+from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 # Per image: (forward, backward) passes of each explainer, for explainers without a ``passes`` method
 # (Captum batches its perturbations into these). Called with the explainer's parameters and the image size.
@@ -293,7 +293,6 @@ def bench_rss(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cfg = rss_config(n, args.size, checkpoints)
         build_datasets(cfg, cache_root(cfg.cache_dir), LogProgress())  # the data cache is written here
         cmd = [sys.executable, __file__, "--rss-child", json.dumps([n, args.size, checkpoints])]
-        cmd += ["--system-malloc"] if args.system_malloc else []
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         t = time.perf_counter()
@@ -367,8 +366,9 @@ def main() -> None:
     )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
-    if not args.system_malloc:
-        keep_freed_memory()
+    if args.system_malloc:  # the environment reaches child processes and Ray workers too
+        os.environ[OPT_OUT] = "1"
+    args.kept_memory = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock == "cpu" and args.threads != 1:
@@ -383,7 +383,7 @@ def main() -> None:
         return
     results: dict[str, Any] = {
         "torch_threads": torch.get_num_threads(),
-        "malloc": "system" if args.system_malloc else "keep freed memory",
+        "malloc": "keeps freed memory" if args.kept_memory else "as the system has it",
         "load_avg": os.getloadavg()[0],
     }
     with tempfile.TemporaryDirectory() as d:

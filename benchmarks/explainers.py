@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -44,7 +45,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
 import robustxai as rx
-from robustxai.runtime import keep_freed_memory
+from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 warnings.filterwarnings("ignore")
 
@@ -97,7 +98,7 @@ def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
         f"clock: forward {1e3 * t_f:.2f} ms/image, "
         f"backward {1e3 * t_b:.2f} ms/image at {args.batch} rows per pass (the bound of each explainer is "
         f"re-measured around it, at its own rows per pass); malloc: "
-        f"{'system' if args.system_malloc else 'keeps freed memory'}"
+        f"{'keeps freed memory' if args.kept_memory else 'as the system has it'}"
     )
     header = ("forward", 9), ("backward", 9), ("rows", 6), ("bound ms", 10), ("time ms", 10), ("ratio", 7)
     print(f"{'explainer':<22}" + "".join(f"{title:>{width}}" for title, width in header))
@@ -290,8 +291,9 @@ def main() -> None:
         help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
     )
     args = parser.parse_args()
-    if not args.system_malloc:
-        keep_freed_memory()
+    if args.system_malloc:  # the environment reaches child processes and Ray workers too
+        os.environ[OPT_OUT] = "1"
+    args.kept_memory = keep_freed_memory()
     if args.quick:
         args.batch, args.grid, args.repeats = 16, 16, 1
     torch.manual_seed(0)

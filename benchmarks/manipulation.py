@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -24,7 +25,7 @@ from robustxai.attacks.manipulate import create_manipulation
 from robustxai.attacks.softplus import SoftplusSurrogate
 from robustxai.audit.config import load_config, validate_config
 from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
-from robustxai.runtime import keep_freed_memory
+from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 METHODS = ["saliency", "input_x_gradient", "gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad"]
 
@@ -53,8 +54,9 @@ def main() -> None:
         help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
     )
     args = parser.parse_args()
-    if not args.system_malloc:
-        keep_freed_memory()
+    if args.system_malloc:  # the environment reaches child processes and Ray workers too
+        os.environ[OPT_OUT] = "1"
+    keep_freed_memory()
     torch.manual_seed(0)
     model = rx.create_model("smallcnn").eval()
     x = torch.rand(args.batch, 1, args.size, args.size)
