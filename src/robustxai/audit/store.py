@@ -53,13 +53,13 @@ STORE_FILE = "results.sqlite"
 
 
 def warning_lines(rows: pd.DataFrame) -> list[str]:
-    """One line per distinct row of a ``warnings`` table (e.g. a failed sanity check), model first, sorted.
+    """One line per row of a ``warnings`` table (e.g. a failed sanity check), model first, sorted.
 
-    Distinct: a warning raised by every shard of a model (DeepLIFT's summation check) is one line.
+    The table's key is the whole row, so a warning raised by every shard of a model (DeepLIFT's summation
+    check) is one row, and one line.
     """
     if rows.empty:
         return []
-    rows = rows.drop_duplicates(["model", "code", "message"])
     return [
         f"{r['model']}: {r['message']}" if r["model"] else str(r["message"])
         for r in rows.sort_values(["model", "code", "message"]).to_dict("records")
