@@ -275,6 +275,39 @@ def test_registry() -> None:
     assert "ssim" in str(err.value) and "point_coverage" in str(err.value)
 
 
+#: Which way is better for every registered metric, written out by hand (not read back from the registry).
+#: Errors and distances are lower-is-better; agreement, overlap, hit rates and correlations higher. A metric
+#: added to the registry must be added here with its direction, or the test below fails. (``mask_area`` is
+#: not registered: it describes the top-k region's true size, ties included, and has no better direction.)
+EXPECTED_DIRECTION = {
+    "accuracy": "higher",
+    "auc": "higher",
+    "label_accuracy": "higher",
+    "point_coverage": "higher",
+    "pointing_game": "higher",
+    "relevance_mass": "higher",
+    "topk_iou": "higher",
+    "ssim": "higher",
+    "pearson": "higher",
+    "spearman": "higher",
+    "rmse": "lower",
+    "mse": "lower",
+}
+
+
+@pytest.mark.parametrize("name", M.list_metrics())
+def test_registered_metric_declares_the_expected_direction(name: str) -> None:
+    assert name in EXPECTED_DIRECTION, f"new metric {name!r}: add its direction to EXPECTED_DIRECTION"
+    info = M.get_metric(name)
+    assert info.name == name
+    assert type(info.higher_is_better) is bool  # a declared direction, not a truthy stand-in
+    assert ("higher" if info.higher_is_better else "lower") == EXPECTED_DIRECTION[name]
+
+
+def test_direction_table_covers_exactly_the_registry() -> None:
+    assert sorted(EXPECTED_DIRECTION) == M.list_metrics()
+
+
 def test_wrong_inputs_raise() -> None:
     maps = torch.rand(2, 8, 8)
     bad = [
