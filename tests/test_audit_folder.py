@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import robustxai as rx
@@ -14,6 +18,7 @@ from robustxai.cli import app
 from robustxai.data.base import SubsetDataset, split_indices
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
+from robustxai.data.writer import ANNOTATION_FORMAT
 
 runner = CliRunner()
 
@@ -106,3 +111,104 @@ def test_manifest_split_column_is_used(tmp_path: Path) -> None:
     )
     assert info["split"] == "manifest split column" and (len(train_ds), len(test_ds)) == (12, 4)
     assert not {s.id for s in train_ds} & {s.id for s in test_ds}
+
+
+def _write_bad_truth(test: Path) -> dict[str, str]:
+    """Replace the test folder's truth by a hand-made one with bad samples; return the role of each image.
+
+    Roles: ``good`` (8x8 mask, two points), ``none`` (no entry, or an entry without any finding: a negative
+    case), ``big_mask`` (a 20x20 mask PNG for a 32x32 image, plus two valid points), ``points_out`` (a valid
+    mask, every point outside the image) and ``one_out`` (good, plus one point outside).
+    """
+    paths = FolderDataset(test).paths
+    roles = dict(
+        zip(paths, ["good", "none", "big_mask", "points_out", "none", "good", "one_out", "none"], strict=True)
+    )
+    square = np.zeros((32, 32), dtype=np.uint8)
+    square[8:16, 8:16] = 255
+    images: dict[str, dict[str, object]] = {}
+    for i, (rel, role) in enumerate(roles.items()):
+        if role == "none":
+            if i == 4:
+                images[rel] = {"points": [], "mask": None}  # annotated, no finding
+            continue
+        mask_rel = f"masks/{rel}"
+        (test / mask_rel).parent.mkdir(parents=True, exist_ok=True)
+        mask = np.full((20, 20), 255, dtype=np.uint8) if role == "big_mask" else square
+        Image.fromarray(mask).save(test / mask_rel)
+        points = {"points_out": [[40.0, 5.0], [-3.0, 10.0]], "one_out": [[10.0, 10.0], [33.0, 1.0]]}
+        images[rel] = {"points": points.get(role, [[10.0, 10.0], [12.0, 14.0]]), "mask": mask_rel}
+    doc = {"format": ANNOTATION_FORMAT, "class_names": ["normal", "fracture"], "images": images}
+    (test / "annotations.json").write_text(json.dumps(doc))
+    return roles
+
+
+def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from robustxai.audit.config import profile_dict, validate_config
+    from robustxai.audit.progress import LogProgress
+    from robustxai.audit.runner import run_audit
+
+    write_folder(SyntheticFracture(8, size=32, seed=1), tmp_path / "train")
+    test = tmp_path / "test"
+    write_folder(SyntheticFracture(8, size=32, seed=2), test)
+    roles = _write_bad_truth(test)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8), class_names=["normal", "fracture"])
+    rx.save_model(model, tmp_path / "ckpt")
+    raw = profile_dict("smoke")
+    raw.pop("manipulation")
+    raw.update(name="bad-truth", cache_dir=str(tmp_path / "cache"), batch_size=8)
+    raw["data"] = {"source": "folder", "path": str(tmp_path / "train"), "test_path": str(test), "size": 32}
+    raw["models"] = [{"name": "mine", "checkpoint": str(tmp_path / "ckpt")}]
+    raw["attacks"] = [{"name": "pgd", "epsilons": [2 / 255], "params": {"steps": 2, "step_size": 1 / 255}}]
+    raw["explain"].update(methods=["saliency"], attacks=["pgd"], n_images=8)
+    raw["sanity"] = {"enabled": False}
+    with caplog.at_level(logging.WARNING):
+        result = run_audit(validate_config(raw), tmp_path / "run", progress=LogProgress())
+
+    # The run completes, and each bad sample is reported once by name with what was dropped.
+    assert result.report.is_file()
+    by_role = {role: [rel for rel, r in roles.items() if r == role] for role in set(roles.values())}
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    (big,), (out,), (one,) = by_role["big_mask"], by_role["points_out"], by_role["one_out"]
+    expected = {
+        f"{big}: mask dropped: its size (20, 20) differs from the image's (32, 32)",
+        f"{out}: 2 point(s) outside the 32x32 image dropped",
+        f"{one}: 1 point(s) outside the 32x32 image dropped",
+    }
+    assert expected <= set(logged)
+    assert all(sum(line == e for line in logged) == 1 for e in expected)
+    good = {rel for rel, r in roles.items() if r == "good"}
+    assert not any(rel in line for rel in good | set(by_role["none"]) for line in logged)
+
+    # Only annotated images are explained; the undefined values are NaN for exactly the bad samples.
+    with Store(tmp_path / "run") as store:
+        metrics = store.table("metrics")
+    maps = metrics[metrics["explainer"] != ""]
+    assert set(maps["sample_id"]) == set(good) | {big, out, one}
+    nan = maps[maps["value"].isna()]
+    point_metrics = {f"point_coverage@{k}" for k in (5, 15, 25, 85)}
+    mask_metrics = {"topk_iou@15", "rmse@15", "relevance_mass"}
+    assert set(zip(nan["sample_id"], nan["metric"], strict=True)) == {(out, m) for m in point_metrics} | {
+        (big, m) for m in mask_metrics
+    }
+
+    # alignment.csv: the left-out samples are not in n, and the means are over the defined values only.
+    ali = pd.read_csv(tmp_path / "run" / "tables" / "alignment.csv")
+    assert set(ali["condition"]) == {"clean", "pgd"} and set(ali["explainer"]) == {"saliency", "random"}
+    n_expected = {m: 4 for m in point_metrics | mask_metrics}
+    n_expected |= {"pointing_game": 5, **{f"mask_area@{k}": 5 for k in (5, 15, 25, 85)}}
+    assert set(ali["metric"]) == set(n_expected)
+    wrong_n = ali[ali["n"] != ali["metric"].map(n_expected)]
+    assert wrong_n.empty, wrong_n[["condition", "explainer", "metric", "n"]].to_string()
+    means = maps.groupby(["condition", "explainer", "metric"])["value"].mean()  # pandas skips NaN
+    for row in ali.itertuples():
+        assert row.value == pytest.approx(means[(row.condition, row.explainer, row.metric)], abs=1e-12)
+    stab = pd.read_csv(tmp_path / "run" / "tables" / "stability.csv")
+    assert (stab["n"] == 5).all()
+
+    # The report counts them: 7 undefined values in each of 2 conditions x 2 explainers.
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "28 per-image metric values were undefined" in html
+    assert "n = 4 images (1 undefined, left out)" in html and 'title="n = 5 images"' in html

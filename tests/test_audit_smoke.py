@@ -69,6 +69,58 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
     assert "initialised from standard" in html and "robust validation accuracy" in html
 
 
+# The column lists of issue 4 and README.md, written out (not imported from robustxai.report.tables).
+ALIGNMENT_CSV_COLUMNS = [
+    "model",
+    "condition",
+    "epsilon",
+    "explainer",
+    "metric",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+]
+STABILITY_CSV_COLUMNS = [
+    "model",
+    "attack",
+    "epsilon",
+    "explainer",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+]
+
+
+@pytest.mark.slow
+def test_alignment_and_stability_csv_have_exactly_the_documented_columns(smoke_run: Path) -> None:
+    with open(smoke_run / "tables" / "alignment.csv", encoding="utf-8") as f:
+        assert f.readline().rstrip("\n").split(",") == ALIGNMENT_CSV_COLUMNS
+    with open(smoke_run / "tables" / "stability.csv", encoding="utf-8") as f:
+        assert f.readline().rstrip("\n").split(",") == STABILITY_CSV_COLUMNS
+    ali = pd.read_csv(smoke_run / "tables" / "alignment.csv")
+    stab = pd.read_csv(smoke_run / "tables" / "stability.csv")
+    assert len(ali) and len(stab)
+    # The columns hold what their names say: counts are whole, intervals bracket the mean.
+    for frame in (ali, stab):
+        assert (frame["n"] >= 0).all() and (frame["n"] == frame["n"].round()).all()
+        defined = frame.dropna(subset=["ci_low", "ci_high"])
+        assert len(defined) and (defined["ci_low"] <= defined["value"] + 1e-12).all()
+        assert (defined["value"] <= defined["ci_high"] + 1e-12).all()
+    assert set(stab["metric"]) == {"map_ssim", "map_mse", "map_pearson"} and "clean" not in set(
+        stab["attack"]
+    )
+    assert not ali["metric"].str.startswith("map_").any()
+
+
+def test_readme_documents_the_same_csv_columns() -> None:
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    for name, columns in (("alignment", ALIGNMENT_CSV_COLUMNS), ("stability", STABILITY_CSV_COLUMNS)):
+        assert f"`{name}.csv` (`{', '.join(columns)}`)" in readme, name
+
+
 @pytest.mark.slow
 def test_store_has_one_row_per_sample_and_metric(smoke_run: Path) -> None:
     con = sqlite3.connect(smoke_run / "results.sqlite")
