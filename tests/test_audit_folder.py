@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape as html_escape
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -179,8 +180,28 @@ def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
     }
     assert expected <= set(logged)
     assert all(sum(line == e for line in logged) == 1 for e in expected)
+    # An image without any annotation is named when images of its class have findings (a forgotten
+    # annotation); the one annotated as having no finding is a negative case and is not.
     good = {rel for rel, r in roles.items() if r == "good"}
-    assert not any(rel in line for rel in good | set(by_role["none"]) for line in logged)
+    with_findings = {rel.split("/")[0] for rel, r in roles.items() if r != "none"}
+    unannotated = [rel for i, (rel, r) in enumerate(roles.items()) if r == "none" and i != 4]
+    missing = {rel for rel in unannotated if rel.split("/")[0] in with_findings}
+    assert missing  # the data set has such an image, so the rule is exercised
+    for rel in missing:
+        cls = rel.split("/")[0]
+        expected.add(
+            f"{rel}: no ground truth, although other images with class {cls!r} are annotated; "
+            "left out of the alignment metrics"
+        )
+    assert expected <= set(logged)
+    assert all(sum(line == e for line in logged) == 1 for e in expected)
+    quiet = good | (set(by_role["none"]) - missing)
+    assert not any(rel in line for rel in quiet for line in logged)
+    # ... and they are part of the run's record: the store, the returned warnings and the report
+    with Store(tmp_path / "run") as store:
+        recorded = store.warnings()
+    assert set(recorded.loc[recorded["code"] == "truth", "message"]) == expected
+    assert expected <= set(result.warnings)
 
     # Only annotated images are explained; the undefined values are NaN for exactly the bad samples.
     with Store(tmp_path / "run") as store:
@@ -211,4 +232,5 @@ def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
     # The report counts them: 7 undefined values in each of 2 conditions x 2 explainers.
     html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "28 per-image metric values were undefined" in html
+    assert all(html_escape(line) in html for line in expected)
     assert "n = 4 images (1 undefined, left out)" in html and 'title="n = 5 images"' in html

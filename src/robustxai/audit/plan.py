@@ -44,6 +44,7 @@ from robustxai.audit.stages_eval import (
     robustness_shard,
 )
 from robustxai.data.base import ImageDataset, stack_images
+from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper
 
@@ -103,12 +104,16 @@ class AuditData:
         self.ids: list[str] = []
         labels: list[int | torch.Tensor] = []
         self.subset: list[int] = []
+        #: per test image: ``"finding"`` (a mask or points), ``"none"`` (annotated without a finding) or
+        #: ``"missing"`` (no annotation at all)
+        self.truth_kinds: list[str] = []
         masks: list[torch.Tensor] = []
         self.points: list[np.ndarray] = []
         for i in range(len(dataset)):  # one streaming pass: nothing but the subset's truth is kept
             s = dataset[i]
             self.ids.append(s.id)
             labels.append(s.label)
+            self.truth_kinds.append(truth_kind(s.truth))
             if len(self.subset) < n_images and not s.truth.empty:
                 h, w = s.image.shape[-2:]
                 self.subset.append(i)
@@ -134,6 +139,13 @@ class AuditData:
         safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", unit_id)[:80]
         digest = hashlib.sha256(unit_id.encode()).hexdigest()[:10]
         return self.run_dir / ADV_DIR / f"{safe}-{digest}.safetensors"
+
+
+def truth_kind(truth: Truth) -> str:
+    """``"finding"``, ``"none"`` (an annotation that marks no finding) or ``"missing"`` (no annotation)."""
+    if not truth.empty:
+        return "finding"
+    return "missing" if truth.mask is None and truth.points is None else "none"
 
 
 def _stack_labels(labels: list[int | torch.Tensor]) -> torch.Tensor:

@@ -44,7 +44,8 @@ from robustxai.audit.stages_eval import CLEAN, Condition, label_code
 from robustxai.audit.stages_manip import check_manipulation_config
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.stages_sanity import masking_warnings
-from robustxai.audit.store import STORE_FILE, Store, warning_lines
+from robustxai.audit.store import STORE_FILE, TRUTH_CODE, Store, warning_lines
+from robustxai.audit.truth_checks import truth_warnings
 from robustxai.errors import ConfigError, DataError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
@@ -309,6 +310,7 @@ def run_audit(
     data = AuditData(test_ds, cfg.explain.n_images, out)
     if not data.subset:
         warnings.append("no test image has ground-truth points or a mask: alignment metrics were skipped")
+    truth_lines = truth_warnings(data)
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -321,6 +323,7 @@ def run_audit(
     try:
         store.set_meta("dataset", data_info)
         _write_setup(store, cfg, resolved, data, model_infos)
+        store.add_warnings(("", TRUTH_CODE, line) for line in truth_lines)
         finished = store.done_units()
         todo = [u for u in units if u.id not in finished]
         skipped = len(units) - len(todo)

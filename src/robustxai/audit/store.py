@@ -10,7 +10,8 @@ Schema (keys are text or real; ``condition`` is ``"clean"`` or an attack name, `
   ``explainer`` is ``""`` for metrics that do not involve a map.
 - ``figure_samples(sample_id, image, mask, points)`` and ``figure_maps(model, condition, epsilon, explainer,
   sample_id, map)``: the few images and maps the report draws (float16 ``.npy`` blobs).
-- ``warnings(model, code, message)``: warnings raised while auditing a model (e.g. failed sanity checks).
+- ``warnings(model, code, message)``: warnings raised while auditing a model (e.g. failed sanity checks);
+  ``model`` is ``""`` for run-wide ones, such as the per-sample ground-truth warnings (code ``truth``).
 - ``units(unit, finished_at)``: finished units of work, so a re-run can skip them. A unit's rows and its
   ``units`` row are written in one transaction (:meth:`Store.write_unit`), so a crash never leaves half a
   unit: either all of its rows are there and it is marked done, or none are and it runs again.
@@ -52,18 +53,38 @@ TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warni
 STORE_FILE = "results.sqlite"
 
 
-def warning_lines(rows: pd.DataFrame) -> list[str]:
+#: ``warnings.code`` of the per-sample ground-truth warnings (a dropped mask, points outside the image, an
+#: image without truth); there can be one per test image, so listings show the first
+#: :data:`TRUTH_LINES_SHOWN`.
+TRUTH_CODE = "truth"
+TRUTH_LINES_SHOWN = 10
+
+
+def warning_lines(rows: pd.DataFrame, truth_shown: int | None = TRUTH_LINES_SHOWN) -> list[str]:
     """One line per row of a ``warnings`` table (e.g. a failed sanity check), model first, sorted.
 
     The table's key is the whole row, so a warning raised by every shard of a model (DeepLIFT's summation
-    check) is one row, and one line.
+    check) is one row, and one line. Of the per-sample ground-truth warnings (code :data:`TRUTH_CODE`) only
+    the first ``truth_shown`` are listed, followed by a line that counts the rest (``None``: all of them).
     """
     if rows.empty:
         return []
-    return [
-        f"{r['model']}: {r['message']}" if r["model"] else str(r["message"])
-        for r in rows.sort_values(["model", "code", "message"]).to_dict("records")
-    ]
+    lines: list[str] = []
+    n_truth, after_truth = 0, 0
+    for r in rows.sort_values(["model", "code", "message"]).to_dict("records"):
+        if r["code"] == TRUTH_CODE:
+            n_truth += 1
+            if truth_shown is not None and n_truth > truth_shown:
+                continue
+            after_truth = len(lines) + 1
+        lines.append(f"{r['model']}: {r['message']}" if r["model"] else str(r["message"]))
+    if truth_shown is not None and n_truth > truth_shown:
+        lines.insert(
+            after_truth,
+            f"… and {n_truth - truth_shown} more ground-truth warnings ({n_truth} in all: every one is in "
+            "the run's warnings table, e.g. rx.open_run(run_dir).warnings)",
+        )
+    return lines
 
 
 def array_to_blob(array: np.ndarray) -> bytes:

@@ -286,7 +286,7 @@ class FolderDataset(ImageDataset):
             if truth.mask is not None and truth.mask.shape != (h, w):
                 size = truth.mask.shape[::-1]
                 self._warn(f"{rel}: mask dropped: its size {size} differs from the image's {(w, h)}")
-                truth = Truth(points=truth.points)
+                truth = Truth(points=truth.points if truth.points is not None else np.zeros((0, 2)))
             return truth
         entry = self._annotations.get(rel)
         if entry is None:

@@ -1,0 +1,67 @@
+"""Which test images the alignment metrics leave out for want of ground truth, as per-sample warning lines.
+
+Two sources: the data loader's own warnings (a mask of the wrong size, points outside the image, an
+annotation file entry that matches no image: the bad part is dropped when the image is read), and images
+that carry no annotation at all although images of their class have findings. The second rule is what
+separates a forgotten annotation from a negative case: in the built-in benchmark no "normal" image has a
+finding and every fracture has one, so it warns about nothing there; in a folder whose fracture images are
+annotated, an unannotated fracture image is named, while an image annotated as having no finding is not.
+For multi-label data the "class" is "has at least one positive label".
+
+The lines are recorded in the store's ``warnings`` table (code :data:`~robustxai.audit.store.TRUTH_CODE`,
+model ``""``), so the report lists them (the first few, and how many more) and a resumed run keeps them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from robustxai.audit.plan import AuditData
+from robustxai.data.base import ImageDataset, SubsetDataset
+
+log = logging.getLogger(__name__)
+
+
+def loader_warnings(dataset: ImageDataset) -> list[str]:
+    """The warning lines a data set (or the one a subset selects from) has collected so far."""
+    while isinstance(dataset, SubsetDataset):
+        dataset = dataset.base
+    found = getattr(dataset, "warnings", None)
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+
+def _finding_classes(labels: torch.Tensor, class_names: list[str]) -> list[str]:
+    """A short name of each image's class for the rule above (multi-label: "positive" or "negative")."""
+    if labels.ndim == 2:
+        return ["positive" if bool((row == 1).any()) else "negative" for row in labels]
+    return [class_names[int(y)] if 0 <= int(y) < len(class_names) else str(int(y)) for y in labels]
+
+
+def missing_truth(data: AuditData, class_names: list[str]) -> list[str]:
+    """One line per unannotated test image whose class has images with a finding (see the module docstring).
+
+    An image annotated as having no finding (an entry without points or regions) is a negative case, not a
+    missing annotation, and is not named.
+    """
+    classes = _finding_classes(data.labels, class_names)
+    with_findings = {c for c, k in zip(classes, data.truth_kinds, strict=True) if k == "finding"}
+    with_findings.discard("negative")
+    lines = []
+    for sid, cls, kind in zip(data.ids, classes, data.truth_kinds, strict=True):
+        if kind == "missing" and cls in with_findings:
+            what = "a positive label" if cls == "positive" else f"class {cls!r}"
+            lines.append(
+                f"{sid}: no ground truth, although other images with {what} are annotated; "
+                "left out of the alignment metrics"
+            )
+    return lines
+
+
+def truth_warnings(data: AuditData) -> list[str]:
+    """Every ground-truth warning of the audit's test set, loader lines first (each logged once here)."""
+    missing = missing_truth(data, list(data.dataset.class_names))
+    for line in missing:  # the loader logged its own lines when it met them
+        log.warning("%s", line)
+    return list(dict.fromkeys(loader_warnings(data.dataset) + missing))
