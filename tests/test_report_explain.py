@@ -129,6 +129,10 @@ def test_html_has_impact_stability_correlation_and_reference_rank(run_dir: Path)
     # the impact tables compare clean with every explained attack at the primary ε
     for label in ("fgsm ε=4/255", "bim ε=4/255", "pgd ε=4/255"):
         assert label in html
+    # each metric column says which way is better, from the metric registry
+    assert '<th title="lower is better">RMSE top 15 % ↓</th>' in html
+    assert '<th title="higher is better">IoU top 15 % ↑</th>' in html
+    assert '<th title="higher is better">top 15 % ↑</th>' in html
 
 
 def test_no_reference_rank_column_without_one(tmp_path: Path) -> None:
@@ -178,3 +182,12 @@ def test_accuracy_curve_on_a_doubling_epsilon_grid(tmp_path: Path) -> None:
     clean = pd.DataFrame({"model": ["m"], "accuracy": [0.9], "n": [10]})
     path = robustness_figure(rob, clean, tmp_path / "curve.png")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metric_headers_carry_the_registered_direction() -> None:
+    from robustxai.report.html_tables import direction_arrow
+
+    assert direction_arrow("point_coverage@15") == " ↑" and direction_arrow("topk_iou@15") == " ↑"
+    assert direction_arrow("rmse@15") == " ↓" and direction_arrow("map_mse") == " ↓"
+    assert direction_arrow("map_ssim") == " ↑" and direction_arrow("pointing_game") == " ↑"
+    assert direction_arrow("mask_area@15") == ""  # descriptive: no better direction

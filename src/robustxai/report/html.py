@@ -113,7 +113,8 @@ def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
         "averaged over images, with a 95 % bootstrap interval in brackets. The random-map row is what chance "
         "gives (about k % for small k): a model whose interval overlaps the random row's is not "
         "distinguishable from chance. Under attack, the map explains the model's prediction on the "
-        "adversarial image.",
+        "adversarial image. In this and the following tables ↑ marks a higher-is-better column and ↓ a "
+        "lower-is-better one.",
         groups,
     )
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from robustxai.errors import UnknownNameError
+from robustxai.metrics.registry import get_metric
 from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
 
 DASH = "—"
@@ -59,6 +61,20 @@ def stat_cell(row: dict[str, Any] | None, scale: float, digits: int) -> Cell:
     return Cell(f"{scale * float(row['value']):.{digits}f}", ci, title)
 
 
+def direction_arrow(metric: str) -> str:
+    """`` ↑`` or `` ↓`` after a column header: the registered metric's direction (``""`` if it has none).
+
+    Stored names carry a top-k suffix (``point_coverage@15``) or the stability prefix (``map_ssim``); the
+    direction is the base metric's ``higher_is_better``. ``mask_area`` and other descriptive columns have no
+    better direction and get no arrow.
+    """
+    base = metric.split("@")[0].removeprefix("map_")
+    try:
+        return " ↑" if get_metric(base).higher_is_better else " ↓"
+    except UnknownNameError:
+        return ""
+
+
 def metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
     """Metric names ``prefix@k`` present in the table, sorted by ``k``."""
     found = {str(m) for m in alignment["metric"] if re.fullmatch(re.escape(prefix) + r"@\d+", str(m))}
@@ -96,9 +112,14 @@ def metric_table(
     metrics: list[tuple[str, str, float, int]],
     conditions: list[Condition],
 ) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
-    """Rows model × explainer (+ random baseline); columns condition × metric (name, header, scale, dp)."""
+    """Rows model × explainer (+ random baseline); columns condition × metric (name, header, scale, dp).
+
+    Each metric's header ends in ↑ (higher is better) or ↓ (lower is better), from the metric registry.
+    """
     groups = [("", 2)] + [(condition_label(*c), len(metrics)) for c in conditions]
-    columns = ["model", "explainer"] + [header for _ in conditions for _, header, _, _ in metrics]
+    columns = ["model", "explainer"] + [
+        header + direction_arrow(name) for _ in conditions for name, header, _, _ in metrics
+    ]
     keys = [
         (m, e) for m, e in look.pairs if any(look.get(m, c, e, x[0]) for c in conditions for x in metrics)
     ]
