@@ -232,5 +232,8 @@ def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
     # The report counts them: 7 undefined values in each of 2 conditions x 2 explainers.
     html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "28 per-image metric values were undefined" in html
+    # ... with where they are and why: 4 point-coverage values and 3 mask metrics per condition × explainer
+    assert "saliency / point_coverage 8 (no expert point)" in html
+    assert "random / rmse 2 (no expert mask)" in html and "8 more in 4 other pairs" in html
     assert all(html_escape(line) in html for line in expected)
     assert "n = 4 images (1 undefined, left out)" in html and 'title="n = 5 images"' in html

@@ -306,3 +306,26 @@ def test_summary_warns_about_ties_inflating_the_top_region(tmp_path) -> None:
     assert len(sentences) == 1 and "m/gradcam" in sentences[0] and "90.0 %" in sentences[0]
     tables.alignment = alignment.assign(value=[0.15, 0.15, 0.95])
     assert _tie_sentences(tables) == []
+
+
+def test_undefined_note_names_the_pairs_and_their_causes() -> None:
+    from robustxai.report.undefined import undefined_note
+
+    rows = [
+        ("lime", "map_pearson", 30),
+        ("lime", "relevance_mass", 12),
+        ("saliency", "point_coverage@15", 2),
+        ("saliency", "point_coverage@5", 2),
+        ("gradcam", "topk_iou@15", 1),
+        ("ig", "rmse@15", 1),
+        ("ig", "pointing_game", 0),
+    ]
+    frame = pd.DataFrame(rows, columns=["explainer", "metric", "n_missing"])
+    note = undefined_note(frame)
+    assert note is not None and note.startswith("48 per-image metric values were undefined")
+    assert (
+        "lime / pearson 30 (a constant clean or attacked map); lime / relevance_mass 12 (no expert mask, or "
+        "a map without positive attribution); saliency / point_coverage 4 (no expert point); gradcam / "
+        "topk_iou 1 (no expert mask); 1 more in 1 other pair." in note
+    )
+    assert undefined_note(frame.assign(n_missing=0)) is None

@@ -16,6 +16,7 @@ import pandas as pd
 from robustxai.errors import UnknownNameError
 from robustxai.metrics.registry import get_metric
 from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
+from robustxai.report.undefined import base_metric
 
 DASH = "—"
 
@@ -68,9 +69,8 @@ def direction_arrow(metric: str) -> str:
     direction is the base metric's ``higher_is_better``. ``mask_area`` and other descriptive columns have no
     better direction and get no arrow.
     """
-    base = metric.split("@")[0].removeprefix("map_")
     try:
-        return " ↑" if get_metric(base).higher_is_better else " ↓"
+        return " ↑" if get_metric(base_metric(metric)).higher_is_better else " ↓"
     except UnknownNameError:
         return ""
 

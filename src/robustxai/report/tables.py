@@ -28,6 +28,7 @@ import pandas as pd
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import bootstrap_ci
+from robustxai.report.undefined import undefined_note
 
 logger = logging.getLogger(__name__)
 
@@ -344,11 +345,9 @@ def compute_tables(run: RunData) -> ReportTables:
     alignment = alignment_table(evaluated)
     models = sorted({str(m) for m in run.predictions["model"]} | {str(m) for m in run.models["model"]})
     n_missing = int(alignment["n_missing"].sum()) if not alignment.empty else 0
-    if n_missing:
-        notes.append(
-            f"{n_missing} per-image metric values were undefined (NaN, e.g. images without expert points) "
-            "and were left out of the means; each table cell's tooltip gives its n."
-        )
+    note = undefined_note(alignment)
+    if note:
+        notes.append(note)
     return ReportTables(
         robustness=robustness,
         clean=clean_accuracy(run.predictions),
