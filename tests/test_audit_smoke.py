@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
     html = (smoke_run / "report.html").read_text()
     assert "Table 1" in html and "Table 2" in html and "data:image/png;base64" in html
     assert "initialised from standard" in html and "robust validation accuracy" in html
+    # the summary says by how much the best map beats the random map, paired on the same images, with a CI
+    assert re.search(r"on the same \d+ images the difference is [+-]\d+\.\d points, 95 % CI", html)
+    assert "Best method per model against the random map on the same images: &#39;adversarial&#39; " in html
 
 
 # The column lists of issue 4 and README.md, written out (not imported from robustxai.report.tables).

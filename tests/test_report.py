@@ -329,3 +329,34 @@ def test_undefined_note_names_the_pairs_and_their_causes() -> None:
         "topk_iou 1 (no expert mask); 1 more in 1 other pair." in note
     )
     assert undefined_note(frame.assign(n_missing=0)) is None
+
+
+def test_random_gaps_are_paired_differences_with_the_per_image_baseline() -> None:
+    from robustxai.report.gaps import random_gaps
+
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(12)]
+    rows = []
+    for model, shift in (("a", 0.5), ("b", 0.2)):
+        for sid in ids:
+            value = shift + rng.random() * 0.1
+            rows.append((model, "clean", 0.0, "saliency", "point_coverage@15", sid, value))
+            rows.append((model, "clean", 0.0, "random", "point_coverage@15", sid, rng.random() * 0.3))
+            rows.append((model, "clean", 0.0, "saliency", "topk_iou@15", sid, 0.9))  # another metric: ignored
+    cols = ["model", "condition", "epsilon", "explainer", "metric", "sample_id", "value"]
+    frame = pd.DataFrame(rows, columns=cols)
+    undefined = (frame["model"] == "a") & (frame["sample_id"] == "s3") & (frame["explainer"] == "saliency")
+    frame.loc[undefined, "value"] = np.nan
+    gaps = random_gaps(frame, "point_coverage@15")
+    assert list(gaps["model"]) == ["a", "b"] and set(gaps["explainer"]) == {"saliency"}
+    cov = frame[frame["metric"] == "point_coverage@15"]
+    base = cov[cov["explainer"] == "random"].groupby("sample_id")["value"].mean()  # averaged over models
+    for model in ("a", "b"):
+        mine = cov[(cov["model"] == model) & (cov["explainer"] == "saliency")].set_index("sample_id")["value"]
+        diff = (mine - base.loc[mine.index]).dropna().to_numpy()
+        row = gaps[gaps["model"] == model].iloc[0]
+        assert row["n"] == (11 if model == "a" else 12)
+        expected = bootstrap_ci(diff, n_boot=1000, level=0.95, seed=0)
+        assert (row["gap"], row["ci_low"], row["ci_high"]) == pytest.approx(expected, abs=1e-12)
+        assert row["gap"] == pytest.approx(float(np.mean(diff)), abs=1e-12)
+    assert random_gaps(frame[frame["explainer"] != "random"], "point_coverage@15").empty

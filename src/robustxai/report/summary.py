@@ -2,7 +2,8 @@
 
 Every sentence is computed from the numbers and states its uncertainty: accuracies carry Wilson intervals,
 differences between models a Newcombe interval, alignment means their bootstrap CI, and a comparison with
-the random-map baseline is only called a difference when the intervals do not overlap.
+the random-map baseline is only called a difference when the intervals do not overlap; its size is the paired
+difference on the same images, with its own bootstrap CI (:mod:`robustxai.report.gaps`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from robustxai.report.tables import (
     CLEAN,
+    HEADLINE_METRIC,
     RANDOM_EXPLAINER,
     Condition,
     ReportTables,
@@ -22,8 +24,6 @@ from robustxai.report.tables import (
 
 #: Below this many images, the summary warns that a few points of difference are noise.
 SMALL_N = 100
-#: The alignment level the summary talks about (the headline column of Table 2).
-HEADLINE_METRIC = "point_coverage@15"
 _Z95 = 1.959963984540054
 
 
@@ -123,6 +123,47 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
     return out
 
 
+def _gap(tables: ReportTables, row: pd.Series) -> pd.Series | None:
+    """The paired explainer − random-map difference of an alignment row (``None`` if under 2 images)."""
+    gaps = tables.random_gaps
+    if gaps.empty:
+        return None
+    hit = select_condition(gaps, (str(row["condition"]), float(row["epsilon"])))
+    hit = hit[(hit["model"] == row["model"]) & (hit["explainer"] == row["explainer"])]
+    return None if hit.empty or hit.iloc[0]["n"] < 2 else hit.iloc[0]
+
+
+def _points(g: pd.Series) -> str:
+    """``+82.8 points, 95 % CI 73.3 to 90.6``."""
+    return (
+        f"{100.0 * float(g['gap']):+.1f} points, 95 % CI {100.0 * float(g['ci_low']):.1f} to "
+        f"{100.0 * float(g['ci_high']):.1f}"
+    )
+
+
+def _gap_clause(tables: ReportTables, row: pd.Series) -> str:
+    """``"; on the same 40 images the difference is +82.8 points, 95 % CI …"``, or ``""``."""
+    g = _gap(tables, row)
+    if g is None:
+        return ""
+    return f"; on the same {int(g['n'])} images the difference is {_points(g)}"
+
+
+def _per_model_leads(tables: ReportTables, rows: pd.DataFrame) -> str | None:
+    """Each model's best explainer at the headline metric and its paired difference from the random map."""
+    if tables.random_gaps.empty or rows["model"].nunique() < 2:
+        return None
+    parts = []
+    for model, group in rows.groupby("model", sort=True):
+        best = group.iloc[0]  # rows are sorted best first
+        g = _gap(tables, best)
+        if g is not None:
+            parts.append(f"'{model}' {best['explainer']} {_pct(float(best['value']))} ({_points(g)})")
+    if not parts:
+        return None
+    return "Best method per model against the random map on the same images: " + "; ".join(parts) + "."
+
+
 def _chance(row: pd.Series, base: pd.Series | None) -> str:
     if base is None:
         return "no random-map baseline was stored, so chance level cannot be judged"
@@ -156,8 +197,12 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
         f"{where}, the maps that best cover the expert points within their top 15 % are "
         f"'{best['model']}' with {best['explainer']}: {_pct(float(best['value']))} of points "
         f"({_ci(float(best['ci_low']), float(best['ci_high']))}, n = {int(best['n'])}); "
-        f"{_chance(best, base)}."
+        f"{_chance(best, base)}{_gap_clause(tables, best) if base is not None else ''}."
     ]
+    if cond[0] == CLEAN:
+        leads = _per_model_leads(tables, rows)
+        if leads:
+            out.append(leads)
     if base is not None and cond[0] == CLEAN:
         indist = [
             f"{r['model']}/{r['explainer']}"

@@ -28,6 +28,7 @@ import pandas as pd
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import bootstrap_ci
+from robustxai.report.gaps import random_gaps
 from robustxai.report.undefined import undefined_note
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 CLEAN = "clean"
 MANIPULATION_PREFIX = "manipulate:"
 RANDOM_EXPLAINER = "random"
+#: The alignment level the summary and the paired random-map gaps talk about (the headline of Table 2).
+HEADLINE_METRIC = "point_coverage@15"
 ROBUSTNESS_COLUMNS = [
     "model",
     "attack",
@@ -96,6 +99,8 @@ class ReportTables:
     correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
     reference_ranks: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Paired explainer − random-map differences of the headline metric (:mod:`robustxai.report.gaps`).
+    random_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -360,6 +365,7 @@ def compute_tables(run: RunData) -> ReportTables:
         notes=notes,
         stability=stability_table(alignment),
         reference_ranks=reference_ranks(run.meta),
+        random_gaps=random_gaps(evaluated, HEADLINE_METRIC, RANDOM_EXPLAINER),
     )
 
 
