@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
@@ -11,14 +9,7 @@ from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Sal
 import robustxai as rx
 from robustxai.errors import RobustXAIError, UnknownNameError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 @pytest.mark.parametrize("name", rx.list_explainers())

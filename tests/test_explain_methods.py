@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -28,14 +26,7 @@ from robustxai.errors import RobustXAIError, UnknownNameError
 from robustxai.explain.references import gaussian_blur
 from robustxai.models.smallcnn import SmallCNN
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 class Linear(nn.Module):

@@ -4,8 +4,6 @@ the default ``max_abs`` channel reduction on RGB images against Captum."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -19,14 +17,7 @@ from robustxai.explain.boxes import Box
 from robustxai.explain.fxgraph import cached_trace
 from test_explain_methods import _exact_occlusion, _fixed_captum_deeplift
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 # --- Occlusion: the incremental engine on an affine CNN ----------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,13 +17,7 @@ from robustxai.explain import fxgraph, incremental
 from robustxai.metrics.alignment import topk_mask
 from test_occlusion_incremental import Untraceable, _captum, _check, _images
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 # --- hooks, unchanged windows, tracing once, declines ------------------------------------------------------

@@ -7,7 +7,6 @@ the explainer fell back to Captum) and that the attributions equal Captum's to 1
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,12 +21,7 @@ from robustxai.explain.fxgraph import trace, traceable
 TOL = {"atol": 1e-9, "rtol": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 def _captum(
