@@ -99,3 +99,45 @@ def test_warning_lines_all_or_few_truth_lines() -> None:
     assert len(warning_lines(_rows(13), truth_shown=None)) == 16
     few = warning_lines(_rows(4))
     assert len(few) == 7 and not any(line.startswith("…") for line in few)
+
+
+def test_only_test_images_are_named_and_a_dropped_sample_once(tmp_path) -> None:
+    """A folder split into train and test: a bad point on a training image stays out of the run's warnings,
+    and a test image whose every point is dropped is reported by the loader, not again as unannotated."""
+    from robustxai.audit.truth_checks import truth_warnings
+    from robustxai.data.folder import FolderDataset, write_folder
+
+    write_folder(SyntheticFracture(16, size=32, seed=4), tmp_path / "data")
+    paths = FolderDataset(tmp_path / "data").paths
+    fractures = [p for p in paths if p.startswith("fracture/")]
+    assert len(fractures) >= 4
+    train_img, test_bad, test_good = fractures[0], fractures[1], fractures[2]
+    lines = ["image,x,y", f"{train_img},40,3", f"{test_bad},50,50"]
+    lines += [f"{test_good},10,10", f"{test_good},12,12"]
+    (tmp_path / "points.csv").write_text("\n".join(lines) + "\n")
+    full = FolderDataset(tmp_path / "data", annotations=tmp_path / "points.csv")
+    test_idx = [i for i, p in enumerate(paths) if p != train_img]
+    data = AuditData(SubsetDataset(full, test_idx), n_images=10, run_dir=tmp_path)
+    assert any(train_img in w for w in full.warnings)  # the loader saw it ...
+    out = truth_warnings(data)
+    assert not any(train_img in line for line in out)  # ... but it is not a test image
+    about_bad = [line for line in out if test_bad in line]
+    assert len(about_bad) == 1 and "left out" in about_bad[0] and "no ground truth" not in about_bad[0]
+    # the other fracture test images have no annotation at all: named as missing, once each
+    others = fractures[3:]
+    assert others
+    for p in others:
+        assert sum(p in line for line in out) == 1
+        assert any(line.startswith(f"{p}: no ground truth") for line in out)
+    assert not any(test_good in line for line in out)
+
+
+def test_replace_warnings_drops_the_old_lines_of_that_code(tmp_path) -> None:
+    from robustxai.audit.store import Store
+
+    with Store(tmp_path / "results.sqlite") as store:
+        store.add_warnings([("m", TRUTH_CODE, "model-level: kept"), ("", "masking", "kept too")])
+        store.replace_warnings(TRUTH_CODE, ["a.png: mask dropped", "b.png: mask dropped"])
+        store.replace_warnings(TRUTH_CODE, ["b.png: mask dropped"])  # a resumed run after a.png was fixed
+        rows = store.warnings()
+    assert sorted(rows["message"]) == ["b.png: mask dropped", "kept too", "model-level: kept"]

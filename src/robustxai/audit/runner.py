@@ -323,7 +323,7 @@ def run_audit(
     try:
         store.set_meta("dataset", data_info)
         _write_setup(store, cfg, resolved, data, model_infos)
-        store.add_warnings(("", TRUTH_CODE, line) for line in truth_lines)
+        store.replace_warnings(TRUTH_CODE, truth_lines)
         finished = store.done_units()
         todo = [u for u in units if u.id not in finished]
         skipped = len(units) - len(todo)

@@ -191,6 +191,17 @@ class Store:
         """Record warnings: ``(model, code, message)`` (``model`` is ``""`` for run-wide warnings)."""
         self._insert("warnings", rows, 3)
 
+    def replace_warnings(self, code: str, messages: Iterable[str]) -> None:
+        """Make ``messages`` the run-wide warnings of ``code``, replacing earlier ones (one transaction).
+
+        For warnings that describe the data as read now, such as the ground-truth lines: a resumed run whose
+        annotations were fixed must not keep the old complaints.
+        """
+        rows = [("", code, m) for m in messages]
+        with self._conn:
+            self._conn.execute("DELETE FROM warnings WHERE model = '' AND code = ?", (code,))
+            self._conn.executemany("INSERT OR REPLACE INTO warnings VALUES (?,?,?)", rows)
+
     def mark_unit_done(self, unit: str) -> None:
         """Record that a unit of work finished."""
         self._insert("units", [(unit, time.time())], 2)

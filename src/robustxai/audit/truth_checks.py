@@ -9,7 +9,8 @@ annotated, an unannotated fracture image is named, while an image annotated as h
 For multi-label data the "class" is "has at least one positive label".
 
 The lines are recorded in the store's ``warnings`` table (code :data:`~robustxai.audit.store.TRUTH_CODE`,
-model ``""``), so the report lists them (the first few, and how many more) and a resumed run keeps them.
+model ``""``), so the report lists them (the first few, and how many more); a resumed run replaces them with
+what the data says now.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def loader_warnings(dataset: ImageDataset) -> list[str]:
     return [str(w) for w in found] if isinstance(found, list) else []
 
 
+def named_sample(line: str, ids: set[str]) -> str | None:
+    """The test image a loader line is about, or ``None``.
+
+    Loader lines name their image as one ``": "``-separated field: ``"<id>: mask dropped: …"`` from the folder
+    loader, ``"<annotation file>: <id>: …"`` from an annotation file. Lines about training images, about
+    annotations that match no image, or about rows the manifest left out name no test image.
+    """
+    return next((field for field in line.split(": ") if field in ids), None)
+
+
 def _finding_classes(labels: torch.Tensor, class_names: list[str]) -> list[str]:
     """A short name of each image's class for the rule above (multi-label: "positive" or "negative")."""
     if labels.ndim == 2:
@@ -39,18 +50,19 @@ def _finding_classes(labels: torch.Tensor, class_names: list[str]) -> list[str]:
     return [class_names[int(y)] if 0 <= int(y) < len(class_names) else str(int(y)) for y in labels]
 
 
-def missing_truth(data: AuditData, class_names: list[str]) -> list[str]:
+def missing_truth(data: AuditData, class_names: list[str], named: frozenset[str] = frozenset()) -> list[str]:
     """One line per unannotated test image whose class has images with a finding (see the module docstring).
 
     An image annotated as having no finding (an entry without points or regions) is a negative case, not a
-    missing annotation, and is not named.
+    missing annotation, and is not named; nor is an image in ``named``, whose truth the loader already
+    reported as dropped (an annotation file can leave a sample out when none of its points fits the image).
     """
     classes = _finding_classes(data.labels, class_names)
     with_findings = {c for c, k in zip(classes, data.truth_kinds, strict=True) if k == "finding"}
     with_findings.discard("negative")
     lines = []
     for sid, cls, kind in zip(data.ids, classes, data.truth_kinds, strict=True):
-        if kind == "missing" and cls in with_findings:
+        if kind == "missing" and cls in with_findings and sid not in named:
             what = "a positive label" if cls == "positive" else f"class {cls!r}"
             lines.append(
                 f"{sid}: no ground truth, although other images with {what} are annotated; "
@@ -60,8 +72,16 @@ def missing_truth(data: AuditData, class_names: list[str]) -> list[str]:
 
 
 def truth_warnings(data: AuditData) -> list[str]:
-    """Every ground-truth warning of the audit's test set, loader lines first (each logged once here)."""
-    missing = missing_truth(data, list(data.dataset.class_names))
-    for line in missing:  # the loader logged its own lines when it met them
+    """The ground-truth warnings about the audit's test images: the loader's, then the missing annotations.
+
+    The loader's lines about other images (training images of the same folder, unmatched annotations, left-out
+    manifest rows) stay in the log only. The missing-annotation lines are logged here; the loader logged its
+    own when it met them.
+    """
+    ids = set(data.ids)
+    loader = [line for line in loader_warnings(data.dataset) if named_sample(line, ids) is not None]
+    named = frozenset(s for s in (named_sample(line, ids) for line in loader) if s is not None)
+    missing = missing_truth(data, list(data.dataset.class_names), named)
+    for line in missing:
         log.warning("%s", line)
-    return list(dict.fromkeys(loader_warnings(data.dataset) + missing))
+    return list(dict.fromkeys(loader + missing))
