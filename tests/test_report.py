@@ -347,7 +347,7 @@ def test_random_gaps_are_paired_differences_with_the_per_image_baseline() -> Non
     frame = pd.DataFrame(rows, columns=cols)
     undefined = (frame["model"] == "a") & (frame["sample_id"] == "s3") & (frame["explainer"] == "saliency")
     frame.loc[undefined, "value"] = np.nan
-    gaps = random_gaps(frame, "point_coverage@15")
+    gaps = random_gaps(frame, "point_coverage@15", "random")
     assert list(gaps["model"]) == ["a", "b"] and set(gaps["explainer"]) == {"saliency"}
     cov = frame[frame["metric"] == "point_coverage@15"]
     base = cov[cov["explainer"] == "random"].groupby("sample_id")["value"].mean()  # averaged over models
@@ -359,4 +359,27 @@ def test_random_gaps_are_paired_differences_with_the_per_image_baseline() -> Non
         expected = bootstrap_ci(diff, n_boot=1000, level=0.95, seed=0)
         assert (row["gap"], row["ci_low"], row["ci_high"]) == pytest.approx(expected, abs=1e-12)
         assert row["gap"] == pytest.approx(float(np.mean(diff)), abs=1e-12)
-    assert random_gaps(frame[frame["explainer"] != "random"], "point_coverage@15").empty
+    assert random_gaps(frame[frame["explainer"] != "random"], "point_coverage@15", "random").empty
+
+
+def test_random_map_verdict_comes_from_the_paired_difference() -> None:
+    """Overlapping intervals but a paired difference that excludes 0: the map is above chance, and the summary
+    does not call it indistinguishable in one sentence while giving a positive interval in the next."""
+    from robustxai.report.gaps import GAP_COLUMNS
+    from robustxai.report.summary import _versus_random
+    from robustxai.report.tables import ReportTables
+
+    row = pd.Series({"model": "m", "condition": "clean", "epsilon": 0.0, "explainer": "saliency",
+                     "value": 0.30, "ci_low": 0.20, "ci_high": 0.40})  # fmt: skip
+    base = pd.Series({"value": 0.25, "ci_low": 0.15, "ci_high": 0.35})
+    empty = pd.DataFrame()
+    tables = ReportTables(empty, empty, empty, empty, None, ["m"], 10, 0)
+    assert _versus_random(tables, row, base) == "level"  # no pairs: the intervals overlap
+    gap = pd.DataFrame([("m", "clean", 0.0, "saliency", "point_coverage@15", 0.05, 0.01, 0.09, 10)],
+                       columns=GAP_COLUMNS)  # fmt: skip
+    tables.random_gaps = gap
+    assert _versus_random(tables, row, base) == "above"
+    tables.random_gaps = gap.assign(ci_low=-0.01)
+    assert _versus_random(tables, row, base) == "level"
+    tables.random_gaps = gap.assign(gap=-0.05, ci_low=-0.09, ci_high=-0.01)
+    assert _versus_random(tables, row, base) == "below"

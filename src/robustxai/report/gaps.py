@@ -16,7 +16,18 @@ from robustxai.metrics.statistics import bootstrap_ci
 GAP_COLUMNS = ["model", "condition", "epsilon", "explainer", "metric", "gap", "ci_low", "ci_high", "n"]
 
 
-def random_gaps(metrics: pd.DataFrame, metric: str, random_explainer: str = "random") -> pd.DataFrame:
+def random_per_image(metrics: pd.DataFrame, random_explainer: str) -> pd.Series:
+    """Each image's random-map value per condition × ε × metric, averaged over models (NaN left out).
+
+    Random maps do not depend on the model, so the baseline row and the paired differences both use one value
+    per image, indexed ``(condition, epsilon, metric, sample_id)``.
+    """
+    rand = metrics[metrics["explainer"] == random_explainer]
+    rand = rand.assign(value=rand["value"].where(np.isfinite(rand["value"].astype(np.float64))))
+    return rand.groupby(["condition", "epsilon", "metric", "sample_id"], sort=True)["value"].mean()
+
+
+def random_gaps(metrics: pd.DataFrame, metric: str, random_explainer: str) -> pd.DataFrame:
     """Paired mean difference (explainer − random map) of ``metric`` per model × condition × ε × explainer.
 
     Args:
@@ -29,12 +40,12 @@ def random_gaps(metrics: pd.DataFrame, metric: str, random_explainer: str = "ran
         random map or without the metric.
     """
     rows = metrics[metrics["metric"] == metric]
-    rows = rows.assign(value=rows["value"].where(np.isfinite(rows["value"].astype(np.float64))))
-    rand = rows[rows["explainer"] == random_explainer]
-    if rand.empty:
+    base = random_per_image(rows, random_explainer).rename("base")
+    if base.empty:
         return pd.DataFrame(columns=GAP_COLUMNS)
-    base = rand.groupby(["condition", "epsilon", "sample_id"], sort=True)["value"].mean().rename("base")
-    maps = rows[rows["explainer"] != random_explainer].join(base, on=["condition", "epsilon", "sample_id"])
+    maps = rows[rows["explainer"] != random_explainer]
+    maps = maps.assign(value=maps["value"].where(np.isfinite(maps["value"].astype(np.float64))))
+    maps = maps.join(base, on=["condition", "epsilon", "metric", "sample_id"])
     diff = (maps["value"] - maps["base"]).rename("diff")
     out = []
     keys = ["model", "condition", "epsilon", "explainer"]

@@ -1,9 +1,10 @@
 """Plain-language summary of a run, generated from its tables.
 
 Every sentence is computed from the numbers and states its uncertainty: accuracies carry Wilson intervals,
-differences between models a Newcombe interval, alignment means their bootstrap CI, and a comparison with
-the random-map baseline is only called a difference when the intervals do not overlap; its size is the paired
-difference on the same images, with its own bootstrap CI (:mod:`robustxai.report.gaps`).
+differences between models a Newcombe interval, alignment means their bootstrap CI, and a map is only called
+above (or below) the random-map baseline when the 95 % interval of its paired difference from it on the same
+images excludes 0 (:mod:`robustxai.report.gaps`; without per-image pairs, when the two intervals do not
+overlap).
 """
 
 from __future__ import annotations
@@ -164,20 +165,38 @@ def _per_model_leads(tables: ReportTables, rows: pd.DataFrame) -> str | None:
     return "Best method per model against the random map on the same images: " + "; ".join(parts) + "."
 
 
-def _chance(row: pd.Series, base: pd.Series | None) -> str:
+def _versus_random(tables: ReportTables, row: pd.Series, base: pd.Series) -> str | None:
+    """``"above"``, ``"level"`` or ``"below"`` the random map; ``None`` with too few images to tell.
+
+    From the paired difference on the same images when the run has it (its 95 % interval excludes 0 or not),
+    else from the two intervals (they overlap or not), which is the more conservative test.
+    """
+    g = _gap(tables, row)
+    if g is not None and not (math.isnan(float(g["ci_low"])) or math.isnan(float(g["ci_high"]))):
+        low, high = float(g["ci_low"]), float(g["ci_high"])
+        return "above" if low > 0.0 else "below" if high < 0.0 else "level"
+    if any(math.isnan(float(row[c])) or math.isnan(float(base[c])) for c in ("ci_low", "ci_high")):
+        return None
+    if float(row["ci_low"]) > float(base["ci_high"]):
+        return "above"
+    return "level" if float(row["ci_high"]) >= float(base["ci_low"]) else "below"
+
+
+_VERDICTS = {
+    "above": "clearly above the random map",
+    "level": "not distinguishable from random",
+    "below": "below the random map",
+}
+
+
+def _chance(tables: ReportTables, row: pd.Series, base: pd.Series | None) -> str:
     if base is None:
         return "no random-map baseline was stored, so chance level cannot be judged"
-    if any(math.isnan(float(row[c])) or math.isnan(float(base[c])) for c in ("ci_low", "ci_high")):
+    verdict = _versus_random(tables, row, base)
+    if verdict is None:
         return f"random map {_pct(float(base['value']))}; too few images to tell them apart"
-    verdict = (
-        "clearly above the random map"
-        if float(row["ci_low"]) > float(base["ci_high"])
-        else "not distinguishable from random"
-        if float(row["ci_high"]) >= float(base["ci_low"])
-        else "below the random map"
-    )
     base_ci = _ci(float(base["ci_low"]), float(base["ci_high"]))
-    return f"random map {_pct(float(base['value']))} ({base_ci}): {verdict}"
+    return f"random map {_pct(float(base['value']))} ({base_ci}): {_VERDICTS[verdict]}"
 
 
 def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
@@ -197,7 +216,7 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
         f"{where}, the maps that best cover the expert points within their top 15 % are "
         f"'{best['model']}' with {best['explainer']}: {_pct(float(best['value']))} of points "
         f"({_ci(float(best['ci_low']), float(best['ci_high']))}, n = {int(best['n'])}); "
-        f"{_chance(best, base)}{_gap_clause(tables, best) if base is not None else ''}."
+        f"{_chance(tables, best, base)}{_gap_clause(tables, best) if base is not None else ''}."
     ]
     if cond[0] == CLEAN:
         leads = _per_model_leads(tables, rows)
@@ -207,13 +226,17 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
         indist = [
             f"{r['model']}/{r['explainer']}"
             for _, r in rows.iterrows()
-            if math.isnan(float(r["ci_high"]))
-            or (float(r["ci_low"]) <= float(base["ci_high"]) and float(r["ci_high"]) >= float(base["ci_low"]))
+            if _versus_random(tables, r, base) in (None, "level", "below")
         ]
         if indist:
+            how = (
+                "the 95 % interval of their paired difference from it includes 0, or lies below it"
+                if not tables.random_gaps.empty
+                else "their intervals overlap, or theirs lies below"
+            )
             out.append(
-                f"{len(indist)} of {len(rows)} model × explainer combinations are not distinguishable from a "
-                f"random map at the top 15 % (their intervals overlap): {_names(indist)}."
+                f"{len(indist)} of {len(rows)} model × explainer combinations are not above a random map at "
+                f"the top 15 % ({how}): {_names(indist)}."
             )
         else:
             out.append("Every model × explainer combination is above the random map at the top 15 %.")

@@ -28,7 +28,7 @@ import pandas as pd
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import bootstrap_ci
-from robustxai.report.gaps import random_gaps
+from robustxai.report.gaps import random_gaps, random_per_image
 from robustxai.report.undefined import undefined_note
 
 logger = logging.getLogger(__name__)
@@ -240,11 +240,9 @@ def random_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
     Returns:
         Columns :data:`BASELINE_COLUMNS`, sorted.
     """
-    rand = metrics[metrics["explainer"] == RANDOM_EXPLAINER]
-    if rand.empty:
+    per_image = random_per_image(metrics, RANDOM_EXPLAINER)
+    if per_image.empty:
         return pd.DataFrame(columns=BASELINE_COLUMNS)
-    rand = rand.assign(value=rand["value"].where(np.isfinite(rand["value"])))
-    per_image = rand.groupby(["condition", "epsilon", "metric", "sample_id"], sort=True)["value"].mean()
     rows = [
         (cond, eps, metric, *_ci_row(group.to_numpy()))
         for (cond, eps, metric), group in per_image.groupby(level=[0, 1, 2], sort=True)
