@@ -79,8 +79,9 @@ def truth_warnings(data: AuditData) -> list[str]:
     own when it met them.
     """
     ids = set(data.ids)
-    loader = [line for line in loader_warnings(data.dataset) if named_sample(line, ids) is not None]
-    named = frozenset(s for s in (named_sample(line, ids) for line in loader) if s is not None)
+    about = [(line, named_sample(line, ids)) for line in loader_warnings(data.dataset)]
+    loader = [line for line, sid in about if sid is not None]
+    named = frozenset(sid for _, sid in about if sid is not None)
     missing = missing_truth(data, list(data.dataset.class_names), named)
     for line in missing:
         log.warning("%s", line)

@@ -44,9 +44,8 @@ def random_gaps(metrics: pd.DataFrame, metric: str, random_explainer: str) -> pd
     if base.empty:
         return pd.DataFrame(columns=GAP_COLUMNS)
     maps = rows[rows["explainer"] != random_explainer]
-    maps = maps.assign(value=maps["value"].where(np.isfinite(maps["value"].astype(np.float64))))
     maps = maps.join(base, on=["condition", "epsilon", "metric", "sample_id"])
-    diff = (maps["value"] - maps["base"]).rename("diff")
+    diff = (maps["value"].astype(np.float64) - maps["base"]).rename("diff")  # non-finite: dropped below
     out = []
     keys = ["model", "condition", "epsilon", "explainer"]
     for key, group in pd.concat([maps[keys], diff], axis=1).groupby(keys, sort=True)["diff"]:
