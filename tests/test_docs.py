@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from robustxai.audit import config as config_module
 from robustxai.audit.config import deep_merge, profile_dict, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +128,28 @@ def test_readme_example_shows_channels_and_points() -> None:
 def test_toml_examples_are_valid_configs(where: str, text: str) -> None:
     user = tomllib.loads(text)
     validate_config(deep_merge(profile_dict("default"), user), where)
+
+
+def test_user_guide_documents_every_config_key() -> None:
+    text = (ROOT / "docs" / "user-guide.md").read_text()
+    reference = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    tables = [
+        config_module.AuditConfig,
+        config_module.DataConfig,
+        config_module.TrainingConfig,
+        config_module.ModelConfig,
+        config_module.AttackConfig,
+        config_module.ExplainConfig,
+        config_module.ManipulationConfig,
+        config_module.ReportConfig,
+        config_module.SanityConfig,
+        config_module.ExecutorConfig,
+    ]
+    forms = ("`{}`", "`[{}]`", "`[[{}]]`")  # a key, a table, an array of tables
+    missing = [
+        f"{t.__name__}.{key}"
+        for t in tables
+        for key in t.model_fields
+        if not any(form.format(key) in reference for form in forms)
+    ]
+    assert not missing, f"keys missing from the user guide's configuration reference: {missing}"
