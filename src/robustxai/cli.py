@@ -6,6 +6,7 @@ traceback; ``--debug`` shows the traceback for bug reports.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -19,15 +20,17 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
 
 app = typer.Typer(
+    cls=PlainHelpGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Audit image classifiers: robustness, explanation alignment and explanation trust.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect data sets.")
+data_app = typer.Typer(cls=PlainHelpGroup, no_args_is_help=True, help="Write data sets to disk.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,12 +95,14 @@ def main(
     keep_freed_memory()  # a batch job: ≈ 15 % faster passes for a resident set kept at its peak (runtime.py)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def audit(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; its keys override the profile's.")
     ] = None,
-    profile: Annotated[str, typer.Option(help="Built-in base settings: smoke or default.")] = "default",
+    profile: Annotated[
+        str, typer.Option(help="Built-in base settings: default or smoke (robustxai list profiles).")
+    ] = "default",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
     executor: Annotated[
@@ -139,7 +144,7 @@ def audit(
     typer.echo(str(result.report.resolve()))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")]) -> None:
     """Rebuild the report of a finished run from its store."""
     from robustxai.report import build_report
@@ -150,7 +155,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding
         typer.echo(str(build_report(run_dir).resolve()))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")],
     fmt: Annotated[str, typer.Option("--format", help="parquet (needs the export extra) or csv.")] = (
@@ -167,7 +172,7 @@ def export(
         typer.echo(str(path))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def train(
     out: Annotated[Path, typer.Option(help="Directory to save the model (safetensors + JSON).")],
     model: Annotated[
@@ -206,7 +211,10 @@ def train(
     size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 8,
     batch_size: Annotated[int, typer.Option(help="Training batch size (16 suits big models on CPU).")] = 64,
-    eps: Annotated[float, typer.Option(help="ε of adversarial training, [0, 1] units.")] = 4 / 255,
+    eps: Annotated[
+        float,
+        typer.Option(help="ε of adversarial training in [0, 1] units (default 4/255).", show_default=False),
+    ] = 4 / 255,
     attack_steps: Annotated[int, typer.Option(help="PGD steps of adversarial training.")] = 7,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -294,7 +302,7 @@ def train(
     )
 
 
-@data_app.command("synth")
+@data_app.command("synth", cls=PlainHelpCommand)
 def data_synth(
     out: Annotated[Path, typer.Option(help="Output folder (PNG class folders, manifest.csv, annotations).")],
     n: Annotated[int, typer.Option(help="Number of images.")] = 500,
@@ -329,17 +337,22 @@ def data_synth(
     console.print(f"wrote {n} images to {out} ({splits.count('test')} marked test)")
 
 
-@app.command("list")
+@app.command("list", cls=PlainHelpCommand)
 def list_plugins(
     kind: Annotated[
-        str, typer.Argument(help="attacks, manipulations, explainers, models, model-families or metrics")
+        str,
+        typer.Argument(
+            help="profiles, attacks, manipulations, explainers, models, model-families or metrics"
+        ),
     ] = "all",
 ) -> None:
-    """List registered attacks, manipulations, explainers, models, zoo families and metrics."""
+    """List the built-in profiles and the registered attacks, explainers, models and metrics."""
     import robustxai as rx
+    from robustxai.audit.config import PROFILES, profile_description
     from robustxai.models.registry import list_model_families
 
     listing = {
+        "profiles": [f"{p}: {profile_description(p)}" for p in PROFILES],
         "attacks": rx.list_attacks(),
         "manipulations": rx.list_manipulations(),
         "explainers": rx.list_explainers(),
@@ -349,11 +362,13 @@ def list_plugins(
     }
     with _user_errors():
         if kind != "all" and kind not in listing:
-            raise RobustXAIError(f"unknown kind {kind!r}; known: {', '.join(listing)}")
+            close = difflib.get_close_matches(kind, list(listing), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RobustXAIError(f"unknown kind {kind!r}{hint}; known: {', '.join(listing)}")
     table = Table("kind", "names")
     for k, names in listing.items():
         if kind in ("all", k):
-            table.add_row(k, ", ".join(names))
+            table.add_row(k, "\n".join(names) if k == "profiles" else ", ".join(names))
     Console().print(table)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustxai.audit.config_errors import did_you_mean, format_validation_error
 from robustxai.errors import ConfigError
 
 PROFILES = ("smoke", "default")
@@ -266,21 +267,28 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _profile_text(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ConfigError(
+            f"unknown profile {profile!r}{did_you_mean(str(profile), PROFILES)}; "
+            f"known profiles: {', '.join(PROFILES)}"
+        )
+    return resources.files("robustxai.audit").joinpath("profiles", f"{profile}.toml").read_text()
+
+
 def profile_dict(profile: str) -> dict[str, Any]:
     """The raw settings of a built-in profile."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; known profiles: {', '.join(PROFILES)}")
-    text = resources.files("robustxai.audit").joinpath("profiles", f"{profile}.toml").read_text()
-    return tomllib.loads(text)
+    return tomllib.loads(_profile_text(profile))
+
+
+def profile_description(profile: str) -> str:
+    """What a built-in profile is for: the comment on its first line (``robustxai list profiles``)."""
+    first = _profile_text(profile).partition("\n")[0]
+    return first.lstrip("#").strip() if first.startswith("#") else ""
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        parts.append(f"{loc}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
+    return format_validation_error(err, source, AuditConfig)
 
 
 def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:

@@ -1,0 +1,67 @@
+"""One-line messages for configuration mistakes, with a "did you mean" for misspelt names.
+
+The plug-in registries already suggest the closest name for an unknown explainer or attack; a misspelt
+profile or config key deserves the same, at whatever depth of the TOML it sits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or an empty string when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def known_keys(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The keys the config table at ``loc`` accepts.
+
+    Args:
+        root: The top-level config model.
+        loc: A pydantic error location without its last part (the unknown key), e.g. ``("models", 0)``.
+
+    Returns:
+        The field names of the table there, or an empty list when ``loc`` leads to no table.
+    """
+    model = root
+    for part in loc:
+        if isinstance(part, int):  # an item of a list of tables, e.g. models.0
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config table class inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:
+    """All of a validation's errors on one line; an unknown key names the closest known one."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            known = known_keys(root, e["loc"][:-1])
+            hint = did_you_mean(str(e["loc"][-1]), known)
+            msg = "unknown key" + (hint or (f" (known keys: {', '.join(known)})" if known else ""))
+        parts.append(f"{loc}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
