@@ -70,6 +70,9 @@ def test_run_repr_is_a_short_summary(run_dir: Path) -> None:
     assert "\n" not in text and len(text) < 400, text
     assert text.startswith(f"Run({str(run_dir)!r}, models=[m1, m2], samples=4, predictions=16, metrics=16")
     assert "robustness 2×7" in text and "alignment 4×9" in text
+    with Store(run_dir.parent / "empty" / "results.sqlite") as store:
+        store.set_meta("config", {})
+    assert repr(rx.open_run(run_dir.parent / "empty")).endswith("tables: none (no predictions yet))")
     assert open_run(run_dir / "results.sqlite").path == run_dir
 
 

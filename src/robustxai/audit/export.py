@@ -84,7 +84,10 @@ class Run:
     def __repr__(self) -> str:
         """A short summary: the run, its models, how many images, and each table's name and shape."""
         models = ", ".join(str(m) for m in self.models["model"]) if "model" in self.models else ""
-        tables = ", ".join(f"{name} {df.shape[0]}×{df.shape[1]}" for name, df in self.tables.items())
+        try:
+            tables = ", ".join(f"{name} {df.shape[0]}×{df.shape[1]}" for name, df in self.tables.items())
+        except RobustXAIError as err:  # a repr never raises: say why the tables are missing
+            tables = f"unavailable ({err})"
         return (
             f"Run({str(self.path)!r}, models=[{models}], samples={len(self.samples)}, "
             f"predictions={len(self.predictions)}, metrics={len(self.metrics)}, "
