@@ -69,6 +69,7 @@ class U:
     id: str
     kind: str
     model: str
+    explainer: str | None = None
 
 
 class Recorder:
@@ -114,6 +115,42 @@ def test_unit_stages_one_task_per_model_and_stage_started_when_next() -> None:
         "attack a (stage 1/2)",
         "attack b (stage 2/2)",
     ]
+
+
+def test_eta_of_interleaved_stages_counts_the_units_run_in_between() -> None:
+    clock = FakeClock()
+    tracker = ProgressTracker(clock)
+    a0, b0, a1, b1 = (U(f"r/{m}/{k}", "robustness", m) for k in (0, 1) for m in ("a", "b"))
+    stages = UnitStages(tracker, [a0, b0, a1, b1])  # shard-major: a and b take turns
+    clock.now += 10.0
+    stages.done(a0)
+    task_a, task_b = tracker.tasks
+    assert task_a.eta() == pytest.approx(20.0)  # b0 (at a's pace: nothing of b measured yet), then a1
+    assert task_b.eta() == pytest.approx(30.0)  # b0, a1, b1
+    clock.now += 20.0
+    stages.done(b0)
+    assert task_a.eta() == pytest.approx(10.0)  # a1 only
+    assert task_b.eta() == pytest.approx(30.0)  # a1 (10 s) runs before b1 (20 s)
+    assert task_b.eta_text() == "ETA 0:00:30"
+    clock.now += 10.0
+    stages.done(a1)
+    assert task_a.eta() == 0.0 and task_b.eta() == pytest.approx(20.0)
+    clock.now += 5.0  # b1 has run for 5 s
+    assert task_b.eta() == pytest.approx(15.0)
+
+
+def test_eta_estimates_each_unit_from_the_same_work_on_any_model() -> None:
+    clock = FakeClock()
+    tracker = ProgressTracker(clock)
+    units = [U(f"e/{m}/{x}", "explanation", m, x) for m in ("a", "b") for x in ("saliency", "lime")]
+    stages = UnitStages(tracker, units)
+    assert tracker.tasks[0].eta_text() == "ETA —"
+    clock.now += 1.0
+    stages.done(units[0])  # saliency on a: 1 s; lime on a is estimated at the stage's mean so far
+    assert tracker.tasks[0].eta() == pytest.approx(1.0)
+    clock.now += 30.0
+    stages.done(units[1])  # lime on a: 30 s
+    assert tracker.tasks[1].eta() == pytest.approx(31.0)  # b: saliency (1 s) + lime (30 s), not 2 × 15.5
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ Every task measures how long its steps take (:class:`ProgressTracker`): a step's
 the previous event of any task (the audit runs one thing at a time on the local executor), and a task's ETA
 is its mean step duration times the steps left. Until one step has finished there is no estimate ("ETA —").
 The audit's units get one task per model × stage (:class:`UnitStages`): ``attack`` (clean and attacked
-accuracy), ``explain``, ``sanity`` and ``manipulate``; stages that interleave (the attack stages of all
-models, shard by shard) share the time, so each ETA is its own stage's remaining work at its measured pace.
+accuracy), ``explain``, ``manipulate`` and ``sanity``; their ETA adds up the units still to run before the
+stage's last one, each estimated from measured units of the same work (model, explainer, attack).
 """
 
 from __future__ import annotations
@@ -65,14 +65,21 @@ class TaskState:
     finished: float | None = None
     busy: float = 0.0
     measured: int = 0
+    #: Replaces the task's own estimate (:class:`UnitStages` sets one that counts interleaved stages).
+    eta_fn: Callable[[], float | None] | None = None
+
+    def mean(self) -> float | None:
+        """Measured seconds per step, or ``None`` before a step has finished."""
+        return self.busy / self.measured if self.measured else None
 
     def eta(self) -> float | None:
         """Seconds left at the measured pace, or ``None`` before a step has finished."""
         if self.finished is not None:
             return 0.0
-        if self.measured == 0:
-            return None
-        return self.busy / self.measured * max(self.total - self.done, 0)
+        if self.eta_fn is not None:
+            return self.eta_fn()
+        mean = self.mean()
+        return None if mean is None else mean * max(self.total - self.done, 0)
 
     def eta_text(self) -> str:
         """``ETA 0:01:23``, or ``ETA —`` without an estimate."""
@@ -88,7 +95,7 @@ class ProgressTracker:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.RLock()
         self.tasks: list[TaskState] = []
         self.t0 = clock()
@@ -97,7 +104,7 @@ class ProgressTracker:
     def start(self, description: str, total: int) -> int:
         """Add a task; its first step is measured from now."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self.tasks.append(TaskState(description, max(int(total), 0), started=now))
             self._last_event = now
             return len(self.tasks) - 1
@@ -105,7 +112,7 @@ class ProgressTracker:
     def advance(self, task: int, steps: int = 1) -> None:
         """Count ``steps`` finished steps, each as long as the time since the last event over ``steps``."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             state = self.tasks[task]
             state.done += steps
             state.busy += now - max(self._last_event, state.started)
@@ -115,7 +122,7 @@ class ProgressTracker:
     def finish(self, task: int) -> None:
         """Mark a task as done (an early stop, e.g. of training, finishes with fewer steps)."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self.tasks[task].finished = now
             self._last_event = now
 
@@ -127,7 +134,7 @@ class ProgressTracker:
     def status(self, state: TaskState) -> str:
         """``<task>: done/total, elapsed H:MM:SS, ETA H:MM:SS`` as of now."""
         with self._lock:
-            elapsed = format_seconds(self._clock() - state.started)
+            elapsed = format_seconds(self.clock() - state.started)
             return f"{state.description}: {state.done}/{state.total}, elapsed {elapsed}, {state.eta_text()}"
 
 
@@ -159,7 +166,7 @@ class LineProgress(ProgressTracker):
 
     def _line(self, text: str) -> None:
         with self._lock:
-            self._emit(f"[{format_seconds(self._clock() - self.t0)}] {text}")
+            self._emit(f"[{format_seconds(self.clock() - self.t0)}] {text}")
 
     def start(self, description: str, total: int) -> int:
         """Start a task and write its first line."""
@@ -179,13 +186,13 @@ class LineProgress(ProgressTracker):
         with self._lock:
             super().finish(task)
             s = self.tasks[task]
-            took = format_seconds(self._clock() - s.started)
+            took = format_seconds(self.clock() - s.started)
             self._line(f"{s.description}: done, {s.done}/{s.total} in {took}")
 
     def tick(self, force: bool = False) -> None:
         """Write one status line per running task (or that the audit is between stages) if one is due."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             if not force and now - self._last_lines < self.interval:
                 return
             self._last_lines = now
@@ -234,34 +241,85 @@ def stage_name(kind: str) -> str:
     return STAGE_NAMES.get(kind, kind)
 
 
+def _work(unit: _UnitLike) -> tuple[str, str, str]:
+    """What a unit's cost depends on besides its model: kind, explainer and attack."""
+    condition = getattr(unit, "condition", None)
+    return unit.kind, str(getattr(unit, "explainer", None) or ""), str(condition[0]) if condition else ""
+
+
 class UnitStages:
     """One progress task per model × stage of the units to run, started when its first unit is next.
 
     Units are expected in the order they run (the local executor runs them in plan order); a unit that
-    finishes out of order (Ray) starts its stage then.
+    finishes out of order (Ray) starts its stage then. Each finished unit's duration is measured (time since
+    the previous one), and with a :class:`ProgressTracker` a stage's ETA is the time of every unit still to
+    run up to the stage's last one, less what the running unit has already taken. A unit is estimated by the
+    units measured with the same model, kind, explainer and attack (LIME and APGD cost far more than
+    saliency and FGSM), else the same work on another model, else its stage's mean, else its kind's mean;
+    with no estimate the ETA is "—". Stages that interleave (the attack stages of all models, shard by
+    shard) are so counted in each other's ETA.
 
     Args:
         progress: Receives the tasks.
         units: The units to run, in plan order.
+        clock: Monotonic seconds (default: the tracker's clock).
     """
 
-    def __init__(self, progress: Progress, units: Sequence[_UnitLike]) -> None:
+    def __init__(
+        self, progress: Progress, units: Sequence[_UnitLike], clock: Callable[[], float] | None = None
+    ) -> None:
         self._progress = progress
+        default = progress.clock if isinstance(progress, ProgressTracker) else time.monotonic
+        self._clock = clock or default
+        self._last = self._clock()
         self._units = list(units)
         self._key = {u.id: (stage_name(u.kind), u.model) for u in self._units}
         self._left = Counter(self._key.values())
         self._order = list(self._left)
         self._tasks: dict[tuple[str, str], int] = {}
         self._done: set[str] = set()
+        self._seconds: dict[tuple[str, ...], list[float]] = {}  # look-up key → [total seconds, units]
         self._next = 0
         self._begin_next()
+
+    def _lookups(self, unit: _UnitLike) -> list[tuple[str, ...]]:
+        kind, explainer, attack = _work(unit)
+        return [("unit", unit.model, kind, explainer, attack), ("work", kind, explainer, attack)] + [
+            ("stage", *self._key[unit.id]),
+            ("kind", kind),
+        ]
+
+    def _estimate(self, unit: _UnitLike) -> float | None:
+        for lookup in self._lookups(unit):
+            total = self._seconds.get(lookup)
+            if total is not None:
+                return total[0] / total[1]
+        return None
 
     def _begin(self, key: tuple[str, str]) -> int:
         if key not in self._tasks:
             n = self._order.index(key) + 1
             label = f"{key[0]} {key[1]} (stage {n}/{len(self._order)})"
-            self._tasks[key] = self._progress.start(label, self._left[key])
+            task = self._progress.start(label, self._left[key])
+            if isinstance(self._progress, ProgressTracker):
+                self._progress.tasks[task].eta_fn = lambda: self.eta(key)
+            self._tasks[key] = task
         return self._tasks[key]
+
+    def eta(self, key: tuple[str, str]) -> float | None:
+        """Seconds until the last unit of stage ``key`` (stage, model) finishes; ``None`` without estimate."""
+        pending = [u for u in self._units[self._next :] if u.id not in self._done]
+        keys = [self._key[u.id] for u in pending]
+        if key not in keys:
+            return 0.0
+        running = self._clock() - self._last
+        total = 0.0
+        for i, unit in enumerate(pending[: len(keys) - keys[::-1].index(key)]):
+            estimate = self._estimate(unit)
+            if estimate is None:
+                return None
+            total += max(estimate - running, 0.0) if i == 0 else estimate
+        return total
 
     def _begin_next(self) -> None:
         while self._next < len(self._units) and self._units[self._next].id in self._done:
@@ -271,6 +329,12 @@ class UnitStages:
 
     def done(self, unit: _UnitLike) -> None:
         """Count a finished unit; finish its stage after its last unit and start the next unit's stage."""
+        now = self._clock()
+        for lookup in self._lookups(unit):
+            total = self._seconds.setdefault(lookup, [0.0, 0])
+            total[0] += now - self._last
+            total[1] += 1
+        self._last = now
         key = self._key[unit.id]
         task = self._begin(key)
         self._done.add(unit.id)
