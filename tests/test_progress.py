@@ -137,6 +137,8 @@ def test_eta_of_interleaved_stages_counts_the_units_run_in_between() -> None:
     assert task_a.eta() == 0.0 and task_b.eta() == pytest.approx(20.0)
     clock.now += 5.0  # b1 has run for 5 s
     assert task_b.eta() == pytest.approx(15.0)
+    clock.now += 36.1  # b1 has run for more than twice its estimate: the estimate is no good
+    assert task_b.eta_text() == "ETA —"
 
 
 def test_eta_estimates_each_unit_from_the_same_work_on_any_model() -> None:

@@ -17,11 +17,21 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
-from robustxai.audit.progress import DEFAULT_INTERVAL, NO_ETA, LineProgress, ProgressTracker
+from robustxai.audit.progress import DEFAULT_INTERVAL, LineProgress, ProgressTracker
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
 
@@ -41,26 +51,42 @@ _state = {"debug": False}
 class RichProgress(ProgressTracker):
     """A :class:`robustxai.audit.progress.Progress` drawn as rich bars, one per task, each with an ETA."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._p = progress
+        self.bars: Progress | None = None
         self._ids: list[TaskID] = []
 
     def start(self, description: str, total: int) -> int:
         """Add a bar."""
         task = super().start(description, total)
-        self._ids.append(self._p.add_task(description, total=max(total, 1), eta=NO_ETA))
+        assert self.bars is not None
+        self._ids.append(self.bars.add_task(description, total=max(total, 1), index=task))
         return task
 
     def advance(self, task: int, steps: int = 1) -> None:
-        """Advance a bar and its ETA."""
+        """Advance a bar."""
         super().advance(task, steps)
-        self._p.update(self._ids[task], advance=steps, eta=self.tasks[task].eta_text())
+        assert self.bars is not None
+        self.bars.update(self._ids[task], advance=steps)
 
     def finish(self, task: int) -> None:
         """Complete a bar."""
         super().finish(task)
-        self._p.update(self._ids[task], completed=max(self.tasks[task].total, 1), eta="done")
+        assert self.bars is not None
+        self.bars.update(self._ids[task], completed=max(self.tasks[task].total, 1))
+
+
+class EtaColumn(ProgressColumn):
+    """A bar's ETA as the tracker estimates it now (it counts down while a long unit runs)."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        super().__init__()
+        self._tracker = tracker
+
+    def render(self, task: Task) -> Text:
+        """``ETA 0:01:23``, ``ETA —`` or ``done``."""
+        state = self._tracker.tasks[task.fields["index"]]
+        return Text("done" if state.finished is not None else state.eta_text())
 
 
 def _plain_line(text: str) -> None:
@@ -76,15 +102,11 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[RichProgress | Lin
         with LineProgress(_plain_line, interval) as lines:
             yield lines
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[eta]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as p:
-        yield RichProgress(p)
+    bars = RichProgress()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, EtaColumn(bars), console=console, transient=False) as p:
+        bars.bars = p
+        yield bars
 
 
 @contextmanager

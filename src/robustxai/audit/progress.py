@@ -253,11 +253,11 @@ class UnitStages:
     Units are expected in the order they run (the local executor runs them in plan order); a unit that
     finishes out of order (Ray) starts its stage then. Each finished unit's duration is measured (time since
     the previous one), and with a :class:`ProgressTracker` a stage's ETA is the time of every unit still to
-    run up to the stage's last one, less what the running unit has already taken. A unit is estimated by the
-    units measured with the same model, kind, explainer and attack (LIME and APGD cost far more than
-    saliency and FGSM), else the same work on another model, else its stage's mean, else its kind's mean;
-    with no estimate the ETA is "—". Stages that interleave (the attack stages of all models, shard by
-    shard) are so counted in each other's ETA.
+    run up to the stage's last one, less what the running unit has already taken ("—" once it has run for
+    more than twice its estimate). A unit is estimated by the units measured with the same model, kind,
+    explainer and attack (LIME and APGD cost far more than saliency and FGSM), else the same work on another
+    model, else its stage's mean, else its kind's mean; with no estimate the ETA is "—". Stages that
+    interleave (the attack stages of all models, shard by shard) are so counted in each other's ETA.
 
     Args:
         progress: Receives the tasks.
@@ -316,7 +316,7 @@ class UnitStages:
         total = 0.0
         for i, unit in enumerate(pending[: len(keys) - keys[::-1].index(key)]):
             estimate = self._estimate(unit)
-            if estimate is None:
+            if estimate is None or (i == 0 and running > 2 * estimate + 1):  # none, or proved wrong
                 return None
             total += max(estimate - running, 0.0) if i == 0 else estimate
         return total
