@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from robustxai._cli_progress import progress_display
 from robustxai.audit.progress import LineProgress, ProgressTracker, UnitStages, format_seconds
 from robustxai.cli import app
 
@@ -153,6 +156,25 @@ def test_eta_estimates_each_unit_from_the_same_work_on_any_model() -> None:
     clock.now += 30.0
     stages.done(units[1])  # lime on a: 30 s
     assert tracker.tasks[1].eta() == pytest.approx(31.0)  # b: saliency (1 s) + lime (30 s), not 2 × 15.5
+
+
+def test_terminal_bars_show_each_task_with_its_eta() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with progress_display(console) as prog:
+        assert isinstance(prog, ProgressTracker)
+        task = prog.start("explain m (stage 1/1)", 2)
+        prog.advance(task)
+        prog.finish(task)
+        other = prog.start("report", 1)
+    text = out.getvalue()
+    assert "explain m (stage 1/1)" in text and "2/2" in text and "done" in text
+    assert prog.tasks[other].eta_text() == "ETA —" and "ETA —" in text
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    with progress_display(piped, interval=30) as lines:
+        assert isinstance(lines, LineProgress)
+        lines.finish(lines.start("report", 1))
+    assert piped.file.getvalue().splitlines()[-1].endswith("report: done, 0/1 in 0:00:00")
 
 
 @pytest.mark.slow

@@ -17,21 +17,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
-from robustxai.audit.progress import DEFAULT_INTERVAL, LineProgress, ProgressTracker
+from robustxai._cli_progress import progress_display
+from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
 
@@ -48,65 +38,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
 
 
-class RichProgress(ProgressTracker):
-    """A :class:`robustxai.audit.progress.Progress` drawn as rich bars, one per task, each with an ETA."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bars: Progress | None = None
-        self._ids: list[TaskID] = []
-
-    def start(self, description: str, total: int) -> int:
-        """Add a bar."""
-        task = super().start(description, total)
-        assert self.bars is not None
-        self._ids.append(self.bars.add_task(description, total=max(total, 1), index=task))
-        return task
-
-    def advance(self, task: int, steps: int = 1) -> None:
-        """Advance a bar."""
-        super().advance(task, steps)
-        assert self.bars is not None
-        self.bars.update(self._ids[task], advance=steps)
-
-    def finish(self, task: int) -> None:
-        """Complete a bar."""
-        super().finish(task)
-        assert self.bars is not None
-        self.bars.update(self._ids[task], completed=max(self.tasks[task].total, 1))
-
-
-class EtaColumn(ProgressColumn):
-    """A bar's ETA as the tracker estimates it now (it counts down while a long unit runs)."""
-
-    def __init__(self, tracker: ProgressTracker) -> None:
-        super().__init__()
-        self._tracker = tracker
-
-    def render(self, task: Task) -> Text:
-        """``ETA 0:01:23``, ``ETA —`` or ``done``."""
-        state = self._tracker.tasks[task.fields["index"]]
-        return Text("done" if state.finished is not None else state.eta_text())
-
-
-def _plain_line(text: str) -> None:
-    stream = console.file
-    stream.write(text + "\n")
-    stream.flush()
-
-
 @contextmanager
-def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[RichProgress | LineProgress]:
+def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
     """Rich bars on a terminal; plain lines every ``interval`` seconds when the output is piped or logged."""
-    if not console.is_terminal:
-        with LineProgress(_plain_line, interval) as lines:
-            yield lines
-        return
-    bars = RichProgress()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, EtaColumn(bars), console=console, transient=False) as p:
-        bars.bars = p
-        yield bars
+    with progress_display(console, interval) as prog:
+        yield prog
 
 
 @contextmanager
