@@ -61,7 +61,18 @@ def test_open_run_exposes_rows_tables_and_config(run_dir: Path) -> None:
     row = ali[(ali["model"] == "m1") & (ali["condition"] == "clean")].iloc[0]
     values = run.metrics[(run.metrics["model"] == "m1") & (run.metrics["condition"] == "clean")]["value"]
     assert row["value"] == pytest.approx(np.nanmean(values)) and row["n"] == 3
-    assert "stability" in run.tables
+    assert "stability" not in run.tables  # no clean-vs-attacked map rows: no stability table, like tables/
+    assert set(run.tables) == {"robustness", "alignment", "correlation", "clean"}
+
+
+def test_run_repr_is_a_short_summary(run_dir: Path) -> None:
+    text = repr(rx.open_run(run_dir))
+    assert "\n" not in text and len(text) < 400, text
+    assert text.startswith(f"Run({str(run_dir)!r}, models=[m1, m2], samples=4, predictions=16, metrics=16")
+    assert "robustness 2×7" in text and "alignment 4×9" in text
+    with Store(run_dir.parent / "empty" / "results.sqlite") as store:
+        store.set_meta("config", {})
+    assert repr(rx.open_run(run_dir.parent / "empty")).endswith("tables: none (no predictions yet))")
     assert open_run(run_dir / "results.sqlite").path == run_dir
 
 
@@ -104,3 +115,48 @@ def test_export_errors(run_dir: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     (corrupt / "results.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(RobustXAIError, match="cannot read the run store"):
         open_run(corrupt)
+
+
+@pytest.fixture(scope="module")
+def audited_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real audit (two untrained models, one attack, manipulation on): every table kind is written."""
+    from robustxai.audit.config import profile_dict, validate_config
+    from robustxai.audit.progress import LogProgress
+    from robustxai.audit.runner import run_audit
+
+    tmp = tmp_path_factory.mktemp("audited")
+    raw = profile_dict("smoke")
+    raw.update(name="export-tiny", cache_dir=str(tmp / "cache"), batch_size=16)
+    raw["data"].update(n_train=16, n_test=8, write_to_disk=False)
+    widths = {"widths": [4, 8, 8, 8]}
+    raw["models"] = [
+        {"name": "plain", "arch": "smallcnn", "training": "none", "arch_kwargs": widths},
+        {"name": "attn", "arch": "smallcnn-attention", "training": "none", "arch_kwargs": widths},
+    ]
+    raw["attacks"] = [{"name": "pgd", "epsilons": [4 / 255], "params": {"steps": 2, "step_size": 2 / 255}}]
+    raw["explain"].update(methods=["saliency", "gradcam"], attacks=["pgd"], n_images=4)
+    raw["report"].update(primary_attack="pgd", primary_epsilon=4 / 255)
+    raw["manipulation"].update(methods=["saliency"], transfer_from=[], n_images=2, iterations=2, batch_size=2)
+    run_audit(validate_config(raw), tmp / "run", progress=LogProgress())
+    return tmp / "run"
+
+
+@pytest.mark.slow
+def test_every_run_table_round_trips_through_export_and_open_run(audited_run: Path, tmp_path: Path) -> None:
+    csvs = sorted((audited_run / "tables").glob("*.csv"))
+    names = [p.stem for p in csvs]
+    assert {"robustness", "alignment", "stability", "correlation", "manipulation"} <= set(names)
+    exported = {fmt: export_run(audited_run, format=fmt, out=tmp_path / fmt) for fmt in ("csv", "parquet")}
+    run = open_run(audited_run)
+    for path in csvs:
+        written = pd.read_csv(path)
+        assert len(written) > 0, path.name
+        others = {
+            "export csv": pd.read_csv(exported["csv"][f"table_{path.stem}"]),
+            "export parquet": pd.read_parquet(exported["parquet"][f"table_{path.stem}"]),
+            "open_run": run.tables[path.stem],
+        }
+        for where, frame in others.items():
+            pd.testing.assert_frame_equal(
+                frame.reset_index(drop=True), written, check_dtype=False, obj=f"{path.name} vs {where}"
+            )

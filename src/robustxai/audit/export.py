@@ -1,13 +1,14 @@
 """Reading a finished run back: :func:`open_run` (pandas) and :func:`export_run` (Parquet or CSV files).
 
 Both read only the run's store, like the report: the per-sample rows (``predictions``, ``metrics``,
-``samples``, ``models``, ``warnings``, ``units``) and the aggregate tables exactly as the report computes them
-(robustness, alignment, stability, random baseline, …).
+``samples``, ``models``, ``warnings``, ``units``) and every table the report writes under ``tables/``
+(robustness, alignment, stability, correlation, manipulation, …), computed by the same function that
+writes those files (:func:`robustxai.report.run_tables.run_tables`), plus the report's in-page aggregates
+that have no file of their own (``clean``, ``baseline``, ``random_gaps``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from robustxai.errors import RobustXAIError
 EXPORT_FORMATS = ("parquet", "csv")
 #: Per-sample tables of the store that are exported (figure blobs are not: they are the report's).
 ROW_TABLES = ("predictions", "metrics", "samples", "models", "units")
+#: The report's aggregates that :attr:`Run.tables` and the export add to the ``tables/`` files.
+EXTRA_TABLES = ("clean", "baseline", "random_gaps")
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """A run opened for analysis: per-sample rows and the report's tables as pandas DataFrames.
 
@@ -60,19 +63,36 @@ class Run:
 
     @cached_property
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The aggregate tables the report computes (``robustness``, ``alignment``, ``stability``, …)."""
-        from robustxai.report.tables import compute_tables, load_run
+        """Every table of ``tables/*.csv`` by file name (``robustness``, …) and the in-page aggregates.
 
-        report_tables = compute_tables(load_run(self.path))
-        out = {
-            f.name: getattr(report_tables, f.name)
-            for f in dataclasses.fields(report_tables)
-            if isinstance(getattr(report_tables, f.name), pd.DataFrame)
-        }
-        if "stability" not in out:  # report versions without a stability table: the map_ssim rows
-            align = out["alignment"]
-            out["stability"] = align[align["metric"] == "map_ssim"].reset_index(drop=True)
+        Empty (``{}``) for a run that holds no predictions yet.
+        """
+        if self.predictions.empty:
+            return {}
+        from robustxai.report.run_tables import report_tables, run_tables
+        from robustxai.report.tables import load_run
+
+        data = load_run(self.path)
+        aggregates = report_tables(data)
+        out = run_tables(data, aggregates)
+        for name in EXTRA_TABLES:  # shown in the report's pages but written to no file of their own
+            frame = getattr(aggregates, name)
+            if isinstance(frame, pd.DataFrame) and not frame.empty:
+                out[name] = frame.reset_index(drop=True)
         return out
+
+    def __repr__(self) -> str:
+        """A short summary: the run, its models, how many images, and each table's name and shape."""
+        models = ", ".join(str(m) for m in self.models["model"]) if "model" in self.models else ""
+        try:
+            tables = ", ".join(f"{name} {df.shape[0]}×{df.shape[1]}" for name, df in self.tables.items())
+        except RobustXAIError as err:  # a repr never raises: say why the tables are missing
+            tables = f"unavailable ({err})"
+        return (
+            f"Run({str(self.path)!r}, models=[{models}], samples={len(self.samples)}, "
+            f"predictions={len(self.predictions)}, metrics={len(self.metrics)}, "
+            f"warnings={len(self.warnings)}, tables: {tables or 'none (no predictions yet)'})"
+        )
 
 
 def open_run(path: str | Path) -> Run:
@@ -105,7 +125,9 @@ def open_run(path: str | Path) -> Run:
 
 def _writer(format: str) -> tuple[str, Any]:
     if format == "csv":
-        return "csv", lambda df, path: df.to_csv(path, index=False, lineterminator="\n")
+        from robustxai.report.tables import write_table_csv
+
+        return "csv", write_table_csv
     if format == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -137,8 +159,7 @@ def export_run(path: str | Path, format: str = "parquet", out: str | Path | None
         **{name: getattr(run, name) for name in ROW_TABLES},
         "warnings": run.warnings,
     }
-    if not run.predictions.empty:
-        frames.update({f"table_{name}": df for name, df in run.tables.items()})
+    frames.update({f"table_{name}": df for name, df in run.tables.items()})
     folder = Path(out) if out is not None else run.path / "export"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}

@@ -38,7 +38,7 @@ from robustxai.audit.plan import (
     primary_condition,
     save_arrays,
 )
-from robustxai.audit.progress import LogProgress, Progress
+from robustxai.audit.progress import LogProgress, Progress, UnitStages
 from robustxai.audit.stages_data import build_datasets, build_transform_list
 from robustxai.audit.stages_eval import CLEAN, Condition, label_code
 from robustxai.audit.stages_manip import check_manipulation_config
@@ -329,7 +329,8 @@ def run_audit(
         skipped = len(units) - len(todo)
         if resumed:
             log.info("resuming %s: %d of %d units already finished", out, skipped, len(units))
-        task = prog.start(f"units ({ex.name} executor)", len(todo))
+        log.info("running %d units on the %s executor", len(todo), ex.name)
+        stages = UnitStages(prog, todo)  # one progress task per model × stage
         t = time.perf_counter()
 
         def commit(unit: Unit, result: UnitResult) -> None:
@@ -338,7 +339,7 @@ def run_audit(
                 save_arrays(data.adv_path(unit.id), result.arrays)
             store.write_unit(unit.id, result.rows)
             n_done += 1
-            prog.advance(task)
+            stages.done(unit)
 
         keys = {name: str(info.get("cache_key", name)) for name, info in model_infos.items()}
         try:
@@ -349,7 +350,6 @@ def run_audit(
                 f"interrupted: {skipped + n_done} of {len(units)} units are finished and saved in {out}; "
                 f"{left} remain. Run the same command again to resume."
             ) from None
-        prog.finish(task)
         timings["units"] = time.perf_counter() - t
         store.add_warnings(masking_warnings(store.table("predictions"), cfg))
         checks = warning_lines(store.warnings())
@@ -359,7 +359,10 @@ def run_audit(
         store.set_meta("timings", {k: round(v, 2) for k, v in timings.items()})
     finally:
         store.close()
+    task = prog.start("report", 1)
     report = build_report(out)
+    prog.advance(task)
+    prog.finish(task)
     seconds = time.perf_counter() - t_start
     log.info("audit %s finished in %.1f s: %s", cfg.name, seconds, report)
     return AuditResult(

@@ -17,12 +17,12 @@ from typing import Any
 import jinja2
 
 from robustxai.audit.store import warning_lines
-from robustxai.report.explain_tables import add_correlation
 from robustxai.report.figures import grid_figure, robustness_figure
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.manipulation import manipulation_section
-from robustxai.report.multilabel import multilabel_html, multilabel_table, write_multilabel_csv
+from robustxai.report.multilabel import multilabel_html, multilabel_table
+from robustxai.report.run_tables import report_tables, run_tables, write_tables
 from robustxai.report.summary import summarize
 from robustxai.report.tables import (
     CLEAN,
@@ -30,11 +30,9 @@ from robustxai.report.tables import (
     ReportTables,
     RunData,
     attacked_conditions,
-    compute_tables,
     condition_label,
     load_run,
     primary_ranks,
-    write_csvs,
 )
 
 logger = logging.getLogger(__name__)
@@ -254,8 +252,9 @@ def build_report(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    tables = add_correlation(compute_tables(run))
-    write_csvs(tables, run_dir)
+    tables = report_tables(run)
+    per_label = multilabel_table(run)
+    write_tables(run_tables(run, tables, per_label), run_dir)
     fig_dir = run_dir / "figures"
     figures = {
         "robustness": robustness_figure(tables.robustness, tables.clean, fig_dir / "robustness.png"),
@@ -265,8 +264,6 @@ def build_report(run_dir: Path) -> Path:
         stale = fig_dir / f"{name}.png"
         if made is None and stale.exists():
             stale.unlink()
-    per_label = multilabel_table(run)
-    write_multilabel_csv(per_label, run_dir)
     html = render_report(
         run,
         tables,

@@ -23,6 +23,7 @@ from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
 from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
+from robustxai.report.tables import TABLES_DIR, write_table_csv
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +269,7 @@ def manipulation_section(
     table = manipulation_table(metrics)
     if table.empty:
         return None
-    csv = run_dir / "tables" / "manipulation.csv"
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False, lineterminator="\n")
+    csv = write_table_csv(table, run_dir / TABLES_DIR / "manipulation.csv")  # as run_tables.write_tables
     aucs = auc_change(metrics)
     section: dict[str, Any] = {"csv": csv, "columns": COLUMNS, "table1": {}, "transfer": {}, "figures": {}}
     section["rows"] = [[_cell(v) for v in r] for r in table.itertuples(index=False)]

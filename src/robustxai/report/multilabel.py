@@ -11,14 +11,13 @@ one row per model × condition × ε × label:
   (:func:`robustxai.metrics.label_accuracy`);
 - ``n``: images scored.
 
-Written to ``tables/multilabel.csv`` and shown as one HTML table; a run without multi-label models has
-neither.
+Written to ``tables/multilabel.csv`` (by :mod:`robustxai.report.run_tables`) and shown as one HTML table;
+a run without multi-label models has neither.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,6 @@ from robustxai.report.html_tables import DASH, Cell, HtmlTable
 from robustxai.report.tables import CLEAN, MANIPULATION_PREFIX, RunData, condition_label
 
 MULTILABEL_COLUMNS = ["model", "condition", "epsilon", "label", "auc", "accuracy", "n"]
-MULTILABEL_FILE = "multilabel.csv"
 
 
 def _label_order(run: RunData, labels: set[str]) -> list[str]:
@@ -101,17 +99,6 @@ def multilabel_table(run: RunData) -> pd.DataFrame:
     return table.loc[key.sort_values(["m", "c", "a", "e", "l"], kind="mergesort").index].reset_index(
         drop=True
     )
-
-
-def write_multilabel_csv(table: pd.DataFrame, run_dir: Path) -> Path | None:
-    """Write ``tables/multilabel.csv`` (or remove a stale one when the run has no multi-label rows)."""
-    path = Path(run_dir) / "tables" / MULTILABEL_FILE
-    if table.empty:
-        path.unlink(missing_ok=True)
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table[MULTILABEL_COLUMNS].to_csv(path, index=False, lineterminator="\n")
-    return path
 
 
 def _pct(value: float) -> str:

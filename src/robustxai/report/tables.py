@@ -34,6 +34,8 @@ from robustxai.report.undefined import undefined_note
 logger = logging.getLogger(__name__)
 
 CLEAN = "clean"
+#: The folder of a run that holds its tables as CSV (see :mod:`robustxai.report.run_tables`).
+TABLES_DIR = "tables"
 MANIPULATION_PREFIX = "manipulate:"
 RANDOM_EXPLAINER = "random"
 #: The alignment level the summary and the paired random-map gaps talk about (the headline of Table 2).
@@ -378,28 +380,8 @@ def reference_ranks(meta: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def write_csvs(tables: ReportTables, run_dir: Path) -> dict[str, Path]:
-    """Write the robustness, alignment and (when present) stability and correlation CSVs under ``tables/``.
-
-    Map-similarity rows (clean vs attacked map) go to ``stability.csv`` only, so ``alignment.csv`` holds
-    alignment with the ground truth alone.
-
-    Returns:
-        The written paths by table name.
-    """
-    out_dir = Path(run_dir) / "tables"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frames = {"robustness": tables.robustness[ROBUSTNESS_COLUMNS]}
-    alignment = tables.alignment
-    if not tables.stability.empty:
-        alignment = alignment[~alignment["metric"].map(is_stability_metric)]
-        frames["stability"] = tables.stability
-    frames["alignment"] = alignment[ALIGNMENT_COLUMNS]
-    if not tables.correlation.empty:
-        frames["correlation"] = tables.correlation
-    paths = {}
-    for name, frame in frames.items():
-        paths[name] = out_dir / f"{name}.csv"
-        frame.to_csv(paths[name], index=False, lineterminator="\n")
-    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    return paths
+def write_table_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write one table as CSV the way every run table and its CSV export is written (no index, LF lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
