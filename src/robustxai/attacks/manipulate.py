@@ -278,6 +278,20 @@ class Manipulate(Descent):
             cam_layer=cam_layer,
         )
 
+    def applicable(self, model: nn.Module) -> str | None:
+        """Why the attack cannot steer this method's map on ``model`` (``None`` when it can).
+
+        Its differentiable Grad-CAM maps work on a convolutional feature map: a model without one, or whose
+        Grad-CAM layer is a transformer's token grid, is not attacked through the CAM methods.
+        """
+        if self.method not in ("gradcam", "guided_gradcam") or self.settings.cam_layer is not None:
+            return None
+        if getattr(model, "get_cam_layer", None) is not None and getattr(model, "cam_layer", "") is None:
+            return "no spatial layer for its differentiable Grad-CAM"
+        if getattr(model, "cam_layout", "nchw") != "nchw":
+            return "its differentiable Grad-CAM needs a convolutional feature map, not a token grid"
+        return None
+
     # -- public entry ------------------------------------------------------------------------------------
     def __call__(
         self,

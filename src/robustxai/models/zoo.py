@@ -48,6 +48,7 @@ from robustxai.errors import RobustXAIError
 from robustxai.models.heads import HEADS, Head, attach_head, find_feature_layer, freeze_all_but, last_linear
 from robustxai.models.io import load_weights, read_checkpoint
 from robustxai.models.registry import MODEL_FAMILIES, _class_names
+from robustxai.models.tokens import find_token_layer, native_size
 from robustxai.models.wrapper import ModelWrapper, Task
 
 log = logging.getLogger(__name__)
@@ -215,12 +216,17 @@ def _finish(
         )
         if opts.freeze_backbone:
             freeze_all_but(net, head_path)
+    layout, prefix = "nchw", 0
+    if cam is None:  # a transformer: its Grad-CAM layer is a token grid
+        tokens = find_token_layer(net, 3, native_size(net, probe_size))
+        if tokens is not None:
+            cam, layout, prefix = tokens
     names = _class_names(k, opts.class_names)
     kwargs = {**(spec_extra or {}), **opts.spec_kwargs(), "num_classes": k, "class_names": names}
     return ModelWrapper(
         net, class_names=names, mean=mean, std=std, task=opts.task, input_size=input_size,
         in_channels=opts.in_channels, cam_layer=cam, net_channels=3,
-        spec={"name": opts.name, "kwargs": kwargs, "source": source},
+        spec={"name": opts.name, "kwargs": kwargs, "source": source}, cam_layout=layout, cam_prefix=prefix,
     )  # fmt: skip
 
 
