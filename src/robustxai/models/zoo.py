@@ -299,19 +299,33 @@ def timm_model(
     task: Task = "multiclass",
     dropout: float = 0.0,
     attention_heads: int = 16,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> ModelWrapper:
-    """A timm model (``resnet10t``, ``efficientnet_b0``, ``convnext_tiny`` …) normalised by its own config."""
+    """A timm model (``resnet10t``, ``efficientnet_b0``, ``convnext_tiny``, ``vit_tiny_patch16_224`` …).
+
+    Normalised by its own config. ``model_kwargs`` go to ``timm.create_model`` (e.g. ``img_size`` of a ViT
+    or Swin at another resolution, ``depth``); a transformer's Grad-CAM layer is its token grid
+    (:mod:`robustxai.models.tokens`).
+    """
     opts = _Options(f"timm:{arch}", *_args(locals()))
     timm = _require("timm")
     source = opts.source()
     if not timm.is_model(arch):
         raise _unknown("timm", arch, timm.list_models())
+    own = dict(model_kwargs or {})
+    taken = sorted(set(own) & {"pretrained", "num_classes", "model_name"})
+    if taken:
+        raise RobustXAIError(f"{opts.name}: model_kwargs may not set {', '.join(taken)}")
     extra = {"num_classes": opts.num_classes} if head is None and opts.num_classes else {}
-    net = timm.create_model(arch, pretrained=source == "download", **extra)
+    try:
+        net = timm.create_model(arch, pretrained=source == "download", **extra, **own)
+    except TypeError as err:  # an unknown constructor keyword
+        raise RobustXAIError(f"{opts.name}: model_kwargs: {err}") from None
     classifier = next((n for n, m in net.named_modules() if m is net.get_classifier()), None)
     cfg = getattr(net, "pretrained_cfg", None) or {}
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-    return _finish(opts, net, source, int(net.num_classes), mean, std, classifier)
+    spec = {"model_kwargs": own} if own else None
+    return _finish(opts, net, source, int(net.num_classes), mean, std, classifier, spec_extra=spec)
 
 
 def _args(scope: dict[str, Any]) -> list[Any]:
