@@ -1,7 +1,7 @@
 """Transformers in the audit: a method that cannot run on a model is planned out with its reason, never fatal.
 
-The plan's applicability is tested directly (tiny timm models, no audit); one slow test runs a whole audit of a
-tiny ViT and a tiny Swin loaded from local random-initialised checkpoints.
+The plan's applicability is tested directly (tiny timm models, no audit); one slow test runs a whole audit of
+a tiny ViT and a tiny Swin loaded from local random-initialised checkpoints.
 """
 
 from __future__ import annotations

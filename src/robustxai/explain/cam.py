@@ -9,6 +9,7 @@ formula, so the two paths agree on a CNN.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
@@ -67,9 +68,10 @@ def grid_gradcam(
     channels-first grid (:func:`~robustxai.models.tokens.to_grid`; ``layout=None``: inferred).
     """
     outputs: list[torch.Tensor] = []
+    caller = threading.get_ident()
 
     def keep(_m: nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and threading.get_ident() == caller:  # not another thread's pass
             outputs.append(out)
 
     images = images.detach().requires_grad_(True)  # a frozen backbone still passes a gradient back

@@ -83,9 +83,10 @@ def captured_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     if not modules:
         raise RobustXAIError(f"attention rollout: {NO_ATTENTION}")
     kept: list[torch.Tensor] = []
+    caller = threading.get_ident()
 
     def keep(_m: nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and threading.get_ident() == caller:  # not another thread's pass
             kept.append(out)
 
     with _LOCK:
