@@ -142,3 +142,34 @@ def test_audit_of_a_vit_and_a_swin_completes_and_lists_what_it_skipped(tmp_path:
     html = result.report.read_text(encoding="utf-8")
     assert "attention_rollout skipped (explanation): no global self-attention" in html
     assert "deeplift †" in html
+
+
+def test_manipulation_transfer_leaves_out_the_methods_a_model_cannot_have() -> None:
+    import numpy as np
+
+    from robustxai.audit.config import load_config
+    from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+
+    raw = load_config(profile="smoke").model_dump()
+    raw["manipulation"] = {
+        "methods": ["saliency"],
+        "transfer_from": ["saliency"],
+        "evaluate": ["gradcam", "attention_rollout"],
+        "n_images": 2,
+        "iterations": 2,
+        "batch_size": 2,
+    }
+    cfg = validate_config(raw)
+    images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    shard = ManipulationShard(
+        ["s0", "s1"], images, torch.tensor([0, 1]), torch.zeros(2, 32, 32, dtype=torch.bool),
+        [np.array([[5.0, 5.0]]), np.array([[20.0, 9.0]])], 0,
+    )  # fmt: skip
+    for name, spec, scored in (
+        ("swin", SWIN, {"saliency", "gradcam"}),
+        ("vit", VIT, {"saliency", "gradcam", "attention_rollout"}),
+    ):
+        rows, _ = manipulation_shard(name, _tiny(spec).eval(), cfg, "saliency", shard)
+        assert {r[3] for r in rows} - {
+            ""
+        } == scored  # Swin has no attention rollout column: skipped, not fatal

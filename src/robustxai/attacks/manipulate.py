@@ -94,6 +94,7 @@ from robustxai.attacks.ssim_loss import minmax_maps
 from robustxai.attacks.targets import Truth, default_target
 from robustxai.errors import RobustXAIError
 from robustxai.models.losses import check_task_labels, predict_labels
+from robustxai.models.tokens import explicit_attention
 from robustxai.registry import Registry
 
 #: The paper's weights and image size (α₁, α₂ at 512 × 512 px).
@@ -320,7 +321,8 @@ class Manipulate(Descent):
         targets = self.target_maps(images, target_maps, truths)
         if self.eps == 0:
             return images.detach().clone()
-        with torch.enable_grad():
+        # a transformer's fused attention has no second derivative: its explicit path, same numbers
+        with torch.enable_grad(), explicit_attention(model):
             adv = self._attack(model, images.detach(), targets)
         return project(adv.detach(), images, self.eps)
 

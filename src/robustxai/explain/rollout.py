@@ -16,11 +16,11 @@ distillation tokens for a distilled DeiT; the mean of the patch rows for an aver
 patch columns, laid out on the patch grid ``[B, 1, h, w]`` and upsampled bilinearly like a CAM.
 
 How the attention is captured. timm computes attention with fused ``scaled_dot_product_attention`` when it
-can, which never materialises the probabilities. While an explainer runs, each attention module's
-``fused_attn`` flag is switched off (restored in a ``finally``, under a process-wide lock so concurrent calls
-cannot restore each other's flags), so the module takes its explicit path ``softmax(q·kᵀ) → attn_drop → @ v``
-— the same numbers — and a forward hook on ``attn_drop`` keeps its output, the probabilities that multiply
-the values (after dropout, which is the identity in eval mode).
+can, which never materialises the probabilities. While an explainer runs, fused attention is switched off
+(:func:`~robustxai.models.tokens.explicit_attention`), so each attention module takes its explicit path
+``softmax(q·kᵀ) → attn_drop → @ v`` — the same numbers — and a forward hook on ``attn_drop`` keeps its
+output, the probabilities that multiply the values (after dropout, which is the identity in eval mode), for
+the calling thread's pass only.
 
 Swin's windowed attention and XCiT's cross-covariance attention (channels × channels) have no token-to-token
 matrix over the whole image: these explainers declare them (and CNNs) not applicable.
@@ -37,14 +37,13 @@ from torch import nn
 
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import EXPLAINERS, Explainer
-from robustxai.models.tokens import grid_shape
+from robustxai.models.tokens import explicit_attention, grid_shape
 
 HEAD_FUSIONS = ("mean", "max", "min")
 NO_ATTENTION = (
     "no global self-attention blocks: attention rollout needs ViT/DeiT-style attention over all tokens "
     "(windowed Swin and cross-covariance XCiT attention, and CNNs, have no token-to-token matrix)"
 )
-_LOCK = threading.RLock()
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -89,19 +88,13 @@ def captured_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         if isinstance(out, torch.Tensor) and threading.get_ident() == caller:  # not another thread's pass
             kept.append(out)
 
-    with _LOCK:
-        flags = [bool(getattr(m, "fused_attn", False)) for m in modules]
-        handles = []
+    with explicit_attention(model):
+        handles = [m.get_submodule("attn_drop").register_forward_hook(keep) for m in modules]
         try:
-            for m in modules:
-                setattr(m, "fused_attn", False)  # noqa: B010  (an instance flag timm reads at forward time)
-                handles.append(m.get_submodule("attn_drop").register_forward_hook(keep))
             yield kept
         finally:
             for h in handles:
                 h.remove()
-            for m, flag in zip(modules, flags, strict=True):
-                setattr(m, "fused_attn", flag)  # noqa: B010
 
 
 def _rollout_map(

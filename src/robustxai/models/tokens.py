@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -37,6 +40,30 @@ MAX_PREFIX = 8
 # Never the Grad-CAM layer: pass-through modules, and projections (an attention block's q/k/v, an MLP's
 # layers), whose outputs are not the token stream between blocks.
 _NOT_A_LAYER = (nn.Identity, nn.Dropout, nn.Linear)
+
+
+_FUSED_LOCK = threading.RLock()
+
+
+@contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Switch off timm's fused attention in ``model`` for the duration; yield the switched modules.
+
+    timm's attention modules carry a ``fused_attn`` flag read at every forward pass: on, they call
+    ``scaled_dot_product_attention``, which never materialises the attention probabilities (attention
+    rollout needs them) and has no second derivative on CPU (a map's gradient, as the manipulation attack
+    takes, needs one). Off, they compute ``softmax(q·kᵀ) → attn_drop → @ v``: the same numbers. The flags are
+    restored in a ``finally``, under a process-wide lock, so concurrent calls cannot restore each other's.
+    """
+    with _FUSED_LOCK:
+        switched = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
+        try:
+            for m in switched:
+                setattr(m, "fused_attn", False)  # noqa: B010  (an instance flag timm reads at forward time)
+            yield switched
+        finally:
+            for m in switched:
+                setattr(m, "fused_attn", True)  # noqa: B010
 
 
 def native_size(net: nn.Module, default: int = 64) -> int:
