@@ -228,13 +228,6 @@ def register_unit_kind(kind: UnitKind) -> UnitKind:
     return kind
 
 
-def _method_of(unit: Unit) -> str | None:
-    """What a unit runs, as :class:`UnitKind`'s ``applicable`` names it: its explainer, else its attack."""
-    if unit.explainer is not None:
-        return unit.explainer
-    return unit.condition[0] if unit.condition is not None else None
-
-
 def plan_units(cfg: AuditConfig, data: AuditData, skipped: Sequence[Skipped] = ()) -> list[Unit]:
     """Every unit of the audit, in an order that runs each unit after its dependencies.
 
@@ -248,7 +241,7 @@ def plan_units(cfg: AuditConfig, data: AuditData, skipped: Sequence[Skipped] = (
     units, dropped = [], set()
     for kind in UNIT_KINDS.values():
         for u in kind.plan(cfg, data):
-            if (u.kind, u.model, _method_of(u)) in drop:
+            if (u.kind, u.model, u.explainer or (u.condition or ("",))[0]) in drop:  # explainer, else attack
                 dropped.add(u.id)
             else:
                 units.append(u)

@@ -248,8 +248,7 @@ def wrap_model(
         size = input_size[0] if input_size else native_size(module)
         cam_layer, _ = find_feature_layer(module, net_channels or in_channels, size)
         tokens = None if cam_layer else find_token_layer(module, net_channels or in_channels, size)
-        if tokens is not None:
-            cam_layer, layout, prefix = tokens
+        cam_layer, layout, prefix = tokens or (cam_layer, "nchw", 0)
     elif cam_layer is not None:
         try:
             module.get_submodule(cam_layer)

@@ -152,6 +152,13 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     return found
 
 
+def spatial_layer(net: nn.Module, cam: str | None, size: int) -> tuple[str | None, str, int]:
+    """Grad-CAM layer, layout and prefix: a CNN's ``cam`` map as found, else the token grid (or none)."""
+    if cam is not None:
+        return cam, "nchw", 0
+    return find_token_layer(net, 3, size) or (None, "nchw", 0)
+
+
 def grid_shape(n_tokens: int, height: int, width: int) -> tuple[int, int]:
     """The patch grid ``(h, w)`` of ``n_tokens`` patch tokens on an image of ``height × width`` pixels."""
     if n_tokens < 1:
