@@ -106,6 +106,8 @@ def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
         if name == "random":
             continue
         explainer = rx.create_explainer(name, **SETTINGS.get(name, {}))
+        if explainer.applicable(model) is not None:  # e.g. attention rollout: no attention in a CNN
+            continue
         n_f, n_b = explainer.passes(args.batch, args.size, args.size)
         rows = explainer.pass_rows(args.batch, x.device)
         measured = [pass_times(rows)]

@@ -53,6 +53,14 @@ class Attack(ABC):
         self.norm = check_norm(norm)
         self.targeted = bool(targeted)
 
+    def applicable(self, model: nn.Module) -> str | None:
+        """Why this attack cannot run on ``model``, in a few words; ``None`` when it can (the default).
+
+        The audit's plan drops an impossible model × attack pair with the reason instead of running it.
+        Cheap: no forward pass.
+        """
+        return None
+
     def __call__(
         self,
         model: nn.Module,

@@ -94,6 +94,7 @@ from robustxai.attacks.ssim_loss import minmax_maps
 from robustxai.attacks.targets import Truth, default_target
 from robustxai.errors import RobustXAIError
 from robustxai.models.losses import check_task_labels, predict_labels
+from robustxai.models.tokens import explicit_attention
 from robustxai.registry import Registry
 
 #: The paper's weights and image size (α₁, α₂ at 512 × 512 px).
@@ -278,6 +279,20 @@ class Manipulate(Descent):
             cam_layer=cam_layer,
         )
 
+    def applicable(self, model: nn.Module) -> str | None:
+        """Why the attack cannot steer this method's map on ``model`` (``None`` when it can).
+
+        Its differentiable Grad-CAM maps work on a convolutional feature map: a model without one, or whose
+        Grad-CAM layer is a transformer's token grid, is not attacked through the CAM methods.
+        """
+        if self.method not in ("gradcam", "guided_gradcam") or self.settings.cam_layer is not None:
+            return None
+        if getattr(model, "get_cam_layer", None) is not None and getattr(model, "cam_layer", "") is None:
+            return "no spatial layer for its differentiable Grad-CAM"
+        if getattr(model, "cam_layout", "nchw") != "nchw":
+            return "its differentiable Grad-CAM needs a convolutional feature map, not a token grid"
+        return None
+
     # -- public entry ------------------------------------------------------------------------------------
     def __call__(
         self,
@@ -306,7 +321,8 @@ class Manipulate(Descent):
         targets = self.target_maps(images, target_maps, truths)
         if self.eps == 0:
             return images.detach().clone()
-        with torch.enable_grad():
+        # a transformer's fused attention has no second derivative: its explicit path, same numbers
+        with torch.enable_grad(), explicit_attention(model):
             adv = self._attack(model, images.detach(), targets)
         return project(adv.detach(), images, self.eps)
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from robustxai.audit.applicability import Skipped, attacks_applicable, explainers_applicable
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.stages_eval import (
     CLEAN,
@@ -189,12 +190,31 @@ def unit_seed(seed: int, unit_id: str) -> int:
 
 @dataclass(frozen=True)
 class UnitKind:
-    """How one kind of unit is planned, fed and run."""
+    """How one kind of unit is planned, fed and run.
+
+    ``applicable`` (optional) says which of the kind's methods cannot run on a model: ``(cfg, model) →
+    {method: reason}``, where the method is what a unit names in ``explainer`` (or, without one, the
+    attack of its ``condition``). The plan drops those units (:func:`plan_units`).
+    """
 
     name: str
     plan: Callable[[AuditConfig, AuditData], list[Unit]]
     prepare: Callable[[Unit, AuditConfig, AuditData], Any]
     run: Callable[[Unit, ModelWrapper, AuditConfig, Any], UnitResult]
+    applicable: Callable[[AuditConfig, ModelWrapper], dict[str, str]] | None = None
+
+
+def inapplicable(cfg: AuditConfig, models: dict[str, ModelWrapper]) -> list[Skipped]:
+    """Every model × method pair of the config that cannot run, by kind, with the method's own reason."""
+    out: list[Skipped] = []
+    for kind in UNIT_KINDS.values():
+        if kind.applicable is None:
+            continue
+        for m in cfg.models:
+            if m.name in models:
+                reasons = kind.applicable(cfg, models[m.name])
+                out += [Skipped(kind.name, m.name, method, why) for method, why in reasons.items()]
+    return out
 
 
 UNIT_KINDS: dict[str, UnitKind] = {}
@@ -208,13 +228,25 @@ def register_unit_kind(kind: UnitKind) -> UnitKind:
     return kind
 
 
-def plan_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
+def plan_units(cfg: AuditConfig, data: AuditData, skipped: Sequence[Skipped] = ()) -> list[Unit]:
     """Every unit of the audit, in an order that runs each unit after its dependencies.
+
+    Units of a ``skipped`` pair (:func:`inapplicable`) are left out, and so are dependencies on them: an
+    explanation of a model that one attack cannot run on explains the other conditions.
 
     Raises:
         ConfigError: If two units share an id or a unit depends on one planned later (a bug in a kind).
     """
-    units = [u for kind in UNIT_KINDS.values() for u in kind.plan(cfg, data)]
+    drop = {(s.kind, s.model, s.method) for s in skipped}
+    units, dropped = [], set()
+    for kind in UNIT_KINDS.values():
+        for u in kind.plan(cfg, data):
+            if (u.kind, u.model, u.explainer or (u.condition or ("",))[0]) in drop:  # explainer, else attack
+                dropped.add(u.id)
+            else:
+                units.append(u)
+    if dropped:
+        units = [replace(u, deps=tuple(d for d in u.deps if d not in dropped)) for u in units]
     seen: set[str] = set()
     for u in units:
         missing = [d for d in u.deps if d not in seen]
@@ -326,7 +358,7 @@ def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Expla
         table = by_cond.setdefault(cond, {})
         table.update(zip(saved["indices"].tolist(), saved["images"], strict=True))
     for cond in explained_conditions(cfg):
-        if cond != CLEAN:
+        if cond != CLEAN and cond in by_cond:  # absent: an attack this model's plan skipped
             images[cond] = torch.stack([by_cond[cond][i] for i in test_idx])
     n_figure = sum(1 for p in unit.indices if p < cfg.report.n_figure)
     shard = ExplainShard(
@@ -354,5 +386,9 @@ def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Exp
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows), "warnings": list(warnings)})
 
 
-register_unit_kind(UnitKind("robustness", _plan_robustness, _prepare_robustness, _run_robustness))
-register_unit_kind(UnitKind("explanation", _plan_explanations, _prepare_explanation, _run_explanation))
+register_unit_kind(
+    UnitKind("robustness", _plan_robustness, _prepare_robustness, _run_robustness, attacks_applicable)
+)
+register_unit_kind(
+    UnitKind("explanation", _plan_explanations, _prepare_explanation, _run_explanation, explainers_applicable)
+)

@@ -25,6 +25,7 @@ import torch
 
 import robustxai
 from robustxai.attacks import create_attack
+from robustxai.audit.applicability import skipped_warnings
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
 from robustxai.audit.executor import ExecutionContext, Executor, create_executor
@@ -34,6 +35,7 @@ from robustxai.audit.plan import (
     AuditData,
     Unit,
     UnitResult,
+    inapplicable,
     plan_units,
     primary_condition,
     save_arrays,
@@ -317,13 +319,17 @@ def run_audit(
     models, model_infos = get_models(cfg, train_ds, data_info, cache, prog)
     timings["models"] = time.perf_counter() - t
 
-    units = plan_units(cfg, data)
+    not_run = inapplicable(cfg, models)  # model × method pairs that cannot run: listed, never fatal
+    for pair in not_run:
+        log.warning("%s: %s", pair.model, pair.line())
+    units = plan_units(cfg, data, not_run)
     store = Store(out / STORE_FILE)
     n_done = 0
     try:
         store.set_meta("dataset", data_info)
         _write_setup(store, cfg, resolved, data, model_infos)
         store.replace_warnings(TRUTH_CODE, truth_lines)
+        store.add_warnings(skipped_warnings(not_run))
         finished = store.done_units()
         todo = [u for u in units if u.id not in finished]
         skipped = len(units) - len(todo)

@@ -15,6 +15,7 @@ import torch
 
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
+from robustxai.audit.store import APPROXIMATE_CODE, APPROXIMATE_MARK
 from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.deeplift import DELTA_TOLERANCE
 from robustxai.metrics import (
@@ -168,8 +169,23 @@ SUMMATION_WARNING = (
 )
 
 
-def _maps(explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: int) -> torch.Tensor:
-    return torch.cat([explainer(model, x) for x in images.split(bs)])
+#: Why a method's maps are approximate, for the run warning (:data:`~robustxai.audit.store.APPROXIMATE_CODE`,
+#: set from :attr:`robustxai.explain.Explanation.approximate`).
+APPROXIMATE_MESSAGES = {"deeplift": SUMMATION_WARNING}
+
+
+def approximate_warning(name: str, method: str) -> WarningRow:
+    """The run warning of a model × method whose maps are approximate (code :data:`APPROXIMATE_CODE`)."""
+    why = APPROXIMATE_MESSAGES.get(method, "the method reports its maps as approximate on this model")
+    return (name, APPROXIMATE_CODE, f"{method}: {why} (marked {APPROXIMATE_MARK} in the tables)")
+
+
+def _maps(
+    explainer: Explainer, model: ModelWrapper, images: torch.Tensor, bs: int
+) -> tuple[torch.Tensor, bool]:
+    """Maps of ``images`` in batches of ``bs``, and whether any batch's maps were approximate."""
+    found = [explainer.explain(model, x) for x in images.split(bs)]
+    return torch.cat([e.maps for e in found]), any(e.approximate for e in found)
 
 
 def alignment_rows(
@@ -247,16 +263,19 @@ def explanation_shard(
         figure_conditions: Conditions whose maps the report draws.
 
     Returns:
-        Metric rows (store layout), figure-map rows and warnings (DeepLIFT's attributions that do not add
-        up to the output difference on this model: :data:`SUMMATION_WARNING`).
+        Metric rows (store layout), figure-map rows and warnings: one :data:`APPROXIMATE_CODE` row when
+        some of the maps are approximate (DeepLIFT's attributions that do not add up to the output
+        difference on this model: :data:`SUMMATION_WARNING`).
     """
     model.eval()
     explainer = explainer_for(cfg, method)
     rows: list[MetricRow] = []
     fig_rows: list[FigureRow] = []
     clean_maps: torch.Tensor | None = None
+    approximate = False
     for cond, images in shard.images.items():
-        maps = _maps(explainer, model, images, cfg.explain.batch_size)
+        maps, approx = _maps(explainer, model, images, cfg.explain.batch_size)
+        approximate = approximate or approx
         key = (name, cond[0], cond[1], method)
         rows += alignment_rows(
             key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops, cfg.explain.pointing_radius
@@ -268,7 +287,5 @@ def explanation_shard(
         if cond in figure_conditions and method != "random":
             for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
                 fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
-    warnings: list[WarningRow] = []
-    if getattr(explainer, "summation_held", None) is False:
-        warnings.append((name, "deeplift_summation", SUMMATION_WARNING))
+    warnings = [approximate_warning(name, method)] if approximate else []
     return rows, fig_rows, warnings

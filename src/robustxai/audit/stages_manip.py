@@ -200,6 +200,8 @@ def manipulation_shard(
         evaluated += [m for m in dict.fromkeys([*mc.methods, *mc.evaluate]) if m != method]
     for ev in evaluated:
         explainer = create_explainer(ev, **cfg.explain.params.get(ev, {}))
+        if explainer.applicable(model) is not None:  # a transfer column this model cannot have
+            continue
         original = _maps(explainer, model, x, classes, bs)
         attacked = _maps(explainer, model, adv, classes, bs)
         rows += _rows(name, cond, eps, ev, ids, map_metrics(original, attacked, targets))
@@ -316,6 +318,22 @@ def run_manipulation_unit(
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows)})
 
 
-MANIPULATION_KIND = UnitKind("manipulation", manipulation_units, prepare_manipulation, run_manipulation_unit)
+def manipulation_applicable(cfg: AuditConfig, model: ModelWrapper) -> dict[str, str]:
+    """The attacked methods whose maps cannot be computed, or steered, on ``model``, with the reason."""
+    mc = cfg.manipulation
+    out: dict[str, str] = {}
+    if mc is None:
+        return out
+    for method in mc.methods:
+        explainer = create_explainer(method, **cfg.explain.params.get(method, {}))
+        reason = explainer.applicable(model) or _attack(mc, method).applicable(model)
+        if reason is not None:
+            out[method] = reason
+    return out
+
+
+MANIPULATION_KIND = UnitKind(
+    "manipulation", manipulation_units, prepare_manipulation, run_manipulation_unit, manipulation_applicable
+)
 if MANIPULATION_KIND.name not in UNIT_KINDS:
     register_unit_kind(MANIPULATION_KIND)

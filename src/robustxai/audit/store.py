@@ -57,6 +57,23 @@ STORE_FILE = "results.sqlite"
 #: image without truth); there can be one per test image, so listings show the first
 #: :data:`TRUTH_LINES_SHOWN`.
 TRUTH_CODE = "truth"
+#: ``warnings.code`` of a model × explainer whose maps the explainer itself calls approximate on that model
+#: (e.g. DeepLIFT on a model its rules do not cover); the message starts with ``"<explainer>: "`` and the
+#: report marks the pair's cells with :data:`APPROXIMATE_MARK`.
+APPROXIMATE_CODE = "approximate"
+APPROXIMATE_MARK = "†"
+
+
+def approximate_pairs(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """``(model, explainer)`` pairs of a ``warnings`` table whose maps are approximate on that model."""
+    if rows.empty or "code" not in rows:
+        return set()
+    found = rows[rows["code"] == APPROXIMATE_CODE]
+    return {
+        (str(m), str(msg).split(":", 1)[0]) for m, msg in zip(found["model"], found["message"], strict=True)
+    }
+
+
 TRUTH_LINES_SHOWN = 10
 
 

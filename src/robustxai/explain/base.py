@@ -47,11 +47,15 @@ class Explanation:
         attributions: Raw attributions ``[B, C, H, W]`` (``[B, 1, h, w]`` for CAM methods).
         maps: Reduced maps ``[B, H, W]`` at input resolution.
         targets: The class index explained for each image ``[B]``.
+        approximate: Whether the method knows these maps to be an approximation of its definition on this
+            model (DeepLIFT on a model whose non-linearities its rules do not all cover: the attributions
+            do not add up to the output difference). The audit records it and the report marks the cells.
     """
 
     attributions: torch.Tensor
     maps: torch.Tensor
     targets: torch.Tensor
+    approximate: bool = False
 
 
 def reduce_channels(attr: torch.Tensor, rule: str) -> torch.Tensor:
@@ -235,7 +239,19 @@ class Explainer(ABC):
             with torch.enable_grad():
                 attr = self.attribute(model, images.detach(), targets).detach()
         maps = self.to_maps(attr, images.shape[-2:])
-        return Explanation(attributions=attr, maps=maps, targets=targets)
+        return Explanation(attributions=attr, maps=maps, targets=targets, approximate=self.last_approximate())
+
+    def applicable(self, model: nn.Module) -> str | None:
+        """Why this method cannot explain ``model``, in a few words; ``None`` when it can (the default).
+
+        The audit's plan drops a model × method pair with a reason and lists it instead of running it (e.g.
+        Grad-CAM on a model without a spatial layer, attention rollout on a CNN). Cheap: no forward pass.
+        """
+        return None
+
+    def last_approximate(self) -> bool:
+        """Whether the maps of the last call are an approximation of the method on that model (default no)."""
+        return False
 
     def explain_targets(
         self, model: nn.Module, images: torch.Tensor, targets: Sequence[int] | str

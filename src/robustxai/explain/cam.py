@@ -1,17 +1,31 @@
-"""Class-activation explainers on the model's declared layer: Grad-CAM and Guided Grad-CAM (METHODS.md)."""
+"""Class-activation explainers on the model's declared layer: Grad-CAM and Guided Grad-CAM (METHODS.md).
+
+A CNN's layer outputs a channels-first map and goes through Captum, as before. A transformer's layer
+outputs tokens (ViT, DeiT, XCiT: ``[B, N, C]``) or a channels-last map (Swin: ``[B, h, w, C]``); its output
+and gradient are reshaped to ``[B, C, h, w]`` (prefix tokens dropped,
+:func:`~robustxai.models.tokens.to_grid`) and Grad-CAM's formula is applied to that grid — the same
+formula, so the two paths agree on a CNN.
+"""
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
+from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
-from captum.attr import LayerGradCam
 from torch import nn
 
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import EXPLAINERS, Explainer
+from robustxai.models.tokens import infer_layout, to_grid
 from robustxai.models.wrapper import cam_layer
+
+NO_SPATIAL_LAYER = (
+    "no spatial layer: the model probe found neither a convolutional feature map nor a token grid (name one "
+    "with layer=...)"
+)
 
 
 def cam_layer_of(model: nn.Module, layer: str | None) -> nn.Module:
@@ -19,12 +33,76 @@ def cam_layer_of(model: nn.Module, layer: str | None) -> nn.Module:
     return cam_layer(model, layer, "layer")
 
 
+def cam_layout_of(model: nn.Module, layer: str | None) -> tuple[str | None, int]:
+    """The declared layout and prefix of the Grad-CAM layer.
+
+    ``(None, 0)`` for a layer named by the user, whose layout is read from its output.
+    """
+    if layer is not None:
+        return None, 0
+    return str(getattr(model, "cam_layout", "nchw")), int(getattr(model, "cam_prefix", 0))
+
+
+def cam_applicable(model: nn.Module, layer: str | None) -> str | None:
+    """Why Grad-CAM cannot run on ``model`` (``None`` when it can): a wrapper without a spatial layer."""
+    if layer is not None:
+        return None
+    if getattr(model, "get_cam_layer", None) is None:
+        return "Grad-CAM needs layer=... for a model that is not a robustxai ModelWrapper"
+    if getattr(model, "cam_layer", "") is None:
+        return NO_SPATIAL_LAYER
+    return None
+
+
+def grid_gradcam(
+    model: nn.Module,
+    module: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layout: str | None,
+    prefix: int,
+) -> torch.Tensor:
+    """Grad-CAM ``[B, 1, h, w]`` on a layer of any layout.
+
+    ReLU(Σ_k w_k A_k), w_k = mean over the grid of ∂f_c/∂A_k, with A the layer's output laid out as a
+    channels-first grid (:func:`~robustxai.models.tokens.to_grid`; ``layout=None``: inferred).
+    """
+    outputs: list[torch.Tensor] = []
+    caller = threading.get_ident()
+
+    def keep(_m: nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and threading.get_ident() == caller:  # not another thread's pass
+            outputs.append(out)
+
+    images = images.detach().requires_grad_(True)  # a frozen backbone still passes a gradient back
+    handle = module.register_forward_hook(keep)
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    if len(outputs) != 1:
+        raise RobustXAIError(
+            f"the Grad-CAM layer ran {len(outputs)} times in one forward pass; Grad-CAM needs one output"
+        )
+    act = outputs[0]
+    score = logits.gather(1, targets[:, None].to(logits.device)).sum()
+    (grad,) = torch.autograd.grad(score, act)
+    if layout is None:
+        layout, prefix = infer_layout(act, (int(images.shape[-2]), int(images.shape[-1])))
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    grid, grid_grad = to_grid(act.detach(), layout, prefix, hw), to_grid(grad, layout, prefix, hw)
+    weights = grid_grad.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * grid).sum(dim=1, keepdim=True))
+
+
 @EXPLAINERS.register("gradcam")
 class GradCAM(Explainer):
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_k w_k A_k), w_k = spatial mean of ∂f_c/∂A_k, upsampled bilinearly.
 
+    On a transformer A is the declared token layer laid out on the patch grid (module docstring).
+
     Args:
-        layer: Dotted path of the conv layer in the model; ``None`` uses the wrapper's ``cam_layer``.
+        layer: Dotted path of the layer in the model; ``None`` uses the wrapper's ``cam_layer``.
         reduction: Channel reduction of the (single-channel) map.
     """
 
@@ -34,9 +112,17 @@ class GradCAM(Explainer):
         super().__init__(reduction)
         self.layer = layer
 
+    def applicable(self, model: nn.Module) -> str | None:
+        """A reason when the model has no spatial layer (:func:`cam_applicable`)."""
+        return cam_applicable(model, self.layer)
+
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Coarse CAM ``[B, 1, h, w]`` (non-negative)."""
-        cam = LayerGradCam(model, cam_layer_of(model, self.layer))
+        module = cam_layer_of(model, self.layer)
+        layout, prefix = cam_layout_of(model, self.layer)
+        if layout != "nchw":
+            return grid_gradcam(model, module, images, targets, layout, prefix)
+        cam = LayerGradCam(model, module)
         attr: torch.Tensor = cam.attribute(images, target=targets, relu_attributions=True)
         return attr
 
@@ -49,10 +135,11 @@ class GuidedGradCAM(Explainer):
     """Guided Grad-CAM (Selvaraju et al.): Guided Backprop ⊙ the Grad-CAM map upsampled to the input.
 
     Guided Backprop passes only positive gradients back through ReLU *modules*; the built-in models use
-    modules, not ``F.relu``, so the guidance reaches every ReLU.
+    modules, not ``F.relu``, so the guidance reaches every ReLU. A transformer's GELUs are not ReLUs: there
+    Guided Backprop is the plain gradient, as in Captum.
 
     Args:
-        layer: Dotted path of the conv layer in the model; ``None`` uses the wrapper's ``cam_layer``.
+        layer: Dotted path of the layer in the model; ``None`` uses the wrapper's ``cam_layer``.
         interpolate_mode: How the coarse CAM is upsampled; ``"bilinear"`` (default) as in ``gradcam`` here,
             ``"nearest"`` as Captum's default.
         reduction: Channel reduction of the map.
@@ -71,16 +158,29 @@ class GuidedGradCAM(Explainer):
         self.layer = layer
         self.interpolate_mode = interpolate_mode
 
+    def applicable(self, model: nn.Module) -> str | None:
+        """A reason when the model has no spatial layer (:func:`cam_applicable`)."""
+        return cam_applicable(model, self.layer)
+
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """A Grad-CAM pass and a guided-backprop pass: 2 × ``batch`` forward and backward."""
         return 2 * batch, 2 * batch
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed Guided Grad-CAM attributions ``[B, C, H, W]``."""
-        method = CaptumGuidedGradCam(model, cam_layer_of(model, self.layer))
+        module = cam_layer_of(model, self.layer)
+        layout, prefix = cam_layout_of(model, self.layer)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Setting backward hooks on ReLU", category=UserWarning)
-            attr: torch.Tensor = method.attribute(
-                images.requires_grad_(True), target=targets, interpolate_mode=self.interpolate_mode
-            )
-        return attr
+            if layout == "nchw":
+                method = CaptumGuidedGradCam(model, module)
+                attr: torch.Tensor = method.attribute(
+                    images.requires_grad_(True), target=targets, interpolate_mode=self.interpolate_mode
+                )
+                return attr
+            cam = grid_gradcam(model, module, images, targets, layout, prefix)
+            guided = GuidedBackprop(model).attribute(images.requires_grad_(True), target=targets)
+        up = LayerAttribution.interpolate(
+            cam, tuple(images.shape[2:]), interpolate_mode=self.interpolate_mode
+        )
+        return guided * up

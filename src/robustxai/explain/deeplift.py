@@ -138,6 +138,7 @@ class DeepLift(Explainer):
         self.batch_size = check_batch_size(batch_size)
         # whether every call so far kept summation to delta (None: no call yet); an audit reports a miss
         self.summation_held: bool | None = None
+        self._last_held: bool | None = None
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images and references go forward and backward together: 2 × ``batch`` each way."""
@@ -181,7 +182,12 @@ class DeepLift(Explainer):
             # under the rules' lock, so calls of one explainer from two threads cannot lose a miss.
             held = check_delta(attr, torch.cat(gaps, dim=1), model, log=not _has_softmax(model))
             self.summation_held = held and self.summation_held is not False
+            self._last_held = held
         return attr
+
+    def last_approximate(self) -> bool:
+        """Whether the last call's attributions missed summation to delta (not DeepLIFT's decomposition)."""
+        return self._last_held is False
 
 
 def _has_softmax(model: nn.Module) -> bool:

@@ -25,6 +25,7 @@ from torch import nn
 
 from robustxai.errors import RobustXAIError
 from robustxai.models.attention import SoftAttentionHead
+from robustxai.models.tokens import find_token_layer, native_size
 from robustxai.models.wrapper import ModelWrapper, Task
 
 log = logging.getLogger(__name__)
@@ -234,16 +235,20 @@ def wrap_model(
         mean: Per-channel mean the module expects subtracted (e.g. ImageNet's); ``(0,)`` if it normalises.
         std: Per-channel standard deviation.
         task: ``"multiclass"`` or ``"multilabel"``.
-        cam_layer: Dotted path of the Grad-CAM layer; ``"auto"`` finds the last feature map by a probe pass.
+        cam_layer: Dotted path of the Grad-CAM layer; ``"auto"`` finds the last feature map by a probe pass,
+            or for a transformer the token grid (:func:`~robustxai.models.tokens.find_token_layer`).
         in_channels: Image channels the wrapper accepts.
         net_channels: Channels the module takes if it differs (1-channel images are repeated).
         input_size: ``(H, W)`` the module needs, if fixed.
     """
     if not isinstance(module, nn.Module):
         raise RobustXAIError(f"wrap_model needs a torch.nn.Module, got {type(module).__name__}")
+    layout, prefix = "nchw", 0
     if cam_layer == "auto":
-        size = input_size[0] if input_size else 64
+        size = input_size[0] if input_size else native_size(module)
         cam_layer, _ = find_feature_layer(module, net_channels or in_channels, size)
+        tokens = None if cam_layer else find_token_layer(module, net_channels or in_channels, size)
+        cam_layer, layout, prefix = tokens or (cam_layer, "nchw", 0)
     elif cam_layer is not None:
         try:
             module.get_submodule(cam_layer)
@@ -251,5 +256,6 @@ def wrap_model(
             raise RobustXAIError(f"cam_layer {cam_layer!r} is not a sub-module of the network") from None
     return ModelWrapper(
         module, class_names=list(class_names), mean=mean, std=std, task=task, input_size=input_size,
-        in_channels=in_channels, cam_layer=cam_layer, net_channels=net_channels,
+        in_channels=in_channels, cam_layer=cam_layer, net_channels=net_channels, cam_layout=layout,
+        cam_prefix=prefix,
     )  # fmt: skip

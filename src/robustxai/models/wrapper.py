@@ -14,6 +14,7 @@ from torch import nn
 
 from robustxai._validate import check_images
 from robustxai.errors import RobustXAIError
+from robustxai.models.tokens import CAM_LAYOUTS
 
 Task = Literal["multiclass", "multilabel"]
 
@@ -53,6 +54,9 @@ class ModelWrapper(nn.Module):
         input_size: ``(H, W)`` the network expects, or ``None`` if any size works.
         in_channels: Number of image channels the wrapper accepts.
         cam_layer: Dotted path (relative to ``net``) of the layer Grad-CAM explains.
+        cam_layout: How that layer lays out its output: ``"nchw"`` (a CNN feature map), ``"nhwc"`` (Swin)
+            or ``"tokens"`` (``[B, N, C]``, ViT-like; see :mod:`robustxai.models.tokens`).
+        cam_prefix: Leading non-patch tokens of a ``"tokens"`` layer (class, distillation, registers).
         spec: JSON-serialisable description that rebuilds the network (see :mod:`robustxai.models.io`).
         net_channels: Channels the network itself expects, if more than ``in_channels``: a grayscale image
             (``in_channels=1``) is repeated to ``net_channels`` before normalisation, so an ImageNet backbone
@@ -71,8 +75,12 @@ class ModelWrapper(nn.Module):
         cam_layer: str | None = None,
         spec: dict[str, Any] | None = None,
         net_channels: int | None = None,
+        cam_layout: str = "nchw",
+        cam_prefix: int = 0,
     ) -> None:
         super().__init__()
+        if cam_layout not in CAM_LAYOUTS:
+            raise RobustXAIError(f"cam_layout must be one of {', '.join(CAM_LAYOUTS)}, got {cam_layout!r}")
         if task not in ("multiclass", "multilabel"):
             raise RobustXAIError(f"task must be 'multiclass' or 'multilabel', got {task!r}")
         net_channels = in_channels if net_channels is None else net_channels
@@ -89,6 +97,8 @@ class ModelWrapper(nn.Module):
         self.in_channels = in_channels
         self.net_channels = net_channels
         self.cam_layer = cam_layer
+        self.cam_layout = cam_layout
+        self.cam_prefix = int(cam_prefix)
         self.spec = dict(spec or {})
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
@@ -124,7 +134,10 @@ class ModelWrapper(nn.Module):
     def get_cam_layer(self) -> nn.Module:
         """Return the module whose activations Grad-CAM uses."""
         if self.cam_layer is None:
-            raise RobustXAIError("this model declares no cam_layer; Grad-CAM needs one")
+            raise RobustXAIError(
+                "this model declares no cam_layer (the probe found no feature map or token grid); "
+                "Grad-CAM needs one: pass layer=..."
+            )
         return find_submodule(
             self.net, self.cam_layer, f"cam_layer {self.cam_layer!r} not found in the network"
         )

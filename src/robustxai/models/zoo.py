@@ -26,18 +26,14 @@ RobustBench note: ``import robustbench`` needs the ``autoattack`` package, which
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import functools
 import importlib
 import importlib.util
 import logging
 import os
 import sys
-import threading
-import types
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -48,7 +44,9 @@ from robustxai.errors import RobustXAIError
 from robustxai.models.heads import HEADS, Head, attach_head, find_feature_layer, freeze_all_but, last_linear
 from robustxai.models.io import load_weights, read_checkpoint
 from robustxai.models.registry import MODEL_FAMILIES, _class_names
+from robustxai.models.tokens import native_size, spatial_layer
 from robustxai.models.wrapper import ModelWrapper, Task
+from robustxai.models.zoo_offline import no_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +56,6 @@ MODEL_DIR_ENV = "ROBUSTXAI_MODEL_DIR"
 _ZOO_HINT = "pip install 'robustxai[zoo]'"
 _RB_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 _RB_SIZE = {"cifar10": 32, "cifar100": 32, "imagenet": 224}
-_PATCH_LOCK = threading.Lock()
 
 
 def _require(module: str) -> Any:
@@ -81,52 +78,6 @@ def _robustbench_zoo() -> Any:
 def default_model_dir() -> Path:
     """RobustBench checkpoint root: ``$ROBUSTXAI_MODEL_DIR`` or ``./models`` (RobustBench's default)."""
     return Path(os.environ.get(MODEL_DIR_ENV) or "models")
-
-
-class _NoPretrained:
-    """A model library seen through a proxy whose factories never fetch weights.
-
-    RobustBench's zoo entries call e.g. ``pt_models.resnet50(pretrained=True)`` or ``timm.create_model(...,
-    pretrained=True)``; with the proxy in place of the module they build the same architecture, random.
-    """
-
-    def __init__(self, lib: Any) -> None:
-        self._lib = lib
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._lib, name)
-        if isinstance(attr, types.ModuleType):
-            return _NoPretrained(attr)
-        if not callable(attr) or isinstance(attr, type):
-            return attr
-
-        @functools.wraps(attr)
-        def build(*args: Any, **kwargs: Any) -> Any:
-            if "pretrained" in kwargs and kwargs["pretrained"]:
-                kwargs["pretrained"] = False
-                if "torchvision" in getattr(attr, "__module__", ""):
-                    del kwargs["pretrained"]
-            if kwargs.get("weights") is not None:
-                kwargs["weights"] = None
-            return attr(*args, **kwargs)
-
-        return build
-
-
-@contextlib.contextmanager
-def _no_pretrained(modules: Sequence[Any]) -> Iterator[None]:
-    with _PATCH_LOCK:
-        saved = []
-        for mod in modules:
-            for name in ("timm", "pt_models"):
-                if name in vars(mod):
-                    saved.append((mod, name, vars(mod)[name]))
-                    setattr(mod, name, _NoPretrained(vars(mod)[name]))
-        try:
-            yield
-        finally:
-            for mod, name, value in saved:
-                setattr(mod, name, value)
 
 
 @dataclass
@@ -215,12 +166,13 @@ def _finish(
         )
         if opts.freeze_backbone:
             freeze_all_but(net, head_path)
+    cam, layout, prefix = spatial_layer(net, cam, native_size(net, probe_size))  # a transformer: tokens
     names = _class_names(k, opts.class_names)
     kwargs = {**(spec_extra or {}), **opts.spec_kwargs(), "num_classes": k, "class_names": names}
     return ModelWrapper(
         net, class_names=names, mean=mean, std=std, task=opts.task, input_size=input_size,
         in_channels=opts.in_channels, cam_layer=cam, net_channels=3,
-        spec={"name": opts.name, "kwargs": kwargs, "source": source},
+        spec={"name": opts.name, "kwargs": kwargs, "source": source}, cam_layout=layout, cam_prefix=prefix,
     )  # fmt: skip
 
 
@@ -293,19 +245,33 @@ def timm_model(
     task: Task = "multiclass",
     dropout: float = 0.0,
     attention_heads: int = 16,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> ModelWrapper:
-    """A timm model (``resnet10t``, ``efficientnet_b0``, ``convnext_tiny`` …) normalised by its own config."""
+    """A timm model (``resnet10t``, ``efficientnet_b0``, ``convnext_tiny``, ``vit_tiny_patch16_224`` …).
+
+    Normalised by its own config. ``model_kwargs`` go to ``timm.create_model`` (e.g. ``img_size`` of a ViT
+    or Swin at another resolution, ``depth``); a transformer's Grad-CAM layer is its token grid
+    (:mod:`robustxai.models.tokens`).
+    """
     opts = _Options(f"timm:{arch}", *_args(locals()))
     timm = _require("timm")
     source = opts.source()
     if not timm.is_model(arch):
         raise _unknown("timm", arch, timm.list_models())
+    own = dict(model_kwargs or {})
+    taken = sorted(set(own) & {"pretrained", "num_classes", "model_name"})
+    if taken:
+        raise RobustXAIError(f"{opts.name}: model_kwargs may not set {', '.join(taken)}")
     extra = {"num_classes": opts.num_classes} if head is None and opts.num_classes else {}
-    net = timm.create_model(arch, pretrained=source == "download", **extra)
+    try:
+        net = timm.create_model(arch, pretrained=source == "download", **extra, **own)
+    except TypeError as err:  # an unknown constructor keyword
+        raise RobustXAIError(f"{opts.name}: model_kwargs: {err}") from None
     classifier = next((n for n, m in net.named_modules() if m is net.get_classifier()), None)
     cfg = getattr(net, "pretrained_cfg", None) or {}
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-    return _finish(opts, net, source, int(net.num_classes), mean, std, classifier)
+    spec = {"model_kwargs": own} if own else None
+    return _finish(opts, net, source, int(net.num_classes), mean, std, classifier, spec_extra=spec)
 
 
 def _args(scope: dict[str, Any]) -> list[Any]:
@@ -336,7 +302,7 @@ def _robustbench_net(arch: str, dataset: str, threat_model: str, download_dir: P
             f"RobustBench model {arch!r} is an ensemble of checkpoints, which is not supported"
         )
     mods = [sys.modules[m] for m in list(sys.modules) if m.startswith("robustbench.model_zoo.")]
-    with _no_pretrained(mods):
+    with no_pretrained(mods):
         net = entries[arch]["model"]()
     return net
 

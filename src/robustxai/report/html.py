@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from robustxai.audit.store import warning_lines
+from robustxai.audit.store import approximate_pairs, warning_lines
 from robustxai.report.figures import grid_figure, robustness_figure
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
@@ -202,7 +202,7 @@ def render_report(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    look = Lookup(tables)
+    look = Lookup(tables, approximate_pairs(run.warnings))
     warnings = (
         [str(w) for w in run.meta.get("warnings") or []] if isinstance(run.meta.get("warnings"), list) else []
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustxai.audit.store import APPROXIMATE_MARK
 from robustxai.errors import UnknownNameError
 from robustxai.metrics.registry import get_metric
 from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
@@ -82,9 +83,14 @@ def metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
 
 
 class Lookup:
-    """Index the alignment and baseline tables by their keys."""
+    """Index the alignment and baseline tables by their keys.
 
-    def __init__(self, tables: ReportTables) -> None:
+    ``approximate`` holds the ``(model, explainer)`` pairs whose maps are approximate on that model (their
+    run warnings, :func:`~robustxai.audit.store.approximate_pairs`): tables mark their rows.
+    """
+
+    def __init__(self, tables: ReportTables, approximate: set[tuple[str, str]] | None = None) -> None:
+        self.approximate = approximate or set()
         self.rows = {
             key_of(r["model"], r["condition"], r["epsilon"], r["explainer"], r["metric"]): r
             for r in tables.alignment.to_dict("records")
@@ -104,6 +110,16 @@ class Lookup:
         if explainer == RANDOM_EXPLAINER and not model:
             return self.base.get(key_of("", cond[0], cond[1], explainer, metric))
         return self.rows.get(key_of(model, cond[0], cond[1], explainer, metric))
+
+
+def _explainer_cell(look: Lookup, model: str, explainer: str) -> Cell:
+    """The explainer's name, marked when its maps are approximate on this model (see the warnings)."""
+    if (model, explainer) not in look.approximate:
+        return Cell(explainer)
+    return Cell(
+        f"{explainer} {APPROXIMATE_MARK}",
+        title=f"{APPROXIMATE_MARK} approximate on this model: not the method's exact definition (warnings)",
+    )
 
 
 def metric_table(
@@ -129,7 +145,11 @@ def metric_table(
         cells = [look.get(model, c, explainer, name) for c in conditions for name, _, _, _ in metrics]
         if not model and not any(cells):
             continue
-        label = [Cell("random map"), Cell("baseline")] if not model else [Cell(model), Cell(explainer)]
+        label = (
+            [Cell("random map"), Cell("baseline")]
+            if not model
+            else [Cell(model), _explainer_cell(look, model, explainer)]
+        )
         rows.append(
             label
             + [

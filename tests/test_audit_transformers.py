@@ -1,0 +1,175 @@
+"""Transformers in the audit: a method that cannot run on a model is planned out with its reason, never fatal.
+
+The plan's applicability is tested directly (tiny timm models, no audit); one slow test runs a whole audit of
+a tiny ViT and a tiny Swin loaded from local random-initialised checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from robustxai.attacks.gradient_sign import PGD
+from robustxai.audit.applicability import NOT_APPLICABLE_CODE
+from robustxai.audit.config import AuditConfig, profile_dict, validate_config
+from robustxai.audit.plan import inapplicable, plan_units
+from robustxai.audit.runner import run_audit
+from robustxai.audit.store import Store
+from robustxai.data.folder import write_folder
+from robustxai.data.synthetic import SyntheticFracture
+from robustxai.models.heads import wrap_model
+
+timm = pytest.importorskip("timm")
+
+VIT = ("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2})
+SWIN = (
+    "swin_tiny_patch4_window7_224",
+    {
+        "img_size": 32,
+        "patch_size": 4,
+        "window_size": 4,
+        "embed_dim": 16,
+        "depths": [1, 1],
+        "num_heads": [1, 2],
+    },
+)
+METHODS = ["saliency", "integrated_gradients", "gradcam", "occlusion", "attention_rollout", "deeplift"]
+
+
+def _config(
+    tmp_path: Path, models: list[dict[str, Any]], manipulation: dict[str, Any] | None = None
+) -> AuditConfig:
+    raw = profile_dict("smoke")
+    raw.pop("manipulation")
+    if manipulation is not None:
+        raw["manipulation"] = manipulation
+    raw["name"] = "transformers"
+    raw["cache_dir"] = str(tmp_path / "cache")
+    raw["data"] = {"source": "folder", "path": str(tmp_path / "data"), "size": 32, "n_test": 8}
+    raw["models"] = models
+    raw["attacks"] = [
+        {"name": "fgsm", "epsilons": [2 / 255]},
+        {"name": "pgd", "epsilons": [2 / 255], "params": {"steps": 2, "step_size": 1 / 255}},
+    ]
+    raw["explain"].update(
+        methods=METHODS, n_images=4, attacks=["pgd"], params={"integrated_gradients": {"n_steps": 4}}
+    )
+    raw["sanity"] = {"n_images": 4}
+    raw["batch_size"] = 16
+    return validate_config(raw)
+
+
+def _zoo_entry(name: str, spec: tuple[str, dict[str, Any]], checkpoint: Path | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"head": "linear", "model_kwargs": spec[1]}
+    kwargs.update({"checkpoint": str(checkpoint)} if checkpoint else {"random_init": True})
+    return {"name": name, "arch": f"timm:{spec[0]}", "training": "none", "arch_kwargs": kwargs}
+
+
+def _tiny(spec: tuple[str, dict[str, Any]]) -> Any:
+    torch.manual_seed(0)
+    net = timm.create_model(spec[0], num_classes=2, **spec[1])
+    return wrap_model(net, ["normal", "fracture"], in_channels=1, net_channels=3)
+
+
+class _Data:
+    """What planning reads of the audit's data: the test-set size and the explanation subset."""
+
+    def __init__(self, n: int, subset: list[int]) -> None:
+        self.n, self.subset = n, subset
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_plan_drops_impossible_pairs_with_their_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manip = {"methods": ["saliency", "gradcam"], "n_images": 2, "iterations": 2, "batch_size": 2}
+    cfg = _config(tmp_path, [_zoo_entry("vit", VIT, None), _zoo_entry("swin", SWIN, None)], manip)
+    models = {"vit": _tiny(VIT), "swin": _tiny(SWIN)}
+    found = {(s.kind, s.model, s.method): s.reason for s in inapplicable(cfg, models)}
+    assert set(found) == {
+        ("explanation", "swin", "attention_rollout"),  # windowed attention: no rollout
+        ("manipulation", "vit", "gradcam"),  # the attack's differentiable Grad-CAM needs a conv map
+        ("manipulation", "swin", "gradcam"),
+    }
+    assert "no global self-attention" in found[("explanation", "swin", "attention_rollout")]
+    assert "token grid" in found[("manipulation", "vit", "gradcam")]
+    # An attack that cannot run on one model: its units go, and so do the explanations' dependencies on them.
+    monkeypatch.setattr(PGD, "applicable", lambda self, model: "no" if model is models["swin"] else None)
+    skipped = inapplicable(cfg, models)
+    assert ("robustness", "swin", "pgd") in {(s.kind, s.model, s.method) for s in skipped}
+    units = plan_units(cfg, _Data(8, [0, 1, 2, 3]), skipped)  # type: ignore[arg-type]
+    ids = {u.id for u in units}
+    assert not any(u.model == "swin" and u.condition == ("pgd", 2 / 255) for u in units)
+    assert any(u.model == "vit" and u.condition == ("pgd", 2 / 255) for u in units)
+    assert "explanation/swin/attention_rollout/0" not in ids and "explanation/vit/attention_rollout/0" in ids
+    assert "manipulation/vit/gradcam/0" not in ids and "manipulation/vit/saliency/0" in ids
+    swin_expl = next(u for u in units if u.id == "explanation/swin/gradcam/0")
+    assert swin_expl.deps == ()
+    vit_expl = next(u for u in units if u.id == "explanation/vit/gradcam/0")
+    assert vit_expl.deps == ("robustness/vit/pgd@0.00784313725490196/0",)
+
+
+@pytest.mark.slow
+def test_audit_of_a_vit_and_a_swin_completes_and_lists_what_it_skipped(tmp_path: Path) -> None:
+    write_folder(SyntheticFracture(24, size=32, seed=3), tmp_path / "data")
+    entries = []
+    for name, spec in (("vit", VIT), ("swin", SWIN)):
+        torch.manual_seed(1)
+        net = timm.create_model(spec[0], num_classes=2, **spec[1])
+        path = tmp_path / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+        entries.append(_zoo_entry(name, spec, path))
+    result = run_audit(_config(tmp_path, entries), tmp_path / "run")
+    align = pd.read_csv(result.run_dir / "tables" / "alignment.csv")
+    pairs = {(m, e) for m, e in zip(align["model"], align["explainer"], strict=True)}
+    expected = {(m, e) for m in ("vit", "swin") for e in [*METHODS, "random"]} - {
+        ("swin", "attention_rollout")
+    }
+    assert pairs == expected  # every requested method on every model where it applies
+    with Store(result.run_dir, readonly=True) as store:
+        warnings = store.warnings()
+    skipped = warnings[warnings["code"] == NOT_APPLICABLE_CODE]
+    assert list(skipped["model"]) == ["swin"] and "attention_rollout skipped" in skipped["message"].iloc[0]
+    assert set(warnings[warnings["code"] == "approximate"]["model"]) == {"vit", "swin"}  # DeepLIFT on GELU
+    assert any("swin: attention_rollout skipped" in w for w in result.warnings)  # what the CLI prints
+    html = result.report.read_text(encoding="utf-8")
+    assert "attention_rollout skipped (explanation): no global self-attention" in html
+    assert "deeplift †" in html
+
+
+def test_manipulation_transfer_leaves_out_the_methods_a_model_cannot_have() -> None:
+    import numpy as np
+
+    from robustxai.audit.config import load_config
+    from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+
+    raw = load_config(profile="smoke").model_dump()
+    raw["manipulation"] = {
+        "methods": ["saliency"],
+        "transfer_from": ["saliency"],
+        "evaluate": ["gradcam", "attention_rollout"],
+        "n_images": 2,
+        "iterations": 2,
+        "batch_size": 2,
+    }
+    cfg = validate_config(raw)
+    images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    shard = ManipulationShard(
+        ["s0", "s1"], images, torch.tensor([0, 1]), torch.zeros(2, 32, 32, dtype=torch.bool),
+        [np.array([[5.0, 5.0]]), np.array([[20.0, 9.0]])], 0,
+    )  # fmt: skip
+    for name, spec, scored in (
+        ("swin", SWIN, {"saliency", "gradcam"}),
+        ("vit", VIT, {"saliency", "gradcam", "attention_rollout"}),
+    ):
+        rows, _ = manipulation_shard(name, _tiny(spec).eval(), cfg, "saliency", shard)
+        assert {r[3] for r in rows} - {
+            ""
+        } == scored  # Swin has no attention rollout column: skipped, not fatal
