@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from robustxai.report.explain_tables import ROBUSTNESS_FIGURES
@@ -151,6 +152,25 @@ def _correlation_note(frame: pd.DataFrame) -> str:
     )
 
 
+def _no_correlation(frame: pd.DataFrame) -> HtmlTable:
+    """Table 7 when no ρ is defined: one line that says so and why, instead of a grid of dashes."""
+    n = int(frame["n_models"].max())
+    explainers = ", ".join(sorted({str(e) for e in frame["explainer"]}))
+    why = (
+        "Spearman's ρ needs at least 3 models"
+        if n < 3
+        else "robustness or alignment is the same for every model, so ranks cannot be compared"
+    )
+    return HtmlTable(
+        "correlation",
+        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim, not testable here)",
+        ["explainers", "models", "why no ρ"],
+        [[Cell(explainers), Cell(str(n)), Cell(why)]],
+        f"The claim is tested with Spearman's rank correlation across models; with these {n} models it is "
+        "undefined for every explainer and alignment metric.",
+    )
+
+
 def correlation_html(tables: ReportTables) -> HtmlTable | None:
     """Spearman's ρ across models between robustness and clean alignment: one row per explainer.
 
@@ -160,6 +180,8 @@ def correlation_html(tables: ReportTables) -> HtmlTable | None:
     frame: pd.DataFrame = tables.correlation
     if frame.empty:
         return None
+    if not np.isfinite(frame["rho"].astype(np.float64)).any():
+        return _no_correlation(frame)
     figures = list(dict.fromkeys(str(f) for f in frame["robustness_figure"]))
     metrics = list(dict.fromkeys(str(m) for m in frame["alignment_metric"]))
     cells = {

@@ -97,11 +97,12 @@ def chance_warnings(levels: list[ChanceLevel]) -> list[str]:
         if not c.at_chance:
             continue
         k = f"; with {c.n_classes} classes, 1/K = {_pct(1.0 / c.n_classes)}" if c.n_classes > 1 else ""
+        where = "lies below" if c.ci_high < c.chance else "includes"
         out.append(
             f"Model '{c.model}' is at chance level on clean images: {_pct(c.accuracy)} accuracy (95 % CI "
             f"{fmt_number(c.ci_low, 1, 100.0)}–{fmt_number(c.ci_high, 1, 100.0)} %, n = {c.n} images), and "
             f"always answering the most common label ('{c.majority}', {_pct(c.chance)} of these images{k}) "
-            f"scores {_pct(c.chance)}; the interval of its accuracy includes that level. None of its "
+            f"scores {_pct(c.chance)}; the interval of its accuracy {where} that level. None of its "
             "explanation maps, alignment or robustness figures mean anything until it learns the task."
         )
     return out
