@@ -1,4 +1,4 @@
-"""What the report must tell a newcomer: chance-level models and maps, manipulation, n, clean numbers and paths.
+"""What the report must tell a newcomer: chance-level models and maps, manipulation, n, numbers, no paths.
 
 Each test plants the case in a small store (or table) and checks the report says it, in the summary, the
 warning box at the top, the tables or the figures.
@@ -97,10 +97,12 @@ def _chance_store(run_dir: Path) -> None:
     labels = [i % 2 for i in range(20)]
     with Store(run_dir) as store:
         store.set_meta("dataset", {"name": "toy", "class_names": ["normal", "fracture"]})
-        store.add_predictions(("guess", "clean", 0.0, s, y, 1, int(y == 1)) for s, y in zip(ids, labels))
+        store.add_predictions(
+            ("guess", "clean", 0.0, s, y, 1, int(y == 1)) for s, y in zip(ids, labels, strict=True)
+        )
         store.add_predictions(
             ("good", "clean", 0.0, s, y, y if i else 1 - y, int(i > 0))
-            for i, (s, y) in enumerate(zip(ids, labels))
+            for i, (s, y) in enumerate(zip(ids, labels, strict=True))
         )
 
 
@@ -199,8 +201,9 @@ def test_manipulation_outcome_gives_success_counts_with_n() -> None:
 
 def test_manipulation_table_has_no_auc_row_without_auc() -> None:
     table = pd.DataFrame(
-        [{"model": "m", "method": "gradcam", "attacked_via": "gradcam", "target_ssim": 0.7, "image_ssim": 0.99,
-          "unsuccessful_ratio": 0.25, "prediction_unchanged": 1.0, "peak_in_target": 0.5, "n": 4}]
+        [{"model": "m", "method": "gradcam", "attacked_via": "gradcam", "target_ssim": 0.7,
+          "image_ssim": 0.99, "unsuccessful_ratio": 0.25, "prediction_unchanged": 1.0,
+          "peak_in_target": 0.5, "n": 4}]
     )  # fmt: skip
     no_auc = pd.DataFrame(columns=["model", "attacked_via", "auc_clean", "auc_attacked", "auc_change_pct"])
     rows = table1(table, no_auc, "m")["rows"]

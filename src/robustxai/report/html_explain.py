@@ -163,7 +163,7 @@ def _no_correlation(frame: pd.DataFrame) -> HtmlTable:
     )
     return HtmlTable(
         "correlation",
-        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim, not testable here)",
+        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim: not testable)",
         ["explainers", "models", "why no ρ"],
         [[Cell(explainers), Cell(str(n)), Cell(why)]],
         f"The claim is tested with Spearman's rank correlation across models; with these {n} models it is "
