@@ -23,6 +23,7 @@ from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
 from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
+from robustxai.report.numbers import DASH, fmt_number
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _fmt(v: float, scale: float = 1.0, digits: int = 2, suffix: str = "") -> str:
-    return "—" if v is None or math.isnan(v) else f"{scale * v:.{digits}f}{suffix}"
+    text = fmt_number(v, digits, scale)
+    return text if text == DASH else text + suffix
 
 
 def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ neither.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from robustxai.audit.stages_eval import LABEL_PREFIX, SCORE_PREFIX
 from robustxai.metrics import auc, label_accuracy
 from robustxai.report.html_tables import DASH, Cell, HtmlTable
+from robustxai.report.numbers import fmt_number
 from robustxai.report.tables import CLEAN, MANIPULATION_PREFIX, RunData, condition_label
 
 MULTILABEL_COLUMNS = ["model", "condition", "epsilon", "label", "auc", "accuracy", "n"]
@@ -115,7 +115,7 @@ def write_multilabel_csv(table: pd.DataFrame, run_dir: Path) -> Path | None:
 
 
 def _pct(value: float) -> str:
-    return DASH if math.isnan(value) else f"{100 * value:.1f}"
+    return fmt_number(value, 1, 100.0)
 
 
 def multilabel_html(table: pd.DataFrame) -> HtmlTable | None:
