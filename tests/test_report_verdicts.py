@@ -302,3 +302,19 @@ def test_table_7_without_any_defined_rho_is_one_line_not_a_grid_of_dashes() -> N
         "2",
         "Spearman's ρ needs at least 3 models",
     ]
+
+
+def test_many_explainers_are_split_over_figures_that_fit_the_page(tmp_path: Path) -> None:
+    from robustxai.report import figures
+
+    rng = np.random.default_rng(0)
+    samples = {"s0": {"image": rng.random((1, 16, 16)), "mask": None, "points": np.zeros((0, 2))}}
+    names = [f"method_{i}" for i in range(8)]
+    maps = pd.DataFrame(
+        [("m", "clean", 0.0, e, "s0", rng.random((16, 16))) for e in names],
+        columns=["model", "condition", "epsilon", "explainer", "sample_id", "map"],
+    )
+    out = figures.grid_figures(samples, maps, None, tmp_path)
+    assert list(out) == ["m (1/2)", "m (2/2)"]
+    assert [p.name for p in out.values()] == ["grid_m.png", "grid_m_2.png"]
+    assert all(_png_width(p) <= 1150 for p in out.values())

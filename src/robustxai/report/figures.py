@@ -92,6 +92,8 @@ def _maps_by_key(maps: pd.DataFrame, cond: Condition) -> dict[tuple[str, str, st
 #: drawn at this width is shown at its natural size, so its labels keep their point size.
 PAGE_INCHES = 11.4
 _GRID_FONT = 11
+#: The smallest cell (inches); more explainers than fit at this size are split over several figures.
+_MIN_CELL = 1.1
 _LABEL_INCHES = 2.1
 
 
@@ -130,6 +132,9 @@ def grid_figures(
 ) -> dict[str, Path]:
     """Draw the explanation grid, one figure per model (``fig_dir/grid_<model>.png``).
 
+    More explainers than fit the page at a legible size are split over several figures per model
+    (``grid_<model>_2.png``, …; keys ``"<model> (2/2)"``).
+
     Each figure sample gets a row on the clean image and a row under the primary attack; columns are the
     image (expert mask outline and hollow rings at the expert points) and one map per explainer, min-max
     normalised, with a 0–1 colour bar. Row labels give the sample, its true class and the model's prediction
@@ -158,49 +163,68 @@ def grid_figures(
     # Explainers with a map under a drawn condition (the manipulation stage's own rows are not columns).
     explainers = sorted({e for hits in found.values() for _, e, _ in hits})
     preds = _prediction_labels(predictions, classes) if predictions is not None else {}
-    n_cols = 1 + len(explainers)
-    cell = min(1.9, max(1.1, (PAGE_INCHES - _LABEL_INCHES - 1.1) / n_cols))
+    per_figure = max(1, int((PAGE_INCHES - _LABEL_INCHES - 1.1) / _MIN_CELL) - 1)
+    chunks = [explainers[i : i + per_figure] for i in range(0, len(explainers), per_figure)] or [[]]
+    cell = min(1.9, max(_MIN_CELL, (PAGE_INCHES - _LABEL_INCHES - 1.1) / (1 + max(map(len, chunks)))))
     out: dict[str, Path] = {}
     for model in models:
-        rows: list[list[Tile | None]] = []
-        labels: list[str] = []
-        for sid in sample_ids:
-            sample = samples[sid]
-            img, cmap = _image_for_display(sample["image"])
-            points = sample.get("points")
-            short = sid.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # "fracture/synth-1-7.png" → "synth-1-7"
-            truth = _true_label(predictions, sid, classes) if predictions is not None else "?"
-            for i, cond in enumerate(conditions):
-                first = (
-                    Tile(img, cmap, 0.0, 1.0, points, "cross", mask=sample.get("mask")) if i == 0 else None
-                )
-                row: list[Tile | None] = [first]
-                for explainer in explainers:
-                    hit = found[cond].get((model, explainer, sid))
-                    row.append(
-                        Tile(text="n/a")
-                        if hit is None
-                        else Tile(minmax_normalise(hit), MAP_CMAP, 0.0, 1.0, points, "circle")
-                    )
-                rows.append(row)
-                pred = preds.get((model, f"{cond[0]}@{round(float(cond[1]), 9)}", sid), "not recorded")
-                head = f"{_short(short)}\ntrue: {truth}\n" if i == 0 else ""
-                labels.append(_plain(f"{head}{condition_label(*cond)}\n→ {pred}"))
-        titles = ["image + truth"] + [_plain(e) for e in explainers]
-        fig = tile_grid(
-            rows,
-            col_titles=titles,
-            row_labels=labels,
-            title=_plain(f"Explanation maps of {model}" if model else "Explanation maps"),
-            cell_inches=cell,
-            dpi=_DPI,
-            font_size=_GRID_FONT,
-            label_inches=_LABEL_INCHES,
-            colorbar=(MAP_CMAP, "importance (min-max normalised)"),
-        )
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in model) or "model"
-        out[model] = save_png(fig, fig_dir / f"grid_{safe}.png")
+        for part, chunk in enumerate(chunks, start=1):
+            rows, labels = _grid_rows(
+                model, chunk, sample_ids, samples, conditions, found, preds, predictions, classes
+            )
+            more = f" ({part}/{len(chunks)})" if len(chunks) > 1 else ""
+            fig = tile_grid(
+                rows,
+                col_titles=["image + truth"] + [_plain(e) for e in chunk],
+                row_labels=labels,
+                title=_plain((f"Explanation maps of {model}" if model else "Explanation maps") + more),
+                cell_inches=cell,
+                dpi=_DPI,
+                font_size=_GRID_FONT,
+                label_inches=_LABEL_INCHES,
+                colorbar=(MAP_CMAP, "importance (min-max normalised)"),
+            )
+            name = model + more
+            out[name] = save_png(fig, fig_dir / f"grid_{safe}{f'_{part}' if part > 1 else ''}.png")
     return out
+
+
+def _grid_rows(
+    model: str,
+    explainers: list[str],
+    sample_ids: list[str],
+    samples: dict[str, dict[str, Any]],
+    conditions: list[Condition],
+    found: dict[Condition, dict[tuple[str, str, str], Any]],
+    preds: dict[tuple[str, str, str], str],
+    predictions: pd.DataFrame | None,
+    classes: list[str] | None,
+) -> tuple[list[list[Tile | None]], list[str]]:
+    """Tiles and row labels of one model's grid: per sample, a clean row and a row per attacked condition."""
+    rows: list[list[Tile | None]] = []
+    labels: list[str] = []
+    for sid in sample_ids:
+        sample = samples[sid]
+        img, cmap = _image_for_display(sample["image"])
+        points = sample.get("points")
+        short = sid.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # "fracture/synth-1-7.png" → "synth-1-7"
+        truth = _true_label(predictions, sid, classes) if predictions is not None else "?"
+        for i, cond in enumerate(conditions):
+            first = Tile(img, cmap, 0.0, 1.0, points, "cross", mask=sample.get("mask")) if i == 0 else None
+            row: list[Tile | None] = [first]
+            for explainer in explainers:
+                hit = found[cond].get((model, explainer, sid))
+                row.append(
+                    Tile(text="n/a")
+                    if hit is None
+                    else Tile(minmax_normalise(hit), MAP_CMAP, 0.0, 1.0, points, "circle")
+                )
+            rows.append(row)
+            pred = preds.get((model, f"{cond[0]}@{round(float(cond[1]), 9)}", sid), "not recorded")
+            head = f"{_short(short)}\ntrue: {truth}\n" if i == 0 else ""
+            labels.append(_plain(f"{head}{condition_label(*cond)}\n→ {pred}"))
+    return rows, labels
 
 
 def _short(name: str, limit: int = 22) -> str:

@@ -228,8 +228,9 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
                 else "their intervals overlap, or theirs lies below"
             )
             out.append(
-                f"{len(indist)} of {len(rows)} model × explainer combinations are not above a random map at "
-                f"the top 15 % ({how}): {_names(indist)}."
+                f"On clean images, {len(indist)} of {len(rows)} model × explainer combinations are not above "
+                f"a random map at the top 15 % ({how}; up to {int(rows['n'].max())} images each): "
+                f"{_names(indist)}."
             )
         else:
             n_max = int(rows["n"].max())
@@ -265,8 +266,8 @@ def _stability_sentences(tables: ReportTables) -> list[str]:
     return [
         f"Adversarial images move the explanations {where}: the mean SSIM between clean and attacked maps "
         f"(1 = unchanged) ranges from {fmt_number(lo_v)} ('{low['model']}' / {low['explainer']}) to "
-        f"{fmt_number(hi_v)} "
-        f"('{high['model']}' / {high['explainer']}), so {verdict}. Part of any change is expected when the "
+        f"{fmt_number(hi_v)} ('{high['model']}' / {high['explainer']}; up to {int(rows['n'].max())} images "
+        f"each), so {verdict}. Part of any change is expected when the "
         "attack flips the prediction, because the map then explains the new class."
     ]
 
