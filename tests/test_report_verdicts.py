@@ -318,3 +318,11 @@ def test_many_explainers_are_split_over_figures_that_fit_the_page(tmp_path: Path
     assert list(out) == ["m (1/2)", "m (2/2)"]
     assert [p.name for p in out.values()] == ["grid_m.png", "grid_m_2.png"]
     assert all(_png_width(p) <= 1150 for p in out.values())
+
+
+def test_a_test_set_of_one_class_gets_one_warning_for_the_run() -> None:
+    preds = pd.DataFrame(
+        {"model": ["a"] * 6 + ["b"] * 6, "condition": "clean", "label": 1, "correct": [1] * 6 + [1, 0] * 3}
+    )
+    (warning,) = chance_warnings(chance_levels(preds, ["normal", "fracture"]))
+    assert warning.startswith("All 6 test images carry the same label ('fracture')")

@@ -132,10 +132,10 @@ def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
         rows,
         "Share (%) of the expert's points that fall inside the top k % most important pixels of the map, "
         "averaged over images, with a 95 % bootstrap interval in brackets. The random-map row is what chance "
-        "gives (about k % for small k): a model whose interval overlaps the random row's is not "
-        "distinguishable from chance. Under attack, the map explains the model's prediction on the "
-        "adversarial image. In this and the following tables ↑ marks a higher-is-better column and ↓ a "
-        "lower-is-better one.",
+        "gives (about k % for small k); the summary calls a map above chance only when its paired "
+        "difference from the random map on the same images has a 95 % interval above 0. Under attack, the "
+        "map explains the model's prediction on the adversarial image. In this and the following tables ↑ "
+        "marks a higher-is-better column and ↓ a lower-is-better one.",
         groups,
     )
 

@@ -91,7 +91,17 @@ def chance_levels(predictions: pd.DataFrame, class_names: list[str] | None = Non
 
 
 def chance_warnings(levels: list[ChanceLevel]) -> list[str]:
-    """One warning per model at chance accuracy on clean images (empty when every model is above chance)."""
+    """One warning per model at chance accuracy on clean images (empty when every model is above chance).
+
+    When the test images all carry one label, chance is 100 % and one warning says so for the whole run.
+    """
+    if levels and all(c.chance >= 1.0 for c in levels):
+        c = levels[0]
+        return [
+            f"All {c.n} test images carry the same label ('{c.majority}'): always answering it scores 100 %, "
+            "so no model's accuracy, and nothing built on it, can show that the model learned the task. Test "
+            "on images of more than one class."
+        ]
     out = []
     for c in levels:
         if not c.at_chance:
