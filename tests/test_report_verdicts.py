@@ -185,6 +185,8 @@ def _manip_metrics() -> pd.DataFrame:
         for i, f in enumerate(fails):
             rows.append(("standard", f"manipulate:{method}", 0.0, method, "unsuccessful", f"s{i}", float(f)))
             rows.append(("standard", f"manipulate:{method}", 0.0, method, "target_ssim", f"s{i}", 0.7 - f))
+            peak = float(i == 0 and method == "gradcam")
+            rows.append(("standard", f"manipulate:{method}", 0.0, method, "peak_in_target", f"s{i}", peak))
     rows.append(("standard", "manipulate:gradcam", 0.0, "saliency", "unsuccessful", "s0", 1.0))  # transfer
     cols = ["model", "condition", "epsilon", "explainer", "metric", "sample_id", "value"]
     return pd.DataFrame(rows, columns=cols)
@@ -195,8 +197,14 @@ def test_manipulation_outcome_gives_success_counts_with_n() -> None:
     assert list(outcome["successes"]) == [3, 0] and list(outcome["n"]) == [4, 4]  # transfer row left out
     (sentence,) = manipulation_sentences(outcome)
     assert "succeeded on 3 of 8 attempts" in sentence
-    assert "gradcam: 'standard' 3 of 4 (unsuccessful ratio 25.0 %)" in sentence
-    assert "saliency: 'standard' 0 of 4 (unsuccessful ratio 100.0 %)" in sentence
+    assert (
+        "gradcam: 'standard' 3 of 4 (unsuccessful ratio 25.0 %; map peak inside the target on 1 of 4)"
+        in sentence
+    )
+    assert (
+        "saliency: 'standard' 0 of 4 (unsuccessful ratio 100.0 %; map peak inside the target on 0 of 4)"
+        in sentence
+    )
 
 
 def test_manipulation_table_has_no_auc_row_without_auc() -> None:

@@ -165,17 +165,22 @@ def attack_chance_sentences(tables: ReportTables) -> list[str]:
 def manipulation_outcome(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per model × method attacked through itself: images manipulated (``successes``) out of ``n``.
 
-    Columns ``model, method, successes, n, unsuccessful_ratio``; empty when the run has no manipulation.
+    Columns ``model, method, successes, n, unsuccessful_ratio, peak_in_target`` (how many of the ``n`` maps
+    have their maximum inside the target square); empty when the run has no manipulation.
     """
-    cols = ["model", "method", "successes", "n", "unsuccessful_ratio"]
+    cols = ["model", "method", "successes", "n", "unsuccessful_ratio", "peak_in_target"]
     cond = metrics["condition"].astype(str)
-    rows = metrics[cond.str.startswith(MANIPULATION_PREFIX) & (metrics["metric"] == "unsuccessful")]
+    rows = metrics[cond.str.startswith(MANIPULATION_PREFIX)]
     rows = rows[rows["condition"].astype(str).str.slice(len(MANIPULATION_PREFIX)) == rows["explainer"]]
     rows = rows[np.isfinite(rows["value"].astype(np.float64))]
+    fails = rows[rows["metric"] == "unsuccessful"]
+    peaks = rows[rows["metric"] == "peak_in_target"].groupby(["model", "explainer"])["value"]
+    peak_counts = (peaks.apply(lambda v: int((v > 0.5).sum()))).to_dict()
     out = [
-        (str(m), str(e), int((g["value"] < 0.5).sum()), len(g), float(g["value"].mean()))
-        for (m, e), g in rows.groupby(["model", "explainer"], sort=True)
-    ]
+        (str(m), str(e), int((g["value"] < 0.5).sum()), len(g), float(g["value"].mean()),
+         int(peak_counts.get((m, e), 0)))
+        for (m, e), g in fails.groupby(["model", "explainer"], sort=True)
+    ]  # fmt: skip
     return pd.DataFrame(out, columns=cols)
 
 
@@ -186,7 +191,8 @@ def manipulation_sentences(outcome: pd.DataFrame) -> list[str]:
     per_method = []
     for method, g in outcome.groupby("method", sort=True):
         models = ", ".join(
-            f"'{r.model}' {r.successes} of {r.n} (unsuccessful ratio {_pct(r.unsuccessful_ratio)})"
+            f"'{r.model}' {r.successes} of {r.n} (unsuccessful ratio {_pct(r.unsuccessful_ratio)}; map peak "
+            f"inside the target on {r.peak_in_target} of {r.n})"
             for r in g.itertuples(index=False)
         )
         per_method.append(f"{method}: {models}")
@@ -194,9 +200,10 @@ def manipulation_sentences(outcome: pd.DataFrame) -> list[str]:
     return [
         f"Explanation manipulation (a perturbation that moves the map onto a target square while keeping the "
         f"prediction; success = SSIM(target, map) ≥ {SUCCESS_SSIM:g}, each method attacked through itself) "
-        f"succeeded on {total} of {n} attempts, images manipulated per method and model: "
+        f"succeeded on {total} of {n} attempts; images manipulated per method and model: "
         + "; ".join(per_method)
-        + "."
+        + ". An SSIM success with the peak outside the square means the map became flat or sparse rather "
+        "than pointing at the target."
     ]
 
 
