@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -136,12 +137,32 @@ def tile_grid(
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
 
+    _draw_labels(
+        fig, ax, col_titles, row_labels, h + gap, w + gap, (h, w), font_size, label_inches is not None
+    )
+    _draw_overlays(ax, tiles, h + gap, w + gap, (h, w), font_size)
+    ax.set_xlim(-0.5, width - 0.5)  # overlays never widen the view beyond the mosaic
+    ax.set_ylim(height - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=font_size + 1, y=1.0 - 0.08 / fig_h, va="top")
+    if colorbar:
+        _colorbar(fig, (left + width * inch + 0.15) / fig_w, bottom / fig_h, height * inch / fig_h, colorbar)
+    return fig
+
+
+def _draw_labels(
+    fig: Figure,
+    ax: Axes, col_titles: Sequence[str], row_labels: Sequence[str], row_step: int, col_step: int,
+    size: tuple[int, int], font_size: float, flat: bool,
+) -> None:  # fmt: skip
+    """Column titles above the mosaic and row labels left of it (``flat``: horizontal, else upwards)."""
+    h, w = size
     above = offset_copy(ax.transData, fig=fig, y=3, units="points")
     beside = offset_copy(ax.transData, fig=fig, x=-3, units="points")
     for c, label in enumerate(col_titles):
         if label:
             ax.text(
-                c * (w + gap) + (w - 1) / 2,
+                c * col_step + (w - 1) / 2,
                 -0.5,
                 label,
                 ha="center",
@@ -153,23 +174,30 @@ def tile_grid(
         if label:
             ax.text(
                 -0.5,
-                r * (h + gap) + (h - 1) / 2,
+                r * row_step + (h - 1) / 2,
                 label,
                 ha="right",
                 va="center",
-                rotation=0 if label_inches is not None else 90,
-                multialignment="right" if label_inches is not None else "center",
+                rotation=0 if flat else 90,
+                multialignment="right" if flat else "center",
                 fontsize=font_size,
                 transform=beside,
             )
 
+
+def _draw_overlays(
+    ax: Axes, tiles: Sequence[Sequence[Tile | None]], row_step: int, col_step: int, size: tuple[int, int],
+    font_size: float,
+) -> None:  # fmt: skip
+    """Cell texts, mask outlines and expert points (hollow rings, so the pixels under them stay visible)."""
+    h, w = size
     crosses: list[np.ndarray] = []
     circles: list[np.ndarray] = []
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             if tile is None:
                 continue
-            y0, x0 = r * (h + gap), c * (w + gap)
+            y0, x0 = r * row_step, c * col_step
             if tile.text:
                 ax.text(
                     x0 + (w - 1) / 2,
@@ -197,13 +225,6 @@ def tile_grid(
         ax.scatter(
             pts[:, 0], pts[:, 1], s=42, marker="o", facecolors="none", edgecolors=POINT_COLOR, linewidths=1.3
         )
-    ax.set_xlim(-0.5, width - 0.5)  # overlays never widen the view beyond the mosaic
-    ax.set_ylim(height - 0.5, -0.5)
-    if title:
-        fig.suptitle(title, fontsize=font_size + 1, y=1.0 - 0.08 / fig_h, va="top")
-    if colorbar:
-        _colorbar(fig, (left + width * inch + 0.15) / fig_w, bottom / fig_h, height * inch / fig_h, colorbar)
-    return fig
 
 
 def _colorbar(fig: Figure, x: float, y: float, height: float, spec: tuple[str, str]) -> None:
