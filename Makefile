@@ -5,7 +5,7 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.robustxai-installed
 
-.PHONY: audit test smoke lint bench clean
+.PHONY: audit test smoke lint bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ smoke: $(STAMP)  ## a tiny audit (< 1 min)
 
 test: $(STAMP)  ## set up, then run the whole test suite (slow tests included)
 	$(VENV)/bin/python -m pytest
+
+browser:  ## Debian's chromium for the report's browser test (as root; the test is skipped without it)
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check src tests benchmarks

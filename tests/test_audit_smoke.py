@@ -40,7 +40,7 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
         "config.toml",
         "tables/robustness.csv",
         "tables/alignment.csv",
-        "figures/grid.png",
+        "figures/grid_standard.png",
         "figures/robustness.png",
     ]:
         assert (smoke_run / rel).is_file(), rel

@@ -163,7 +163,7 @@ def test_primary_attack_and_ranks_with_ties(tmp_path: Path) -> None:
     html = build_report(run_dir).read_text(encoding="utf-8")
     section = html.split('<section id="robustness">')[1].split("</section>")[0]
     row = re.search(r"<tr><td[^>]*>standard</td>(.*?)</tr>", section)
-    assert row is not None and row.group(1).rstrip().endswith("<td>3</td>")
+    assert row is not None and row.group(1).rstrip().endswith('<td class="num">3</td>')
     assert "tie for the highest accuracy" in " ".join(summarize(tables))
 
 
@@ -191,7 +191,7 @@ def test_html_contents_and_self_contained(built: dict[str, Any]) -> None:
     assert "Table 1 — Robustness (Secure Diagnostics Table 1)" in html
     assert "Table 2 — Explanation alignment (Secure Diagnostics Table 2)" in html
     for number in ("83.3", "16.7", "66.7", "100.0", "50.0"):  # clean / pgd accuracies and ΔAcc
-        assert f">{number}<" in html
+        assert f">{number}<" in html or f">{number} <span" in html
     al = pd.read_csv(built["run_dir"] / "tables" / "alignment.csv")
     row = al[(al.model == "standard") & (al.condition == "clean") & (al.explainer == "saliency")]
     value = float(row[row.metric == "point_coverage@15"]["value"].iloc[0])
@@ -202,14 +202,14 @@ def test_html_contents_and_self_contained(built: dict[str, Any]) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.I)
     assert "<link" not in html and "<script" not in html
     srcs = re.findall(r'src="([^"]*)"', html)
-    assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)  # curve + 3 grids
     assert "&lt;i&gt;only&lt;/i&gt;" in html  # warning shown, escaped
     assert "&lt;b&gt;not bold&lt;/b&gt;" in html  # config escaped
     assert "12.2 s" in html or "12.3 s" in html
 
 
 def test_figures_are_png(built: dict[str, Any]) -> None:
-    for name in ("grid.png", "robustness.png"):
+    for name in ("grid_standard.png", "grid_adversarial.png", "grid_attention.png", "robustness.png"):
         data = (built["run_dir"] / "figures" / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
 
@@ -235,21 +235,22 @@ def _outputs() -> list[str]:
     return [
         "tables/robustness.csv",
         "tables/alignment.csv",
-        "figures/grid.png",
+        "figures/grid_standard.png",
         "figures/robustness.png",
         "report.html",
     ]
 
 
 def test_summary_is_honest(built: dict[str, Any]) -> None:
-    tables = compute_tables(load_run(built["run_dir"]))
-    text = " ".join(summarize(tables))
+    run = load_run(built["run_dir"])
+    tables = compute_tables(run)
+    text = " ".join(summarize(tables, run))
     assert "'adversarial' is the most robust model" in text
     assert "within sampling noise" in text  # 4/6 vs 3/6 cannot be told apart
-    assert "Based on 6 images" in text
+    assert "accuracies on 6 test images" in text and "expert points on up to 5 images" in text
     assert "random map" in text and "SSIM" in text
     assert "left out of the means" in built["html"]  # NaN count is in the warnings box
-    for sentence in summarize(tables):
+    for sentence in summarize(tables, run):
         assert sentence in built["html"] or sentence.replace("'", "&#39;") in built["html"]
 
 
@@ -279,7 +280,7 @@ def test_clean_only_run_builds(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         store.add_predictions([("m", "clean", 0.0, s, 0, 0, 1) for s in SAMPLES])
     html = build_report(tmp_path).read_text(encoding="utf-8")
-    assert ">100.0<" in html and "No adversarial attack was evaluated" in html
+    assert ">100.0 <span" in html and "No adversarial attack was evaluated" in html
     df = pd.read_csv(tmp_path / "tables" / "robustness.csv")
     assert list(df.columns) == ROBUSTNESS_COLUMNS and df.empty
     assert not (tmp_path / "figures" / "robustness.png").exists()

@@ -130,9 +130,9 @@ def test_html_has_impact_stability_correlation_and_reference_rank(run_dir: Path)
     for label in ("fgsm ε=4/255", "bim ε=4/255", "pgd ε=4/255"):
         assert label in html
     # each metric column says which way is better, from the metric registry
-    assert '<th title="lower is better">RMSE top 15 % ↓</th>' in html
-    assert '<th title="higher is better">IoU top 15 % ↑</th>' in html
-    assert '<th title="higher is better">top 15 % ↑</th>' in html
+    assert '<th title="lower is better" class="num">RMSE top 15 % ↓</th>' in html
+    assert '<th title="higher is better" class="num">IoU top 15 % ↑</th>' in html
+    assert '<th title="higher is better" class="num">top 15 % ↑</th>' in html
 
 
 def test_no_reference_rank_column_without_one(tmp_path: Path) -> None:

@@ -10,20 +10,29 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from robustxai.audit.store import approximate_pairs, warning_lines
-from robustxai.report.figures import grid_figure, robustness_figure
+from robustxai.report.figures import grid_figures, robustness_figure
+from robustxai.report.header import dataset_description, mapping_rows, models_rows
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
-from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
+from robustxai.report.html_tables import (
+    DASH,
+    Cell,
+    HtmlTable,
+    Lookup,
+    column_aligns,
+    metric_names,
+    metric_table,
+)
 from robustxai.report.manipulation import manipulation_section
 from robustxai.report.multilabel import multilabel_html, multilabel_table
+from robustxai.report.numbers import fmt_number, wilson_interval
 from robustxai.report.run_tables import report_tables, run_tables, write_tables
-from robustxai.report.summary import summarize
+from robustxai.report.summary import SummarySection, summary_sections
 from robustxai.report.tables import (
     CLEAN,
     Condition,
@@ -34,6 +43,7 @@ from robustxai.report.tables import (
     load_run,
     primary_ranks,
 )
+from robustxai.report.verdicts import chance_levels, chance_warnings, class_names
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +62,23 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
     clean = {r["model"]: r for r in tables.clean.to_dict("records")}
     ranks = primary_ranks(tables.robustness, tables.primary)
     primary = condition_label(*tables.primary) if tables.primary else "primary attack"
-    columns = ["model", "clean accuracy (%)"] + [f"{condition_label(*p)} (%)" for p in pairs]
+    columns = ["model", "n images", "clean accuracy (%)"] + [f"{condition_label(*p)} (%)" for p in pairs]
     columns += [f"ΔAcc (%) under {primary}", "rank"]
     if tables.reference_ranks:
         columns.append("reference rank")
     rows: list[list[Cell]] = []
     for model in tables.models:
         c = clean.get(model)
-        row = [Cell(model)]
-        row.append(Cell(f"{100 * c['accuracy']:.1f}", title=f"n = {c['n']}") if c else Cell(DASH))
+        n_clean = int(c["n"]) if c else 0
+        row = [Cell(model), Cell(str(n_clean) if c else DASH)]
+        row.append(_accuracy_cell(float(c["accuracy"]), n_clean, n_clean) if c else Cell(DASH))
         for attack, eps in pairs:
             r = rob.get((model, attack, round(eps, 9)))
             row.append(
-                Cell(f"{100 * r['adversarial_accuracy']:.1f}", title=f"n = {r['n']}") if r else Cell(DASH)
+                _accuracy_cell(float(r["adversarial_accuracy"]), int(r["n"]), n_clean) if r else Cell(DASH)
             )
         p = rob.get((model, tables.primary[0], round(tables.primary[1], 9))) if tables.primary else None
-        delta = DASH if p is None or math.isnan(p["delta_accuracy"]) else f"{100 * p['delta_accuracy']:.1f}"
+        delta = DASH if p is None else fmt_number(p["delta_accuracy"], 1, 100.0)
         row += [Cell(delta), Cell(str(ranks[model]) if model in ranks else DASH)]
         if tables.reference_ranks:
             ref = tables.reference_ranks.get(model)
@@ -79,9 +90,10 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
         columns,
         rows,
         "Accuracy in % on clean images and on adversarial images for each attack and perturbation budget ε "
-        "(k/255 = k grey levels of an 8-bit image). ΔAcc is clean minus adversarial accuracy under the "
-        f"primary attack ({primary}); rank 1 is the highest accuracy under that attack and tied models "
-        "share a rank. Hover a number for the number of images behind it."
+        "(k/255 = k grey levels of an 8-bit image), with its 95 % Wilson interval in brackets; 'n images' "
+        "is the number of test images behind each accuracy (a cell on fewer images says so). ΔAcc is clean "
+        f"minus adversarial accuracy under the primary attack ({primary}); rank 1 is the highest accuracy "
+        "under that attack and tied models share a rank."
         + (
             " The reference rank is the one the configuration gives (e.g. from a leaderboard or paper), for "
             "comparison with ours."
@@ -89,6 +101,15 @@ def robustness_html(tables: ReportTables) -> HtmlTable:
             else ""
         ),
     )
+
+
+def _accuracy_cell(accuracy: float, n: int, n_clean: int) -> Cell:
+    """An accuracy in % with its 95 % Wilson interval; ``n`` is shown when it differs from the clean n."""
+    low, high = wilson_interval(accuracy, n)
+    ci = f"[{fmt_number(low, 1, 100.0)}–{fmt_number(high, 1, 100.0)}]" if n > 0 else ""
+    if n != n_clean:
+        ci += f" n = {n}"
+    return Cell(fmt_number(accuracy, 1, 100.0), ci.strip(), title=f"n = {n} images")
 
 
 def _clean_and_primary(tables: ReportTables) -> list[Condition]:
@@ -109,10 +130,10 @@ def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
         rows,
         "Share (%) of the expert's points that fall inside the top k % most important pixels of the map, "
         "averaged over images, with a 95 % bootstrap interval in brackets. The random-map row is what chance "
-        "gives (about k % for small k): a model whose interval overlaps the random row's is not "
-        "distinguishable from chance. Under attack, the map explains the model's prediction on the "
-        "adversarial image. In this and the following tables ↑ marks a higher-is-better column and ↓ a "
-        "lower-is-better one.",
+        "gives (about k % for small k); the summary calls a map above chance only when its paired "
+        "difference from the random map on the same images has a 95 % interval above 0. Under attack, the "
+        "map explains the model's prediction on the adversarial image. In this and the following tables ↑ "
+        "marks a higher-is-better column and ↓ a lower-is-better one.",
         groups,
     )
 
@@ -136,55 +157,10 @@ def _embed_figures(section: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**section, "figures": figures}
 
 
-def _fmt_pct(value: Any) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return ""
-    return "" if math.isnan(v) else f"{100.0 * v:.1f}"
-
-
-def _models_rows(run: RunData) -> list[list[str]]:
-    """Model, architecture, training, where it came from, and its validation accuracy (clean, robust)."""
-    rows = []
-    for r in run.models.to_dict("records"):
-        try:
-            info = json.loads(r.get("info") or "{}")
-        except (TypeError, ValueError):
-            info = {}
-        origin = str(info.get("source", ""))
-        if info.get("init_from"):
-            origin += f", initialised from {info['init_from']}"
-        rows.append(
-            [
-                str(r["model"]),
-                str(r["arch"] or ""),
-                str(r["training"] or ""),
-                origin,
-                _fmt_pct(info.get("val_accuracy")),
-                _fmt_pct(info.get("robust_val_accuracy")),
-            ]
-        )
-    return rows
-
-
-def _mapping_rows(value: Any, seconds: bool = False) -> list[tuple[str, str]]:
-    if not isinstance(value, dict):
-        return []
-    out = []
-    for k in sorted(value, key=str):
-        v = value[k]
-        text = (
-            f"{v:.1f} s" if seconds and isinstance(v, int | float) else json.dumps(v, default=str).strip('"')
-        )
-        out.append((str(k), text))
-    return out
-
-
 def render_report(
     run: RunData,
     tables: ReportTables,
-    summary: list[str],
+    summary: list[SummarySection],
     figures: dict[str, Path | None],
     manipulation: dict[str, Any] | None = None,
     multilabel: HtmlTable | None = None,
@@ -207,18 +183,17 @@ def render_report(
         [str(w) for w in run.meta.get("warnings") or []] if isinstance(run.meta.get("warnings"), list) else []
     )
     warnings += warning_lines(run.warnings)
-    dataset = run.meta.get("dataset")
     context = {
         "run_name": str(run.meta.get("run_name") or run.path.parent.name),
-        "dataset": ", ".join(f"{k} = {v}" for k, v in sorted(dataset.items()))
-        if isinstance(dataset, dict)
-        else "",
+        "dataset": dataset_description(run.meta.get("dataset")),
+        "chance": chance_warnings(chance_levels(run.predictions, class_names(run.meta))),
         "n_images": tables.n_images,
         "n_models": len(tables.models),
         "primary": condition_label(*tables.primary) if tables.primary else "none",
         "summary": summary,
+        "aligns": column_aligns,
         "warnings": warnings + tables.notes,
-        "models": _models_rows(run),
+        "models": models_rows(run),
         "table1": robustness_html(tables),
         "multilabel": multilabel,
         "table2": alignment_html(tables, look),
@@ -227,19 +202,25 @@ def render_report(
         "stability": stability_html(tables, look),
         "correlation": correlation_html(tables),
         "robustness_png": _data_uri(figures.get("robustness")),
-        "grid_png": _data_uri(figures.get("grid")),
+        "grids": [
+            (name.removeprefix("grid:"), _data_uri(path))
+            for name, path in figures.items()
+            if name.startswith("grid:") and path is not None
+        ],
         "config": json.dumps(
             run.meta.get("config", {}), indent=2, sort_keys=True, default=str, ensure_ascii=False
         ),
         "manipulation": _embed_figures(manipulation),
-        "versions": _mapping_rows(run.meta.get("versions")),
-        "timings": _mapping_rows(run.meta.get("timings"), seconds=True),
+        "versions": mapping_rows(run.meta.get("versions")),
+        "timings": mapping_rows(run.meta.get("timings"), seconds=True),
     }
     return env.get_template(TEMPLATE_NAME).render(**context)
 
 
 def build_report(run_dir: Path) -> Path:
     """Build ``report.html``, ``tables/*.csv`` and ``figures/*.png`` of a run from its store alone.
+
+    The explanation grid is one figure per model (``figures/grid_<model>.png``).
 
     Args:
         run_dir: The run directory holding ``results.sqlite``.
@@ -256,20 +237,23 @@ def build_report(run_dir: Path) -> Path:
     per_label = multilabel_table(run)
     write_tables(run_tables(run, tables, per_label), run_dir)
     fig_dir = run_dir / "figures"
-    figures = {
+    figures: dict[str, Path | None] = {
         "robustness": robustness_figure(tables.robustness, tables.clean, fig_dir / "robustness.png"),
-        "grid": grid_figure(run.figure_samples, run.figure_maps, tables.primary, fig_dir / "grid.png"),
     }
-    for name, made in figures.items():
-        stale = fig_dir / f"{name}.png"
-        if made is None and stale.exists():
+    grids = grid_figures(
+        run.figure_samples, run.figure_maps, tables.primary, fig_dir, run.predictions, class_names(run.meta)
+    )
+    figures.update({f"grid:{model}": path for model, path in grids.items()})
+    made = {p for p in figures.values() if p is not None}
+    for stale in [fig_dir / "robustness.png", fig_dir / "grid.png", *fig_dir.glob("grid_*.png")]:
+        if stale not in made and stale.exists():
             stale.unlink()
     html = render_report(
         run,
         tables,
-        summarize(tables),
+        summary_sections(tables, run),
         figures,
-        manipulation_section(run_dir, run.metrics, run.figure_maps),
+        manipulation_section(run_dir, run.metrics, run.figure_maps, run.figure_samples),
         multilabel_html(per_label),
     )
     path = run_dir / REPORT_FILE

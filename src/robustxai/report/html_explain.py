@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from robustxai.report.explain_tables import ROBUSTNESS_FIGURES
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
+from robustxai.report.numbers import fmt_number
 from robustxai.report.tables import (
     CLEAN,
     STABILITY_METRICS,
@@ -129,48 +131,97 @@ def stability_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
     )
 
 
-def _fmt(value: float, digits: int) -> str:
+def smallest_p(n_models: int) -> float:
+    """The smallest two-sided permutation p-value Spearman's ρ can reach with ``n_models`` models (2/n!)."""
+    return min(1.0, 2.0 / math.factorial(n_models)) if n_models >= 1 else 1.0
+
+
+def _correlation_note(frame: pd.DataFrame) -> str:
+    """Why the table cannot (or can) show significance with this many models."""
+    n = int(frame["n_models"].max())
+    floor = smallest_p(n)
+    if floor > 0.05:
+        return (
+            f"With n = {n} models the smallest attainable two-sided permutation p is 2/{n}! = "
+            f"{fmt_number(floor, 2)}, so no ρ here can be significant at 0.05 whatever the data: read them "
+            "as a description of these models, not as evidence for or against the claim."
+        )
     return (
-        DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+        f"With n = {n} models the smallest attainable two-sided permutation p is {fmt_number(floor, 3)}; "
+        "with this many tests, expect some p below 0.05 by chance."
+    )
+
+
+def _no_correlation(frame: pd.DataFrame) -> HtmlTable:
+    """Table 7 when no ρ is defined: one line that says so and why, instead of a grid of dashes."""
+    n = int(frame["n_models"].max())
+    explainers = ", ".join(sorted({str(e) for e in frame["explainer"]}))
+    why = (
+        "Spearman's ρ needs at least 3 models"
+        if n < 3
+        else "robustness or alignment is the same for every model, so ranks cannot be compared"
+    )
+    return HtmlTable(
+        "correlation",
+        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim: not testable)",
+        ["explainers", "models", "why no ρ"],
+        [[Cell(explainers), Cell(str(n)), Cell(why)]],
+        f"The claim is tested with Spearman's rank correlation across models; with these {n} models it is "
+        "undefined for every explainer and alignment metric.",
     )
 
 
 def correlation_html(tables: ReportTables) -> HtmlTable | None:
-    """Spearman's ρ across models between robustness and clean alignment, with permutation p and n."""
+    """Spearman's ρ across models between robustness and clean alignment: one row per explainer.
+
+    Columns are robustness figure × alignment metric; each cell is ρ with its permutation p. The reading guide
+    says whether the number of models allows significance at all (with 3 models it does not).
+    """
     frame: pd.DataFrame = tables.correlation
     if frame.empty:
         return None
+    if not np.isfinite(frame["rho"].astype(np.float64)).any():
+        return _no_correlation(frame)
+    figures = list(dict.fromkeys(str(f) for f in frame["robustness_figure"]))
+    metrics = list(dict.fromkeys(str(m) for m in frame["alignment_metric"]))
+    cells = {
+        (str(r["explainer"]), str(r["robustness_figure"]), str(r["alignment_metric"])): r
+        for r in frame.to_dict("records")
+    }
     rows = []
-    for r in frame.to_dict("records"):
-        n = int(r["n_models"])
-        rows.append(
-            [
-                Cell(ROBUSTNESS_FIGURES.get(str(r["robustness_figure"]), str(r["robustness_figure"]))),
-                Cell(str(r["explainer"])),
-                Cell(str(r["alignment_metric"])),
-                Cell(_fmt(float(r["rho"]), 2)),
-                Cell(
-                    _fmt(float(r["p_value"]), 3), title=f"{int(r['n_permutations'])} permutations (or exact)"
-                ),
-                Cell(str(n), title="too few models to test (need ≥ 3)" if n < 3 else ""),
-            ]
-        )
+    for explainer in sorted({str(e) for e in frame["explainer"]}):
+        row = [Cell(explainer)]
+        for figure in figures:
+            for metric in metrics:
+                r = cells.get((explainer, figure, metric))
+                if r is None:
+                    row.append(Cell(DASH))
+                    continue
+                n = int(r["n_models"])
+                defined = math.isfinite(float(r["rho"]))
+                row.append(
+                    Cell(
+                        fmt_number(r["rho"], 2),
+                        f"p = {fmt_number(r['p_value'], 2)}" if defined else "",
+                        f"n = {n} models, {int(r['n_permutations'])} permutations (or exact)"
+                        + ("; too few models to test (need ≥ 3)" if n < 3 else ""),
+                    )
+                )
+        rows.append(row)
     primary = condition_label(*tables.primary) if tables.primary else "the primary attack"
+    n = int(frame["n_models"].max())
+    groups = [("", 1)] + [(ROBUSTNESS_FIGURES.get(f, f), len(metrics)) for f in figures]
     return HtmlTable(
         "correlation",
-        "Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim, tested)",
-        [
-            "robustness figure",
-            "explainer",
-            "alignment metric (clean)",
-            "Spearman ρ",
-            "p (permutation)",
-            "models",
-        ],
+        f"Table 7 — Does robustness go with better explanations? (Secure Diagnostics' claim, tested on {n} "
+        "models)",
+        ["explainer"] + [f"{m} (clean)" for _ in figures for m in metrics],
         rows,
-        f"Spearman rank correlation across the audited models between robustness under {primary} and the "
-        "explainer's alignment on clean images, with a two-sided permutation p-value. With n models the "
-        "smallest attainable p is 2/n! (0.33 for 3 models, 0.083 for 4, 0.017 for 5): a handful of models "
-        "can suggest a trend but cannot establish one. ΔAcc is lower-is-better, so a negative ρ there means "
-        "robust models align better.",
+        f"Spearman rank correlation ρ across the {n} audited models between robustness under {primary} "
+        "(column "
+        "groups) and the explainer's alignment on clean images (columns: the alignment metric), with its "
+        "two-sided permutation p-value. A dash: ρ is undefined (a constant column, or too few models). "
+        + _correlation_note(frame)
+        + " ΔAcc is lower-is-better, so a negative ρ there means robust models align better.",
+        groups,
     )

@@ -16,10 +16,21 @@ import pandas as pd
 from robustxai.audit.store import APPROXIMATE_MARK
 from robustxai.errors import UnknownNameError
 from robustxai.metrics.registry import get_metric
+from robustxai.report.numbers import DASH, fmt_number
 from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
 from robustxai.report.undefined import base_metric
 
-DASH = "—"
+__all__ = [
+    "DASH",
+    "Cell",
+    "HtmlTable",
+    "Lookup",
+    "column_aligns",
+    "metric_names",
+    "metric_table",
+    "stat_cell",
+]
+_NUMBER = re.compile(r"^\s*(?:[-+−]?\d[\d,]*(?:\.\d+)?\s*%?(?:\s*\(.*\))?|—|n/a)\s*$")
 
 
 @dataclass
@@ -56,11 +67,32 @@ def stat_cell(row: dict[str, Any] | None, scale: float, digits: int) -> Cell:
         return Cell(DASH, title="no defined values")
     low, high = float(row["ci_low"]), float(row["ci_high"])
     ci = (
-        "" if math.isnan(low) or math.isnan(high) else f"[{scale * low:.{digits}f}–{scale * high:.{digits}f}]"
+        ""
+        if math.isnan(low) or math.isnan(high)
+        else f"[{fmt_number(low, digits, scale)}–{fmt_number(high, digits, scale)}]"
     )
     missing = int(row.get("n_missing", 0))
     title = f"n = {int(row['n'])} images" + (f" ({missing} undefined, left out)" if missing else "")
-    return Cell(f"{scale * float(row['value']):.{digits}f}", ci, title)
+    return Cell(fmt_number(row["value"], digits, scale), ci, title)
+
+
+def _text(cell: object) -> str:
+    return cell.text if isinstance(cell, Cell) else str(cell)
+
+
+def column_aligns(rows: list[list[Any]]) -> list[str]:
+    """``"num"`` (right-aligned) for a column whose cells are all numbers or dashes, else ``"text"`` (left).
+
+    Works on rows of :class:`Cell` or of plain strings (the manipulation tables); a column with no cells
+    at all is text.
+    """
+    width = max((len(r) for r in rows), default=0)
+    out = []
+    for j in range(width):
+        cells = [_text(r[j]) for r in rows if j < len(r)]
+        real = [c for c in cells if c.strip() not in ("", DASH)]
+        out.append("num" if real and all(_NUMBER.match(c) for c in cells if c.strip()) else "text")
+    return out
 
 
 def direction_arrow(metric: str) -> str:

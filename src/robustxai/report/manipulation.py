@@ -23,6 +23,7 @@ from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
 from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
+from robustxai.report.numbers import DASH, fmt_number
 from robustxai.report.tables import TABLES_DIR, write_table_csv
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ PREFIX = "manipulate:"
 ORIGINAL = "manipulate:original"
 IMAGE = "adv_image"
 TARGET = "target"
+#: Outline of the manipulation's target square.
+TARGET_COLOR = "#39ff14"
 COLUMNS = [
     "model",
     "method",
@@ -122,32 +125,40 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _fmt(v: float, scale: float = 1.0, digits: int = 2, suffix: str = "") -> str:
-    return "—" if v is None or math.isnan(v) else f"{scale * v:.{digits}f}{suffix}"
+    text = fmt_number(v, digits, scale)
+    return text if text == DASH else text + suffix
 
 
 def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any]:
     """The paper's Table 1 for one model (each attacked method scored on its own map).
 
-    Columns are the attacked methods; rows the AUC on attacked images (change in %), the share of unchanged
-    predictions, the unsuccessful attack ratio, SSIM(target, map) and the image SSIM.
+    Columns are the attacked methods; rows the AUC on attacked images (change in %; only when the task has
+    one), the share of unchanged predictions, the unsuccessful attack ratio, SSIM(target, map), the image SSIM
+    and the number of images.
     """
     own = table[(table["model"] == model) & (table["method"] == table["attacked_via"])]
     methods = list(own["attacked_via"])
     a = aucs[aucs["model"] == model].set_index("attacked_via")
     rows = [
-        ["AUC (change %)"]
-        + [
-            f"{_fmt(a.at[m, 'auc_attacked'], digits=3)} ({_fmt(a.at[m, 'auc_change_pct'], digits=1)} %)"
-            if m in a.index
-            else "—"
-            for m in methods
-        ],
         ["prediction unchanged (%)"] + [_fmt(v, 100, 1) for v in own["prediction_unchanged"]],
         ["unsuccessful attack ratio (%)"] + [_fmt(v, 100, 1) for v in own["unsuccessful_ratio"]],
         ["SSIM(target, map)"] + [_fmt(v) for v in own["target_ssim"]],
         ["map peak inside the target (%)"] + [_fmt(v, 100, 1) for v in own["peak_in_target"]],
         ["SSIM(image, attacked image)"] + [_fmt(v, digits=3) for v in own["image_ssim"]],
+        ["images (n)"] + [str(int(v)) for v in own["n"]],
     ]
+    defined = [m for m in methods if m in a.index and not math.isnan(float(a.at[m, "auc_attacked"]))]
+    if defined:  # a task without per-label scores (or with one class only) has no AUC: no row of dashes
+        rows.insert(
+            0,
+            ["AUC (change %)"]
+            + [
+                f"{_fmt(a.at[m, 'auc_attacked'], digits=3)} ({_fmt(a.at[m, 'auc_change_pct'], digits=1)} %)"
+                if m in defined
+                else "—"
+                for m in methods
+            ],
+        )
     return {"columns": ["", *methods], "rows": rows}
 
 
@@ -162,12 +173,17 @@ def _get(maps: pd.DataFrame, cond: str, explainer: str, sid: str) -> np.ndarray 
     return None if hit.empty else np.asarray(hit["map"].iloc[0])
 
 
-def grid_figure(maps: pd.DataFrame, model: str, path: Path) -> Path | None:
+def grid_figure(
+    maps: pd.DataFrame, model: str, path: Path, samples: dict[str, dict[str, Any]] | None = None
+) -> Path | None:
     """Fig. 2 for one model and its first figure sample.
 
-    Rows: original maps, attacked images, tampered maps, and the transfer row (every method's map on the
-    image attacked via Integrated Gradients, else via the attacked method with the most evaluated methods).
-    Each cell is min-max scaled; drawn as one mosaic (:func:`robustxai.report.mosaic.tile_grid`).
+    The first column holds the original image (when the run stored it) and, beside the tampered maps, the
+    target map they should match; then one column per method. Rows: original maps, attacked images,
+    tampered maps, and the transfer row (every method's map on the image attacked via Integrated Gradients,
+    else via the attacked method with the most evaluated methods). The target square is outlined (green)
+    on the original image, the attacked images and every map after the attack. Maps are min-max scaled
+    (colour bar: importance), images grey in [0, 1]; drawn as one mosaic (:func:`.mosaic.tile_grid`).
     """
     m = maps[maps["model"] == model]
     attacked = sorted({c[len(PREFIX) :] for c in m["condition"] if c.startswith(PREFIX) and c != ORIGINAL})
@@ -184,24 +200,50 @@ def grid_figure(maps: pd.DataFrame, model: str, path: Path) -> Path | None:
     )
     labels = ["original map", "attacked image", "tampered map", f"on image attacked\nvia {via}"]
     m = m[m["sample_id"] == sid]
+    target = _get(m, ORIGINAL, TARGET, sid)
+    square = None if target is None else np.asarray(target) > 0.5 * float(np.max(target))
     cells = [
         [_get(m, ORIGINAL, method, sid) for method in columns],
         [_get(m, PREFIX + method, IMAGE, sid) if method in attacked else None for method in columns],
         [_get(m, PREFIX + method, method, sid) if method in attacked else None for method in columns],
         [_get(m, PREFIX + via, method, sid) for method in columns],
     ]
-    tiles = [
-        [None if c is None else Tile(c, "gray" if i == 1 else "inferno") for c in row]
+    tiles: list[list[Tile | None]] = [
+        [
+            None
+            if c is None
+            else Tile(_gray(c), "gray", 0.0, 1.0, mask=square, mask_color=TARGET_COLOR)
+            if i == 1
+            else Tile(c, "inferno", mask=square if i > 1 else None, mask_color=TARGET_COLOR)
+            for c in row
+        ]
         for i, row in enumerate(cells)
     ]
+    image = (samples or {}).get(sid, {}).get("image")
+    first: list[Tile | None] = [
+        Tile(_gray(image), "gray", 0.0, 1.0, mask=square, mask_color=TARGET_COLOR) if image is not None
+        else Tile(text="image\nnot stored"),
+        None,
+        None if target is None else Tile(np.asarray(target), "inferno", mask=square, mask_color=TARGET_COLOR),
+        None,
+    ]  # fmt: skip
+    tiles = [[f, *row] for f, row in zip(first, tiles, strict=True)]
     fig = tile_grid(
         tiles,
-        col_titles=[method.replace("$", r"\$") for method in columns],
+        col_titles=["image / target", *(method.replace("$", r"\$") for method in columns)],
         row_labels=labels,
-        title=f"Manipulated explanations — {model} (sample {sid.rsplit('/', 1)[-1]})",
-        cell_inches=1.8,
+        title=f"Manipulated explanations — {model} (sample {sid.rsplit('/', 1)[-1]}; green square = target)",
+        cell_inches=1.6,
+        font_size=10,
+        colorbar=("inferno", "map importance (min-max)"),
     )
     return save_png(fig, path)
+
+
+def _gray(image: Any) -> np.ndarray:
+    """A ``[C, H, W]`` (or ``[H, W]``) image as one grey ``[H, W]`` plane in [0, 1] (channels averaged)."""
+    arr = np.asarray(image, dtype=np.float64)
+    return np.clip(arr.mean(axis=0) if arr.ndim == 3 else arr, 0.0, 1.0)
 
 
 def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None:
@@ -242,7 +284,10 @@ def boxplot_figure(metrics: pd.DataFrame, model: str, path: Path) -> Path | None
 
 
 def manipulation_section(
-    run_dir: str | Path, metrics: pd.DataFrame | None = None, maps: pd.DataFrame | None = None
+    run_dir: str | Path,
+    metrics: pd.DataFrame | None = None,
+    maps: pd.DataFrame | None = None,
+    samples: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Write ``tables/manipulation.csv`` and the figures; return what the HTML report shows.
 
@@ -250,6 +295,7 @@ def manipulation_section(
         run_dir: The run directory holding ``results.sqlite``.
         metrics: The store's ``metrics`` table when the caller has already read it (else it is read here).
         maps: The store's figure maps, likewise.
+        samples: The store's figure samples (the original image of Fig. 2), likewise.
 
     Returns:
         ``None`` when the run has no manipulation rows; else a dict with ``csv`` (path), ``columns`` and
@@ -266,6 +312,7 @@ def manipulation_section(
         with Store(run_dir / STORE_FILE, readonly=True) as store:
             metrics = store.table("metrics")
             maps = store.figure_maps()
+            samples = store.figure_samples()
     table = manipulation_table(metrics)
     if table.empty:
         return None
@@ -285,7 +332,7 @@ def manipulation_section(
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in model)
         fig_dir = run_dir / "figures"
         section["figures"][model] = {
-            "grid": grid_figure(maps, model, fig_dir / f"manipulation_grid_{safe}.png")
+            "grid": grid_figure(maps, model, fig_dir / f"manipulation_grid_{safe}.png", samples)
             if not maps.empty
             else None,
             "boxplot": boxplot_figure(metrics, model, fig_dir / f"manipulation_ssim_{safe}.png"),

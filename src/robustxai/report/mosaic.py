@@ -15,6 +15,9 @@ from typing import Literal
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.transforms import offset_copy
 
@@ -35,9 +38,10 @@ class Tile:
         vmin: Value mapped to the colormap's low end; ``None`` (with ``vmax``): the image's own minimum.
         vmax: Value mapped to the colormap's high end; ``None``: the image's own maximum.
         points: Expert points ``[N, 2]`` as (x, y) pixel coordinates.
-        point_style: ``"cross"`` (red ×, on images) or ``"circle"`` (hollow cyan ○, on maps).
+        point_style: ``"cross"`` (hollow red ring, on images) or ``"circle"`` (hollow cyan ring, on maps).
         mask: Boolean ``[H, W]`` mask whose outline is drawn (when it is neither empty nor full).
         text: Text centred in the cell (e.g. ``"n/a"``).
+        mask_color: Colour of the mask outline.
     """
 
     image: np.ndarray | None = None
@@ -48,6 +52,7 @@ class Tile:
     point_style: Literal["cross", "circle"] = "circle"
     mask: np.ndarray | None = None
     text: str | None = None
+    mask_color: str = MASK_COLOR
 
 
 def _rgb(tile: Tile) -> np.ndarray:
@@ -82,6 +87,9 @@ def tile_grid(
     title: str = "",
     cell_inches: float = 1.9,
     dpi: int = 100,
+    font_size: float = _FONT,
+    label_inches: float | None = None,
+    colorbar: tuple[str, str] | None = None,
 ) -> Figure:
     """Draw a rows × columns grid of tiles in one axes.
 
@@ -92,6 +100,10 @@ def tile_grid(
         title: The figure's title.
         cell_inches: Width of one cell with its share of the gap between cells.
         dpi: Resolution of the figure.
+        font_size: Size in points of the titles, labels and cell texts.
+        label_inches: Width of a left margin where row labels are written horizontally (``None``: upwards,
+            in a narrow margin).
+        colorbar: ``(cmap, label)`` of a colour bar for values 0–1, drawn right of the grid.
 
     Returns:
         The figure (no canvas attached; the caller saves it).
@@ -111,11 +123,13 @@ def tile_grid(
                 canvas[y0 : y0 + rgb.shape[0], x0 : x0 + rgb.shape[1]] = rgb
 
     inch = cell_inches / (w + gap)  # inches per canvas pixel
-    left = 0.45 if any(row_labels) else 0.1
-    top = (0.35 if title else 0.1) + (0.3 if any(col_titles) else 0.0)
-    bottom = right = 0.1
+    line = font_size / 72 * 1.25  # inches of one text line
+    left = (label_inches if label_inches is not None else 2 * line + 0.1) if any(row_labels) else 0.1
+    lines = max((str(t).count("\n") + 1 for t in col_titles if t), default=0)
+    top = (0.35 if title else 0.1) + (lines * line + 0.08 if lines else 0.0)
+    bottom, right = 0.1, (1.0 if colorbar else 0.1)
     fig_w, fig_h = left + width * inch + right, top + height * inch + bottom
-    title_w = 0.6 * 9 / 72 * len(title) + 0.2  # a rough width of the 9-point title, in inches
+    title_w = 0.6 * (font_size + 1) / 72 * len(title) + 0.2  # a rough width of the title, in inches
     if title_w > fig_w:  # widen the figure so the title fits; the grid stays centred
         left, fig_w = left + (title_w - fig_w) / 2, title_w
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
@@ -123,49 +137,81 @@ def tile_grid(
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
 
+    _draw_labels(
+        fig, ax, col_titles, row_labels, h + gap, w + gap, (h, w), font_size, label_inches is not None
+    )
+    _draw_overlays(ax, tiles, h + gap, w + gap, (h, w), font_size)
+    ax.set_xlim(-0.5, width - 0.5)  # overlays never widen the view beyond the mosaic
+    ax.set_ylim(height - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=font_size + 1, y=1.0 - 0.08 / fig_h, va="top")
+    if colorbar:
+        _colorbar(fig, (left + width * inch + 0.15) / fig_w, bottom / fig_h, height * inch / fig_h, colorbar)
+    return fig
+
+
+def _draw_labels(
+    fig: Figure,
+    ax: Axes, col_titles: Sequence[str], row_labels: Sequence[str], row_step: int, col_step: int,
+    size: tuple[int, int], font_size: float, flat: bool,
+) -> None:  # fmt: skip
+    """Column titles above the mosaic and row labels left of it (``flat``: horizontal, else upwards)."""
+    h, w = size
     above = offset_copy(ax.transData, fig=fig, y=3, units="points")
     beside = offset_copy(ax.transData, fig=fig, x=-3, units="points")
     for c, label in enumerate(col_titles):
         if label:
             ax.text(
-                c * (w + gap) + (w - 1) / 2,
+                c * col_step + (w - 1) / 2,
                 -0.5,
                 label,
                 ha="center",
                 va="bottom",
-                fontsize=_FONT,
+                fontsize=font_size,
                 transform=above,
             )
     for r, label in enumerate(row_labels):
         if label:
             ax.text(
                 -0.5,
-                r * (h + gap) + (h - 1) / 2,
+                r * row_step + (h - 1) / 2,
                 label,
                 ha="right",
                 va="center",
-                rotation=90,
-                multialignment="center",
-                fontsize=_FONT,
+                rotation=0 if flat else 90,
+                multialignment="right" if flat else "center",
+                fontsize=font_size,
                 transform=beside,
             )
 
+
+def _draw_overlays(
+    ax: Axes, tiles: Sequence[Sequence[Tile | None]], row_step: int, col_step: int, size: tuple[int, int],
+    font_size: float,
+) -> None:  # fmt: skip
+    """Cell texts, mask outlines and expert points (hollow rings, so the pixels under them stay visible)."""
+    h, w = size
     crosses: list[np.ndarray] = []
     circles: list[np.ndarray] = []
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             if tile is None:
                 continue
-            y0, x0 = r * (h + gap), c * (w + gap)
+            y0, x0 = r * row_step, c * col_step
             if tile.text:
                 ax.text(
-                    x0 + (w - 1) / 2, y0 + (h - 1) / 2, tile.text, ha="center", va="center", fontsize=_FONT
+                    x0 + (w - 1) / 2,
+                    y0 + (h - 1) / 2,
+                    tile.text,
+                    ha="center",
+                    va="center",
+                    fontsize=font_size,
                 )
             if tile.mask is not None:
                 mask = np.asarray(tile.mask, dtype=np.float64)
                 if mask.any() and not mask.all():
                     ys, xs = np.arange(mask.shape[0]) + y0, np.arange(mask.shape[1]) + x0
-                    ax.contour(xs, ys, mask, levels=[0.5], colors=MASK_COLOR, linewidths=1.2)
+                    ax.contour(xs, ys, mask, levels=[0.5], colors=tile.mask_color, linewidths=1.2)
             if tile.points is not None and len(tile.points):
                 pts = np.asarray(tile.points, dtype=np.float64).reshape(-1, 2) + (x0, y0)
                 (crosses if tile.point_style == "cross" else circles).append(pts)
@@ -174,11 +220,18 @@ def tile_grid(
         ax.scatter(
             pts[:, 0], pts[:, 1], s=30, marker="o", facecolors="none", edgecolors=MASK_COLOR, linewidths=1.2
         )
-    if crosses:
+    if crosses:  # hollow rings too: a filled marker would hide the pixels a reviewer must see
         pts = np.concatenate(crosses)
-        ax.scatter(pts[:, 0], pts[:, 1], s=28, marker="x", c=POINT_COLOR, linewidths=1.2)
-    ax.set_xlim(-0.5, width - 0.5)  # overlays never widen the view beyond the mosaic
-    ax.set_ylim(height - 0.5, -0.5)
-    if title:
-        fig.suptitle(title, fontsize=9, y=1.0 - 0.08 / fig_h, va="top")
-    return fig
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=42, marker="o", facecolors="none", edgecolors=POINT_COLOR, linewidths=1.3
+        )
+
+
+def _colorbar(fig: Figure, x: float, y: float, height: float, spec: tuple[str, str]) -> None:
+    """A 0–1 colour bar of ``spec = (cmap, label)`` in an axes at figure fraction ``x, y`` (0.15 in wide)."""
+    cmap, label = spec
+    w_in = fig.get_size_inches()[0]
+    cax = fig.add_axes((x, y, 0.15 / w_in, height))
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), cax=cax)
+    bar.set_label(label, fontsize=9)
+    bar.ax.tick_params(labelsize=8)

@@ -17,8 +17,6 @@ a run without multi-label models has neither.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch
@@ -26,6 +24,7 @@ import torch
 from robustxai.audit.stages_eval import LABEL_PREFIX, SCORE_PREFIX
 from robustxai.metrics import auc, label_accuracy
 from robustxai.report.html_tables import DASH, Cell, HtmlTable
+from robustxai.report.numbers import fmt_number
 from robustxai.report.tables import CLEAN, MANIPULATION_PREFIX, RunData, condition_label
 
 MULTILABEL_COLUMNS = ["model", "condition", "epsilon", "label", "auc", "accuracy", "n"]
@@ -102,7 +101,7 @@ def multilabel_table(run: RunData) -> pd.DataFrame:
 
 
 def _pct(value: float) -> str:
-    return DASH if math.isnan(value) else f"{100 * value:.1f}"
+    return fmt_number(value, 1, 100.0)
 
 
 def multilabel_html(table: pd.DataFrame) -> HtmlTable | None:

@@ -10,54 +10,43 @@ overlap).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
 from robustxai.report.tables import (
     CLEAN,
     HEADLINE_METRIC,
     RANDOM_EXPLAINER,
     Condition,
     ReportTables,
+    RunData,
     condition_label,
     select_condition,
 )
+from robustxai.report.verdicts import (
+    attack_chance_sentences,
+    chance_levels,
+    chance_warnings,
+    class_names,
+    manipulation_outcome,
+    manipulation_sentences,
+    sample_size_sentence,
+)
 
-#: Below this many images, the summary warns that a few points of difference are noise.
-SMALL_N = 100
-_Z95 = 1.959963984540054
-
-
-def wilson_interval(p: float, n: int, z: float = _Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``p`` observed on ``n`` trials (NaN when ``n`` is 0)."""
-    if n <= 0 or math.isnan(p):
-        return (math.nan, math.nan)
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def difference_interval(p1: float, n1: int, p2: float, n2: int) -> tuple[float, float]:
-    """Newcombe's interval for ``p1 − p2`` from two Wilson intervals.
-
-    It treats the two accuracies as independent; on the same images (paired) it is conservative.
-    """
-    l1, u1 = wilson_interval(p1, n1)
-    l2, u2 = wilson_interval(p2, n2)
-    d = p1 - p2
-    return (d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2))
+__all__ = ["SummarySection", "difference_interval", "summarize", "summary_sections", "wilson_interval"]
 
 
 def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100.0 * x:.1f} %"
+    return "n/a" if math.isnan(x) else f"{fmt_number(x, 1, 100.0)} %"
 
 
 def _ci(low: float, high: float, scale: float = 100.0, unit: str = " %") -> str:
     if math.isnan(low) or math.isnan(high):
         return "CI not available: fewer than 2 images"
     digits = 1 if scale == 100.0 else 2
-    return f"95 % CI {scale * low:.{digits}f}–{scale * high:.{digits}f}{unit}"
+    return f"95 % CI {fmt_number(low, digits, scale)}–{fmt_number(high, digits, scale)}{unit}"
 
 
 def _names(names: list[str], limit: int = 6) -> str:
@@ -83,12 +72,13 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
     if len(rows) == 1:
         out.append(
             f"Under {label} (the primary attack), the only model, '{best['model']}', keeps {_pct(acc)} "
-            f"accuracy ({_ci(*ci)}), against {_pct(float(best['clean_accuracy']))} on clean images."
+            f"accuracy ({_ci(*ci)}, n = {n} images), against {_pct(float(best['clean_accuracy']))} on clean "
+            "images."
         )
     elif len(top) > 1:
         out.append(
             f"Under {label} (the primary attack), {_names([str(m) for m in top['model']])} tie for the "
-            f"highest accuracy, {_pct(acc)} ({_ci(*ci)})."
+            f"highest accuracy, {_pct(acc)} ({_ci(*ci)}, n = {n} images)."
         )
     else:
         runner = rows.iloc[1]
@@ -96,11 +86,14 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
         low, high = difference_interval(acc, n, acc2, n2)
         out.append(
             f"Under {label} (the primary attack), '{best['model']}' is the most robust model: "
-            f"{_pct(acc)} accuracy ({_ci(*ci)}), against {_pct(float(best['clean_accuracy']))} "
+            f"{_pct(acc)} accuracy ({_ci(*ci)}, n = {n} images), "
+            f"against {_pct(float(best['clean_accuracy']))} "
             "on clean images."
         )
-        gap = f"{100.0 * (acc - acc2):.1f} points"
-        interval = f"95 % CI of the difference {100.0 * low:.1f} to {100.0 * high:.1f} points"
+        gap = f"{fmt_number(acc - acc2, 1, 100.0)} points"
+        interval = (
+            f"95 % CI of the difference {fmt_number(low, 1, 100.0)} to {fmt_number(high, 1, 100.0)} points"
+        )
         if low <= 0.0:
             out.append(
                 f"Its lead over the runner-up '{runner['model']}' ({_pct(acc2)}) is {gap}, which is within "
@@ -118,7 +111,7 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
         ).iloc[0]
         out.append(
             f"The largest drop under {label} is '{worst['model']}': "
-            f"{100.0 * float(worst['delta_accuracy']):.1f} points "
+            f"{fmt_number(worst['delta_accuracy'], 1, 100.0)} points "
             f"({_pct(float(worst['clean_accuracy']))} → {_pct(float(worst['adversarial_accuracy']))})."
         )
     return out
@@ -137,8 +130,8 @@ def _gap(tables: ReportTables, row: pd.Series) -> pd.Series | None:
 def _points(g: pd.Series) -> str:
     """``+82.8 points, 95 % CI 73.3 to 90.6``."""
     return (
-        f"{100.0 * float(g['gap']):+.1f} points, 95 % CI {100.0 * float(g['ci_low']):.1f} to "
-        f"{100.0 * float(g['ci_high']):.1f}"
+        f"{fmt_number(g['gap'], 1, 100.0, sign=True)} points, 95 % CI {fmt_number(g['ci_low'], 1, 100.0)} to "
+        f"{fmt_number(g['ci_high'], 1, 100.0)}"
     )
 
 
@@ -235,11 +228,16 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
                 else "their intervals overlap, or theirs lies below"
             )
             out.append(
-                f"{len(indist)} of {len(rows)} model × explainer combinations are not above a random map at "
-                f"the top 15 % ({how}): {_names(indist)}."
+                f"On clean images, {len(indist)} of {len(rows)} model × explainer combinations are not above "
+                f"a random map at the top 15 % ({how}; up to {int(rows['n'].max())} images each): "
+                f"{_names(indist)}."
             )
         else:
-            out.append("Every model × explainer combination is above the random map at the top 15 %.")
+            n_max = int(rows["n"].max())
+            out.append(
+                f"On clean images, every model × explainer combination ({len(rows)}) is above the random map "
+                f"at the top 15 % (up to {n_max} images each); this does not carry over to attacked images."
+            )
     return out
 
 
@@ -267,8 +265,9 @@ def _stability_sentences(tables: ReportTables) -> list[str]:
         verdict = "some maps move much more than others"
     return [
         f"Adversarial images move the explanations {where}: the mean SSIM between clean and attacked maps "
-        f"(1 = unchanged) ranges from {lo_v:.2f} ('{low['model']}' / {low['explainer']}) to {hi_v:.2f} "
-        f"('{high['model']}' / {high['explainer']}), so {verdict}. Part of any change is expected when the "
+        f"(1 = unchanged) ranges from {fmt_number(lo_v)} ('{low['model']}' / {low['explainer']}) to "
+        f"{fmt_number(hi_v)} ('{high['model']}' / {high['explainer']}; up to {int(rows['n'].max())} images "
+        f"each), so {verdict}. Part of any change is expected when the "
         "attack flips the prediction, because the map then explains the new class."
     ]
 
@@ -290,29 +289,47 @@ def _tie_sentences(tables: ReportTables, slack: float = 0.05) -> list[str]:
     ]
 
 
-def summarize(tables: ReportTables) -> list[str]:
-    """Write the report's summary as plain-language sentences.
+@dataclass
+class SummarySection:
+    """One headed group of summary sentences (clean and attacked results are never mixed in one group)."""
+
+    title: str
+    sentences: list[str] = field(default_factory=list)
+
+
+def summary_sections(tables: ReportTables, run: RunData | None = None) -> list[SummarySection]:
+    """Write the report's summary as headed groups of plain-language sentences.
 
     Args:
         tables: The run's tables (see :func:`robustxai.report.tables.compute_tables`).
+        run: The run's rows; with them, the summary adds the manipulation outcome (its n included).
 
     Returns:
-        Sentences on robustness under the primary attack, alignment with expert points against the random
-        baseline, map stability under attack, and the sample-size caveat (undefined values are reported in
-        the notes of :class:`ReportTables`).
+        Non-empty sections: robustness, explanations on clean images, explanations under the primary attack
+        (every model × method at the random map's level there is named), explanation manipulation, and the
+        sample sizes behind each kind of statement. Models at chance accuracy are flagged separately
+        (:func:`robustxai.report.verdicts.chance_warnings`), at the top of the report.
     """
-    out = _robustness_sentences(tables)
-    out += _alignment_sentences(tables, (CLEAN, 0.0))
+    outcome = manipulation_outcome(run.metrics) if run is not None else pd.DataFrame()
+    sections = [
+        SummarySection("Robustness", _robustness_sentences(tables)),
+        SummarySection("Explanations on clean images", _alignment_sentences(tables, (CLEAN, 0.0))),
+    ]
     if tables.primary is not None:
-        out += _alignment_sentences(tables, tables.primary)
-    out += _tie_sentences(tables)
-    out += _stability_sentences(tables)
-    n = tables.n_images
-    if n < SMALL_N:
-        out.append(
-            f"Based on {n} images; with fewer than ~{SMALL_N} images, differences of a few percentage points "
-            "are within sampling noise, so read the intervals, not just the means."
-        )
-    else:
-        out.append(f"Based on {n} images; the 95 % intervals give the remaining sampling uncertainty.")
-    return out
+        attacked = _alignment_sentences(tables, tables.primary) + attack_chance_sentences(tables)
+        attacked += _stability_sentences(tables)
+        label = condition_label(*tables.primary)
+        sections.append(SummarySection(f"Explanations under attack ({label})", attacked))
+    sections.append(SummarySection("Caveats", _tie_sentences(tables)))
+    sections.append(SummarySection("Explanation manipulation", manipulation_sentences(outcome)))
+    sections.append(SummarySection("Sample sizes", [sample_size_sentence(tables, outcome)]))
+    return [s for s in sections if s.sentences]
+
+
+def summarize(tables: ReportTables, run: RunData | None = None) -> list[str]:
+    """Write the report's summary as plain-language sentences (:func:`summary_sections`, flattened).
+
+    With ``run``, warnings about models at chance accuracy on clean images come first.
+    """
+    first = chance_warnings(chance_levels(run.predictions, class_names(run.meta))) if run is not None else []
+    return first + [s for section in summary_sections(tables, run) for s in section.sentences]
