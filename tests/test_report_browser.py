@@ -19,6 +19,11 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# In CI (.ci/run installs chromium) a missing browser is a failure, not a silent skip.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists() and os.environ.get("CI") != "true",
+    reason="chromium is not installed (make browser, or apt-get install -y chromium)",
+)
 WIDTHS = (1400, 1100)
 ARGS = [
     "--headless",
@@ -100,7 +105,7 @@ def check_report(report: Path, out_dir: Path, stem: str = "report") -> dict[int,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (apt-get install -y chromium)")
+@NEEDS_CHROMIUM
 def test_report_layout_in_chromium(tmp_path: Path) -> None:
     from robustxai.report import build_report
     from test_report import make_store
@@ -115,7 +120,7 @@ def test_report_layout_in_chromium(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (apt-get install -y chromium)")
+@NEEDS_CHROMIUM
 def test_layout_check_catches_a_wide_table_without_a_scroll_box(tmp_path: Path) -> None:
     cells = "".join(f"<td>column {i} with a long value</td>" for i in range(40))
     page = tmp_path / "wide.html"
