@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from robustxai.data._files import DEFAULT_MAX_PIXELS, check_pixels, open_regular
 from robustxai.errors import DataError
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -72,27 +73,30 @@ def is_dicom_file(path: str | Path) -> bool:
     if p.suffix.lower() in DICOM_EXTENSIONS:
         return True
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             head = f.read(132)
-    except OSError:
+    except (OSError, DataError):
         return False
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def read_dicom(path: str | Path) -> np.ndarray:
+def read_dicom(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a single-frame DICOM image as float32 ``[C, H, W]`` in [0, 1] (C = 1 grayscale, 3 colour).
 
     Args:
         path: The file (with or without a ``.dcm`` extension).
+        max_pixels: Largest Rows x Columns (x frames) decoded; the header is checked before the pixel data
+            is decompressed, so a compressed bomb costs nothing.
 
     Returns:
         The display image after modality LUT, VOI windowing and MONOCHROME1 inversion (module docstring).
 
     Raises:
-        DataError: If the file is not DICOM, has no or undecodable pixel data, or is multi-frame. The
-            message names the file and technical tags only.
+        DataError: If the file is not DICOM, has no or undecodable pixel data, is multi-frame or larger
+            than ``max_pixels``. The message names the file and technical tags only.
     """
     ds = _read_dataset(path, pixels=True)
+    _check_size(ds, path, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -118,14 +122,28 @@ def read_dicom(path: str | Path) -> np.ndarray:
     return _grayscale(raw, ds)[None]
 
 
-def dicom_size(path: str | Path) -> tuple[int, int]:
-    """``(Rows, Columns)`` of a DICOM image, read from the header only."""
+def dicom_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(Rows, Columns)`` of a DICOM image, read from the header only.
+
+    Raises:
+        DataError: If the header has no usable Rows/Columns or declares more than ``max_pixels``.
+    """
     ds = _read_dataset(path, pixels=False)
-    rows = _technical(ds, "Rows", ds.get("Rows"))
-    cols = _technical(ds, "Columns", ds.get("Columns"))
-    if rows is None or cols is None:
-        raise DataError(f"DICOM {path} has no Rows/Columns")
-    return int(rows), int(cols)
+    return _check_size(ds, path, max_pixels)
+
+
+def _check_size(ds: Any, path: str | Path, max_pixels: int) -> tuple[int, int]:
+    """``(Rows, Columns)`` from the header, refusing a missing, malformed or oversized geometry."""
+    try:
+        rows = int(_technical(ds, "Rows", ds.get("Rows")))
+        cols = int(_technical(ds, "Columns", ds.get("Columns")))
+        frames = int(_technical(ds, "NumberOfFrames", ds.get("NumberOfFrames", 1)) or 1)
+    except (TypeError, ValueError):
+        raise DataError(f"DICOM {path} has no usable Rows/Columns") from None
+    if rows < 1 or cols < 1:
+        raise DataError(f"DICOM {path}: Rows {rows} x Columns {cols} is not an image")
+    check_pixels(rows, cols, path, max_pixels, frames)
+    return rows, cols
 
 
 def window_linear(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -219,12 +237,15 @@ def _read_dataset(path: str | Path, pixels: bool) -> Any:
     from pydicom.errors import InvalidDicomError
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"DICOM file not found: {p}")
     try:
-        with warnings.catch_warnings():
+        with open_regular(p, "DICOM file") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(p, stop_before_pixels=not pixels, force=p.suffix.lower() in DICOM_EXTENSIONS)
+            force = p.suffix.lower() in DICOM_EXTENSIONS
+            ds = pydicom.dcmread(f, stop_before_pixels=not pixels, force=force)
+    except DataError:
+        raise
     except InvalidDicomError:
         raise DataError(f"{p} is not a DICOM file (no 'DICM' marker)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged header must not surface its contents
