@@ -21,6 +21,8 @@ from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
 PROFILES = ("smoke", "default")
+#: Data keys that only refuse input, never change an image read: left out of trained-model cache keys.
+DATA_GUARD_KEYS = ("max_pixels", "allow_outside_root")
 _LINF_HINT = "budgets are in [0, 1] pixel units (4/255 ≈ 0.0157); an L∞ ε ≥ 1 allows any image"
 
 

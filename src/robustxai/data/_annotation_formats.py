@@ -96,7 +96,6 @@ def finite_numbers(value: object, count: int | None = None) -> np.ndarray | None
     return a
 
 
-
 class Collector:
     """Accumulates the truth of each image and the warnings of one annotation file."""
 

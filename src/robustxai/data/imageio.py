@@ -59,7 +59,10 @@ def open_image(
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im = Image.open(f)
         except Image.DecompressionBombError as exc:
-            raise DataError(f"{path}: not decoded, larger than Pillow's limit: {exc}") from None
+            raise DataError(
+                f"{path}: not decoded (max_pixels = {max_pixels:,}; Pillow also refuses more than "
+                f"2 x Image.MAX_IMAGE_PIXELS): {exc}"
+            ) from None
         except (OSError, ValueError, SyntaxError) as exc:  # SyntaxError: some Pillow plug-ins use it
             raise DataError(f"cannot read {what} {path}: {exc}") from None
         with im:
