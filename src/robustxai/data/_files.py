@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -133,10 +134,24 @@ def check_pixels(h: int, w: int, path: str | Path, max_pixels: int, frames: int 
 
 def resolves_outside(path: Path, root: Path) -> Path | None:
     """The resolved location of ``path`` when it lies outside ``root`` (after symlinks), else ``None``."""
+    return _resolves_outside(path, _resolved(root))
+
+
+def outside_checker(root: Path) -> Callable[[Path], Path | None]:
+    """:func:`resolves_outside` for many paths under one ``root`` (resolved once)."""
+    base = _resolved(root)
+    return lambda path: _resolves_outside(path, base)
+
+
+def _resolved(path: Path) -> Path:
     try:
-        real, base = path.resolve(), root.resolve()
-    except (OSError, RuntimeError, ValueError):  # a symlink loop: report where it was meant to be
-        real, base = path.absolute(), root.absolute()
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop: where it was meant to be
+        return path.absolute()
+
+
+def _resolves_outside(path: Path, base: Path) -> Path | None:
+    real = _resolved(path)
     return None if real.is_relative_to(base) else real
 
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from robustxai.data._annotation_formats import finite_numbers
-from robustxai.data._files import DEFAULT_MAX_PIXELS, check_regular, common_root, read_text, resolves_outside
+from robustxai.data._files import DEFAULT_MAX_PIXELS, check_regular, common_root, outside_checker, read_text
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.imageio import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
 from robustxai.data.manifest import check_policies, norm_path, read_manifest
@@ -232,13 +232,14 @@ class FolderDataset(ImageDataset):
         self.class_names = names if names is not None else found
         rows: list[tuple[str, str | None, str]] = []
         outside: list[tuple[str, Path]] = []
+        resolves_outside = outside_checker(self.root)
         for cls in self.class_names:
             folder = self.root / cls
             if not folder.is_dir():
                 continue
             files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
             rows.extend((p.relative_to(self.root).as_posix(), cls, "") for p in files)
-            links = ((p.relative_to(self.root).as_posix(), resolves_outside(p, self.root)) for p in files)
+            links = ((p.relative_to(self.root).as_posix(), resolves_outside(p)) for p in files)
             outside += [(rel, real) for rel, real in links if real is not None]
         if outside:
             rel, real = outside[0]

@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustxai.data._files import common_root, is_regular, resolves_outside, text_stream
+from robustxai.data._files import common_root, is_regular, outside_checker, text_stream
 from robustxai.errors import DataError
 
 UNCERTAIN_POLICIES = ("zero", "one", "ignore")
@@ -143,6 +143,7 @@ def read_manifest(
     numbered, notices = _repeats(path, numbered)
     kept: list[ManifestRow] = []
     outside: list[tuple[int, ManifestRow, Path]] = []
+    resolves_outside = outside_checker(root)
     for lineno, row in numbered:
         if split is not None and row.split != split:
             continue
@@ -152,7 +153,7 @@ def read_manifest(
         if not is_regular(image):
             notices.append(f"{path.name}: row {lineno}: {row.path}: not a regular file; left out")
             continue
-        real = resolves_outside(image, root)
+        real = resolves_outside(image)
         if real is not None:
             outside.append((lineno, row, real))
         kept.append(row)
