@@ -252,6 +252,8 @@ JSON_CASES = {
     "points of booleans": {"points": [[True, 4]]},
     "points null inside": {"points": [None]},
     "points is an object": {"points": {"x": 3, "y": 4}},
+    "points is false": {"points": False},
+    "boxes is zero": {"boxes": 0},
     "points with NaN": {"points": [[float("nan"), 4]]},
     "boxes of strings": {"boxes": [["0", "0", "4", "4"]]},
     "boxes is a number": {"boxes": 3},
@@ -589,3 +591,34 @@ def test_audit_records_data_warnings_in_the_run(tmp_path: Path) -> None:
     assert any("row 11 repeats row 7" in line for line in data)
     assert any("only one class" in line for line in result.warnings)
     assert "only one class" in (tmp_path / "run" / "report.html").read_text()
+
+
+# ---- DICOM: damaged headers are one-line errors, and pydicom never echoes a header value -------------------
+
+
+def test_damaged_dicom_header_is_one_line_error_without_phi(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import warnings
+
+    from robustxai.data.dicom import phi_values, read_dicom
+
+    path = write_dicom(tmp_path / "a.dcm", 4, 4)
+    data = path.read_bytes()
+    tag = b"\x28\x00\x02\x00US"  # Samples per Pixel with an unknown value representation
+    assert tag in data
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(data.replace(tag, b"\x28\x00\x02\x00Uz"))
+    with pytest.raises(DataError) as info:
+        read_dicom(broken)
+    assert one_line(info.value)
+    leaky = tmp_path / "leaky.dcm"
+    leaky.write_bytes(data.replace(data[data.index(b"1.2.826") :][:14], b"1.2.DoeJaneXY."))  # an invalid UID
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert any("DoeJane" in v for v in phi_values(leaky))
+        read_dicom(leaky)
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [s for s in said if "DoeJane" in s]

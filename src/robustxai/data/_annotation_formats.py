@@ -3,6 +3,7 @@
 Each reader parses its format and hands points, boxes, polygons and masks to a :class:`Collector`, which
 checks them against the image sizes, rasterises regions, and turns every problem into a warning line
 instead of an exception. Conventions (coordinates, key matching) are documented in ``annotations.py``.
+The points CSV and JSON readers live here; mask folders, YOLO and COCO in ``_annotation_readers.py``.
 
 Values are type-checked, not coerced: a coordinate must be a JSON number (a string such as ``"12"``, a
 boolean, ``null``, NaN or infinity is a bad value), an id a string or an integer, a mask a path string.
@@ -332,11 +333,11 @@ def _read_json(path: Path, col: Collector) -> None:
         if unknown:
             col.problem(key, f"unknown field(s) {', '.join(unknown)} ignored", dropped=False)
         if "points" in entry:
-            col.points(key, entry["points"] or [])
+            col.points(key, [] if entry["points"] is None else entry["points"])
         for name, add in (("boxes", col.box), ("polygons", col.polygon)):
             if name not in entry:
                 continue
-            items = entry[name] or []
+            items = [] if entry[name] is None else entry[name]
             col.regions(key)
             if not isinstance(items, list):
                 col.problem(key, f"{name} must be a list; dropped")

@@ -48,14 +48,6 @@ def check_regular(path: str | Path, what: str = "file") -> None:
         raise DataError(f"{what} {path} is {_kind(mode)}, not a regular file")
 
 
-def is_regular(path: str | Path) -> bool:
-    """Whether ``path`` (after symlinks) is an existing regular file; never opens it."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
 def open_regular(path: str | Path, what: str = "file") -> BinaryIO:
     """Open a regular file for binary reading; refuse FIFOs, devices, sockets and directories.
 

@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustxai.data._files import common_root, is_regular, outside_checker, text_stream
+from robustxai.data._files import check_regular, common_root, outside_checker, text_stream
 from robustxai.errors import DataError
 
 UNCERTAIN_POLICIES = ("zero", "one", "ignore")
@@ -150,8 +150,10 @@ def read_manifest(
         image = root / row.path
         if not os.path.exists(image):
             raise DataError(f"{path}: row {lineno}: image file not found: {row.path}")
-        if not is_regular(image):
-            notices.append(f"{path.name}: row {lineno}: {row.path}: not a regular file; left out")
+        try:
+            check_regular(image, "image")
+        except DataError as exc:
+            notices.append(f"{path.name}: row {lineno}: {row.path}: left out: {exc}")
             continue
         real = resolves_outside(image)
         if real is not None:
