@@ -147,6 +147,30 @@ def _resolves_outside(path: Path, base: Path) -> Path | None:
     return None if real.is_relative_to(base) else real
 
 
+def outside_notice(where: str, root: Path, outside: list[tuple[str, Path]], allow: bool) -> list[str]:
+    """One line naming where images outside ``root`` resolve, or a :class:`DataError` when refused.
+
+    Args:
+        where: What found the images (the manifest's name, or the class folder scan).
+        root: The data folder.
+        outside: ``(label, resolved path)`` of each image outside ``root``; the label names it in an error.
+        allow: ``allow_outside_root``: ``False`` refuses the first image.
+    """
+    if not outside:
+        return []
+    base = _resolved(root)
+    if not allow:
+        label, real = outside[0]
+        raise DataError(
+            f"{where}: {label} resolves to {real}, outside the data folder {base} "
+            "(allow_outside_root = false)"
+        )
+    return [
+        f"{where}: {len(outside)} image path(s) lie outside the data folder {base}; they resolve under "
+        f"{common_root([r for _, r in outside])} (set allow_outside_root = false to refuse this)"
+    ]
+
+
 def common_root(paths: list[Path]) -> Path:
     """The deepest folder that holds every path (the folder of a lone file)."""
     if len(paths) == 1:

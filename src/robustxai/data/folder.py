@@ -48,7 +48,13 @@ import numpy as np
 import torch
 
 from robustxai.data._annotation_formats import finite_numbers
-from robustxai.data._files import DEFAULT_MAX_PIXELS, check_regular, common_root, outside_checker, read_text
+from robustxai.data._files import (
+    DEFAULT_MAX_PIXELS,
+    check_regular,
+    outside_checker,
+    outside_notice,
+    read_text,
+)
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.imageio import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
 from robustxai.data.manifest import check_policies, norm_path, read_manifest
@@ -224,10 +230,12 @@ class FolderDataset(ImageDataset):
         return [(r.path, str(r.label), r.split) for r in parsed.rows]
 
     def _scan_folders(self, names: list[str] | None) -> list[tuple[str, str | None, str]]:
+        try:
+            entries = list(self.root.iterdir())
+        except OSError as exc:
+            raise DataError(f"cannot list the data folder {self.root}: {exc}") from None
         found = sorted(
-            d.name
-            for d in self.root.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and d.name != MASK_DIR
+            d.name for d in entries if d.is_dir() and not d.name.startswith(".") and d.name != MASK_DIR
         )
         self.class_names = names if names is not None else found
         rows: list[tuple[str, str | None, str]] = []
@@ -241,18 +249,8 @@ class FolderDataset(ImageDataset):
             rows.extend((p.relative_to(self.root).as_posix(), cls, "") for p in files)
             links = ((p.relative_to(self.root).as_posix(), resolves_outside(p)) for p in files)
             outside += [(rel, real) for rel, real in links if real is not None]
-        if outside:
-            rel, real = outside[0]
-            if not self.allow_outside_root:
-                raise DataError(
-                    f"{rel} (class folder scan) resolves to {real}, outside the data folder "
-                    f"{self.root.resolve()} (allow_outside_root = false)"
-                )
-            self._notice(
-                f"{len(outside)} image(s) of the class folders lie outside the data folder "
-                f"{self.root.resolve()} (symbolic links); they resolve under "
-                f"{common_root([r for _, r in outside])} (set allow_outside_root = false to refuse this)"
-            )
+        for line in outside_notice("class folders", self.root, outside, self.allow_outside_root):
+            self._notice(line)
         return rows
 
     def _check_images(self) -> dict[str, tuple[int, int]]:

@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustxai.data._files import check_regular, common_root, outside_checker, text_stream
+from robustxai.data._files import check_regular, outside_checker, outside_notice, text_stream
 from robustxai.errors import DataError
 
 UNCERTAIN_POLICIES = ("zero", "one", "ignore")
@@ -142,7 +142,7 @@ def read_manifest(
         task = "multilabel"
     numbered, notices = _repeats(path, numbered)
     kept: list[ManifestRow] = []
-    outside: list[tuple[int, ManifestRow, Path]] = []
+    outside: list[tuple[str, Path]] = []
     resolves_outside = outside_checker(root)
     for lineno, row in numbered:
         if split is not None and row.split != split:
@@ -157,9 +157,9 @@ def read_manifest(
             continue
         real = resolves_outside(image)
         if real is not None:
-            outside.append((lineno, row, real))
+            outside.append((f"row {lineno}: {row.path}", real))
         kept.append(row)
-    notices += _outside_notice(path, root, outside, allow_outside_root)
+    notices += outside_notice(path.name, root, outside, allow_outside_root)
     return Manifest(kept, names, task, warnings, notices)
 
 
@@ -214,25 +214,6 @@ def _repeats(
 
 def _rows_by_split(rows: dict[str, int]) -> str:
     return ", ".join(f"{split or '(no split)'} row {lineno}" for split, lineno in rows.items())
-
-
-def _outside_notice(
-    path: Path, root: Path, outside: list[tuple[int, ManifestRow, Path]], allow: bool
-) -> list[str]:
-    """One line naming where the paths outside ``root`` resolve, or an error when they are refused."""
-    if not outside:
-        return []
-    if not allow:
-        lineno, row, real = outside[0]
-        raise DataError(
-            f"{path}: row {lineno}: {row.path} resolves to {real}, outside the data folder {root.resolve()} "
-            "(allow_outside_root = false)"
-        )
-    where = common_root([real for _, _, real in outside])
-    return [
-        f"{path.name}: {len(outside)} image path(s) lie outside the data folder {root.resolve()}; they "
-        f"resolve under {where} (set allow_outside_root = false to refuse this)"
-    ]
 
 
 def _cell(cells: list[str], i: int | None) -> str:
