@@ -145,7 +145,7 @@ class AttackConfig(_Strict):
     def _non_negative(cls, v: list[float]) -> list[float]:
         bad = [e for e in v if not e >= 0 or e == float("inf")]
         if bad:
-            raise ValueError(f"epsilons must be finite and ≥ 0, got {bad}")
+            raise ValueError(f"epsilons must be ≥ 0 and finite, got {bad}")
         return v
 
     @model_validator(mode="after")
