@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
@@ -23,14 +24,6 @@ from robustxai.errors import ConfigError
 PROFILES = ("smoke", "default")
 #: Data keys that only refuse input, never change an image read: left out of trained-model cache keys.
 DATA_GUARD_KEYS = ("max_pixels", "allow_outside_root")
-_LINF_HINT = "budgets are in [0, 1] pixel units (4/255 ≈ 0.0157); an L∞ ε ≥ 1 allows any image"
-
-
-def _check_linf(values: list[float | None], where: str) -> None:
-    """Refuse L∞ budgets of 1 or more, which bound nothing on [0, 1] images (L2 budgets may exceed 1)."""
-    big = [v for v in values if v is not None and v >= 1]
-    if big:
-        raise ValueError(f"{where}: L∞ budget(s) {big} ≥ 1: {_LINF_HINT}")
 
 
 class _Strict(BaseModel):
@@ -105,7 +98,7 @@ class TrainingConfig(_Strict):
     @field_validator("eps")
     @classmethod
     def _linf_below_one(cls, v: float) -> float:
-        _check_linf([v], "training.eps (PGD adversarial training)")
+        check_linf([v], "training.eps (PGD adversarial training)")
         return v
 
 
@@ -150,8 +143,7 @@ class AttackConfig(_Strict):
 
     @model_validator(mode="after")
     def _linf_below_one(self) -> AttackConfig:
-        if str(self.params.get("norm", "linf")).lower() == "linf":  # every built-in attack defaults to L∞
-            _check_linf(list(self.epsilons), f"attack {self.name!r} epsilons")
+        check_attack_budgets(self.name, self.epsilons, self.params)
         return self
 
 
@@ -211,14 +203,7 @@ class ManipulationConfig(_Strict):
 
     @model_validator(mode="after")
     def _linf_below_one(self) -> ManipulationConfig:
-        tables = [self.params] + [
-            t for m in self.method_params.values() for t in (m, m.get("params") or {}) if isinstance(t, dict)
-        ]
-        values = [self.eps] + [t.get("eps") for t in tables]
-        bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
-        if bad:
-            raise ValueError(f"manipulation eps must be a number, got {bad}")
-        _check_linf(values, "manipulation eps (omit it for an unbounded attack)")
+        check_manipulation_budgets(self.eps, self.params, self.method_params)
         return self
 
 
