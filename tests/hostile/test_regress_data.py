@@ -206,6 +206,14 @@ def test_manifest_in_cp1252_is_one_error_naming_the_row(tmp_path: Path) -> None:
     assert one_line(info.value) and "UTF-8" in str(info.value) and "0xe9" in str(info.value)
 
 
+def test_manifest_path_with_a_newline_is_one_line_error(tmp_path: Path) -> None:
+    root = class_folder(tmp_path / "data")
+    (root / "manifest.csv").write_text('path,label\nnormal/normal_0.png,normal\n"normal/a\nb.png",normal\n')
+    with pytest.raises(DataError, match="row 3") as info:
+        FolderDataset(root)
+    assert one_line(info.value) and "control character" in str(info.value)
+
+
 def test_manifest_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     root = class_folder(tmp_path / "data")
     (root / "manifest.csv").write_bytes(b"\xef\xbb\xbfpath,label\nnormal/normal_0.png,normal\n")

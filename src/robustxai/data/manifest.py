@@ -220,6 +220,14 @@ def _cell(cells: list[str], i: int | None) -> str:
     return cells[i].strip() if i is not None and i < len(cells) else ""
 
 
+def _path_cell(path: Path, lineno: int, cells: list[str], i: int) -> str:
+    """The row's image path; one with a control character (a newline inside quotes) is refused."""
+    rel = _cell(cells, i)
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        raise DataError(f"{path}: row {lineno}: the path {rel!r} holds a control character")
+    return rel
+
+
 def _single_label(
     path: Path,
     body: list[tuple[int, list[str]]],
@@ -232,7 +240,7 @@ def _single_label(
     for lineno, cells in body:
         if not any(c.strip() for c in cells):
             continue
-        rel, label = _cell(cells, i_path), _cell(cells, i_label)
+        rel, label = _path_cell(path, lineno, cells, i_path), _cell(cells, i_label)
         if not rel or not label:
             raise DataError(f"{path}: row {lineno}: empty path or label")
         if names is not None and label not in names:
@@ -271,7 +279,7 @@ def _multi_label(
     for lineno, cells in body:
         if not any(c.strip() for c in cells):
             continue
-        rel = _cell(cells, i_path)
+        rel = _path_cell(path, lineno, cells, i_path)
         if not rel:
             raise DataError(f"{path}: row {lineno}: empty path")
         values: list[float] = []
