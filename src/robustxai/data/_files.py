@@ -130,9 +130,24 @@ def resolves_outside(path: Path, root: Path) -> Path | None:
 
 
 def outside_checker(root: Path) -> Callable[[Path], Path | None]:
-    """:func:`resolves_outside` for many paths under one ``root`` (resolved once)."""
+    """:func:`resolves_outside` for many paths under one ``root``.
+
+    The root and each folder are resolved once (images share folders); a file is resolved on its own only
+    when it is itself a symbolic link.
+    """
     base = _resolved(root)
-    return lambda path: _resolves_outside(path, base)
+    folders: dict[Path, Path] = {}
+
+    def check(path: Path) -> Path | None:
+        if path.is_symlink():
+            return _resolves_outside(path, base)
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = _resolved(path.parent)
+        real = folder / path.name
+        return None if real.is_relative_to(base) else real
+
+    return check
 
 
 def _resolved(path: Path) -> Path:
