@@ -16,10 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error
+from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
 PROFILES = ("smoke", "default")
+#: Data keys that only refuse input, never change an image read: left out of trained-model cache keys.
+DATA_GUARD_KEYS = ("max_pixels", "allow_outside_root")
 
 
 class _Strict(BaseModel):
@@ -53,6 +57,14 @@ class DataConfig(_Strict):
         "zero", description="multi-label manifests: policy for uncertain (-1) cells"
     )
     blank: Literal["zero", "uncertain"] = Field("zero", description="multi-label manifests: blank cells")
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="largest image or mask (rows x columns) read; larger ones are left out with a warning",
+    )
+    allow_outside_root: bool = Field(
+        True, description="read manifest paths and linked folders outside data.path (false: refuse them)"
+    )
 
     @model_validator(mode="after")
     def _folder_needs_path(self) -> DataConfig:
@@ -77,11 +89,17 @@ class TrainingConfig(_Strict):
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
-    eps: float = Field(4 / 255, ge=0)
+    eps: float = Field(4 / 255, ge=0, description="L∞ budget of adversarial training, below 1")
     attack_steps: int = Field(7, ge=1)
     eps_warmup_epochs: int = Field(0, ge=0, description="ε ramp of adversarial training (see FitConfig)")
     patience: int = Field(3, ge=1)
     val_fraction: float = Field(0.15, ge=0, lt=1)
+
+    @field_validator("eps")
+    @classmethod
+    def _linf_below_one(cls, v: float) -> float:
+        check_linf([v], "training.eps (PGD adversarial training)")
+        return v
 
 
 class ModelConfig(_Strict):
@@ -118,10 +136,15 @@ class AttackConfig(_Strict):
     @field_validator("epsilons")
     @classmethod
     def _non_negative(cls, v: list[float]) -> list[float]:
-        bad = [e for e in v if not e >= 0]
+        bad = [e for e in v if not e >= 0 or e == float("inf")]
         if bad:
-            raise ValueError(f"epsilons must be ≥ 0, got {bad}")
+            raise ValueError(f"epsilons must be ≥ 0 and finite, got {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _linf_below_one(self) -> AttackConfig:
+        check_attack_budgets(self.name, self.epsilons, self.params)
+        return self
 
 
 class ExplainConfig(_Strict):
@@ -177,6 +200,11 @@ class ManipulationConfig(_Strict):
         description="per attacked method: keywords (lr, iterations, params …) that override the ones above",
     )
     models: list[str] | None = Field(None, description="audited models to attack (None = all)")
+
+    @model_validator(mode="after")
+    def _linf_below_one(self) -> ManipulationConfig:
+        check_manipulation_budgets(self.eps, self.params, self.method_params)
+        return self
 
 
 class ReportConfig(_Strict):
@@ -308,8 +336,8 @@ def load_config(path: str | Path | None = None, profile: str = "default", **over
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            user = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as err:
+            user = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError) as err:
             raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
         raw = deep_merge(raw, user)
         source = str(p)

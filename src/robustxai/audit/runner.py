@@ -28,6 +28,7 @@ from robustxai.attacks import create_attack
 from robustxai.audit.applicability import skipped_warnings
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
+from robustxai.audit.data_checks import DATA_CODE, data_warnings
 from robustxai.audit.executor import ExecutionContext, Executor, create_executor
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
@@ -313,6 +314,7 @@ def run_audit(
     if not data.subset:
         warnings.append("no test image has ground-truth points or a mask: alignment metrics were skipped")
     truth_lines = truth_warnings(data)
+    data_lines = data_warnings(train_ds, test_ds, data.labels)
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -330,6 +332,7 @@ def run_audit(
         _write_setup(store, cfg, resolved, data, model_infos)
         store.replace_warnings(TRUTH_CODE, truth_lines)
         store.add_warnings(skipped_warnings(not_run))
+        store.replace_warnings(DATA_CODE, data_lines)
         finished = store.done_units()
         todo = [u for u in units if u.id not in finished]
         skipped = len(units) - len(todo)

@@ -100,6 +100,8 @@ def build_datasets(
             "transforms": transforms,
             "uncertain": d.uncertain,
             "blank": d.blank,
+            "max_pixels": d.max_pixels,
+            "allow_outside_root": d.allow_outside_root,
         }
         truth: dict[str, Any] = {"annotations": d.annotations, "annotation_format": d.annotation_format}
         if d.test_path:

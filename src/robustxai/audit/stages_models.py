@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from robustxai.audit.cache import is_complete, key_of, mark_complete
-from robustxai.audit.config import AuditConfig, ModelConfig
+from robustxai.audit.config import DATA_GUARD_KEYS, AuditConfig, ModelConfig
 from robustxai.audit.progress import Progress
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.errors import RobustXAIError
@@ -162,7 +162,7 @@ def get_models(
             m.training,
             fit_cfg.__dict__,
             data_info,
-            cfg.data.model_dump(),
+            cfg.data.model_dump(exclude=set(DATA_GUARD_KEYS)),  # guards change no image: same key
             parent,
             fingerprint,
         )

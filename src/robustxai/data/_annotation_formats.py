@@ -3,13 +3,20 @@
 Each reader parses its format and hands points, boxes, polygons and masks to a :class:`Collector`, which
 checks them against the image sizes, rasterises regions, and turns every problem into a warning line
 instead of an exception. Conventions (coordinates, key matching) are documented in ``annotations.py``.
+The points CSV and JSON readers live here; mask folders, YOLO and COCO in ``_annotation_readers.py``.
+
+Values are type-checked, not coerced: a coordinate must be a JSON number (a string such as ``"12"``, a
+boolean, ``null``, NaN or infinity is a bad value), an id a string or an integer, a mask a path string.
+A bad value costs its record a warning; only a file whose top level is the wrong type is an error.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import numbers
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +27,8 @@ import numpy as np
 from PIL import Image
 from skimage.draw import polygon as draw_polygon
 
+from robustxai.data._files import DEFAULT_MAX_PIXELS, read_text
+from robustxai.data.imageio import open_image
 from robustxai.data.truth import Truth
 from robustxai.errors import DataError
 from robustxai.registry import Registry
@@ -33,13 +42,13 @@ READERS: Registry[None] = Registry("annotation format")
 
 
 def load_json(path: Path) -> dict[str, Any]:
-    """Parse a JSON file whose top level must be an object."""
+    """Parse a JSON file (UTF-8, a regular file) whose top level must be an object."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        doc = json.loads(read_text(path, "annotation file"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(doc, dict):
-        raise DataError(f"{path}: expected a JSON object at the top level")
+        raise DataError(f"{path}: expected a JSON object at the top level, got {type(doc).__name__}")
     return doc
 
 
@@ -59,11 +68,29 @@ class _Entry:
     problems: Counter[str] = field(default_factory=Counter)
 
 
-def _numbers(value: object, count: int | None = None) -> np.ndarray | None:
-    """``value`` as a finite float vector (of ``count`` entries if given), or ``None``."""
+def _numeric(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is a number or a (nested) list of numbers; booleans and strings are not numbers."""
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iuf"
+    if isinstance(value, list | tuple) and depth < 4:
+        return all(_numeric(v, depth + 1) for v in value)
+    return False
+
+
+def finite_numbers(value: object, count: int | None = None) -> np.ndarray | None:
+    """``value`` (numbers, or lists of them) as a flat finite float vector (of ``count`` entries), or None.
+
+    Strict: strings, booleans, ``None``, ragged nesting, NaN and infinity give ``None``.
+    """
+    if not _numeric(value):
+        return None
     try:
         a = np.asarray(value, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if (count is not None and a.size != count) or not np.isfinite(a).all():
         return None
@@ -73,8 +100,15 @@ def _numbers(value: object, count: int | None = None) -> np.ndarray | None:
 class Collector:
     """Accumulates the truth of each image and the warnings of one annotation file."""
 
-    def __init__(self, sizes: Mapping[str, tuple[int, int]], index: KeyMatcher, source: str) -> None:
+    def __init__(
+        self,
+        sizes: Mapping[str, tuple[int, int]],
+        index: KeyMatcher,
+        source: str,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.sizes = sizes
+        self.max_pixels = max_pixels
         self.index = index
         self.source = source
         self.entries: dict[str, _Entry] = {}
@@ -87,6 +121,9 @@ class Collector:
 
     def image(self, file_key: object, where: str) -> str | None:
         """The image key that ``file_key`` names, or ``None`` (with one warning per unknown key)."""
+        if not isinstance(file_key, str | int) or isinstance(file_key, bool):
+            self.warn(f"{where}: the image name must be a string, got {type(file_key).__name__}; ignored")
+            return None
         raw = str(file_key)
         found = self.index.candidates(raw)
         if len(found) == 1:
@@ -119,7 +156,7 @@ class Collector:
             return
         h, w = self.sizes[key]
         for item in items:
-            xy = _numbers(item, 2)
+            xy = finite_numbers(item, 2)
             if xy is None:
                 self.problem(key, "a point that is not a finite (x, y) pair was dropped")
             elif -0.5 <= xy[0] <= w - 0.5 and -0.5 <= xy[1] <= h - 0.5:
@@ -139,7 +176,7 @@ class Collector:
         """Add a box ``[x0, y0, x1, y1]`` in continuous coordinates (image = ``[0, W] × [0, H]``)."""
         mask = self.regions(key)
         h, w = mask.shape
-        b = _numbers(value, 4)
+        b = finite_numbers(value, 4)
         if b is None:
             self.problem(key, "a box that is not 4 finite numbers [x0, y0, x1, y1] was dropped")
             return
@@ -158,7 +195,7 @@ class Collector:
         """Add a polygon of ``(x, y)`` vertices in continuous coordinates; pixels with centre inside."""
         mask = self.regions(key)
         h, w = mask.shape
-        a = _numbers(value)
+        a = finite_numbers(value)
         if a is None or a.size < 6 or a.size % 2:
             self.problem(key, "a polygon that is not ≥ 3 finite (x, y) vertices was dropped")
             return
@@ -212,15 +249,22 @@ def _centre_span(lo: float, hi: float, n: int) -> tuple[int, int]:
     return first, last
 
 
-def read_mask_png(path: Path) -> np.ndarray:
-    """A mask image as bool ``[H, W]``: non-zero (in any colour channel, alpha ignored) = finding."""
+def read_mask_png(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A mask image as bool ``[H, W]``: non-zero (in any colour channel, alpha ignored) = finding.
+
+    Raises:
+        DataError: For a missing or non-regular file, one larger than ``max_pixels`` (not decoded), or one
+            that is no readable image.
+    """
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels, "mask") as im:
             im.load()
             a = np.asarray(im)
             mode = im.mode
-    except OSError as exc:
-        raise DataError(f"cannot read mask {path.name}: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cannot read mask {path.name}: {exc}") from None
     if a.ndim == 3:
         a = a[..., :1] if mode in ("LA", "La") else a[..., :3]
         return np.asarray((a != 0).any(axis=-1))
@@ -238,11 +282,11 @@ def _reader(*names: str) -> Callable[[Reader], Reader]:
 
 @_reader("points_csv")
 def _read_points_csv(path: Path, col: Collector) -> None:
+    reader = csv.reader(io.StringIO(read_text(path, "points CSV"), newline=""))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: row {reader.line_num}: not a valid CSV row: {exc}") from None
     if not rows:
         raise DataError(f"{path}: empty file; expected a header image,x,y")
     header = [h.strip().lower() for h in rows[0]]
@@ -289,108 +333,24 @@ def _read_json(path: Path, col: Collector) -> None:
         if unknown:
             col.problem(key, f"unknown field(s) {', '.join(unknown)} ignored", dropped=False)
         if "points" in entry:
-            col.points(key, entry["points"] or [])
+            col.points(key, [] if entry["points"] is None else entry["points"])
         for name, add in (("boxes", col.box), ("polygons", col.polygon)):
             if name not in entry:
                 continue
-            items = entry[name] or []
+            items = [] if entry[name] is None else entry[name]
             col.regions(key)
             if not isinstance(items, list):
                 col.problem(key, f"{name} must be a list; dropped")
                 continue
             for item in items:
                 add(key, item)
-        if entry.get("mask"):
-            mask_path = path.parent / str(entry["mask"]).replace("\\", "/")
+        mask = entry.get("mask")
+        if mask is not None and not isinstance(mask, str):
+            col.problem(key, f"mask must be a path string, got {type(mask).__name__}; dropped")
+        elif mask:
             try:
-                m = read_mask_png(mask_path)
+                m = read_mask_png(path.parent / mask.replace("\\", "/"), col.max_pixels)
             except DataError as exc:
                 col.problem(key, f"mask dropped: {exc}")
             else:
-                col.mask(key, m, f"mask {entry['mask']} dropped")
-
-
-@_reader("mask_png")
-def _read_mask_dir(path: Path, col: Collector) -> None:
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".png"):
-        rel = f.relative_to(path).as_posix()
-        key = col.image(rel, "masks")
-        if key is None:
-            continue
-        try:
-            m = read_mask_png(f)
-        except DataError as exc:
-            col.leave_out(key, str(exc))
-            continue
-        col.mask(key, m, f"mask {rel}")  # a mask of the wrong size leaves the sample out
-
-
-@_reader("yolo")
-def _read_yolo(path: Path, col: Collector) -> None:
-    files = [p for p in path.rglob("*.txt") if p.is_file() and p.name != "classes.txt"]
-    for f in sorted(files):
-        rel = f.relative_to(path).as_posix()
-        key = col.image(rel, "labels")
-        if key is None:
-            continue
-        h, w = col.sizes[key]
-        col.regions(key)
-        try:
-            lines = f.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            col.leave_out(key, f"cannot read {rel}: {exc}")
-            continue
-        for lineno, line in enumerate(lines, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            v = _numbers(parts[1:]) if len(parts) > 1 else None
-            if v is not None and v.size == 4:
-                cx, cy, bw, bh = v * np.array([w, h, w, h])
-                col.box(key, [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
-            elif v is not None and v.size >= 6 and v.size % 2 == 0:
-                col.polygon(key, v.reshape(-1, 2) * np.array([w, h]))
-            else:
-                col.problem(key, f"line {lineno} of {rel} is not 'class cx cy w h' (normalised); dropped")
-
-
-@_reader("coco")
-def _read_coco(path: Path, col: Collector) -> None:
-    doc = load_json(path)
-    images, anns = doc.get("images"), doc.get("annotations")
-    if not isinstance(images, list) or not isinstance(anns, list):
-        raise DataError(f'{path}: COCO needs "images" and "annotations" lists')
-    by_id: dict[object, str] = {}
-    for i, im in enumerate(images):
-        if not isinstance(im, dict) or "file_name" not in im or "id" not in im:
-            col.warn(f"images[{i}]: needs 'id' and 'file_name'; ignored")
-            continue
-        key = col.image(im["file_name"], f"images[{i}]")
-        if key is None:
-            continue
-        by_id[im["id"]] = key
-        h, w = col.sizes[key]
-        size = (im.get("height", h), im.get("width", w))
-        if size != (h, w):
-            col.leave_out(key, f"COCO says {size[1]}x{size[0]} but the image is {w}x{h}")
-        col.regions(key)
-    for j, ann in enumerate(anns):
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        key = by_id.get(image_id) if isinstance(ann, dict) else None
-        if key is None:
-            if image_id not in by_id:
-                col.warn(f"annotations[{j}]: no usable image with id {image_id!r}; ignored")
-            continue
-        seg, bbox = ann.get("segmentation"), ann.get("bbox")
-        if isinstance(seg, list) and seg:
-            flat = seg if not isinstance(seg[0], list) else None
-            for poly in [flat] if flat is not None else seg:
-                col.polygon(key, poly)
-            continue
-        if isinstance(seg, dict):
-            col.problem(key, "RLE segmentation not decoded; its bbox used instead", dropped=bbox is None)
-        b = _numbers(bbox, 4)
-        if b is None:
-            col.problem(key, f"annotations[{j}] has no usable bbox [x, y, w, h] or polygon; dropped")
-            continue
-        col.box(key, [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+                col.mask(key, m, f"mask {mask} dropped")

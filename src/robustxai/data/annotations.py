@@ -45,7 +45,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from robustxai.data import _annotation_readers  # noqa: F401  (registers mask_png, yolo and coco)
 from robustxai.data._annotation_formats import READERS, Collector, load_json
+from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.data.truth import Truth
 from robustxai.errors import DataError, RobustXAIError
 
@@ -190,7 +192,10 @@ def _check_sizes(image_sizes: object) -> dict[str, tuple[int, int]]:
 
 
 def read_annotations(
-    path: str | Path, image_sizes: Mapping[str, tuple[int, int]], fmt: str = "auto"
+    path: str | Path,
+    image_sizes: Mapping[str, tuple[int, int]],
+    fmt: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> AnnotationResult:
     """Read expert ground truth for the given images from an annotation file or folder.
 
@@ -200,6 +205,7 @@ def read_annotations(
             file's keys, to check coordinates and to rasterise boxes and polygons.
         fmt: ``"auto"`` or one of :func:`list_formats` (``points_csv``, ``json``, ``robustxai``,
             ``mask_png``, ``yolo``, ``coco``).
+        max_pixels: Largest mask image (rows x columns) decoded; a larger one is dropped with a warning.
 
     Returns:
         An :class:`AnnotationResult`: a :class:`Truth` per annotated image (original pixel coordinates)
@@ -218,7 +224,7 @@ def read_annotations(
         raise DataError(f"fmt={name!r} expects a folder, got {p}")
     if name not in ("yolo", "mask_png") and not p.is_file():
         raise DataError(f"annotation file not found: {p}")
-    collector = Collector(sizes, KeyIndex(sizes), p.name)
+    collector = Collector(sizes, KeyIndex(sizes), p.name, max_pixels)
     reader(p, collector)
     truths, warnings = collector.finish()
     for line in warnings:

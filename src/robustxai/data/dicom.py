@@ -26,16 +26,21 @@ a run directory holds none of a file's identifying values.
 
 from __future__ import annotations
 
+import functools
+import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from robustxai.data._files import DEFAULT_MAX_PIXELS, check_pixels, open_regular
 from robustxai.errors import DataError
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Header keywords whose values may appear in messages: technical, never identifying.
 TECHNICAL_TAGS = frozenset(
@@ -66,33 +71,62 @@ _NOT_TEXT = frozenset(
 )
 
 
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+def _quiet(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with pydicom's warnings and log records suppressed: they may quote header values (PHI).
+
+    pydicom decodes elements lazily, so a damaged value can warn (and log through the ``pydicom`` logger)
+    whenever it is first touched, not only while the file is read.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        log = logging.getLogger("pydicom")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            log.addFilter(_drop)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                log.removeFilter(_drop)
+
+    return wrapper
+
+
 def is_dicom_file(path: str | Path) -> bool:
     """Whether ``path`` is DICOM: a DICOM extension, or the ``DICM`` marker after the 128-byte preamble."""
     p = Path(path)
     if p.suffix.lower() in DICOM_EXTENSIONS:
         return True
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             head = f.read(132)
-    except OSError:
+    except (OSError, DataError):
         return False
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def read_dicom(path: str | Path) -> np.ndarray:
+@_quiet
+def read_dicom(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a single-frame DICOM image as float32 ``[C, H, W]`` in [0, 1] (C = 1 grayscale, 3 colour).
 
     Args:
         path: The file (with or without a ``.dcm`` extension).
+        max_pixels: Largest Rows x Columns (x frames) decoded; the header is checked before the pixel data
+            is decompressed, so a compressed bomb costs nothing.
 
     Returns:
         The display image after modality LUT, VOI windowing and MONOCHROME1 inversion (module docstring).
 
     Raises:
-        DataError: If the file is not DICOM, has no or undecodable pixel data, or is multi-frame. The
-            message names the file and technical tags only.
+        DataError: If the file is not DICOM, has no or undecodable pixel data, is multi-frame or larger
+            than ``max_pixels``. The message names the file and technical tags only.
     """
     ds = _read_dataset(path, pixels=True)
+    _check_size(ds, path, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -100,10 +134,23 @@ def read_dicom(path: str | Path) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one clean, redacted error
         meta = getattr(ds, "file_meta", None)
         syntax = _technical(ds, "TransferSyntaxUID", getattr(meta, "TransferSyntaxUID", "unknown"))
+        syntax = " ".join(str(syntax).split())
         raise DataError(
             f"cannot decode the pixel data of DICOM {path} (transfer syntax {syntax}): "
             f"{_redact(str(exc), ds)}"
         ) from None
+    try:
+        return _display(raw, ds, path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed technical tag; the message is redacted
+        raise DataError(
+            f"DICOM {path}: cannot display the pixel data ({type(exc).__name__}: {_redact(str(exc), ds)})"
+        ) from None
+
+
+def _display(raw: np.ndarray, ds: Any, path: str | Path) -> np.ndarray:
+    """The display image of decoded pixels: frame and sample checks, then the grayscale or colour path."""
     frames = int(_technical(ds, "NumberOfFrames", ds.get("NumberOfFrames", 1)) or 1)
     samples = int(_technical(ds, "SamplesPerPixel", ds.get("SamplesPerPixel", 1)) or 1)
     if frames > 1:
@@ -118,14 +165,29 @@ def read_dicom(path: str | Path) -> np.ndarray:
     return _grayscale(raw, ds)[None]
 
 
-def dicom_size(path: str | Path) -> tuple[int, int]:
-    """``(Rows, Columns)`` of a DICOM image, read from the header only."""
+@_quiet
+def dicom_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(Rows, Columns)`` of a DICOM image, read from the header only.
+
+    Raises:
+        DataError: If the header has no usable Rows/Columns or declares more than ``max_pixels``.
+    """
     ds = _read_dataset(path, pixels=False)
-    rows = _technical(ds, "Rows", ds.get("Rows"))
-    cols = _technical(ds, "Columns", ds.get("Columns"))
-    if rows is None or cols is None:
-        raise DataError(f"DICOM {path} has no Rows/Columns")
-    return int(rows), int(cols)
+    return _check_size(ds, path, max_pixels)
+
+
+def _check_size(ds: Any, path: str | Path, max_pixels: int) -> tuple[int, int]:
+    """``(Rows, Columns)`` from the header, refusing a missing, malformed or oversized geometry."""
+    try:
+        rows = int(_technical(ds, "Rows", ds.get("Rows")))
+        cols = int(_technical(ds, "Columns", ds.get("Columns")))
+        frames = int(_technical(ds, "NumberOfFrames", ds.get("NumberOfFrames", 1)) or 1)
+    except Exception:  # noqa: BLE001 - missing or malformed geometry tags, whatever pydicom raises
+        raise DataError(f"DICOM {path} has no usable Rows/Columns/NumberOfFrames") from None
+    if rows < 1 or cols < 1:
+        raise DataError(f"DICOM {path}: Rows {rows} x Columns {cols} is not an image")
+    check_pixels(rows, cols, path, max_pixels, frames)
+    return rows, cols
 
 
 def window_linear(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -158,6 +220,7 @@ def window_linear(values: np.ndarray, center: float, width: float, function: str
     raise DataError(f"unknown VOI LUT Function {function!r}; known: LINEAR, LINEAR_EXACT, SIGMOID")
 
 
+@_quiet
 def phi_values(path: str | Path) -> set[str]:
     """Identifying strings of a DICOM header: every non-technical text value of ≥ 3 characters.
 
@@ -219,12 +282,15 @@ def _read_dataset(path: str | Path, pixels: bool) -> Any:
     from pydicom.errors import InvalidDicomError
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"DICOM file not found: {p}")
     try:
-        with warnings.catch_warnings():
+        with open_regular(p, "DICOM file") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(p, stop_before_pixels=not pixels, force=p.suffix.lower() in DICOM_EXTENSIONS)
+            force = p.suffix.lower() in DICOM_EXTENSIONS
+            ds = pydicom.dcmread(f, stop_before_pixels=not pixels, force=force)
+    except DataError:
+        raise
     except InvalidDicomError:
         raise DataError(f"{p} is not a DICOM file (no 'DICM' marker)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged header must not surface its contents
@@ -317,10 +383,16 @@ def _collect_phi(ds: Any, out: set[str]) -> None:
 
 
 def _redact(message: str, ds: Any) -> str:
-    """Replace every identifying header value in ``message`` by ``<redacted>``."""
+    """Replace every identifying header value in ``message`` by ``<redacted>``; the result is one line.
+
+    A header too damaged to list its values withholds the whole message rather than risk one.
+    """
     found: set[str] = set()
-    _collect_phi(ds, found)
+    try:
+        _collect_phi(ds, found)
+    except Exception:  # noqa: BLE001 - an element pydicom cannot decode: nothing can be checked
+        return "details withheld (the header is damaged)"
     for v in sorted(found, key=len, reverse=True):
         if len(v) >= _MIN_PHI_LEN:
             message = message.replace(v, "<redacted>")
-    return message
+    return " ".join(message.split())

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustxai.data._annotation_formats import finite_numbers
+from robustxai.data._files import (
+    DEFAULT_MAX_PIXELS,
+    check_regular,
+    outside_checker,
+    outside_notice,
+    read_text,
+)
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.imageio import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
 from robustxai.data.manifest import check_policies, norm_path, read_manifest
@@ -82,11 +91,19 @@ class FolderDataset(ImageDataset):
             :func:`robustxai.data.annotations.read_annotations` (relative to the working directory, or else to
             ``root``); it replaces ``annotations.json`` as the source of truth.
         annotation_format: Format of ``annotations`` (``"auto"`` detects it).
+        max_pixels: Largest image (rows x columns) read; an image (or mask) whose header declares more is
+            left out with a notice before any pixel is decoded (a decompression bomb costs nothing).
+        allow_outside_root: Read images that resolve outside ``root`` (manifest paths with ``../`` or
+            absolute ones, symlinked class folders or files), with one notice naming where; ``False``
+            refuses them with a :class:`DataError`.
 
     Attributes:
         task: ``"multiclass"`` or ``"multilabel"`` (from the manifest's header).
         warnings: One line per problem met so far (left-out rows, dropped masks or points); each is also
             logged once. Truth problems of an image are found when it is first loaded.
+        notices: Data-set-level lines, each also logged once: images left out because their file cannot be
+            read (not a regular file, larger than ``max_pixels``, not an image), duplicate manifest rows,
+            images listed in two splits (leakage), images outside ``root``.
 
     Raises:
         DataError: If the folder holds no images, a label is unknown, a file is missing or an argument is bad.
@@ -106,10 +123,16 @@ class FolderDataset(ImageDataset):
         blank: str = "zero",
         annotations: str | Path | None = None,
         annotation_format: str = "auto",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_outside_root: bool = True,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data folder not found: {self.root}")
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise DataError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        self.max_pixels = max_pixels
+        self.allow_outside_root = bool(allow_outside_root)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise DataError(f"size must be a positive integer or None, got {size!r}")
         if channels not in (1, 3):
@@ -121,6 +144,7 @@ class FolderDataset(ImageDataset):
         self.transforms = build_transforms(transforms)
         self.task = "multiclass"
         self.warnings: list[str] = []
+        self.notices: list[str] = []
         self._warned: set[str] = set()
         self._annotations: dict[str, dict[str, Any]] = {}
         self._truths: dict[str, Truth] | None = None
@@ -137,11 +161,12 @@ class FolderDataset(ImageDataset):
                     f"split={split!r} needs a manifest.csv with a 'split' column under {self.root}"
                 )
             rows = self._scan_folders(names)
-        if not rows:
-            raise DataError(f"no images found under {self.root} (expected class sub-folders or manifest.csv)")
         self._paths = [r[0] for r in rows]
         self._labels = [self.class_names.index(r[1]) if isinstance(r[1], str) else -1 for r in rows]
         self._splits = [r[2] for r in rows]
+        self._sizes = self._check_images()
+        if not self._paths:
+            raise DataError(f"no images found under {self.root} (expected class sub-folders or manifest.csv)")
         if annotations is not None:
             self._read_external_annotations(annotations, annotation_format)
 
@@ -149,12 +174,12 @@ class FolderDataset(ImageDataset):
 
     def _read_annotations(self) -> list[str] | None:
         path = self.root / "annotations.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             return None
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {path}: {exc}") from exc
+            doc = json.loads(read_text(path, "annotations file"))
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != ANNOTATION_FORMAT:
             raise DataError(f'{path}: expected "format": "{ANNOTATION_FORMAT}"')
         images = doc.get("images", {})
@@ -162,7 +187,15 @@ class FolderDataset(ImageDataset):
             raise DataError(f'{path}: "images" must be an object keyed by image path')
         self._annotations = {norm_path(k): v for k, v in images.items() if isinstance(v, dict)}
         names = doc.get("class_names")
-        return [str(c) for c in names] if isinstance(names, list) and names else None
+        if names is None or names == []:
+            return None
+        if (
+            not isinstance(names, list)
+            or not all(isinstance(c, str) and c for c in names)
+            or len(set(names)) != len(names)
+        ):
+            raise DataError(f'{path}: "class_names" must be a list of distinct non-empty strings')
+        return list(names)
 
     def _manifest_path(self, manifest: str | None) -> Path | None:
         if manifest is None:
@@ -170,18 +203,23 @@ class FolderDataset(ImageDataset):
             return default if default.is_file() else None
         path = Path(manifest)
         path = path if path.is_absolute() else self.root / path
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise DataError(f"manifest not found: {path}")
+        check_regular(path, "manifest")
         return path
 
     def _read_manifest(
         self, path: Path, names: list[str] | None, uncertain: str, blank: str
     ) -> list[tuple[str, str | None, str]]:
-        parsed = read_manifest(path, self.root, names, self.split, uncertain, blank)
+        parsed = read_manifest(
+            path, self.root, names, self.split, uncertain, blank, allow_outside_root=self.allow_outside_root
+        )
         self.class_names = parsed.class_names
         self.task = parsed.task
         for message in parsed.warnings:
             self._warn(message)
+        for message in parsed.notices:
+            self._notice(message)
         if self.task == "multilabel":
             values = [r.label for r in parsed.rows]
             self._targets = torch.tensor(values, dtype=torch.float32).reshape(
@@ -192,20 +230,52 @@ class FolderDataset(ImageDataset):
         return [(r.path, str(r.label), r.split) for r in parsed.rows]
 
     def _scan_folders(self, names: list[str] | None) -> list[tuple[str, str | None, str]]:
+        try:
+            entries = list(self.root.iterdir())
+        except OSError as exc:
+            raise DataError(f"cannot list the data folder {self.root}: {exc}") from None
         found = sorted(
-            d.name
-            for d in self.root.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and d.name != MASK_DIR
+            d.name for d in entries if d.is_dir() and not d.name.startswith(".") and d.name != MASK_DIR
         )
         self.class_names = names if names is not None else found
         rows: list[tuple[str, str | None, str]] = []
+        outside: list[tuple[str, Path]] = []
+        resolves_outside = outside_checker(self.root)
         for cls in self.class_names:
             folder = self.root / cls
             if not folder.is_dir():
                 continue
             files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
             rows.extend((p.relative_to(self.root).as_posix(), cls, "") for p in files)
+            links = ((p.relative_to(self.root).as_posix(), resolves_outside(p)) for p in files)
+            outside += [(rel, real) for rel, real in links if real is not None]
+        for line in outside_notice("class folders", self.root, outside, self.allow_outside_root):
+            self._notice(line)
         return rows
+
+    def _check_images(self) -> dict[str, tuple[int, int]]:
+        """Read every image's header once; leave out (with a notice) the ones that cannot be read.
+
+        Catches what would otherwise stop a run halfway: non-regular files, images larger than
+        ``max_pixels``, files that are no image. Returns the ``(H, W)`` of the images kept.
+        """
+        sizes: dict[str, tuple[int, int]] = {}
+        keep: list[int] = []
+        for i, rel in enumerate(self._paths):
+            try:
+                sizes[rel] = image_size(self.root / rel, self.max_pixels)
+            except DataError as exc:
+                self._notice(f"{rel}: left out: {exc}")
+                continue
+            keep.append(i)
+        if len(keep) < len(self._paths):
+            self._paths = [self._paths[i] for i in keep]
+            self._labels = [self._labels[i] for i in keep]
+            self._splits = [self._splits[i] for i in keep]
+            if self._targets is not None:
+                self._targets = self._targets[torch.tensor(keep, dtype=torch.long)]
+                self._uncertain = [self._uncertain[i] for i in keep]
+        return sizes
 
     def _read_external_annotations(self, annotations: str | Path, fmt: str) -> None:
         """Read a ground-truth file for every image (sizes from the file headers, not the pixels)."""
@@ -216,8 +286,8 @@ class FolderDataset(ImageDataset):
             path = self.root / path
         if not path.exists():
             raise DataError(f"annotations not found: {annotations}")
-        sizes = {rel: image_size(self.root / rel) for rel in self._paths}
-        result = read_annotations(path, sizes, fmt=fmt)
+        sizes = {rel: self._sizes[rel] for rel in self._paths}
+        result = read_annotations(path, sizes, fmt=fmt, max_pixels=self.max_pixels)
         self._truths = {norm_path(k): v for k, v in result.truths.items()}
         for message in result.warnings:
             self._warn(message)
@@ -256,7 +326,7 @@ class FolderDataset(ImageDataset):
     def _load(self, i: int) -> Sample:
         """Read image ``i`` with its truth; the id is the relative path (never a header value)."""
         rel = self._paths[i]
-        arr = read_image(self.root / rel, self.channels)
+        arr = read_image(self.root / rel, self.channels, self.max_pixels)
         h, w = arr.shape[1:]
         truth = self._truth(rel, h, w)
         image = torch.from_numpy(np.ascontiguousarray(arr))
@@ -279,6 +349,13 @@ class FolderDataset(ImageDataset):
             self.warnings.append(message)
             logger.warning("%s", message)
 
+    def _notice(self, message: str) -> None:
+        """Log ``message`` once and keep it in :attr:`notices` (data-set-level, not about ground truth)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            self.notices.append(message)
+            logger.warning("%s", message)
+
     def _truth(self, rel: str, h: int, w: int) -> Truth:
         """The truth of one image in its stored pixel coordinates, dropping what does not fit the image."""
         if self._truths is not None:
@@ -293,9 +370,11 @@ class FolderDataset(ImageDataset):
             return Truth()
         mask = None
         mask_rel = entry.get("mask")
-        if mask_rel:
+        if mask_rel is not None and not isinstance(mask_rel, str):
+            self._warn(f"{rel}: mask dropped: expected a mask path (string), got {type(mask_rel).__name__}")
+        elif mask_rel:
             try:
-                m = read_image(self.root / norm_path(str(mask_rel)), 1)[0] > 0
+                m = read_image(self.root / norm_path(mask_rel), 1, self.max_pixels)[0] > 0
             except DataError as exc:
                 self._warn(f"{rel}: mask dropped: {exc}")
             else:
@@ -305,11 +384,12 @@ class FolderDataset(ImageDataset):
                     self._warn(
                         f"{rel}: mask dropped: its size {m.shape[::-1]} differs from the image's {(w, h)}"
                     )
-        try:
-            pts = np.asarray(entry.get("points") or [], dtype=np.float64).reshape(-1, 2)
-        except (TypeError, ValueError):
-            self._warn(f"{rel}: points dropped: expected a list of [x, y] pairs")
-            pts = np.zeros((0, 2))
+        raw = entry.get("points")
+        flat = finite_numbers(raw if raw is not None else [])
+        if flat is None or flat.size % 2:
+            self._warn(f"{rel}: points dropped: expected a list of [x, y] pairs of finite numbers")
+            flat = np.zeros(0)
+        pts = flat.reshape(-1, 2)
         inside = (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
         if not inside.all():
             self._warn(f"{rel}: {int((~inside).sum())} point(s) outside the {w}x{h} image dropped")

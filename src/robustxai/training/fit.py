@@ -92,6 +92,11 @@ class FitConfig:
         if not 0 <= self.val_fraction < 1:
             raise RobustXAIError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check_epsilon(self.eps)
+        if self.adversarial is not None and self.eps >= 1:
+            raise RobustXAIError(
+                f"eps = {self.eps} is the L∞ budget of adversarial training on [0, 1] images: it must be "
+                "below 1 (4/255 ≈ 0.0157 is usual); ε ≥ 1 allows any image"
+            )
 
 
 @dataclass
@@ -131,6 +136,32 @@ def _as_tensors(
     elif int(labels.max()) >= model.num_classes:
         raise DataError(f"{what} labels must lie in [0, {model.num_classes - 1}] for this model")
     return images, labels
+
+
+def check_classes(model: ModelWrapper, labels: torch.Tensor) -> None:
+    """Refuse training data that hold fewer than two classes: nothing can be learned from them.
+
+    A classifier trained on one class predicts it everywhere and scores a perfect, meaningless accuracy on
+    a test split of that class. Multi-label data need at least one label with both values.
+
+    Raises:
+        DataError: Naming the one class (or saying that every label is constant).
+    """
+    if labels.ndim == 2:
+        if labels.shape[0] and not bool((labels.amax(dim=0) != labels.amin(dim=0)).any()):
+            raise DataError(
+                f"the training data ({labels.shape[0]} images) give every label a single value: "
+                "training needs at least one label with positive and negative images"
+            )
+        return
+    present = sorted({int(v) for v in labels.unique()})
+    if len(present) < 2:
+        names = list(getattr(model, "class_names", []) or [])
+        name = names[present[0]] if present and present[0] < len(names) else str(present)
+        raise DataError(
+            f"the training data hold only one class ({name!r}, {labels.numel()} images): a classifier "
+            "needs images of at least two classes"
+        )
 
 
 def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -197,6 +228,7 @@ def fit(
     cfg = config or FitConfig()
     torch.manual_seed(cfg.seed)
     images, labels = _as_tensors(model, train, "training")
+    check_classes(model, labels)
     rng = np.random.default_rng(cfg.seed)
     if val is None and cfg.val_fraction > 0 and len(labels) >= 10:
         perm = torch.from_numpy(rng.permutation(len(labels)))

@@ -1,0 +1,41 @@
+"""Perturbation budgets a config may give, checked where the config is validated.
+
+Images are in [0, 1], so an L∞ budget ε ≥ 1 allows any image: it bounds nothing, and a run with
+``epsilons = [2.0]`` would report "robust accuracy" under an unbounded attack without a word. Such budgets
+(attack ``epsilons`` of an L∞ attack, ``training.eps`` of PGD adversarial training, ``manipulation.eps`` and
+any ``eps`` in the manipulation's keyword tables) are refused; L2 budgets may exceed 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_LINF_HINT = "budgets are in [0, 1] pixel units (4/255 ≈ 0.0157); an L∞ ε ≥ 1 allows any image"
+
+
+def check_linf(values: list[float | None], where: str) -> None:
+    """Raise ``ValueError`` (pydantic turns it into a config error) for L∞ budgets of 1 or more."""
+    big = [v for v in values if v is not None and v >= 1]
+    if big:
+        raise ValueError(f"{where}: L∞ budget(s) {big} ≥ 1: {_LINF_HINT}")
+
+
+def check_attack_budgets(name: str, epsilons: list[float], params: Mapping[str, Any]) -> None:
+    """An attack's budgets: L∞ unless ``params.norm`` says otherwise (built-in attacks default to L∞)."""
+    if str(params.get("norm", "linf")).lower() == "linf":
+        check_linf(list(epsilons), f"attack {name!r} epsilons")
+
+
+def check_manipulation_budgets(
+    eps: float | None, params: Mapping[str, Any], method_params: Mapping[str, Any]
+) -> None:
+    """The manipulation's L∞ bound, and any ``eps`` its keyword tables (per method too) would pass on."""
+    tables = [params] + [
+        t for m in method_params.values() for t in (m, m.get("params") or {}) if isinstance(t, Mapping)
+    ]
+    values = [eps] + [t.get("eps") for t in tables]
+    bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
+    if bad:
+        raise ValueError(f"manipulation eps must be a number, got {bad}")
+    check_linf(values, "manipulation eps (omit it for an unbounded attack)")
