@@ -111,7 +111,8 @@ def audit(
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
-    Re-running the same command resumes: finished units of work are kept and skipped.
+    Re-running the same command resumes: finished units of work are kept and skipped. Exit status 1: a model
+    could not be audited (e.g. NaN weights); it is named, and the report of the other models is written.
     """
     from robustxai.audit.config import load_config
     from robustxai.audit.runner import AuditInterrupted, run_audit

@@ -139,9 +139,9 @@ def test_audit_into_a_user_folder_with_config_toml_touches_nothing(
     for extra in ([], ["--fresh"]):
         result = runner.invoke(app, ["audit", "config.toml", "--profile", "smoke", "--out", ".", *extra])
         msg = _one_line_error(result)
-        assert "is not empty and is not a robustxai run" in msg
+        assert "is not empty and holds no earlier robustxai run" in msg
         assert _snapshot(user) == before
-    with pytest.raises(ConfigError, match="not a robustxai run"):
+    with pytest.raises(ConfigError, match="holds no earlier robustxai run"):
         run_audit(_tiny(tmp_path), user, fresh=True)
     assert _snapshot(user) == before and not (user / LOCK_FILE).exists()
 

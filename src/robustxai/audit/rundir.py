@@ -111,7 +111,7 @@ def refuse_foreign(run_dir: Path, fresh: bool) -> RunState:
     state, problem = run_state(run_dir)
     if state == "foreign":
         raise ConfigError(
-            f"run directory {run_dir} is not empty and is not a robustxai run (it holds no {STORE_FILE} "
+            f"run directory {run_dir} is not empty and holds no earlier robustxai run (no {STORE_FILE} "
             "written by robustxai); nothing in it was changed: choose another --out"
         )
     if state == "damaged":

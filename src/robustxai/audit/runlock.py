@@ -112,10 +112,8 @@ class RunLock:
                 if self._take_over():
                     return
                 continue
-            if _try_flock(fd) is False:  # someone took the new file between create and flock
-                os.close(fd)
-                continue
-            self._own(fd)
+            self._own(fd)  # the owner is named before anyone can read the new file's flock as free
+            _try_flock(fd)  # busy only while another process inspects it; the live pid still refuses it
             return
         raise RunLockedError(f"could not take the run lock {self.path}: it keeps changing hands")
 
