@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +46,16 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
     """Rich bars on a terminal; plain lines every ``interval`` seconds when the output is piped or logged."""
     with progress_display(console, interval) as prog:
         yield prog
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> None:
+    """Let ``kill`` stop an audit as Ctrl-C does: finished units stay saved and the run lock is released."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 @contextmanager
@@ -117,6 +129,7 @@ def audit(
     from robustxai.audit.config import load_config
     from robustxai.audit.runner import AuditInterrupted, run_audit
 
+    _sigterm_as_interrupt()
     with _user_errors():
         ex: dict[str, str] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
         cfg = load_config(

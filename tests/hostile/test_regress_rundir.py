@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -232,9 +234,14 @@ def test_export_refuses_a_linked_folder(finished: tuple[Path, AuditConfig], tmp_
 
 
 # -- one writer per run directory ----------------------------------------------------------------------------
+# A second process that holds the lock as robustxai's RunLock does (O_EXCL file naming pid and host, plus
+# flock), written without importing robustxai so that it starts in milliseconds.
 HOLDER = (
-    "import sys, time; from pathlib import Path; from robustxai.audit.runlock import RunLock\n"
-    "lock = RunLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)\n"
+    "import fcntl, json, os, socket, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)\n"
+    "owner = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': 'now'}\n"
+    "os.write(fd, json.dumps(owner).encode())\n"
+    "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('held', flush=True); time.sleep(60)\n"
 )
 
 
@@ -244,7 +251,7 @@ def test_second_writer_is_refused_while_a_process_holds_the_lock(
     run = _copy_run(finished[0], tmp_path / "run")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", HOLDER, str(run / LOCK_FILE)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -366,3 +373,33 @@ def test_stopped_before_the_store_was_written_is_still_a_run(tmp_path: Path) -> 
             run_audit(cfg, run)
     assert (run / "results.sqlite").is_file() and not (run / LOCK_FILE).exists()
     assert run_audit(cfg, run).units_run > 0
+
+
+@pytest.mark.slow
+def test_killed_audit_releases_its_lock_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGTERM (``kill``) stops an audit like Ctrl-C: exit 130, one line, the lock file removed."""
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(_toml(tmp_path))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "robustxai.cli",
+        "audit",
+        str(cfg_path),
+        "--profile",
+        "smoke",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / LOCK_FILE).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the audit ended before the lock could be seen"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (out / LOCK_FILE).exists()

@@ -140,3 +140,12 @@ def test_spec_and_weights_of_other_shapes_name_the_tensor(tmp_path: Path) -> Non
     assert "\n" not in msg and str(folder / "model.safetensors") in msg
     assert "'net.head.weight'" in msg or "head" in msg
     assert "[2, 8]" in msg and "[3, 8]" in msg
+
+
+def test_spec_naming_an_unknown_model_names_the_file(tmp_path: Path) -> None:
+    folder = _saved(tmp_path, widths=(4, 8, 8, 8))
+    doc = json.loads((folder / "model.json").read_text())
+    doc["spec"]["name"] = "os.system"
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(RobustXAIError, match="model.json: unknown model 'os.system'"):
+        rx.load_model(folder)

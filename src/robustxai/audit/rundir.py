@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -165,9 +166,19 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8)
 
 
 def _stored_config(run_dir: Path) -> dict[str, Any] | None:
-    """The resolved config recorded in an intact store (``None``: the run stopped before recording it)."""
-    with Store(run_dir / STORE_FILE, readonly=True) as store:
-        value = store.get_meta("config")
+    """The resolved config recorded in an intact store (``None``: the run stopped before recording it).
+
+    Raises:
+        ConfigError: If the store cannot be read (never taken to mean "no earlier run": nothing is deleted).
+    """
+    try:
+        with Store(run_dir / STORE_FILE, readonly=True) as store:
+            value = store.get_meta("config")
+    except (sqlite3.Error, ValueError) as err:
+        raise ConfigError(
+            f"cannot read the run store {run_dir / STORE_FILE} ({type(err).__name__}: {err}); nothing was "
+            "deleted: run again with --fresh to replace this run, or choose another --out"
+        ) from None
     return value if isinstance(value, dict) else None
 
 

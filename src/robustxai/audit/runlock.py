@@ -93,7 +93,11 @@ class RunLock:
         }
 
     def __enter__(self) -> RunLock:
-        self.acquire()
+        try:
+            self.acquire()
+        except BaseException:  # e.g. Ctrl-C while the file is half-written: never leave it behind
+            self.release()
+            raise
         return self
 
     def __exit__(
@@ -107,7 +111,7 @@ class RunLock:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         for _ in range(5):  # a lock released or taken over between two steps: look again
             try:
-                fd = os.open(self.path, flags, 0o644)
+                fd = self._fd = os.open(self.path, flags, 0o644)
             except FileExistsError:
                 if self._take_over():
                     return
@@ -118,6 +122,7 @@ class RunLock:
         raise RunLockedError(f"could not take the run lock {self.path}: it keeps changing hands")
 
     def _own(self, fd: int) -> None:
+        self._fd = fd
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(self._owner) + "\n").encode())
         os.fsync(fd)

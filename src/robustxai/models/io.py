@@ -98,6 +98,8 @@ def _check_stored_kwargs(name: str, kwargs: dict[str, Any], spec_path: Path) -> 
         allowed: Collection[str] = ZOO_SPEC_KEYS
         if kwargs.get("random_init", True) is not True:
             raise RobustXAIError(f"{spec_path}: spec.kwargs.random_init must be true in a saved zoo model")
+    elif name not in MODELS:
+        raise RobustXAIError(f"{spec_path}: unknown model {name!r}; known: {', '.join(MODELS.names())}")
     else:
         allowed = set(MODELS.parameters(name)) - set(TRUST_KEYS)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -129,7 +131,7 @@ def load_model(directory: str | Path) -> ModelWrapper:
         model = create_model(spec["name"], **kwargs)
     except RobustXAIError as err:
         raise RobustXAIError(f"{path / SPEC}: {err}") from None
-    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as err:
         raise RobustXAIError(
             f"{path / SPEC}: cannot build {spec['name']} ({type(err).__name__}: {err})"
         ) from None
