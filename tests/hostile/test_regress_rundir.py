@@ -45,13 +45,13 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _checkpoint(folder: Path, nan: bool = False) -> str:
+def _checkpoint(folder: Path, nan: bool = False, fill: float = float("nan")) -> str:
     torch.manual_seed(0)
     model = rx.create_model("smallcnn", widths=(4, 8, 8, 8), class_names=CLASSES)
     if nan:
         with torch.no_grad():
             for p in model.parameters():
-                p.fill_(float("nan"))
+                p.fill_(fill)
     return str(rx.save_model(model, folder))
 
 
@@ -342,6 +342,23 @@ def test_nan_model_makes_the_cli_exit_non_zero_after_the_report(tmp_path: Path) 
     out = " ".join(result.output.split())
     assert "failed: model 'other'" in out and "could not be audited: other" in out
     assert (tmp_path / "r" / "report.html").is_file() and "Traceback" not in result.output
+
+
+def test_model_with_finite_weights_but_overflowing_outputs_fails_alone(tmp_path: Path) -> None:
+    """Weights of 1e30 are finite, but the logits overflow: the unit fails, the model is named and skipped."""
+    cfg = _tiny(tmp_path)
+    huge = _checkpoint(tmp_path / "huge", nan=True, fill=1e30)
+    cfg.models[1] = cfg.models[1].model_copy(update={"checkpoint": huge})
+    result = run_audit(cfg, tmp_path / "run")
+    assert set(result.failed) == {"other"}
+    assert (
+        "unit robustness/other/clean@0.0/0 failed: model 'other' gives non-finite outputs"
+        in result.failed["other"]
+    )
+    rob = pd.read_csv(tmp_path / "run" / "tables" / "robustness.csv")
+    assert set(rob["model"]) == {"good"} and (rob["n"] == 8).all()
+    again = run_audit(cfg, tmp_path / "run")  # failed units were not marked done: tried (and failing) again
+    assert set(again.failed) == {"other"} and again.units_run == 0
 
 
 class _NaNNet(torch.nn.Module):

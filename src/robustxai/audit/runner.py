@@ -7,7 +7,9 @@ Resume is the default: the config is recorded in the run directory, each finishe
 the store with its rows (one transaction), and re-running the same config into the same directory skips the
 finished units. A run directory holding a different config is refused with the keys that differ (use another
 ``--out`` or ``fresh=True`` / ``--fresh``). An interrupt (Ctrl-C) leaves the store consistent and raises
-:class:`AuditInterrupted`, whose message says how to resume.
+:class:`AuditInterrupted`, whose message says how to resume. What counts as a run directory, and the lock
+that keeps a second audit out of it, are in :mod:`robustxai.audit.rundir` and :mod:`robustxai.audit.runlock`.
+A model that cannot be audited (non-finite weights or outputs) is recorded as failed and the others go on.
 """
 
 from __future__ import annotations
@@ -201,10 +203,15 @@ def run_audit(
         executor: Runs the units (default: from ``cfg.executor``).
 
     Returns:
-        The paths of the outputs, the wall time, warnings, and how many units ran and were skipped.
+        The paths of the outputs, the wall time, warnings, how many units ran and were skipped, and the
+        models that could not be audited (``failed``: non-finite weights or outputs; the others are audited
+        and reported, and the report names the failed ones).
 
     Raises:
-        ConfigError: For an invalid config, a foreign run directory or an incompatible earlier run.
+        ConfigError: For an invalid config, a foreign run directory (not a robustxai run: nothing in it is
+            touched), a damaged store (only ``fresh`` replaces it) or an incompatible earlier run.
+        RobustXAIError: For a symbolic link among the outputs, another audit writing to ``run_dir``
+            (:class:`robustxai.audit.runlock.RunLockedError`), or when no model at all could be audited.
         AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
     """
     t_start = time.perf_counter()
