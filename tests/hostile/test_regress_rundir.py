@@ -317,6 +317,22 @@ def test_markup_in_user_text_is_printed_literally(tmp_path: Path) -> None:
     assert "unknown kind '[nan]'" in _one_line_error(result)
 
 
+def test_markup_in_a_progress_description_is_drawn_literally() -> None:
+    import io
+
+    from rich.console import Console
+
+    from robustxai._cli_progress import progress_display
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with progress_display(console) as prog:
+        task = prog.start("training [/bold]model[nan] (standard)", 2)
+        prog.advance(task)
+        prog.finish(task)
+    assert "[/bold]model[nan]" in buffer.getvalue()
+
+
 # -- a model with NaN weights fails alone, named; the others are audited ------------------------------------
 def test_nan_model_is_named_and_the_other_model_is_still_audited(tmp_path: Path) -> None:
     cfg = _tiny(tmp_path, nan_second=True)
