@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,7 +39,8 @@ class RichProgress(ProgressTracker):
         """Add a bar."""
         task = super().start(description, total)
         assert self.bars is not None
-        self._ids.append(self.bars.add_task(description, total=max(total, 1), index=task))
+        label = escape(description)  # model names are user text: never Rich markup
+        self._ids.append(self.bars.add_task(label, total=max(total, 1), index=task))
         return task
 
     def advance(self, task: int, steps: int = 1) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
@@ -45,6 +48,16 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
         yield prog
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> None:
+    """Let ``kill`` stop an audit as Ctrl-C does: finished units stay saved and the run lock is released."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     try:
@@ -52,7 +65,7 @@ def _user_errors() -> Iterator[None]:
     except (RobustXAIError, OSError) as err:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -110,11 +123,13 @@ def audit(
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
-    Re-running the same command resumes: finished units of work are kept and skipped.
+    Re-running the same command resumes: finished units of work are kept and skipped. Exit status 1: a model
+    could not be audited (e.g. NaN weights); it is named, and the report of the other models is written.
     """
     from robustxai.audit.config import load_config
     from robustxai.audit.runner import AuditInterrupted, run_audit
 
+    _sigterm_as_interrupt()
     with _user_errors():
         ex: dict[str, str] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
         cfg = load_config(
@@ -124,26 +139,40 @@ def audit(
             with _progress(progress_interval) as prog:
                 result = run_audit(cfg, out, progress=prog, fresh=not resume)
         except AuditInterrupted as stop:
-            console.print(f"[yellow]{stop}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if result.units_skipped:
         console.print(f"resumed: {result.units_skipped} finished units kept, {result.units_run} run now")
-    console.print(f"[green]audit finished in {result.seconds:.0f} s[/]")
-    console.print(f"report: {result.report.resolve()}")
+    for why in result.failed.values():
+        console.print(f"[bold red]failed:[/] {escape(why)}", highlight=False, soft_wrap=True)
+    done = "with failed models" if result.failed else "in"
+    console.print(f"[{'red' if result.failed else 'green'}]audit finished {done} {result.seconds:.0f} s[/]")
+    console.print(f"report: {escape(str(result.report.resolve()))}", highlight=False, soft_wrap=True)
     typer.echo(str(result.report.resolve()))
+    if result.failed:  # the report is written, but a pipeline must not mistake it for a complete audit
+        console.print(
+            f"[bold red]{len(result.failed)} model(s) could not be audited: "
+            f"{escape(', '.join(result.failed))}; exit status 1[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command(cls=PlainHelpCommand)
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")]) -> None:
     """Rebuild the report of a finished run from its store."""
+    from robustxai.audit.runlock import RunLock
     from robustxai.report import build_report
 
     with _user_errors():
         if not (run_dir / "results.sqlite").is_file():
             raise RobustXAIError(f"no results.sqlite in {run_dir}")
-        typer.echo(str(build_report(run_dir).resolve()))
+        with RunLock(run_dir):  # never while an audit writes the same run
+            path = build_report(run_dir)
+        typer.echo(str(path.resolve()))
 
 
 @app.command(cls=PlainHelpCommand)
@@ -289,7 +318,9 @@ def train(
             },
         )
     console.print(
-        f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to {out}"
+        f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to "
+        f"{escape(str(out))}",
+        highlight=False,
     )
 
 
@@ -325,7 +356,9 @@ def data_synth(
             task = prog.start("writing images", n)
             write_folder(ds, out, progress=lambda k: prog.advance(task, k), split=splits)
             prog.finish(task)
-    console.print(f"wrote {n} images to {out} ({splits.count('test')} marked test)")
+    console.print(
+        f"wrote {n} images to {escape(str(out))} ({splits.count('test')} marked test)", highlight=False
+    )
 
 
 @app.command("list", cls=PlainHelpCommand)
@@ -359,7 +392,7 @@ def list_plugins(
     table = Table("kind", "names")
     for k, names in listing.items():
         if kind in ("all", k):
-            table.add_row(k, "\n".join(names) if k == "profiles" else ", ".join(names))
+            table.add_row(k, escape("\n".join(names) if k == "profiles" else ", ".join(names)))
     Console().print(table)
 
 

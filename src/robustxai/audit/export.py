@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from robustxai.audit.config import AuditConfig, validate_config
+from robustxai.audit.rundir import refuse_link
 from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 
@@ -151,7 +152,8 @@ def export_run(path: str | Path, format: str = "parquet", out: str | Path | None
         The written files by table name (aggregates are prefixed ``table_``, e.g. ``table_robustness``).
 
     Raises:
-        RobustXAIError: For an unknown format, a missing pyarrow, or a missing or unreadable store.
+        RobustXAIError: For an unknown format, a missing pyarrow, a missing or unreadable store, or an output
+            folder or file that is a symbolic link.
     """
     suffix, write = _writer(format)
     run = open_run(path)
@@ -161,10 +163,12 @@ def export_run(path: str | Path, format: str = "parquet", out: str | Path | None
     }
     frames.update({f"table_{name}": df for name, df in run.tables.items()})
     folder = Path(out) if out is not None else run.path / "export"
+    refuse_link(folder)  # never write through a link (a planted RUN/export -> elsewhere)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in frames.items():
         target = folder / f"{name}.{suffix}"
+        refuse_link(target)
         write(frame.reset_index(drop=True), target)
         written[name] = target
     return written

@@ -46,7 +46,7 @@ from robustxai.audit.stages_eval import (
 )
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.data.truth import Truth
-from robustxai.errors import ConfigError
+from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
 
 ROBUSTNESS_SHARD_BATCHES = 4  # test images per robustness unit = 4 × batch_size
@@ -85,6 +85,8 @@ class UnitResult:
 
     rows: dict[str, list[tuple[Any, ...]]]
     arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: Why the unit failed (a :class:`RobustXAIError` it raised, e.g. non-finite outputs), or ``None``.
+    error: str | None = None
 
 
 class AuditData:
@@ -259,10 +261,18 @@ def plan_units(cfg: AuditConfig, data: AuditData, skipped: Sequence[Skipped] = (
 
 
 def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any) -> UnitResult:
-    """Run one unit on its prepared inputs with its own RNG seed (the same wherever and whenever it runs)."""
+    """Run one unit on its prepared inputs with its own RNG seed (the same wherever and whenever it runs).
+
+    A :class:`RobustXAIError` (a problem of the model or the data, such as non-finite outputs) becomes a
+    result with ``error`` set, so the driver can record the model as failed and go on with the others; any
+    other exception is a bug and propagates.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(unit_seed(cfg.seed, unit.id))
-        return UNIT_KINDS[unit.kind].run(unit, model, cfg, payload)
+        try:
+            return UNIT_KINDS[unit.kind].run(unit, model, cfg, payload)
+        except RobustXAIError as err:
+            return UnitResult({}, error=str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
 
 
 # -- robustness ------------------------------------------------------------------------------------------

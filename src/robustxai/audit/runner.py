@@ -7,7 +7,9 @@ Resume is the default: the config is recorded in the run directory, each finishe
 the store with its rows (one transaction), and re-running the same config into the same directory skips the
 finished units. A run directory holding a different config is refused with the keys that differ (use another
 ``--out`` or ``fresh=True`` / ``--fresh``). An interrupt (Ctrl-C) leaves the store consistent and raises
-:class:`AuditInterrupted`, whose message says how to resume.
+:class:`AuditInterrupted`, whose message says how to resume. What counts as a run directory, and the lock
+that keeps a second audit out of it, are in :mod:`robustxai.audit.rundir` and :mod:`robustxai.audit.runlock`.
+A model that cannot be audited (non-finite weights or outputs) is recorded as failed and the others go on.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from robustxai.audit.data_checks import DATA_CODE, data_warnings
 from robustxai.audit.executor import ExecutionContext, Executor, create_executor
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
-    ADV_DIR,
     AuditData,
     Unit,
     UnitResult,
@@ -42,14 +42,16 @@ from robustxai.audit.plan import (
     save_arrays,
 )
 from robustxai.audit.progress import LogProgress, Progress, UnitStages
+from robustxai.audit.rundir import config_differences, prepare_run_dir, refuse_foreign
+from robustxai.audit.runlock import RunLock
 from robustxai.audit.stages_data import build_datasets, build_transform_list
 from robustxai.audit.stages_eval import CLEAN, Condition, label_code
 from robustxai.audit.stages_manip import check_manipulation_config
-from robustxai.audit.stages_models import get_models
+from robustxai.audit.stages_models import get_models, nonfinite_weights
 from robustxai.audit.stages_sanity import masking_warnings
-from robustxai.audit.store import STORE_FILE, TRUTH_CODE, Store, warning_lines
+from robustxai.audit.store import FAILED_CODE, STORE_FILE, TRUTH_CODE, Store, warning_lines
 from robustxai.audit.truth_checks import truth_warnings
-from robustxai.errors import ConfigError, DataError, UnknownNameError
+from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
 from robustxai.models.registry import MODEL_FAMILIES
@@ -63,6 +65,7 @@ __all__ = [
     "AuditResult",
     "Condition",
     "check_config",
+    "config_differences",
     "primary_condition",
     "run_audit",
 ]
@@ -79,6 +82,8 @@ class AuditResult:
     warnings: list[str]
     units_run: int = 0
     units_skipped: int = 0
+    #: Models that could not be audited (name → one-line reason); their results are missing from the report.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class AuditInterrupted(KeyboardInterrupt):
@@ -86,8 +91,6 @@ class AuditInterrupted(KeyboardInterrupt):
 
 
 RESERVED_MODEL_KEYS = ("num_classes", "class_names", "in_channels", "task")
-#: Config keys that never change results: a run may resume with other values.
-RESUME_NEUTRAL_KEYS = ("cache_dir", "executor")
 
 
 def check_config(cfg: AuditConfig) -> list[str]:
@@ -148,95 +151,6 @@ def check_config(cfg: AuditConfig) -> list[str]:
     return warnings
 
 
-RUN_MARKERS = ("config.toml", STORE_FILE)
-
-
-def _results_config(resolved: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that determines the results (what a resume must match)."""
-    return {k: v for k, v in resolved.items() if k not in RESUME_NEUTRAL_KEYS}
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        out = {}
-        for i, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs, as ``key: old → new`` (at most limit)."""
-    # Compare as stored (JSON): tuples and lists, or ints and floats that JSON merges, are not differences.
-    old, new = (json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (old, new))
-    a, b = _flatten(_results_config(old)), _flatten(_results_config(new))
-    missing = object()
-    diffs = [
-        f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}"
-        for k in sorted(set(a) | set(b))
-        if a.get(k, missing) != b.get(k, missing)
-    ]
-    return diffs[:limit] + ([f"… and {len(diffs) - limit} more"] if len(diffs) > limit else [])
-
-
-def _stored_config(run_dir: Path) -> dict[str, Any] | None:
-    """The resolved config recorded in a run directory's store, or None without one."""
-    path = run_dir / STORE_FILE
-    if not path.is_file():
-        return None
-    try:
-        with Store(path, readonly=True) as store:
-            value = store.get_meta("config")
-    except Exception:  # a store torn before its first commit holds nothing worth resuming
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _clear_outputs(run_dir: Path) -> None:
-    for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "report.html", "config.toml"):
-        (run_dir / name).unlink(missing_ok=True)
-    for sub in ("tables", "figures", ADV_DIR):
-        shutil.rmtree(run_dir / sub, ignore_errors=True)
-
-
-def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], fresh: bool = False) -> bool:
-    """Create or reopen a run directory; return whether an earlier run of the same config is resumed.
-
-    A non-empty directory that holds no earlier run is refused, so ``--out .`` or a typo can never delete a
-    user's own files. An earlier run of another config is refused with the keys that differ, unless
-    ``fresh``, which replaces its outputs.
-
-    Raises:
-        ConfigError: For a foreign directory or an incompatible earlier run.
-    """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not any((run_dir / m).is_file() for m in RUN_MARKERS):
-        raise ConfigError(
-            f"run directory {run_dir} is not empty and holds no earlier robustxai run; choose another --out"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stored = None if fresh else _stored_config(run_dir)
-    if stored is not None:
-        diffs = config_differences(stored, resolved)
-        if diffs:
-            raise ConfigError(
-                f"run directory {run_dir} holds a run of a different config ({'; '.join(diffs)}); "
-                "use a new --out, or --fresh to replace it"
-            )
-    else:
-        _clear_outputs(run_dir)
-    for sub in ("tables", "figures"):  # the report is rebuilt from the store at the end
-        shutil.rmtree(run_dir / sub, ignore_errors=True)
-    (run_dir / "report.html").unlink(missing_ok=True)
-    return stored is not None
-
-
 def _versions() -> dict[str, str]:
     import captum
 
@@ -289,10 +203,15 @@ def run_audit(
         executor: Runs the units (default: from ``cfg.executor``).
 
     Returns:
-        The paths of the outputs, the wall time, warnings, and how many units ran and were skipped.
+        The paths of the outputs, the wall time, warnings, how many units ran and were skipped, and the
+        models that could not be audited (``failed``: non-finite weights or outputs; the others are audited
+        and reported, and the report names the failed ones).
 
     Raises:
-        ConfigError: For an invalid config, a foreign run directory or an incompatible earlier run.
+        ConfigError: For an invalid config, a foreign run directory (not a robustxai run: nothing in it is
+            touched), a damaged store (only ``fresh`` replaces it) or an incompatible earlier run.
+        RobustXAIError: For a symbolic link among the outputs, another audit writing to ``run_dir``
+            (:class:`robustxai.audit.runlock.RunLockedError`), or when no model at all could be audited.
         AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
     """
     t_start = time.perf_counter()
@@ -302,7 +221,23 @@ def run_audit(
     ex = executor or create_executor(e.kind, e.address, e.num_cpus, e.num_gpus, e.device)
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     resolved = cfg.model_dump()
-    resumed = prepare_run_dir(out, resolved, fresh=fresh)
+    refuse_foreign(out, fresh)  # before anything, even the lock file, is written there
+    with RunLock(out) as lock:
+        warnings += [lock.warning] if lock.warning else []
+        resumed = prepare_run_dir(out, resolved, fresh=fresh)
+        result = _audit(cfg, out, resolved, ex, prog, resumed)
+    result.warnings = warnings + result.warnings
+    result.seconds = time.perf_counter() - t_start
+    log.info("audit %s finished in %.1f s: %s", cfg.name, result.seconds, result.report)
+    return result
+
+
+def _audit(
+    cfg: AuditConfig, out: Path, resolved: dict[str, Any], ex: Executor, prog: Progress, resumed: bool
+) -> AuditResult:
+    """Everything after the run directory is prepared: data, models, units, report (the lock is held)."""
+    t_start = time.perf_counter()
+    warnings: list[str] = []
     (out / "config.toml").write_text(dump_toml(resolved))
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
@@ -326,7 +261,6 @@ def run_audit(
         log.warning("%s: %s", pair.model, pair.line())
     units = plan_units(cfg, data, not_run)
     store = Store(out / STORE_FILE)
-    n_done = 0
     try:
         store.set_meta("dataset", data_info)
         _write_setup(store, cfg, resolved, data, model_infos)
@@ -339,26 +273,10 @@ def run_audit(
         if resumed:
             log.info("resuming %s: %d of %d units already finished", out, skipped, len(units))
         log.info("running %d units on the %s executor", len(todo), ex.name)
-        stages = UnitStages(prog, todo)  # one progress task per model × stage
         t = time.perf_counter()
-
-        def commit(unit: Unit, result: UnitResult) -> None:
-            nonlocal n_done
-            if result.arrays:  # persisted first: a unit is only marked done once its tensors exist
-                save_arrays(data.adv_path(unit.id), result.arrays)
-            store.write_unit(unit.id, result.rows)
-            n_done += 1
-            stages.done(unit)
-
         keys = {name: str(info.get("cache_key", name)) for name, info in model_infos.items()}
-        try:
-            ex.run(todo, ExecutionContext(cfg, data, models, keys), commit)
-        except KeyboardInterrupt:
-            left = len(todo) - n_done
-            raise AuditInterrupted(
-                f"interrupted: {skipped + n_done} of {len(units)} units are finished and saved in {out}; "
-                f"{left} remain. Run the same command again to resume."
-            ) from None
+        ctx = ExecutionContext(cfg, data, models, keys)
+        n_done, failed = _run_units(ex, todo, ctx, store, prog, skipped, len(units))
         timings["units"] = time.perf_counter() - t
         store.add_warnings(masking_warnings(store.table("predictions"), cfg))
         checks = warning_lines(store.warnings())
@@ -368,18 +286,73 @@ def run_audit(
         store.set_meta("timings", {k: round(v, 2) for k, v in timings.items()})
     finally:
         store.close()
+    if failed and len(failed) == len(cfg.models):
+        raise RobustXAIError(f"no model could be audited: {'; '.join(failed.values())}")
     task = prog.start("report", 1)
     report = build_report(out)
     prog.advance(task)
     prog.finish(task)
-    seconds = time.perf_counter() - t_start
-    log.info("audit %s finished in %.1f s: %s", cfg.name, seconds, report)
     return AuditResult(
         run_dir=out,
         report=report,
         store=out / STORE_FILE,
-        seconds=seconds,
+        seconds=0.0,
         warnings=warnings + checks,
         units_run=n_done,
         units_skipped=skipped,
+        failed=failed,
     )
+
+
+class _ModelFailedError(Exception):
+    """Raised by the runner's commit (on the driver) to stop the executor when a model's unit failed."""
+
+    def __init__(self, model: str, message: str) -> None:
+        super().__init__(message)
+        self.model = model
+        self.message = message
+
+
+def _run_units(
+    ex: Executor, todo: list[Unit], ctx: ExecutionContext, store: Store, prog: Progress, skipped: int, n: int
+) -> tuple[int, dict[str, str]]:
+    """Run and commit ``todo``; return the units run and the failed models (name → one-line reason).
+
+    A model that cannot be audited — non-finite weights, or a unit that raises a :class:`RobustXAIError`
+    (e.g. non-finite outputs) — is recorded as failed (a ``failed`` warning in the store, shown in the
+    report) and its remaining units are skipped; every other model's units still run. Failed units are not
+    marked done, so a later run tries them again.
+    """
+    store.delete_warnings(FAILED_CODE)  # this run decides afresh which models fail
+    failed = nonfinite_weights(ctx.models)
+    committed: set[str] = set()
+    stages = UnitStages(prog, todo)  # one progress task per model × stage
+
+    def commit(unit: Unit, result: UnitResult) -> None:
+        if result.error is not None:
+            raise _ModelFailedError(unit.model, f"unit {unit.id} failed: {result.error}")
+        if result.arrays:  # persisted first: a unit is only marked done once its tensors exist
+            save_arrays(ctx.data.adv_path(unit.id), result.arrays)
+        store.write_unit(unit.id, result.rows)
+        committed.add(unit.id)
+        stages.done(unit)
+
+    remaining, reported = todo, set[str]()
+    while True:
+        for name in sorted(set(failed) - reported):
+            store.add_warnings([(name, FAILED_CODE, f"not audited: {failed[name]}; its results are missing")])
+            log.error("model %r not audited: %s", name, failed[name])
+            reported.add(name)
+        remaining = [u for u in remaining if u.model not in failed and u.id not in committed]
+        try:
+            ex.run(remaining, ctx, commit)
+            break
+        except _ModelFailedError as stop:
+            failed[stop.model] = stop.message
+        except KeyboardInterrupt:
+            raise AuditInterrupted(
+                f"interrupted: {skipped + len(committed)} of {n} units are finished and saved in "
+                f"{ctx.data.run_dir}; {n - skipped - len(committed)} remain. Run the same command again "
+                "to resume."
+            ) from None
+    return len(committed), {name: f"model {name!r}: {why}" for name, why in failed.items()}

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from robustxai._validate import check_images
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.store import APPROXIMATE_CODE, APPROXIMATE_MARK
+from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.deeplift import DELTA_TOLERANCE
 from robustxai.metrics import (
@@ -120,12 +122,34 @@ def robustness_shard(
     if model.task == "multilabel":
         rows, metric_rows = _multilabel_rows(name, model, cond, adv, labels, ids, bs)
         return rows, adv.detach(), metric_rows
-    preds = model.predict(adv, batch_size=bs)
+    preds = _predictions(name, model, cond, adv, bs)
     rows = [
         (name, cond[0], cond[1], sid, int(y), int(p), int(y == p))
         for sid, y, p in zip(ids, labels.tolist(), preds.tolist(), strict=True)
     ]
     return rows, adv.detach(), []
+
+
+def _check_finite(name: str, cond: Condition, logits: torch.Tensor) -> None:
+    """Refuse NaN or ±inf outputs: ``argmax`` would silently read them as class 0, a wrong accuracy."""
+    bad = int((~torch.isfinite(logits).all(dim=1)).sum())
+    if bad:
+        where = "clean images" if cond == CLEAN else f"{cond[0]} at ε = {cond[1]:.4g}"
+        raise RobustXAIError(
+            f"model {name!r} gives non-finite outputs (NaN or ±inf) for {bad} of {len(logits)} images "
+            f"({where})"
+        )
+
+
+@torch.no_grad()
+def _predictions(
+    name: str, model: ModelWrapper, cond: Condition, images: torch.Tensor, bs: int
+) -> torch.Tensor:
+    """Class indices of a multi-class model (what ``model.predict`` gives), after checking the logits."""
+    check_images(images)
+    logits = torch.cat([model(x) for x in images.split(bs)])
+    _check_finite(name, cond, logits)
+    return logits.argmax(dim=1)
 
 
 @torch.no_grad()
@@ -140,6 +164,7 @@ def _multilabel_rows(
 ) -> tuple[list[PredRow], list[MetricRow]]:
     """Exact-match prediction rows (bitmasks) and per-label logit/target rows of a multi-label model."""
     logits = torch.cat([model(x) for x in images.split(bs)]).double().cpu()
+    _check_finite(name, cond, logits)
     targets = labels.to(logits.dtype).cpu()
     if targets.shape != logits.shape:
         raise ValueError(

@@ -96,6 +96,24 @@ def copy_shared_weights(source: ModelWrapper, target: ModelWrapper) -> list[str]
     return shared
 
 
+def nonfinite_weights(models: dict[str, ModelWrapper]) -> dict[str, str]:
+    """Models whose parameters or buffers hold NaN or ±inf, with a one-line reason naming the tensors.
+
+    Why: such a model's outputs are NaN, and ``argmax`` of NaN is class 0, so its accuracy would be a silent
+    wrong number; it is reported as failed instead.
+    """
+    bad: dict[str, str] = {}
+    for name, model in models.items():
+        state = model.state_dict()
+        broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:
+            bad[name] = (
+                f"its weights hold non-finite values (NaN or ±inf) in {len(broken)} of {len(state)} tensors "
+                f"({', '.join(broken[:3])}{', …' if len(broken) > 3 else ''})"
+            )
+    return bad
+
+
 def get_models(
     cfg: AuditConfig,
     train_ds: ImageDataset,

@@ -51,6 +51,10 @@ UNIT_TABLES = {"predictions": 7, "metrics": 7, "figure_maps": 6, "warnings": 3}
 TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warnings")
 
 STORE_FILE = "results.sqlite"
+#: The marker row every store gets when it is created (``meta`` key, value): what makes a folder a robustxai
+#: run. Stores of earlier versions are recognised by their ``versions`` row naming robustxai.
+FORMAT_KEY = "store_format"
+STORE_FORMAT = "robustxai-store/1"
 
 
 #: ``warnings.code`` of the per-sample ground-truth warnings (a dropped mask, points outside the image, an
@@ -74,6 +78,9 @@ def approximate_pairs(rows: pd.DataFrame) -> set[tuple[str, str]]:
     }
 
 
+#: ``warnings.code`` of a model that could not be audited (non-finite weights or outputs): its units were
+#: skipped and its results are missing from the tables.
+FAILED_CODE = "failed"
 TRUTH_LINES_SHOWN = 10
 
 
@@ -127,6 +134,33 @@ def _encode_maps(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [(m, c, e, x, s, array_to_blob(_unit_range(a).astype(np.float16))) for m, c, e, x, s, a in rows]
 
 
+def store_problem(path: Path) -> str | None:
+    """Why ``path`` is not an intact robustxai store (``None`` when it is one), without changing it.
+
+    An intact store opens read-only, passes SQLite's ``quick_check`` (which reads every page, so a truncated
+    file is caught) and holds robustxai's marker row (or, for stores of earlier versions, a ``versions`` row
+    naming robustxai). Any SQLite error becomes the reason; nothing here deletes or repairs a file.
+    """
+    query = "SELECT key, value FROM meta WHERE key IN (?, 'versions')"
+    # Without a write-ahead log there is nothing but the file to read: open it immutable, so not even the
+    # ``-shm`` side file SQLite makes for a WAL-mode database appears next to it.
+    immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{immutable}", uri=True)
+        try:
+            check = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                return f"SQLite's integrity check fails: {'; '.join(check[:2])}"
+            rows = {str(k): str(v) for k, v in conn.execute(query, (FORMAT_KEY,))}
+        finally:
+            conn.close()
+    except sqlite3.Error as err:  # "file is not a database", "malformed", "no such table: meta" …
+        return f"{type(err).__name__}: {err}"
+    if FORMAT_KEY in rows:
+        return None if rows[FORMAT_KEY] == json.dumps(STORE_FORMAT) else f"unknown format {rows[FORMAT_KEY]}"
+    return None if "robustxai" in rows.get("versions", "") else "it holds no robustxai marker row"
+
+
 class Store:
     """Read/write access to one run's SQLite store.
 
@@ -147,6 +181,8 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a committed unit survives a power cut
         self._conn.executescript(SCHEMA)
+        marker = (FORMAT_KEY, json.dumps(STORE_FORMAT))
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", marker)
         self._conn.commit()
 
     def close(self) -> None:
@@ -218,6 +254,11 @@ class Store:
         with self._conn:
             self._conn.execute("DELETE FROM warnings WHERE model = '' AND code = ?", (code,))
             self._conn.executemany("INSERT OR REPLACE INTO warnings VALUES (?,?,?)", rows)
+
+    def delete_warnings(self, code: str) -> None:
+        """Remove every warning of ``code`` (of all models), e.g. the failures a new run decides afresh."""
+        with self._conn:
+            self._conn.execute("DELETE FROM warnings WHERE code = ?", (code,))
 
     def mark_unit_done(self, unit: str) -> None:
         """Record that a unit of work finished."""

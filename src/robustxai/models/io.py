@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robustxai.errors import RobustXAIError
-from robustxai.models.registry import create_model
+from robustxai.models.registry import MODELS, create_model
 from robustxai.models.wrapper import ModelWrapper
 
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
+FORMAT = "robustxai-model/1"
+#: Keywords only the caller may pass (CLI flag or Python argument); a stored spec setting one is refused.
+TRUST_KEYS = ("checkpoint", "allow_download", "trust_checkpoint", "model_dir")
+#: Keywords a saved zoo model's spec may carry (what :meth:`robustxai.models.zoo._Options.spec_kwargs` and the
+#: family factories record): the architecture, never where weights come from.
+ZOO_SPEC_KEYS = frozenset(
+    {"num_classes", "class_names", "head", "freeze_backbone", "in_channels", "task", "dropout",
+     "attention_heads", "random_init", "dataset", "threat_model"}
+)  # fmt: skip
 
 # File names tried, in order, when a checkpoint is a directory (robustxai, Hugging Face / timm, scripts).
 CHECKPOINT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth", "checkpoint.pth")
@@ -42,7 +52,7 @@ def save_model(model: ModelWrapper, directory: str | Path, meta: dict[str, Any] 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS))
-    doc = {"format": "robustxai-model/1", "spec": model.spec, "meta": meta or {}}
+    doc = {"format": FORMAT, "spec": model.spec, "meta": meta or {}}
     (out / SPEC).write_text(json.dumps(doc, indent=2, sort_keys=True))
     return out
 
@@ -59,29 +69,97 @@ def _read_spec(directory: Path) -> dict[str, Any]:
     if not spec_path.is_file() or not (directory / WEIGHTS).is_file():
         raise RobustXAIError(f"no saved model at {directory} (expected {SPEC} and {WEIGHTS})")
     try:
-        doc: dict[str, Any] = json.loads(spec_path.read_text())
-        doc["spec"]["name"]
-    except (ValueError, KeyError, TypeError) as err:
+        doc: dict[str, Any] = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec, kwargs = doc["spec"], doc["spec"].get("kwargs", {})
+        if not isinstance(spec["name"], str) or not isinstance(kwargs, dict):
+            raise TypeError("spec.name must be a string and spec.kwargs an object")
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise RobustXAIError(f"{spec_path} is not a robustxai model spec ({err})") from None
+    if doc.get("format", FORMAT) != FORMAT:
+        raise RobustXAIError(f"{spec_path} has format {doc.get('format')!r}; this version reads {FORMAT!r}")
+    _check_stored_kwargs(spec["name"], kwargs, spec_path)
     return doc
 
 
+def _check_stored_kwargs(name: str, kwargs: dict[str, Any], spec_path: Path) -> None:
+    """Refuse stored keywords outside the whitelist, so a spec on disk can never widen trust.
+
+    Why: a model folder may come from a colleague or a shared drive. Where weights come from and whether a
+    file may run code (``checkpoint``, ``allow_download``, ``trust_checkpoint``, ``model_dir``) is the
+    caller's decision; a saved model's weights always come from its own ``model.safetensors``.
+    """
+    for key in sorted(kwargs):
+        if key in TRUST_KEYS:
+            raise RobustXAIError(
+                f"{spec_path}: spec.kwargs sets {key!r}, which only the caller may set (a saved model's "
+                f"weights come from its {WEIGHTS}); refusing to load it"
+            )
+    if ":" in name:
+        allowed: Collection[str] = ZOO_SPEC_KEYS
+        if kwargs.get("random_init", True) is not True:
+            raise RobustXAIError(f"{spec_path}: spec.kwargs.random_init must be true in a saved zoo model")
+    elif name not in MODELS:
+        raise RobustXAIError(f"{spec_path}: unknown model {name!r}; known: {', '.join(MODELS.names())}")
+    else:
+        allowed = set(MODELS.parameters(name)) - set(TRUST_KEYS)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise RobustXAIError(
+            f"{spec_path}: spec.kwargs holds key {unknown[0]!r}, which a saved {name} model may not carry "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+
+
 def load_model(directory: str | Path) -> ModelWrapper:
-    """Rebuild a model saved by :func:`save_model` and load its weights, in eval mode."""
+    """Rebuild a model saved by :func:`save_model` and load its weights, in eval mode.
+
+    The stored spec may only carry the keywords that shape the architecture (:data:`ZOO_SPEC_KEYS`, or a
+    built-in model's own keywords), never one of :data:`TRUST_KEYS`: loading a model folder reads its
+    ``model.safetensors`` and nothing else, and runs no code from it.
+
+    Raises:
+        RobustXAIError: One line naming the file for a missing, malformed or over-reaching spec, unreadable
+            weights, or weights that do not fit the spec (the tensor and both shapes).
+    """
     path = Path(directory)
     doc = _read_spec(path)
     spec = doc["spec"]
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    kwargs = dict(spec.get("kwargs", {}))
+    if ":" in spec["name"]:
+        kwargs["random_init"] = True  # a saved zoo model's weights come from model.safetensors only
+    try:
+        model = create_model(spec["name"], **kwargs)
+    except RobustXAIError as err:
+        raise RobustXAIError(f"{path / SPEC}: {err}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as err:
+        raise RobustXAIError(
+            f"{path / SPEC}: cannot build {spec['name']} ({type(err).__name__}: {err})"
+        ) from None
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error type for corrupt files
         raise RobustXAIError(f"cannot read weights {path / WEIGHTS}: {err}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    _check_state(model, state, path / WEIGHTS, spec["name"])
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path, name: str) -> None:
+    """Raise one line if ``state`` misses, adds or reshapes a tensor of ``model`` (before torch would)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise RobustXAIError(
-            f"weights in {path} do not match {spec['name']}: missing {missing}, unexpected {unexpected}"
+            f"weights in {file} do not match {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    return model.eval()
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise RobustXAIError(
+                f"weights in {file} do not match the spec of {name}: tensor {key!r} has shape "
+                f"{list(state[key].shape)} in the file but {list(value.shape)} in the model its "
+                f"{SPEC} describes"
+            )
 
 
 def _checkpoint_file(path: Path) -> Path:

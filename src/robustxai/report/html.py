@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from robustxai.audit.rundir import REPORT_OUTPUTS, refuse_symlinks
 from robustxai.audit.store import approximate_pairs, warning_lines
 from robustxai.report.figures import grid_figures, robustness_figure
 from robustxai.report.header import dataset_description, mapping_rows, models_rows
@@ -229,9 +230,11 @@ def build_report(run_dir: Path) -> Path:
         The path of ``report.html``.
 
     Raises:
-        RobustXAIError: If the store is missing, unreadable or holds no predictions.
+        RobustXAIError: If the store is missing, unreadable or holds no predictions, or an output
+            (``tables/``, ``figures/``, ``report.html`` or a file in them) is a symbolic link.
     """
     run_dir = Path(run_dir)
+    refuse_symlinks(run_dir, REPORT_OUTPUTS)  # nothing written here may leave the run directory
     run = load_run(run_dir)
     tables = report_tables(run)
     per_label = multilabel_table(run)
