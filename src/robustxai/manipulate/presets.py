@@ -15,6 +15,7 @@ both presets: the paper's value scaled to the image size).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from robustxai.errors import RobustXAIError
@@ -68,50 +69,74 @@ def _integer(name: str, value: Any, least: int) -> int:
     return value
 
 
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RobustXAIError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _optional(name: str, value: Any) -> float | None:
+    return None if value is None else _number(name, value)
+
+
 def _explainer_params(method: str, s: dict[str, Any]) -> dict[str, Any]:
     """The attacked explainer's keywords from the flat ones (only those the method takes)."""
     ig_steps = _integer("ig_steps", s["ig_steps"], 1)
     sg_samples = _integer("sg_samples", s["sg_samples"], 1)
-    if not float(s["sg_sigma"]) >= 0:
+    if not _number("sg_sigma", s["sg_sigma"]) >= 0:
         raise RobustXAIError(f"sg_sigma must be ≥ 0, got {s['sg_sigma']!r}")
     if method == "integrated_gradients":
         return {"n_steps": ig_steps}
     if method == "smoothgrad":
         seed = _integer("seed", s["seed"], 0)
         return {"n_samples": sg_samples, "noise": float(s["sg_sigma"]), "seed": seed}
-    if method in ("gradcam", "guided_gradcam") and s.get("cam_layer") is not None:
-        return {"layer": s["cam_layer"]}
+    layer = s.get("cam_layer")
+    if layer is not None and not isinstance(layer, str):
+        raise RobustXAIError(f"cam_layer must be a dotted layer path, got {layer!r}")
+    if method in ("gradcam", "guided_gradcam") and layer is not None:
+        return {"layer": layer}
     return {}
 
 
 def manipulation_from_settings(settings: dict[str, Any], preset: str = "paper") -> Manipulate:
     """Build :class:`Manipulate` from flat keywords on top of ``preset`` (``None`` values: the preset's)."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise RobustXAIError(f"unknown manipulation preset {preset!r}; known: {', '.join(PRESETS)}")
     s = {**_BASE, **PRESETS[preset], **{k: v for k, v in settings.items() if v is not None}}
-    method = str(s["method"])
+    for name in ("method", "map_loss", "image_loss", "optimizer", "select", "beta_rule"):
+        if not isinstance(s[name], str):
+            raise RobustXAIError(f"{name} must be a name, got {s[name]!r}")
+    if not isinstance(s["keep_prediction"], bool):
+        raise RobustXAIError(f"keep_prediction must be true or false, got {s['keep_prediction']!r}")
+    method = s["method"]
     return Manipulate(
         method=method,
         iterations=_integer("iterations", s["iterations"], 1),
-        lr=float(s["lr"]),
+        lr=_number("lr", s["lr"]),
         objective=Objective(
             map_loss=s["map_loss"],
             image_loss=s["image_loss"],
-            alpha_map=s.get("alpha_map"),
-            alpha_pred=s.get("alpha_pred"),
-            alpha_image=s.get("alpha_image"),
-            target_sigma=float(s["target_sigma"]),
+            alpha_map=_optional("alpha_map", s.get("alpha_map")),
+            alpha_pred=_optional("alpha_pred", s.get("alpha_pred")),
+            alpha_image=_optional("alpha_image", s.get("alpha_image")),
+            target_sigma=_number("target_sigma", s["target_sigma"]),
         ),
         optimiser=Optimiser(s["optimizer"]),
         selection=Selection(
             rule=s["select"],
-            keep_prediction=bool(s["keep_prediction"]),
+            keep_prediction=s["keep_prediction"],
             refine_iterations=_integer("refine_iterations", s["refine_iterations"], 0),
-            refine_lr=float(s["refine_lr"]),
+            refine_lr=_number("refine_lr", s["refine_lr"]),
         ),
-        budget=Budget(eps=s.get("eps"), ssim_floor=s.get("ssim_floor"), smooth=float(s["smooth"])),
-        schedule=BetaSchedule(float(s["beta_start"]), float(s["beta_end"]), s["beta_rule"]),
-        target_size=float(s["target_size"]),
+        budget=Budget(
+            eps=_optional("eps", s.get("eps")),
+            ssim_floor=_optional("ssim_floor", s.get("ssim_floor")),
+            smooth=_number("smooth", s["smooth"]),
+        ),
+        schedule=BetaSchedule(
+            _number("beta_start", s["beta_start"]), _number("beta_end", s["beta_end"]), s["beta_rule"]
+        ),
+        target_size=_number("target_size", s["target_size"]),
         explainer_params=_explainer_params(method, s),
     )
 

@@ -246,4 +246,3 @@ class BetaSchedule:
     def betas(self, steps: int) -> list[float]:
         """β for each of ``steps`` iterations."""
         return beta_schedule(self.start, self.end, steps, self.rule)
-
