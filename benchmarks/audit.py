@@ -49,6 +49,7 @@ from robustxai.audit.plan import Unit, explained_conditions, explanation_methods
 from robustxai.audit.progress import LogProgress
 from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_manip import _attack
 from robustxai.audit.stages_models import get_models
 from robustxai.audit.store import Store
 from robustxai.explain import create_explainer
@@ -205,8 +206,7 @@ def manipulation_bound(cfg: AuditConfig, model: torch.nn.Module, shape: tuple[in
     for method in mc.methods:
         override = mc.method_params.get(method, {})
         iterations = int(override.get("iterations", mc.iterations))
-        select = {**mc.params, **override.get("params", {})}.get("select", "last")
-        per_iteration = (3 + (1 if select == "real" else 0)) * fb
+        per_iteration = (3 + (1 if _attack(mc, method).selection.real else 0)) * fb
         evaluated = [method]
         if method in mc.transfer_from:
             evaluated += [m for m in dict.fromkeys([*mc.methods, *mc.evaluate]) if m != method]

@@ -20,11 +20,9 @@ import numpy as np
 import torch
 
 import robustxai as rx
-from robustxai.attacks.diff_maps import MapSettings, saliency_map
-from robustxai.attacks.manipulate import create_manipulation
-from robustxai.attacks.softplus import SoftplusSurrogate
 from robustxai.audit.config import load_config, validate_config
 from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+from robustxai.manipulate import SoftplusSurrogate, create_manipulation
 from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 METHODS = ["saliency", "input_x_gradient", "gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad"]
@@ -63,10 +61,11 @@ def main() -> None:
     y = torch.randint(0, 2, (args.batch,))
     cls = model(x).argmax(1)
     sur = SoftplusSurrogate(model, 10.0)
+    saliency = rx.create_explainer("saliency")
 
     def double_backward() -> None:
         xi = x.clone().requires_grad_(True)
-        torch.autograd.grad(saliency_map(sur, xi, cls, MapSettings()).sum(), xi)
+        torch.autograd.grad(saliency.map_for_attack(sur, xi, cls).sum(), xi)
 
     t_pass = best_time(lambda: [double_backward() for _ in range(5)], args.repeats) / 5
     print(f"smallcnn, batch {args.batch}, {args.size}px: one double-backward pass {1000 * t_pass:.1f} ms")

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 import robustxai as rx
-from robustxai.attacks.manipulate import explained_class
 from robustxai.audit.cache import cache_root
 from robustxai.audit.plan import AuditData
 from robustxai.audit.progress import LogProgress
@@ -28,6 +27,7 @@ from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_manip import SUCCESS_SSIM, _attack, _truths
 from robustxai.audit.stages_models import get_models
 from robustxai.explain import create_explainer
+from robustxai.manipulate import explained_class
 from robustxai.metrics import ssim
 
 

@@ -165,7 +165,8 @@ def test_manipulation_method_params_override_per_method() -> None:
     assert mc is not None
     sal, cam = _attack(mc, "saliency"), _attack(mc, "gradcam")
     assert sal.lr == mc.lr and cam.lr == mc.method_params["gradcam"]["lr"] != mc.lr
-    assert cam.params()["alpha_image"] == 0.3 and sal.params()["alpha_image"] == mc.params["alpha_image"]
+    assert cam.objective.alpha_image == 0.3 and sal.objective.alpha_image == 0.1  # the "ssim" preset's
+    assert sal.selection.rule == cam.selection.rule == "real" and mc.params == {"preset": "ssim"}
     bad = cfg.model_copy(update={"manipulation": mc.model_copy(update={"method_params": {"lime": {}}})})
     with pytest.raises(ConfigError, match="not attacked: lime"):
         check_manipulation_config(bad)

@@ -10,9 +10,6 @@ import torch
 from skimage.metrics import structural_similarity
 
 import robustxai as rx
-from robustxai.attacks.diff_maps import MapSettings, saliency_map
-from robustxai.attacks.manipulate import create_manipulation, explained_class
-from robustxai.attacks.softplus import SoftplusSurrogate
 from robustxai.audit.config import load_config, validate_config
 from robustxai.audit.plan import AuditData, plan_units, run_unit
 from robustxai.audit.stages_manip import (
@@ -27,6 +24,7 @@ from robustxai.audit.stages_manip import (
 from robustxai.audit.store import Store
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.manipulate import SoftplusSurrogate, create_manipulation, explained_class
 from robustxai.metrics import minmax, ssim
 from robustxai.report.manipulation import COLUMNS, manipulation_section, manipulation_table
 
@@ -77,9 +75,9 @@ def test_reported_maps_come_from_the_relu_model(tiny_model, images, labels) -> N
     adv = attack(tiny_model, images, labels, target_maps=targets)
     cls = explained_class(tiny_model, images)
     relu_maps = rx.create_explainer("saliency")(tiny_model, adv, target=cls)
-    beta_end = attack.beta_end
-    soft_maps = saliency_map(
-        SoftplusSurrogate(tiny_model, beta_end), adv, cls, MapSettings(create_graph=False)
+    beta_end = attack.schedule.end
+    soft_maps = attack.explainer.map_for_attack(
+        SoftplusSurrogate(tiny_model, beta_end), adv, cls, create_graph=False
     )
     stored = {s: m for _, c, _, x, s, m in fig if c == "manipulate:saliency" and x == "saliency"}
     for i, sid in enumerate(shard.ids):

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from robustxai import metrics
-from robustxai.attacks import Attack, create_attack, create_manipulation, list_attacks, list_manipulations
+from robustxai.attacks import Attack, create_attack, list_attacks
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
 from robustxai.explain import Explainer, Explanation, create_explainer, list_explainers
+from robustxai.manipulate import create_manipulation, list_manipulations
 from robustxai.metrics import list_metrics
 from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model, wrap_model
 from robustxai.runtime import keep_freed_memory

@@ -176,7 +176,7 @@ class ExplainConfig(_Strict):
 
 
 class ManipulationConfig(_Strict):
-    """The explanation-manipulation stage (see :mod:`robustxai.attacks.manipulate`)."""
+    """The explanation-manipulation stage (see :mod:`robustxai.manipulate`)."""
 
     methods: list[str] = Field(default_factory=lambda: ["saliency", "gradcam"], min_length=1)
     evaluate: list[str] = Field(

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from robustxai.attacks.manipulate import Manipulate, Truth, create_manipulation, explained_class
 from robustxai.audit.config import AuditConfig, ManipulationConfig
 from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitKind, UnitResult, register_unit_kind, shards
 from robustxai.audit.stages_eval import FigureRow, MetricRow
 from robustxai.errors import ConfigError
 from robustxai.explain import Explainer, create_explainer
+from robustxai.manipulate import Manipulate, MaskOrPoints, create_manipulation, explained_class
 from robustxai.metrics import mse, pearson, ssim
 from robustxai.models import ModelWrapper
 from robustxai.models.losses import is_multilabel
@@ -92,9 +92,9 @@ def _attack(mc: ManipulationConfig, method: str) -> Manipulate:
     return create_manipulation("manipulate", **keywords)
 
 
-def _truths(masks: torch.Tensor, points: list[np.ndarray]) -> list[Truth]:
+def _truths(masks: torch.Tensor, points: list[np.ndarray]) -> list[MaskOrPoints]:
     """Per image: its mask when it has one, else its points (``None`` when neither)."""
-    out: list[Truth] = []
+    out: list[MaskOrPoints] = []
     for mask, pts in zip(masks, points, strict=True):
         if bool(mask.any()):
             out.append(mask.cpu().numpy().astype(bool))

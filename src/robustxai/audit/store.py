@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustxai._arrays import minmax_array
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, arch TEXT, training TEXT, info TEXT);
@@ -125,8 +127,7 @@ def blob_to_array(blob: bytes) -> np.ndarray:
 
 def _unit_range(a: np.ndarray) -> np.ndarray:
     """Min-max normalise a map before float16 storage, so tiny attributions do not underflow to zero."""
-    lo, hi = float(np.min(a)), float(np.max(a))
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return minmax_array(a)
 
 
 def _encode_maps(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:

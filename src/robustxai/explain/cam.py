@@ -5,6 +5,10 @@ outputs tokens (ViT, DeiT, XCiT: ``[B, N, C]``) or a channels-last map (Swin: ``
 and gradient are reshaped to ``[B, C, h, w]`` (prefix tokens dropped,
 :func:`~robustxai.models.tokens.to_grid`) and Grad-CAM's formula is applied to that grid — the same
 formula, so the two paths agree on a CNN.
+
+The differentiable maps for the manipulation attack (:meth:`GradCAM.map_for_attack`,
+:meth:`GuidedGradCAM.map_for_attack`) are Grad-CAM's formula written with ``create_graph=True``
+(:func:`gradcam_coarse`, channels-first layers); the tests pin them to Captum.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import threading
 import warnings
 
 import torch
+import torch.nn.functional as F
 from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 from torch import nn
 
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer
+from robustxai.explain.base import EXPLAINERS, Explainer, reduce_channels
+from robustxai.explain.differentiable import DifferentiableMap, Forward, module_of, target_gradients
 from robustxai.models.tokens import infer_layout, to_grid
 from robustxai.models.wrapper import cam_layer
 
@@ -95,8 +101,37 @@ def grid_gradcam(
     return torch.relu((weights * grid).sum(dim=1, keepdim=True))
 
 
+def gradcam_coarse(
+    net: Forward, layer: nn.Module, images: torch.Tensor, targets: torch.Tensor, create_graph: bool
+) -> torch.Tensor:
+    """Coarse Grad-CAM ``[B, 1, h, w]``: ReLU(Σ_k w_k A_k), w_k = spatial mean of ∂f_c/∂A_k.
+
+    ``layer`` must belong to the module ``net`` runs (:func:`~robustxai.explain.differentiable.module_of`).
+    """
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        x = images if images.requires_grad else images.detach().requires_grad_(True)
+        logits = net(x)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RobustXAIError(f"the Grad-CAM layer ran {len(captured)} times in one forward pass; expected 1")
+    acts = captured[0]
+    picked = logits.gather(1, targets[:, None]).sum()
+    (grads,) = torch.autograd.grad(picked, acts, create_graph=create_graph)
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(dim=1, keepdim=True).clamp(min=0)
+
+
+def upsample(cam: torch.Tensor, size: torch.Size | tuple[int, int], mode: str) -> torch.Tensor:
+    """The coarse CAM upsampled to ``size`` (``align_corners=False`` where the mode takes it)."""
+    corners = False if mode in ("bilinear", "bicubic") else None
+    return F.interpolate(cam, size=tuple(size), mode=mode, align_corners=corners)
+
+
 @EXPLAINERS.register("gradcam")
-class GradCAM(Explainer):
+class GradCAM(Explainer, DifferentiableMap):
     """Grad-CAM (Selvaraju et al.): ReLU(Σ_k w_k A_k), w_k = spatial mean of ∂f_c/∂A_k, upsampled bilinearly.
 
     On a transformer A is the declared token layer laid out on the patch grid (module docstring).
@@ -126,12 +161,23 @@ class GradCAM(Explainer):
         attr: torch.Tensor = cam.attribute(images, target=targets, relu_attributions=True)
         return attr
 
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """Grad-CAM upsampled bilinearly, on the autograd graph.
+
+        The CAM has one non-negative channel, so every channel reduction leaves it as it is.
+        """
+        layer = cam_layer_of(module_of(net), self.layer)
+        cam = gradcam_coarse(net, layer, images, targets, create_graph)
+        return upsample(cam, images.shape[-2:], "bilinear")[:, 0]
+
 
 CAM_UPSAMPLING: tuple[str, ...] = ("bilinear", "nearest", "bicubic", "area")
 
 
 @EXPLAINERS.register("guided_gradcam")
-class GuidedGradCAM(Explainer):
+class GuidedGradCAM(Explainer, DifferentiableMap):
     """Guided Grad-CAM (Selvaraju et al.): Guided Backprop ⊙ the Grad-CAM map upsampled to the input.
 
     Guided Backprop passes only positive gradients back through ReLU *modules*; the built-in models use
@@ -184,3 +230,31 @@ class GuidedGradCAM(Explainer):
             cam, tuple(images.shape[2:]), interpolate_mode=self.interpolate_mode
         )
         return guided * up
+
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """Guided-backprop gradient × upsampled Grad-CAM, on the autograd graph.
+
+        The guided backward rule must be differentiable, so ``net`` must be a smooth stand-in whose
+        ``guided()`` switches it on (:class:`~robustxai.explain.differentiable.SmoothForward`).
+
+        Raises:
+            RobustXAIError: When ``net`` is a plain model.
+        """
+        if isinstance(net, nn.Module):
+            raise RobustXAIError(
+                "guided_gradcam's differentiable map needs a smooth stand-in with a guided backward rule "
+                "(a SoftplusSurrogate), not the model itself"
+            )
+        surrogate = net
+        layer = cam_layer_of(module_of(surrogate), self.layer)
+        coarse = gradcam_coarse(surrogate, layer, images, targets, create_graph)
+        cam = upsample(coarse, images.shape[-2:], self.interpolate_mode)
+
+        def guided(x: torch.Tensor) -> torch.Tensor:
+            with surrogate.guided():
+                return surrogate(x)
+
+        grad = target_gradients(guided, images, targets, create_graph)[0]
+        return reduce_channels(grad * cam, self.reduction)

@@ -19,23 +19,28 @@ from robustxai.explain.base import (
     Explainer,
     balanced_rows,
     check_batch_size,
+    reduce_channels,
     row_chunks,
     rows_per_pass,
 )
+from robustxai.explain.differentiable import DifferentiableMap, Forward, target_gradients
 from robustxai.explain.references import check_reference, reference_images
 
 IG_METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
-def input_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def input_gradients(
+    model: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = False
+) -> torch.Tensor:
     """∂f_t/∂x of each image's target logit: one forward and one backward pass of the batch.
 
     The same numbers as Captum's ``compute_gradients`` (the sum of the selected logits, differentiated
     with respect to the input only: no parameter gradients are formed). The result may be a view with
     overlapping memory (a model whose first operation is ``x.sum((2, 3))`` gets an expanded gradient back),
-    so callers use out-of-place operations on it.
+    so callers use out-of-place operations on it. ``create_graph`` keeps it on the autograd graph
+    (:func:`~robustxai.explain.differentiable.target_gradients`).
     """
-    return predicted_gradients(model, images, targets)[0]
+    return target_gradients(model, images, targets, create_graph)[0]
 
 
 def predicted_gradients(
@@ -46,17 +51,11 @@ def predicted_gradients(
     ``targets=None`` takes each image's arg-max logit of the same forward pass: the predicted class, as
     :func:`~robustxai.explain.base.resolve_targets` defines it.
     """
-    x = images.detach().requires_grad_(True)
-    logits = model(x)
-    if targets is None:
-        targets = logits.detach().argmax(dim=1)
-    picked = logits.gather(1, targets.to(logits.device)[:, None])
-    (grad,) = torch.autograd.grad(picked.sum(), x)
-    return grad, targets
+    return target_gradients(model, images, targets)
 
 
 @EXPLAINERS.register("saliency")
-class Saliency(Explainer):
+class Saliency(Explainer, DifferentiableMap):
     """Vanilla gradient (Simonyan et al.): |∂f_c/∂x|, max over channels by default.
 
     One forward and one backward pass of the images, as Captum's ``Saliency(abs=True)``; the predicted class
@@ -79,9 +78,15 @@ class Saliency(Explainer):
         grad, targets = predicted_gradients(model, images)
         return grad.abs(), targets
 
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """The saliency map on the autograd graph (see ``DifferentiableMap``)."""
+        return reduce_channels(input_gradients(net, images, targets, create_graph).abs(), self.reduction)
+
 
 @EXPLAINERS.register("input_x_gradient")
-class InputXGradient(Explainer):
+class InputXGradient(Explainer, DifferentiableMap):
     """Gradient × Input (Shrikumar et al.): x ⊙ ∂f_c/∂x; the map is max over channels of |·| by default.
 
     It is the first-order (Taylor) share of each pixel in the logit, relative to a black image: one
@@ -104,15 +109,22 @@ class InputXGradient(Explainer):
         grad, targets = predicted_gradients(model, images)
         return grad * images, targets
 
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """The Grad × Input map on the autograd graph."""
+        return reduce_channels(input_gradients(net, images, targets, create_graph) * images, self.reduction)
+
 
 def integrated_gradients(
-    model: nn.Module,
+    model: Forward,
     images: torch.Tensor,
     baselines: torch.Tensor,
     targets: torch.Tensor,
     n_steps: int,
     method: str,
     rows: int,
+    create_graph: bool = False,
 ) -> torch.Tensor:
     """Integrated Gradients with Captum's quadrature, in passes of at most ``rows`` image × step rows.
 
@@ -120,7 +132,8 @@ def integrated_gradients(
     x₀ + α_s (x − x₀); its input gradient is weighted by the step size w_s and added to its image. The α_s
     and w_s are Captum's for ``method`` (its step sizes rounded to float32, as Captum does), so the result is
     ``IntegratedGradients(model).attribute(images, baselines, target, n_steps=n_steps, method=method)``
-    up to the order of the sum.
+    up to the order of the sum. With ``create_graph`` the result stays on the autograd graph of
+    ``images`` (the manipulation attack differentiates through it).
     """
     step_sizes_fn, alphas_fn = approximation_parameters(method)
     dtype, device = images.dtype, images.device
@@ -134,13 +147,13 @@ def integrated_gradients(
         row = torch.arange(chunk.start, chunk.stop, device=device)
         step, image = row // b, row % b
         points = baselines[image] + alphas[step].view(-1, *spatial) * delta[image]
-        grads = input_gradients(model, points, targets[image])
-        total.index_add_(0, image, grads * weights[step].view(-1, *spatial))
-    return total.mul_(delta)
+        grads = input_gradients(model, points, targets[image], create_graph)
+        total = total.index_add(0, image, grads * weights[step].view(-1, *spatial))
+    return total * delta
 
 
 @EXPLAINERS.register("integrated_gradients")
-class IntegratedGradients(Explainer):
+class IntegratedGradients(Explainer, DifferentiableMap):
     """Integrated Gradients (Sundararajan et al.): (x − x₀)·∫ ∇f(x₀ + α(x − x₀)) dα.
 
     Args:
@@ -202,3 +215,19 @@ class IntegratedGradients(Explainer):
             self.method,
             self.pass_rows(images.shape[0], images.device),
         )
+
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """The IG map on the autograd graph (the same passes as :meth:`attribute`)."""
+        attr = integrated_gradients(
+            net,
+            images,
+            self.baselines(images),
+            targets,
+            self.n_steps,
+            self.method,
+            self.pass_rows(images.shape[0], images.device),
+            create_graph,
+        )
+        return reduce_channels(attr, self.reduction)

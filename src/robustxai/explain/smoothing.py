@@ -21,9 +21,11 @@ from robustxai.explain.base import (
     Explainer,
     balanced_rows,
     check_batch_size,
+    reduce_channels,
     row_chunks,
     rows_per_pass,
 )
+from robustxai.explain.differentiable import DifferentiableMap, Forward
 from robustxai.explain.gradients import input_gradients
 
 # Images are in [0, 1] (DESIGN.md), so the input range that scales the noise is 1.
@@ -31,7 +33,7 @@ INPUT_RANGE = 1.0
 
 
 @EXPLAINERS.register("smoothgrad")
-class SmoothGrad(Explainer):
+class SmoothGrad(Explainer, DifferentiableMap):
     """SmoothGrad: mean over samples of |∂f_c/∂x| at x + n, n ~ N(0, σ²), max over channels by default.
 
     Args:
@@ -98,11 +100,23 @@ class SmoothGrad(Explainer):
 
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean of |∇f_c| over the noisy copies ``[B, C, H, W]``."""
-        images = images.detach()
-        noise = self.draw_noise(images)
+        return self.mean_abs_gradient(model, images.detach(), targets)
+
+    def mean_abs_gradient(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = False
+    ) -> torch.Tensor:
+        """Mean of |∇f_c| over the noisy copies; on the autograd graph of ``images`` with ``create_graph``."""
+        noise = self.draw_noise(images.detach())
         total = torch.zeros_like(images)
         for chunk in row_chunks(noise.shape[0], self.pass_rows(images.shape[0], images.device)):
             owner = torch.arange(chunk.start, chunk.stop, device=images.device) // self.n_samples
-            noisy = noise[chunk].add_(images[owner])
-            total.index_add_(0, owner, input_gradients(model, noisy, targets[owner]).abs())
+            noisy = noise[chunk] + images[owner]
+            grads = input_gradients(net, noisy, targets[owner], create_graph)
+            total = total.index_add(0, owner, grads.abs())
         return total / self.n_samples
+
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """The SmoothGrad map on the autograd graph (the same noise and passes as :meth:`attribute`)."""
+        return reduce_channels(self.mean_abs_gradient(net, images, targets, create_graph), self.reduction)

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from robustxai._arrays import minmax as _minmax
 from robustxai._validate import check_maps
 from robustxai.errors import RobustXAIError
 
@@ -23,7 +24,7 @@ SSIM_K2 = 0.03
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map to [0, 1] independently.
+    """Min-max normalise each map to [0, 1] independently (:func:`robustxai._arrays.minmax`, checked).
 
     Constant maps (no spread to rescale) become all zeros rather than NaN.
 
@@ -33,14 +34,7 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor of the same shape, dtype and device, each image spanning exactly [0, 1] unless constant.
     """
-    maps = check_maps(maps)
-    b = maps.shape[0]
-    flat = maps.reshape(b, -1)
-    lo = flat.min(dim=1).values[:, None, None]
-    span = flat.max(dim=1).values[:, None, None] - lo
-    nonconst = span > 0
-    scaled = (maps - lo) / torch.where(nonconst, span, torch.ones_like(span))
-    return torch.where(nonconst, scaled, torch.zeros_like(maps))
+    return _minmax(check_maps(maps))
 
 
 def _check_pair(maps_a: torch.Tensor, maps_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +79,27 @@ def ssim(maps_a: torch.Tensor, maps_b: torch.Tensor, normalize: bool = True) -> 
         RobustXAIError: On shape mismatch, or images smaller than the 7×7 window.
     """
     a, b = _prepare(maps_a, maps_b, normalize)
+    return ssim_per_image(a, b)
+
+
+def ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The SSIM of :func:`ssim` without its checks and casts: differentiable, in the inputs' dtype.
+
+    The one SSIM of robustxai: the metric calls it in float64 and the manipulation attack optimises it in
+    float32 on the autograd graph. ``data_range`` is 1 (images in [0, 1], min-max normalised maps).
+
+    Args:
+        a: Images or maps ``[B, H, W]`` with ``H, W ≥ 7``.
+        b: The same shape as ``a``.
+
+    Returns:
+        Tensor ``[B]`` in the inputs' dtype.
+
+    Raises:
+        RobustXAIError: On a shape mismatch or images smaller than the 7×7 window.
+    """
+    if a.shape != b.shape or a.ndim != 3:
+        raise RobustXAIError(f"ssim needs two [B, H, W] tensors, got {tuple(a.shape)}, {tuple(b.shape)}")
     n, h, w = a.shape
     win = SSIM_WIN_SIZE
     if h < win or w < win:

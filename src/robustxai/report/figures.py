@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from robustxai._arrays import minmax_array
 from robustxai.report.mosaic import Tile, tile_grid
 from robustxai.report.tables import (
     CLEAN,
@@ -63,10 +64,7 @@ def set_margins(
 def minmax_normalise(array: np.ndarray) -> np.ndarray:
     """Scale a map to [0, 1]; constant or empty maps become zeros; NaN becomes 0."""
     arr = np.nan_to_num(np.asarray(array, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if arr.size == 0:
-        return arr
-    low, high = float(arr.min()), float(arr.max())
-    return (arr - low) / (high - low) if high > low else np.zeros_like(arr)
+    return minmax_array(arr)
 
 
 def _image_for_display(image: np.ndarray) -> tuple[np.ndarray, str]:

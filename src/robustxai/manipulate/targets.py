@@ -11,11 +11,12 @@ import torch
 
 from robustxai.errors import RobustXAIError
 
-#: Ground truth of one image: a boolean mask ``[H, W]``, points ``[N, 2]`` as (x, y) pixels, or nothing.
-Truth = np.ndarray | torch.Tensor | None
+#: Where the finding of one image is: a boolean mask ``[H, W]``, points ``[N, 2]`` as (x, y) pixels, or
+#: nothing. (Not :class:`robustxai.data.truth.Truth`, which holds both; the audit passes one of the two.)
+MaskOrPoints = np.ndarray | torch.Tensor | None
 
 
-def _truth_pixels(truth: Truth, shape: tuple[int, int]) -> np.ndarray:
+def _truth_pixels(truth: MaskOrPoints, shape: tuple[int, int]) -> np.ndarray:
     """Ground-truth pixel coordinates ``[N, 2]`` as (row, col) from a boolean mask or (x, y) points."""
     if truth is None:
         return np.zeros((0, 2))
@@ -35,7 +36,7 @@ def _truth_pixels(truth: Truth, shape: tuple[int, int]) -> np.ndarray:
     return arr[:, ::-1].astype(np.float64)  # (x, y) → (row, col)
 
 
-def default_target(truth: Truth, shape: tuple[int, int], size: int) -> torch.Tensor:
+def default_target(truth: MaskOrPoints, shape: tuple[int, int], size: int) -> torch.Tensor:
     """The default target map: a ``size`` × ``size`` square in the image corner farthest from the truth.
 
     "Farthest" maximises the smallest distance from the square's centre to any ground-truth pixel or point.
