@@ -1,0 +1,222 @@
+"""Harness of the hostile-input corpus: a workspace per case, the CLI run in-process, outcome checks.
+
+Every case builds a small workspace (a data folder of 8 images of 16 px with a manifest and ground truth, a
+saved tiny model, a config, and a ``sentinel/`` folder of a user's own files), breaks one thing, runs the
+CLI and asserts the outcome class:
+
+* ``error``: exit status 2 from the CLI's error handler, no traceback, and exactly one ``error:`` line, the
+  last one printed, holding the expected text;
+* ``usage``: a command-line usage error from click (exit status 2, no traceback);
+* ``warn``: the run completes (report written) and a warning holding the expected text was printed or logged;
+* ``ok``: the input is valid after all (16-bit PNG, RGBA …) and the run completes.
+
+For every case, every file of the workspace outside ``--out`` (and the model/data cache) is hashed with its
+mtime before and after: nothing outside the run directory may change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from robustxai.audit.config import dump_toml
+from robustxai.cli import app
+
+SPLITS = ["train", "test"] * 4
+CLASSES = ["normal", "fracture"]
+OUTCOMES = ("error", "usage", "warn", "ok")
+PENDING_H1 = "fix pending on branch h1"
+PENDING_H2 = "fix pending on branch h2"
+
+
+@dataclass
+class Case:
+    """One hostile input: how to build it, and the outcome class it must end in.
+
+    Attributes:
+        id: Unique name (the pytest id).
+        build: Breaks the workspace; returns the CLI arguments (``None``: audit the workspace's config).
+        outcome: One of :data:`OUTCOMES`.
+        expect: Text that the error line (``error``), the output (``usage``) or a warning (``warn``) holds.
+        pending: Reason of a strict xfail while the fix is on another branch, or ``None``.
+        check: Extra assertions on the workspace and the result after the run.
+    """
+
+    id: str
+    build: Callable[[Workspace], list[str] | None]
+    outcome: str
+    expect: str = ""
+    pending: str | None = None
+    check: Callable[[Workspace, Result], None] | None = None
+
+
+def params(cases: list[Case]) -> list[Any]:
+    """Cases as pytest params: ids, and a strict xfail for those whose fix is pending elsewhere."""
+    ids = [c.id for c in cases]
+    assert len(set(ids)) == len(ids), "case ids must be unique"
+    assert all(c.outcome in OUTCOMES for c in cases)
+    marks = {c.id: [pytest.mark.xfail(strict=True, reason=c.pending)] if c.pending else [] for c in cases}
+    return [pytest.param(c, id=c.id, marks=marks[c.id]) for c in cases]
+
+
+def base_config(ws: Workspace) -> dict[str, Any]:
+    """The smallest audit that runs every stage cheaply (≈ 1 s): one checkpoint, FGSM, saliency."""
+    return {
+        "name": "hostile",
+        "batch_size": 8,
+        "cache_dir": str(ws.cache),
+        "data": {"source": "folder", "path": str(ws.data), "size": 16},
+        "models": [{"name": "m", "checkpoint": str(ws.ckpt)}],
+        "attacks": [{"name": "fgsm", "epsilons": [0.01]}],
+        "explain": {"methods": ["saliency"], "attacks": ["fgsm"], "n_images": 4},
+        "report": {"primary_attack": "fgsm", "primary_epsilon": 0.01, "n_figure": 1},
+        "sanity": {"enabled": False},
+        "manipulation": {"methods": ["saliency"], "transfer_from": [], "models": [], "iterations": 1},
+    }
+
+
+@dataclass
+class Workspace:
+    """One case's folder: data/, ckpt/, c.toml, sentinel/ (inputs); out/ and cache/ (the run's)."""
+
+    root: Path
+    cfg: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def ckpt(self) -> Path:
+        return self.root / "ckpt"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def sentinel(self) -> Path:
+        return self.root / "sentinel"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "c.toml"
+
+    def write_config(self, cfg: dict[str, Any] | None = None) -> Path:
+        """Write ``cfg`` (default: the workspace's, as changed by the case) to ``c.toml``."""
+        self.config.write_text(dump_toml(cfg if cfg is not None else self.cfg), encoding="utf-8")
+        return self.config
+
+    def audit_args(self, *extra: str) -> list[str]:
+        """``audit c.toml --profile smoke --out out`` (the config is written first)."""
+        self.write_config()
+        return ["audit", str(self.config), "--profile", "smoke", "--out", str(self.out), *extra]
+
+    def test_images(self) -> list[Path]:
+        """The images of the manifest's test split."""
+        rows = (self.data / "manifest.csv").read_text().splitlines()[1:]
+        return [self.data / r.split(",")[0] for r in rows if r.endswith(",test")]
+
+
+def snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[str, int]]:
+    """Path → (sha256, mtime_ns) of every file under ``root`` outside ``skip`` (links: their target)."""
+    found: dict[str, tuple[str, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d not in skip]
+        for name in filenames:
+            p = here / name
+            if p.is_symlink():
+                found[str(p)] = (f"link:{os.readlink(p)}", 0)
+            elif p.is_file():
+                found[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            else:
+                found[str(p)] = ("special", 0)
+        for d in dirnames:
+            if (here / d).is_symlink():
+                found[str(here / d)] = (f"link:{os.readlink(here / d)}", 0)
+    return found
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed, so lines wrapped by the console still match."""
+    return " ".join(text.split())
+
+
+def check_outcome(case: Case, result: Result, logged: str, ws: Workspace) -> None:
+    """Assert the outcome class of ``case`` (see the module docstring)."""
+    out = result.output
+    exc = result.exception
+    shown = f"exit {result.exit_code}, {type(exc).__name__}: {exc}\n{out}\n{logged}"
+    assert exc is None or isinstance(exc, SystemExit), shown  # an exception escaped the CLI's handler
+    assert "Traceback" not in out, shown
+    if case.outcome == "error":
+        assert result.exit_code == 2, shown
+        lines = [line for line in out.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        assert len(errors) == 1 and lines[-1] == errors[0], shown  # one line, and nothing after it
+        assert case.expect in errors[0], shown
+    elif case.outcome == "usage":
+        assert result.exit_code == 2, shown
+        assert flat(case.expect) in flat(out), shown
+    else:
+        assert result.exit_code == 0, shown
+        assert (ws.out / "report.html").is_file(), shown
+        if case.outcome == "warn":
+            assert flat(case.expect) in flat(out + "\n" + logged), shown
+
+
+def run_case(case: Case, ws: Workspace, caplog: pytest.LogCaptureFixture) -> None:
+    """Build, snapshot, run the CLI in-process, check the outcome and that nothing outside --out changed."""
+    argv = case.build(ws)
+    if argv is None:
+        argv = ws.audit_args()
+    before = snapshot(ws.root, (ws.out, ws.cache))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(app, argv)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    check_outcome(case, result, logged, ws)
+    if case.check is not None:
+        case.check(ws, result)
+    after = snapshot(ws.root, (ws.out, ws.cache))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"files outside --out changed: {changed}"
+
+
+def unblock_fifo_after(fifo: Path, seconds: float) -> threading.Timer:
+    """Open ``fifo`` for writing after ``seconds`` (then close it), so a reader blocked on it gets EOF.
+
+    Keeps a case that hangs on a FIFO from hanging the test run: it fails (or xfails) instead.
+    """
+
+    def release() -> None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # nobody is reading: nothing to release
+            return
+        os.close(fd)
+
+    timer = threading.Timer(seconds, release)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def one_line(text: str) -> bool:
+    """Whether ``text`` is a single non-empty line."""
+    return bool(text.strip()) and not re.search(r"[\r\n]", text.strip())
