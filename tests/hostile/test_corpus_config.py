@@ -86,7 +86,9 @@ TOML_CASES = [
     Case("cfg-int64-batch", setkey("batch_size", 2**62), "ok"),
     Case("cfg-zero-epochs", setkey("training.epochs", 0), "error", "training.epochs"),
     Case("cfg-bad-name", setkey("name", "../../etc"), "error", "name"),
-    Case("cfg-unknown-arch", setkey("models.0", {"name": "m", "arch": "vit"}), "error", "unknown model 'vit'"),
+    Case(
+        "cfg-unknown-arch", setkey("models.0", {"name": "m", "arch": "vit"}), "error", "unknown model 'vit'"
+    ),
     Case("cfg-unknown-attack", setkey("attacks.0.name", "deepfool"), "error", "unknown attack 'deepfool'"),
     Case("cfg-unknown-explainer", setkey("explain.methods", ["shap"]), "error", "unknown explainer 'shap'"),
     Case(
@@ -104,7 +106,12 @@ TOML_CASES = [
     Case("cfg-attack-param-typo", setkey("attacks.0.params", {"stepz": 2}), "error", "stepz"),
     Case("cfg-executor-kind", setkey("executor.kind", "mpi"), "error", "executor.kind"),
     Case("cfg-data-path-missing", setkey("data.path", "/nonexistent/robustxai"), "error", "not found"),
-    Case("cfg-checkpoint-missing", setkey("models.0.checkpoint", "/nonexistent/ckpt"), "error", "no saved model"),
+    Case(
+        "cfg-checkpoint-missing",
+        setkey("models.0.checkpoint", "/nonexistent/ckpt"),
+        "error",
+        "no saved model",
+    ),
     Case(
         "cfg-annotation-format",
         edit(lambda c, ws: c["data"].update(annotations="annotations.json", annotation_format="dicomseg")),
@@ -116,13 +123,28 @@ TOML_CASES = [
 CLI_CASES = [
     Case("cli-missing-config", argv("audit", "{root}/missing.toml", "--out", "{out}"), "error", "not found"),
     Case("cli-config-is-dir", argv("audit", "{data}", "--out", "{out}"), "error", "config file not found"),
-    Case("cli-unknown-profile", argv("audit", "--profile", "huge", "--out", "{out}"), "error", "unknown profile"),
+    Case(
+        "cli-unknown-profile",
+        argv("audit", "--profile", "huge", "--out", "{out}"),
+        "error",
+        "unknown profile",
+    ),
     Case("cli-unknown-option", argv(*AUDIT, "--bogus"), "usage", "No such option"),
-    Case("cli-bad-int", argv("data", "synth", "--out", "{out}", "--n", "many"), "usage", "Invalid value for '--n'"),
+    Case(
+        "cli-bad-int",
+        argv("data", "synth", "--out", "{out}", "--n", "many"),
+        "usage",
+        "Invalid value for '--n'",
+    ),
     Case("cli-executor", argv(*AUDIT, "--executor", "mpi"), "error", "executor.kind"),
     Case("cli-out-is-file", argv(*AUDIT[:-1], "{sentinel}/notes.txt"), "error", "is not a directory"),
     Case("cli-out-under-file", argv(*AUDIT[:-1], "{sentinel}/notes.txt/run"), "error", "notes.txt"),
-    Case("cli-out-foreign-dir", argv(*AUDIT[:-1], "{sentinel}/figures"), "error", "holds no earlier robustxai run"),
+    Case(
+        "cli-out-foreign-dir",
+        argv(*AUDIT[:-1], "{sentinel}/figures"),
+        "error",
+        "holds no earlier robustxai run",
+    ),
     Case(
         "cli-out-user-folder-with-config-toml",
         argv(*AUDIT[:-1], "{sentinel}"),
@@ -133,17 +155,33 @@ CLI_CASES = [
     Case("cli-report-missing", argv("report", "{root}/nowhere"), "error", "no results.sqlite"),
     Case("cli-export-format", argv("export", "{root}/nowhere", "--format", "xlsx"), "error", "xlsx"),
     Case("cli-train-training", argv("train", "--out", "{out}", "--training", "magic"), "error", "--training"),
-    Case("cli-train-data-missing", argv("train", "--out", "{out}", "--data", "{root}/nope"), "error", "not found"),
+    Case(
+        "cli-train-data-missing",
+        argv("train", "--out", "{out}", "--data", "{root}/nope"),
+        "error",
+        "not found",
+    ),
     Case(
         "cli-train-model-option",
         argv("train", "--out", "{out}", "--model", "torchvision:resnet18", "--model-option", "x"),
         "error",
         "KEY=VALUE",
     ),
-    Case("cli-synth-fraction", argv("data", "synth", "--out", "{out}", "--test-fraction", "2"), "error", "(0, 1)"),
+    Case(
+        "cli-synth-fraction",
+        argv("data", "synth", "--out", "{out}", "--test-fraction", "2"),
+        "error",
+        "(0, 1)",
+    ),
     Case("cli-list-kind", argv("list", "gizmos"), "error", "unknown kind"),
     Case("cli-markup-in-path", markup_path, "error", "[/x]", pending=PENDING_H1),
-    Case("cli-markup-in-value", argv("audit", "--profile", "[nan]", "--out", "{out}"), "error", "'[nan]'", PENDING_H1),
+    Case(
+        "cli-markup-in-value",
+        argv("audit", "--profile", "[nan]", "--out", "{out}"),
+        "error",
+        "'[nan]'",
+        PENDING_H1,
+    ),
 ]
 
 
