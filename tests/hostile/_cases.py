@@ -23,15 +23,21 @@ import json
 import logging
 import os
 import re
+import struct
 import threading
+import time
+import zlib
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from robustxai.audit import runner as runner_module
 from robustxai.audit.config import dump_toml
 from robustxai.cli import app
 
@@ -54,6 +60,9 @@ class Case:
         expect: Text that the error line (``error``), the output (``usage``) or a warning (``warn``) holds.
         pending: Reason of a strict xfail while the fix is on another branch, or ``None``.
         check: Extra assertions on the workspace and the result after the run.
+        full_report: Build the real HTML report (≈ 1 s); otherwise a stand-in writes ``report.html``, since
+            the report is rebuilt from the store and sees no input file (DICOM cases keep the real one, to
+            show that no identifier reaches it).
     """
 
     id: str
@@ -62,6 +71,7 @@ class Case:
     expect: str = ""
     pending: str | None = None
     check: Callable[[Workspace, Result], None] | None = None
+    full_report: bool = False
 
 
 def params(cases: list[Case]) -> list[Any]:
@@ -95,6 +105,7 @@ class Workspace:
 
     root: Path
     cfg: dict[str, Any] = field(default_factory=dict)
+    max_seconds: float | None = None  # a case that could block (a FIFO) must end sooner than this
 
     @property
     def data(self) -> Path:
@@ -213,6 +224,13 @@ def check_outcome(case: Case, result: Result, logged: str, ws: Workspace) -> Non
             assert flat(case.expect) in flat(out + "\n" + logged), shown
 
 
+def stand_in_report(run_dir: Path) -> Path:
+    """Write a placeholder ``report.html`` into the run directory (the cheap stand-in of ``build_report``)."""
+    path = Path(run_dir) / "report.html"
+    path.write_text("<html>stand-in report of the hostile corpus</html>\n", encoding="utf-8")
+    return path
+
+
 def run_case(case: Case, ws: Workspace, caplog: pytest.LogCaptureFixture) -> None:
     """Build, snapshot, run the CLI in-process, check the outcome and that nothing outside --out changed."""
     argv = case.build(ws)
@@ -220,8 +238,13 @@ def run_case(case: Case, ws: Workspace, caplog: pytest.LogCaptureFixture) -> Non
         argv = ws.audit_args()
     before = snapshot(ws.root, (ws.out, ws.cache))
     caplog.clear()
-    with caplog.at_level(logging.WARNING):
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING), ExitStack() as stack:
+        if not case.full_report:
+            stack.enter_context(mock.patch.object(runner_module, "build_report", stand_in_report))
         result = CliRunner().invoke(app, argv)
+    seconds = time.monotonic() - start
+    assert ws.max_seconds is None or seconds < ws.max_seconds, f"blocked for {seconds:.1f} s"
     logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
     check_outcome(case, result, logged, ws)
     if case.check is not None:
@@ -231,25 +254,42 @@ def run_case(case: Case, ws: Workspace, caplog: pytest.LogCaptureFixture) -> Non
     assert not changed, f"files outside --out changed: {changed}"
 
 
-def unblock_fifo_after(fifo: Path, seconds: float) -> threading.Timer:
-    """Open ``fifo`` for writing after ``seconds`` (then close it), so a reader blocked on it gets EOF.
+def unblock_fifo_after(fifo: Path, seconds: float, until: float = 120.0) -> threading.Thread:
+    """From ``seconds`` on, keep opening ``fifo`` for writing (and closing it), so a blocked reader gets EOF.
 
-    Keeps a case that hangs on a FIFO from hanging the test run: it fails (or xfails) instead.
+    Keeps a case that hangs on a FIFO from hanging the test run: each open that would block forever returns
+    after about ``seconds`` instead, and the case fails (or xfails) on its outcome.
     """
 
     def release() -> None:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # nobody is reading: nothing to release
-            return
-        os.close(fd)
+        time.sleep(seconds)
+        end = time.monotonic() + until
+        while time.monotonic() < end and os.path.exists(fifo):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # nobody is reading right now
+                pass
+            else:
+                os.close(fd)
+            time.sleep(0.05)
 
-    timer = threading.Timer(seconds, release)
-    timer.daemon = True
-    timer.start()
-    return timer
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
 
 
 def one_line(text: str) -> bool:
     """Whether ``text`` is a single non-empty line."""
     return bool(text.strip()) and not re.search(r"[\r\n]", text.strip())
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` 8-bit gray pixels and holds one empty IDAT chunk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )

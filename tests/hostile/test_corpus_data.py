@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _cases import PENDING_H2, TARGET, Case, Workspace, params, run_case, unblock_fifo_after
+from _cases import PENDING_H2, TARGET, Case, Workspace, params, png_header_only, run_case, unblock_fifo_after
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -19,19 +17,8 @@ from typer.testing import Result
 
 from robustxai.data.dicom import find_phi
 
+BLOCK_S = 5.0  # a FIFO is released after this long; a reader that waited for it has blocked
 PHI = ("Doe^Jane", "PID-98765", "Example General Hospital")
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` × ``height`` 8-bit gray pixels and holds one empty IDAT chunk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
 
 
 def image_bytes(mode: str, size: tuple[int, int] = (16, 16), fmt: str = "PNG") -> bytes:
@@ -100,7 +87,8 @@ def fifo_image(ws: Workspace) -> None:
     """The target image is a FIFO (a reader would block)."""
     (ws.data / TARGET).unlink()
     os.mkfifo(ws.data / TARGET)
-    unblock_fifo_after(ws.data / TARGET, 10.0)
+    unblock_fifo_after(ws.data / TARGET, BLOCK_S)
+    ws.max_seconds = BLOCK_S
 
 
 def write_dicom(path: Path, pixels: bool = True, frames: int = 1) -> Path:
@@ -170,10 +158,10 @@ IMAGE_CASES = [
     Case("img-text-named-png", target_bytes(lambda b: b"not an image\n"), "either", TARGET),
     Case("img-only-signature", target_bytes(lambda b: b[:8]), "either", TARGET),
     Case("img-jpeg-named-png", target_bytes(lambda b: image_bytes("L", fmt="JPEG")), "ok"),
-    Case("img-16bit", target_bytes(lambda b: image_bytes("I;16")), "ok"),
+    Case("img-16bit", target_bytes(lambda b: image_bytes("I;16")), "ok", full_report=True),
     Case("img-rgba", target_bytes(lambda b: image_bytes("RGBA")), "ok"),
     Case("img-palette", target_bytes(lambda b: image_bytes("P")), "ok"),
-    Case("img-1x1", target_bytes(lambda b: image_bytes("L", (1, 1))), "warn", "1x1"),
+    Case("img-1x1", target_bytes(lambda b: image_bytes("L", (1, 1))), "warn", "1x1", full_report=True),
     Case("img-other-size", target_bytes(lambda b: image_bytes("L", (20, 12))), "warn", "mask dropped"),
     Case("img-bomb", target_bytes(lambda b: png_header_only(30000, 30000)), "warn", TARGET, PENDING_H2),
     Case("img-near-bomb", target_bytes(lambda b: png_header_only(12000, 12000)), "warn", TARGET, PENDING_H2),
@@ -233,11 +221,18 @@ MANIFEST_CASES = [
 ]
 
 DICOM_CASES = [
-    Case("dcm-valid-with-phi", dicom_target(), "warn", "fracture/scan.dcm", check=no_phi),
-    Case("dcm-truncated", dicom_target(cut=0.6), "error", "scan.dcm", check=no_phi),
-    Case("dcm-header-only", dicom_target(cut=0.1), "error", "scan.dcm", check=no_phi),
-    Case("dcm-no-pixel-data", dicom_target(pixels=False), "error", "no pixel data", check=no_phi),
-    Case("dcm-multiframe", dicom_target(frames=2), "error", "multi-frame", check=no_phi),
+    Case("dcm-valid-with-phi", dicom_target(), "warn", "fracture/scan.dcm", check=no_phi, full_report=True),
+    Case("dcm-truncated", dicom_target(cut=0.6), "error", "scan.dcm", check=no_phi, full_report=True),
+    Case("dcm-header-only", dicom_target(cut=0.1), "error", "scan.dcm", check=no_phi, full_report=True),
+    Case(
+        "dcm-no-pixel-data",
+        dicom_target(pixels=False),
+        "error",
+        "no pixel data",
+        check=no_phi,
+        full_report=True,
+    ),
+    Case("dcm-multiframe", dicom_target(frames=2), "error", "multi-frame", check=no_phi, full_report=True),
 ]
 
 
