@@ -10,6 +10,8 @@ CLI and asserts the outcome class:
 * ``warn``: the run completes (report written) and a warning holding the expected text was printed or logged;
 * ``either``: one of ``error`` and ``warn`` (a bad image of the test set may stop the run with one line naming
   it, or be left out with a warning naming it: both are the issue's accepted outcomes);
+* ``partial``: one model cannot be audited (NaN weights): the others complete, the report is written, the
+  failed model is named, and the exit status is 1;
 * ``ok``: the input is valid after all (16-bit PNG, RGBA …) and the run completes.
 
 For every case, every file of the workspace outside ``--out`` (and the model/data cache) is hashed with its
@@ -44,7 +46,7 @@ from robustxai.cli import app
 SPLITS = ["train", "test"] * 4
 TARGET = "fracture/synth-1-000003.png"
 CLASSES = ["normal", "fracture"]
-OUTCOMES = ("error", "usage", "warn", "either", "ok")
+OUTCOMES = ("error", "usage", "warn", "either", "partial", "ok")
 PENDING_H1 = "fix pending on branch h1"
 PENDING_H2 = "fix pending on branch h2"
 
@@ -166,9 +168,12 @@ class Workspace:
         path.write_text(json.dumps(doc), encoding="utf-8")
         return path
 
-    def run_first(self) -> None:
+    def run_first(self, full_report: bool = False) -> None:
         """Run the workspace's audit once (a finished run in ``out/`` for the run-directory cases)."""
-        result = CliRunner().invoke(app, self.audit_args())
+        with ExitStack() as stack:
+            if not full_report:
+                stack.enter_context(mock.patch.object(runner_module, "build_report", stand_in_report))
+            result = CliRunner().invoke(app, self.audit_args())
         assert result.exit_code == 0, result.output
 
 
@@ -216,6 +221,9 @@ def check_outcome(case: Case, result: Result, logged: str, ws: Workspace) -> Non
         assert case.expect in errors[0], shown
     elif case.outcome == "usage":
         assert result.exit_code == 2, shown
+        assert flat(case.expect) in flat(out), shown
+    elif case.outcome == "partial":
+        assert result.exit_code == 1 and (ws.out / "report.html").is_file(), shown
         assert flat(case.expect) in flat(out), shown
     else:
         assert result.exit_code == 0, shown
