@@ -78,7 +78,7 @@ TOML_CASES = [
     Case("cfg-wrong-type-models", setkey("models", "m"), "error", "models"),
     Case("cfg-negative-eps", setkey("attacks.0.epsilons", [-0.1]), "error", "epsilons must be ≥ 0"),
     Case("cfg-nan-eps", setkey("attacks.0.epsilons", [float("nan")]), "error", "epsilons must be ≥ 0"),
-    Case("cfg-linf-eps-2", setkey("attacks.0.epsilons", [2.0]), "error", "fgsm", pending=PENDING_H2),
+    Case("cfg-linf-eps-2", setkey("attacks.0.epsilons", [2.0]), "error", "budget(s) [2.0] ≥ 1", pending=PENDING_H2),
     Case("cfg-inf-eps", setkey("attacks.0.epsilons", [float("inf")]), "error", "eps must be a finite number"),
     Case("cfg-huge-size", setkey("data.size", 10**9), "error", "data.size"),
     Case("cfg-huge-int", setkey("batch_size", 2**70), "error", "batch_size: integer out of the 64-bit range"),
