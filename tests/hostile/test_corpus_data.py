@@ -217,7 +217,9 @@ MANIFEST_CASES = [
     ),
     Case("man-dotdot-path", outside_image(absolute=False), "warn", "outside the data folder", PENDING_H2),
     Case("man-absolute-path", outside_image(absolute=True), "warn", "outside the data folder", PENDING_H2),
-    Case("man-single-class-test", rows(only_test_label("normal")), "warn", "holds only one class", PENDING_H2),
+    Case(
+        "man-single-class-test", rows(only_test_label("normal")), "warn", "holds only one class", PENDING_H2
+    ),
 ]
 
 DICOM_CASES = [
