@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import string
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -52,7 +53,19 @@ FUZZ = settings(
 )
 IMAGES = ["normal/a.png", "normal/b.png", "fracture/c.png", "fracture/d.png"]
 SIZES = {rel: (16, 16) for rel in IMAGES}
-NAMES = [*IMAGES, "a.png", "c", "fracture/c", "normal", "../x.png", "/abs.png", "", " ", "a.png\\b"]
+NAMES = [
+    *IMAGES,
+    "a.png",
+    "c",
+    "fracture/c",
+    "normal",
+    "../x.png",
+    "/abs.png",
+    "",
+    " ",
+    "a.png\\b",
+    "n" * 300,
+]
 
 pytestmark = pytest.mark.usefixtures("one_thread_fuzz")
 
@@ -329,6 +342,7 @@ def test_fuzz_yolo(folder: Path, files: dict[str, str]) -> None:
 
 @FUZZ
 @given(doc=robustxai_docs)
+@example(doc={"format": "robustxai-annotations/1", "class_names": ["normal", "n" * 300], "images": {}})
 def test_fuzz_folder_annotations_json(folder: Path, doc: Any) -> None:
     """The data folder's own annotations.json, as FolderDataset reads it and applies it to each image."""
     if isinstance(doc, dict):
@@ -501,7 +515,7 @@ def _bounded(doc: Any) -> bool:
 def _ints(value: Any) -> Iterator[float]:
     if isinstance(value, bool):
         return
-    if isinstance(value, int | float) and np.isfinite(value):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
