@@ -48,7 +48,6 @@ TARGET = "fracture/synth-1-000003.png"
 CLASSES = ["normal", "fracture"]
 OUTCOMES = ("error", "usage", "warn", "either", "partial", "ok")
 PENDING_H1 = "fix pending on branch h1"
-PENDING_H2 = "fix pending on branch h2"
 
 
 @dataclass

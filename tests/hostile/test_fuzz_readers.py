@@ -184,7 +184,6 @@ def test_fuzz_manifest_text(folder: Path, text: str, options: dict[str, Any]) ->
 
 
 @FUZZ
-@pytest.mark.xfail(reason="fix pending on branch h2 (manifest encoding)", strict=False)
 @given(data=st.binary(max_size=200) | manifest_texts.map(lambda t: t.encode("utf-16")))
 def test_fuzz_manifest_bytes(folder: Path, data: bytes) -> None:
     path = fresh(folder, "manifest.csv")
@@ -304,7 +303,6 @@ def test_fuzz_json_annotations(folder: Path, doc: Any, fmt: str) -> None:
 
 
 @FUZZ
-@pytest.mark.xfail(reason="fix pending on branch h2 (annotation type validation)", strict=False)
 @given(doc=coco_docs)
 def test_fuzz_coco(folder: Path, doc: Any) -> None:
     path = fresh(folder, "coco.json")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
-from robustxai.audit.config_errors import did_you_mean, format_validation_error
+from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
@@ -319,26 +319,12 @@ def _format_error(err: ValidationError, source: str) -> str:
     return format_validation_error(err, source, AuditConfig)
 
 
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _huge_ints(value: Any, where: str = "") -> list[str]:
-    """Dotted keys of integers outside the 64-bit range TOML defines (Python's ``tomllib`` reads any)."""
-    if isinstance(value, dict):
-        return [w for k, v in value.items() for w in _huge_ints(v, f"{where}.{k}" if where else str(k))]
-    if isinstance(value, list):
-        return [w for i, v in enumerate(value) for w in _huge_ints(v, f"{where}.{i}")]
-    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
-        return [where or "(top level)"]
-    return []
-
-
 def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
     """Validate a raw settings dict, turning pydantic errors into one-line messages.
 
     Integers beyond 64 bits are refused here: TOML does not allow them, and torch cannot take them.
     """
-    huge = _huge_ints(raw)
+    huge = huge_ints(raw)
     if huge:
         raise ConfigError(
             f"invalid config {source}: {'; '.join(f'{k}: integer out of the 64-bit range' for k in huge)}"
