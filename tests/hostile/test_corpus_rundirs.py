@@ -62,17 +62,22 @@ def store_sql(sql: str) -> Callable[[Workspace], None]:
 
 
 def lock(owner: dict[str, object] | str, hold: bool = False) -> Callable[[Workspace], None]:
-    """A lock file in the run directory (``{pid}`` and ``{host}`` filled in); ``hold``: flock it meanwhile."""
+    """A lock file in the run directory; owner values ``PID``, ``HOST``, ``DEAD`` are filled in.
+
+    ``hold``: this process also holds the file's advisory lock meanwhile (a live writer).
+    """
 
     def change(ws: Workspace) -> None:
-        text = owner if isinstance(owner, str) else json.dumps(owner)
-        for key, value in (("{pid}", os.getpid()), ("{host}", socket.gethostname()), ("{dead}", dead_pid())):
-            text = text.replace(f'"{key}"', str(value)).replace(key, str(value))
+        if isinstance(owner, str):
+            text = owner
+        else:
+            fill = {"PID": os.getpid(), "HOST": socket.gethostname(), "DEAD": dead_pid()}
+            text = json.dumps({k: fill.get(v, v) if isinstance(v, str) else v for k, v in owner.items()})
         (ws.out / LOCK).write_text(text)
         if hold:
             fd = os.open(ws.out / LOCK, os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            ws.cfg["_held"] = fd  # never written: audit_args ran before this change
+            ws.cfg["_held"] = fd  # never written: the case's config was written before this change
 
     return change
 
@@ -167,7 +172,7 @@ RUN_CASES = [
     ),
     Case(
         "run-lock-held",
-        finished(resume(lock({"pid": "{pid}", "host": "{host}"}, hold=True))),
+        finished(resume(lock({"pid": "PID", "host": "HOST"}, hold=True))),
         "error",
         "in use by another audit",
         PENDING_H1,
@@ -175,7 +180,7 @@ RUN_CASES = [
     ),
     Case(
         "run-lock-live-pid",
-        finished(resume(lock({"pid": 1, "host": "{host}"}))),
+        finished(resume(lock({"pid": 1, "host": "HOST"}))),
         "error",
         "in use by another audit",
         PENDING_H1,
@@ -190,7 +195,7 @@ RUN_CASES = [
     Case("run-lock-garbage", finished(resume(lock("\x00not json"))), "error", "unreadable", PENDING_H1),
     Case(
         "run-lock-stale",
-        finished(resume(lock({"pid": "{dead}", "host": "{host}"}))),
+        finished(resume(lock({"pid": "DEAD", "host": "HOST"}))),
         "warn",
         "took over the run lock",
         PENDING_H1,

@@ -524,7 +524,6 @@ def _ints(value: Any) -> Iterator[float]:
 
 
 @FUZZ
-@pytest.mark.xfail(reason="fix pending on branch h1 (model-spec whitelist)", strict=False)
 @given(doc=spec_docs.filter(_bounded) | st.text(max_size=60))
 def test_fuzz_model_spec(saved_model: Path, doc: Any) -> None:
     spec = saved_model / "model.json"
