@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
-from robustxai.audit.config_errors import did_you_mean, format_validation_error
+from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
@@ -320,7 +320,15 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
-    """Validate a raw settings dict, turning pydantic errors into one-line messages."""
+    """Validate a raw settings dict, turning pydantic errors into one-line messages.
+
+    Integers beyond 64 bits are refused here: TOML does not allow them, and torch cannot take them.
+    """
+    huge = huge_ints(raw)
+    if huge:
+        raise ConfigError(
+            f"invalid config {source}: {'; '.join(f'{k}: integer out of the 64-bit range' for k in huge)}"
+        )
     try:
         return AuditConfig.model_validate(raw)
     except ValidationError as err:

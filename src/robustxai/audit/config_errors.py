@@ -65,3 +65,20 @@ def format_validation_error(err: ValidationError, source: str, root: type[BaseMo
             msg = "unknown key" + (hint or (f" (known keys: {', '.join(known)})" if known else ""))
         parts.append(f"{loc}: {msg}")
     return f"invalid config {source}: " + "; ".join(parts)
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def huge_ints(value: Any, where: str = "") -> list[str]:
+    """Dotted keys of integers outside the 64-bit range TOML defines (Python's ``tomllib`` reads any).
+
+    Why: such a number passes pydantic's ``int`` and then overflows inside torch with a traceback.
+    """
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in huge_ints(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in huge_ints(v, f"{where}.{i}")]
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        return [where or "(top level)"]
+    return []

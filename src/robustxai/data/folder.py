@@ -243,7 +243,7 @@ class FolderDataset(ImageDataset):
         resolves_outside = outside_checker(self.root)
         for cls in self.class_names:
             folder = self.root / cls
-            if not folder.is_dir():
+            if not os.path.isdir(folder):  # a name no file system holds (too long, NUL) is no folder either
                 continue
             files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
             rows.extend((p.relative_to(self.root).as_posix(), cls, "") for p in files)

@@ -1,0 +1,49 @@
+"""Fixtures of the hostile-input corpus (the harness itself is in ``_cases.py``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from _cases import CLASSES, SPLITS, Workspace, base_config
+
+import robustxai as rx
+from robustxai.data.folder import write_folder
+from robustxai.data.synthetic import SyntheticFracture
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data folder and saved model, built once and copied into each case's workspace."""
+    root = tmp_path_factory.mktemp("hostile_template")
+    write_folder(SyntheticFracture(8, size=16, seed=1), root / "data", split=SPLITS)
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8), class_names=CLASSES)
+    rx.save_model(model, root / "ckpt")
+    sentinel = root / "sentinel"
+    (sentinel / "figures").mkdir(parents=True)
+    (sentinel / "figures" / "mine.png").write_bytes(b"\x89PNG not really")
+    (sentinel / "config.toml").write_text('name = "my own notes"\n')
+    (sentinel / "notes.txt").write_text("a user's file that no audit may touch\n")
+    return root
+
+
+@pytest.fixture
+def ws(template: Path, tmp_path: Path) -> Workspace:
+    """A fresh workspace for one case."""
+    for name in ("data", "ckpt", "sentinel"):
+        shutil.copytree(template / name, tmp_path / name, symlinks=True)
+    space = Workspace(tmp_path)
+    space.cfg = base_config(space)
+    return space
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
