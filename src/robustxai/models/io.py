@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from robustxai.errors import RobustXAIError
@@ -127,6 +128,7 @@ def load_model(directory: str | Path) -> ModelWrapper:
     kwargs = dict(spec.get("kwargs", {}))
     if ":" in spec["name"]:
         kwargs["random_init"] = True  # a saved zoo model's weights come from model.safetensors only
+    _check_size_before_build(spec["name"], kwargs, path)
     try:
         model = create_model(spec["name"], **kwargs)
     except RobustXAIError as err:
@@ -142,6 +144,42 @@ def load_model(directory: str | Path) -> ModelWrapper:
     _check_state(model, state, path / WEIGHTS, spec["name"])
     model.load_state_dict(state, strict=False)
     return model.eval()
+
+
+def _header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header, without reading (or allocating) the tensors."""
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        raise RobustXAIError(f"cannot read weights {file}: {err}") from None
+
+
+def _check_size_before_build(name: str, kwargs: dict[str, Any], path: Path) -> None:
+    """Refuse a spec that disagrees with its weights file before any real memory is allocated.
+
+    Why: a hostile ``model.json`` may ask for huge layers (``widths = [100000, …]``) that the whitelist
+    allows; built for real, it would try to allocate tens of GB. The model is first built on PyTorch's
+    ``meta`` device (shapes only, no storage) and compared with the shapes in the safetensors header, so
+    the memory a saved model can claim is bounded by the size of its own weights file. Architectures that
+    cannot be built on ``meta`` fall back to the normal build and the check after loading.
+    """
+    try:
+        with torch.device("meta"):
+            shell = create_model(name, **kwargs)
+    except Exception:  # noqa: BLE001 - some constructors need real tensors; the later check still applies
+        return
+    own = {key: tuple(value.shape) for key, value in shell.state_dict().items()}
+    stored = _header_shapes(path / WEIGHTS)
+    for key, shape in own.items():
+        if key in stored and stored[key] != shape:
+            raise RobustXAIError(
+                f"weights in {path / WEIGHTS} do not match the spec of {name}: tensor {key!r} has shape "
+                f"{list(stored[key])} in the file but {list(shape)} in the model its {SPEC} describes"
+            )
+    missing = [key for key in own if key not in stored]
+    if missing:
+        raise RobustXAIError(f"weights in {path / WEIGHTS} do not match {name}: missing {missing[:5]}")
 
 
 def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path, name: str) -> None:
