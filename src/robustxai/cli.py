@@ -23,8 +23,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
+from robustxai._cli_plan import GpuSpeedup, MaxMinutes, Workers, plan_command, show_plan
 from robustxai._cli_progress import progress_display
-from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
+from robustxai.audit.progress import DEFAULT_INTERVAL, Progress, ProgressTracker
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
 
@@ -120,11 +121,16 @@ def audit(
         float,
         typer.Option(min=0.01, help="Seconds between progress lines when the output is not a terminal."),
     ] = DEFAULT_INTERVAL,
+    max_minutes: MaxMinutes = None,
+    workers: Workers = 4,
+    gpu_speedup: GpuSpeedup = 20.0,
+    plan: Annotated[bool, typer.Option("--plan/--no-plan", help="Print the cost plan first.")] = True,
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
-    Re-running the same command resumes: finished units of work are kept and skipped. Exit status 1: a model
-    could not be audited (e.g. NaN weights); it is named, and the report of the other models is written.
+    The cost plan (robustxai plan) is printed first. Re-running the same command resumes: finished units of
+    work are kept and skipped. Exit status 1: a model could not be audited (e.g. NaN weights); it is named,
+    and the report of the other models is written.
     """
     from robustxai.audit.config import load_config
     from robustxai.audit.runner import AuditInterrupted, run_audit
@@ -135,8 +141,14 @@ def audit(
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )
+        predicted = None
+        if plan or max_minutes is not None:
+            est = show_plan(console, cfg, max_minutes, workers, gpu_speedup)
+            cfg, predicted = est.cfg, est.unit_seconds
         try:
             with _progress(progress_interval) as prog:
+                if predicted is not None and isinstance(prog, ProgressTracker):
+                    prog.predicted = predicted  # the stages' ETAs start from the plan
                 result = run_audit(cfg, out, progress=prog, fresh=not resume)
         except AuditInterrupted as stop:
             console.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
@@ -159,6 +171,9 @@ def audit(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+
+
+app.command("plan", cls=PlainHelpCommand)(plan_command)
 
 
 @app.command(cls=PlainHelpCommand)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -259,15 +259,27 @@ class UnitStages:
     model, else its stage's mean, else its kind's mean; with no estimate the ETA is "—". Stages that
     interleave (the attack stages of all models, shard by shard) are so counted in each other's ETA.
 
+    With ``predicted`` seconds per unit id (the plan's, :mod:`robustxai.audit.estimate`), a unit without a
+    measured estimate is estimated from its prediction times the ratio of measured to predicted seconds of
+    the units finished so far, so the ETA exists before the first unit finishes and corrects itself as
+    units finish.
+
     Args:
         progress: Receives the tasks.
         units: The units to run, in plan order.
         clock: Monotonic seconds (default: the tracker's clock).
+        predicted: Predicted seconds per unit id (optional).
     """
 
     def __init__(
-        self, progress: Progress, units: Sequence[_UnitLike], clock: Callable[[], float] | None = None
+        self,
+        progress: Progress,
+        units: Sequence[_UnitLike],
+        clock: Callable[[], float] | None = None,
+        predicted: Mapping[str, float] | None = None,
     ) -> None:
+        self._predicted = dict(predicted or {})
+        self._ratio = [0.0, 0.0]  # measured and predicted seconds of the finished units that had a prediction
         self._progress = progress
         default = progress.clock if isinstance(progress, ProgressTracker) else time.monotonic
         self._clock = clock or default
@@ -290,7 +302,14 @@ class UnitStages:
         ]
 
     def _estimate(self, unit: _UnitLike) -> float | None:
-        for lookup in self._lookups(unit):
+        for lookup in self._lookups(unit)[:2]:  # the same work measured: on this model, else another
+            total = self._seconds.get(lookup)
+            if total is not None:
+                return total[0] / total[1]
+        if unit.id in self._predicted:  # the plan's prediction, corrected by how the finished units went
+            measured, predicted = self._ratio
+            return self._predicted[unit.id] * (measured / predicted if predicted > 0 else 1.0)
+        for lookup in self._lookups(unit)[2:]:
             total = self._seconds.get(lookup)
             if total is not None:
                 return total[0] / total[1]
@@ -334,6 +353,9 @@ class UnitStages:
             total = self._seconds.setdefault(lookup, [0.0, 0])
             total[0] += now - self._last
             total[1] += 1
+        if self._predicted.get(unit.id, 0.0) > 0:
+            self._ratio[0] += now - self._last
+            self._ratio[1] += self._predicted[unit.id]
         self._last = now
         key = self._key[unit.id]
         task = self._begin(key)
