@@ -1,8 +1,8 @@
 """Per-pass times and activation memory of a model, measured with a few real passes and cached on disk.
 
 The audit's plan (:mod:`robustxai.audit.estimate`) multiplies pass counts by these times. A measurement is a
-warm-up pass and then the best of ``repeats`` timed passes (the best, because a loaded machine only ever adds
-time), at one batch size, of three kinds:
+warm-up pass and then the median of ``repeats`` (or more, for fast passes) timed passes, at one batch size,
+of three kinds:
 
 - ``forward``: logits under ``torch.inference_mode`` (predictions, occlusion, LIME);
 - ``gradient``: forward and backward to the input only, as attacks and gradient explainers run;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from robustxai.audit.cache import key_of
 log = logging.getLogger(__name__)
 
 TIMING_DIR = "timing"
+TIMING_VERSION = "timing-2"  # bump when what a measurement means changes (2: the median, not the best)
 KINDS = ("forward", "gradient", "train")
 
 
@@ -70,17 +72,20 @@ MAX_REPEATS = 25
 
 
 def _best(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
-    """The best of at least ``repeats`` timed calls after a warm-up; a fast call is repeated for longer."""
+    """The median of at least ``repeats`` timed calls after a warm-up; a fast call is repeated for longer.
+
+    The median, not the minimum: a whole audit runs at the machine's sustained pace, which on a shared
+    machine is slower than its luckiest pass.
+    """
     fn()  # warm-up: allocator, kernels, lazy modules
     sync()
-    best, spent, n = float("inf"), 0.0, 0
-    while n < max(repeats, 1) or (spent < MIN_TIMED_S and n < MAX_REPEATS):
+    took: list[float] = []
+    while len(took) < max(repeats, 1) or (sum(took) < MIN_TIMED_S and len(took) < MAX_REPEATS):
         t = time.perf_counter()
         fn()
         sync()
-        took = time.perf_counter() - t
-        best, spent, n = min(best, took), spent + took, n + 1
-    return best
+        took.append(time.perf_counter() - t)
+    return statistics.median(took)
 
 
 def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -182,7 +187,7 @@ def _time_train(model: nn.Module, x: torch.Tensor, repeats: int, sync: Callable[
 def timing_key(spec: Any, shape: tuple[int, int, int], batch: int, device: str, train: bool) -> str:
     """The cache key of one measurement: model spec, input, batch, device, threads and torch version."""
     threads = torch.get_num_threads()
-    return key_of("timing", spec, list(shape), batch, device, threads, torch.__version__, train)
+    return key_of(TIMING_VERSION, spec, list(shape), batch, device, threads, torch.__version__, train)
 
 
 class TimingCache:
