@@ -14,7 +14,7 @@ from robustxai.audit.config import load_config
 from robustxai.audit.estimate import estimate_audit
 from robustxai.audit.estimate_trim import trim_to_fit
 from robustxai.audit.passes import explainer_work
-from robustxai.audit.progress import UnitStages
+from robustxai.audit.progress import LineProgress, UnitStages
 from robustxai.audit.timing import TimingCache
 from robustxai.cli import app
 from robustxai.errors import ConfigError
@@ -172,3 +172,16 @@ def test_cli_audit_prints_the_plan_first_and_max_minutes_refuses_in_one_line(tmp
     assert result.exit_code == 0, result.output
     assert result.output.lstrip().startswith("plan of audit 'smoke'")
     assert result.output.index("total") < result.output.index("audit finished")
+
+
+def test_a_stage_start_line_shows_the_predicted_eta() -> None:
+    @dataclass(frozen=True)
+    class U:
+        id: str
+        kind: str = "robustness"
+        model: str = "m"
+
+    lines: list[str] = []
+    prog = LineProgress(lines.append, clock=lambda: 0.0)
+    UnitStages(prog, [U("a"), U("b")], predicted={"a": 30.0, "b": 30.0})
+    assert lines == ["[0:00:00] attack m (stage 1/1): started, 0/2, ETA 0:01:00"]

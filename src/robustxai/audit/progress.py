@@ -100,12 +100,15 @@ class ProgressTracker:
         self.tasks: list[TaskState] = []
         self.t0 = clock()
         self._last_event = self.t0
+        #: The estimate of the next task started (:class:`UnitStages` sets it, so a start line has an ETA).
+        self.next_eta_fn: Callable[[], float | None] | None = None
 
     def start(self, description: str, total: int) -> int:
         """Add a task; its first step is measured from now."""
         with self._lock:
             now = self.clock()
-            self.tasks.append(TaskState(description, max(int(total), 0), started=now))
+            eta_fn, self.next_eta_fn = self.next_eta_fn, None
+            self.tasks.append(TaskState(description, max(int(total), 0), started=now, eta_fn=eta_fn))
             self._last_event = now
             return len(self.tasks) - 1
 
@@ -172,7 +175,8 @@ class LineProgress(ProgressTracker):
         """Start a task and write its first line."""
         with self._lock:
             task = super().start(description, total)
-            self._line(f"{description}: started, 0/{self.tasks[task].total}, {NO_ETA}")
+            state = self.tasks[task]
+            self._line(f"{description}: started, 0/{state.total}, {state.eta_text()}")
             return task
 
     def advance(self, task: int, steps: int = 1) -> None:
@@ -319,9 +323,9 @@ class UnitStages:
         if key not in self._tasks:
             n = self._order.index(key) + 1
             label = f"{key[0]} {key[1]} (stage {n}/{len(self._order)})"
-            task = self._progress.start(label, self._left[key])
             if isinstance(self._progress, ProgressTracker):
-                self._progress.tasks[task].eta_fn = lambda: self.eta(key)
+                self._progress.next_eta_fn = lambda: self.eta(key)
+            task = self._progress.start(label, self._left[key])
             self._tasks[key] = task
         return self._tasks[key]
 
