@@ -275,8 +275,10 @@ def estimate_audit(
         per_unit, training = planner.works(cfg)
     stages, unit_seconds = _stages(per_unit, training, times)
     total = sum(s.seconds for s in stages)
-    gpu_measured = torch.cuda.is_available() and planner.device == "cpu"
-    if gpu_measured:
+    gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
+    if planner.device == "cuda":  # the plan itself was timed on the GPU
+        gpu_total = total
+    elif gpu_measured:
         gpu_times = planner.times(per_unit, training, "cuda")
         gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times)[0])
     else:

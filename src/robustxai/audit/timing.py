@@ -117,7 +117,7 @@ def measure(
 ) -> PassTime:
     """Time a few passes of ``model`` on random ``[batch, *shape]`` images in [0, 1].
 
-    The model's weights and mode are restored afterwards (the training step runs on a copy of the state).
+    The model's weights, mode and device are restored afterwards.
 
     Args:
         model: The model (logits out).
@@ -128,6 +128,7 @@ def measure(
         train: Also time a training step.
     """
     dev = torch.device(device)
+    home = next((p.device for p in model.parameters()), dev)
     model = model.to(dev)
     x = torch.rand((batch, *shape), device=dev)
     cuda = dev.type == "cuda"
@@ -157,6 +158,7 @@ def measure(
     model.train(was_training)
     tensors = [*model.parameters(), *model.buffers()]
     param_bytes = sum(t.nelement() * t.element_size() for t in tensors)
+    model.to(home)  # back where it was (a GPU measurement leaves the CPU model on the CPU)
     return PassTime(batch, t_fwd, t_grad, t_train, activations, param_bytes)
 
 
