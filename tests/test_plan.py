@@ -15,7 +15,7 @@ from robustxai.audit.estimate import estimate_audit
 from robustxai.audit.estimate_trim import trim_to_fit
 from robustxai.audit.passes import explainer_work
 from robustxai.audit.progress import LineProgress, UnitStages
-from robustxai.audit.timing import TimingCache
+from robustxai.audit.timing import PassTime, TimingCache
 from robustxai.cli import app
 from robustxai.errors import ConfigError
 
@@ -185,3 +185,23 @@ def test_a_stage_start_line_shows_the_predicted_eta() -> None:
     prog = LineProgress(lines.append, clock=lambda: 0.0)
     UnitStages(prog, [U("a"), U("b")], predicted={"a": 30.0, "b": 30.0})
     assert lines == ["[0:00:00] attack m (stage 1/1): started, 0/2, ETA 0:01:00"]
+
+
+class FixedTimes(TimingCache):
+    """Every pass costs 10 ms per image forward, 30 ms forward+backward (no measuring, deterministic)."""
+
+    def get(self, spec, model, shape, batch, device="cpu", *, train=False):  # type: ignore[override]
+        return PassTime(batch, 0.01 * batch, 0.03 * batch, 0.05 * batch, 1000 * batch, 100)
+
+
+def test_max_minutes_trims_the_audit_it_plans_and_says_so(tmp_path: Path) -> None:
+    cfg = load_config(_small_config(tmp_path), profile="smoke")
+    full = estimate_audit(cfg, timing=FixedTimes(None))
+    assert full.trimmed == []
+    budget = full.seconds - 1.0  # one second less than everything: some images must go
+    fitted = estimate_audit(cfg, timing=FixedTimes(None), max_minutes=budget / 60)
+    assert fitted.seconds <= budget < full.seconds
+    assert fitted.cfg.explain.n_images < cfg.explain.n_images
+    assert any(
+        line.startswith("trimmed to fit --max-minutes: explain.n_images 3 → ") for line in fitted.lines()
+    )
