@@ -58,7 +58,8 @@ def main() -> None:
     print("\n".join(est.lines()))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="plan-accuracy-")) / "run"
     tracker = ProgressTracker()
-    result = run_audit(est.cfg, out, progress=tracker, fresh=True, predicted=est.unit_seconds)
+    tracker.predicted = est.unit_seconds
+    result = run_audit(est.cfg, out, progress=tracker, fresh=True)
     measured = measured_stages(tracker)
     print(f"\nload average {os.getloadavg()[0]:.2f}; plan took {plan_s:.1f} s")
     print(f"{'stage':<12}{'predicted s':>12}{'measured s':>12}{'ratio':>8}")

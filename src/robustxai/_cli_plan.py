@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from robustxai.audit.progress import Progress, ProgressTracker
+
+ASSUMED_GPU_SPEEDUP = 20.0  # the default of --gpu-speedup (robustxai.audit.estimate.ASSUMED_GPU_SPEEDUP)
+
 if TYPE_CHECKING:
     from robustxai.audit.config import AuditConfig
     from robustxai.audit.estimate import AuditEstimate
@@ -38,6 +42,21 @@ def show_plan(
     return est
 
 
+def plan_first(
+    console: Console, cfg: AuditConfig, max_minutes: float | None
+) -> tuple[AuditConfig, dict[str, float]]:
+    """``robustxai audit``'s first step: print the plan; return the (trimmed) config and unit predictions."""
+    est = show_plan(console, cfg, max_minutes, workers=4, gpu_speedup=ASSUMED_GPU_SPEEDUP)
+    return est.cfg, est.unit_seconds
+
+
+def with_predictions(progress: Progress, predicted: dict[str, float]) -> Progress:
+    """The progress display with the plan's per-unit predictions, from which its ETAs start."""
+    if isinstance(progress, ProgressTracker):
+        progress.predicted = predicted
+    return progress
+
+
 def plan_command(
     config: Annotated[
         Path | None, typer.Argument(help="TOML config; its keys override the profile's.")
@@ -48,7 +67,7 @@ def plan_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data, trained models and timings.")] = None,
     max_minutes: MaxMinutes = None,
     workers: Workers = 4,
-    gpu_speedup: GpuSpeedup = 20.0,
+    gpu_speedup: GpuSpeedup = ASSUMED_GPU_SPEEDUP,
 ) -> None:
     """Predict an audit's cost before running it: passes, wall time and peak memory per stage.
 

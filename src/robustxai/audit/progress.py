@@ -102,6 +102,9 @@ class ProgressTracker:
         self._last_event = self.t0
         #: The estimate of the next task started (:class:`UnitStages` sets it, so a start line has an ETA).
         self.next_eta_fn: Callable[[], float | None] | None = None
+        #: Predicted seconds per unit id (the plan's, :mod:`robustxai.audit.estimate`): set it before the
+        #: audit runs and :class:`UnitStages` starts its ETAs from these (the CLI does).
+        self.predicted: dict[str, float] = {}
 
     def start(self, description: str, total: int) -> int:
         """Add a task; its first step is measured from now."""
@@ -272,7 +275,7 @@ class UnitStages:
         progress: Receives the tasks.
         units: The units to run, in plan order.
         clock: Monotonic seconds (default: the tracker's clock).
-        predicted: Predicted seconds per unit id (optional).
+        predicted: Predicted seconds per unit id (default: the tracker's :attr:`ProgressTracker.predicted`).
     """
 
     def __init__(
@@ -282,6 +285,8 @@ class UnitStages:
         clock: Callable[[], float] | None = None,
         predicted: Mapping[str, float] | None = None,
     ) -> None:
+        if predicted is None and isinstance(progress, ProgressTracker):
+            predicted = progress.predicted
         self._predicted = dict(predicted or {})
         self._ratio = [0.0, 0.0]  # measured and predicted seconds of the finished units that had a prediction
         self._progress = progress
