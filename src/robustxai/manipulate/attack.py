@@ -95,7 +95,7 @@ from robustxai._arrays import minmax
 from robustxai._validate import check_images, check_maps
 from robustxai.attacks.norms import project
 from robustxai.errors import RobustXAIError
-from robustxai.explain import create_explainer
+from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.differentiable import DifferentiableMap, Forward, differentiable_methods
 from robustxai.manipulate.search import Problem, blur, descend, same_prediction
 from robustxai.manipulate.softplus import SoftplusSurrogate
@@ -207,6 +207,7 @@ class Manipulate:
         loss's backward through the map's backward — a double backward, counted as two backward passes per
         map pass — and through the logits. Plus one clean forward.
         """
+        assert isinstance(self.explainer, Explainer)  # every differentiable map is a registered explainer
         k_fwd, k_bwd = self.explainer.passes(1, height, width)
         sel = self.selection
         steps = self.iterations + (int(sel.refine_iterations) if sel.real else 0)
