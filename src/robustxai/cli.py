@@ -11,10 +11,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
+from robustxai._cli_plan import MaxMinutes, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
 from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
 from robustxai.errors import RobustXAIError
@@ -36,8 +37,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(cls=PlainHelpGroup, no_args_is_help=True, help="Write data sets to disk.")
 app.add_typer(data_app, name="data")
+app.command("plan", cls=PlainHelpCommand)(plan_command)
 console = Console(stderr=True, soft_wrap=True)  # long lines are never hard-wrapped (piped output, logs)
-F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
 
 
@@ -87,10 +88,7 @@ def main(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        # piped output gets plain, unwrapped log lines; a terminal gets rich's
-        handlers=[
-            RichHandler(console=console, show_path=False) if console.is_terminal else logging.StreamHandler()
-        ],
+        handlers=[_log_handler()],  # piped output gets plain, unwrapped log lines; a terminal gets rich's
     )
     keep_freed_memory()  # a batch job: ≈ 15 % faster passes for a resident set kept at its peak (runtime.py)
 
@@ -120,11 +118,12 @@ def audit(
         float,
         typer.Option(min=0.01, help="Seconds between progress lines when the output is not a terminal."),
     ] = DEFAULT_INTERVAL,
+    max_minutes: MaxMinutes = None,
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
-    Re-running the same command resumes: finished units of work are kept and skipped. Exit status 1: a model
-    could not be audited (e.g. NaN weights); it is named, and the report of the other models is written.
+    Prints the cost plan first (robustxai plan). Re-running resumes: finished units are kept. Exit status 1: a
+    model could not be audited (e.g. NaN weights); it is named, and the other models' report is written.
     """
     from robustxai.audit.config import load_config
     from robustxai.audit.runner import AuditInterrupted, run_audit
@@ -135,9 +134,10 @@ def audit(
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )
+        cfg, predicted = plan_first(console, cfg, max_minutes)
         try:
             with _progress(progress_interval) as prog:
-                result = run_audit(cfg, out, progress=prog, fresh=not resume)
+                result = run_audit(cfg, out, progress=with_predictions(prog, predicted), fresh=not resume)
         except AuditInterrupted as stop:
             console.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None

@@ -92,6 +92,11 @@ class APGD(Attack):
         self.rho = float(rho)
         self.seed = int(seed)
 
+    def passes(self, batch: int) -> tuple[int, int]:
+        """At most ``restarts × (steps + 1) × batch`` each way (a restart attacks only unfooled images)."""
+        n = self.restarts * (self.steps + 1) * batch
+        return n, n
+
     def _check_task(self, model: nn.Module, num_logits: int) -> None:
         if self.loss != "dlr":
             return

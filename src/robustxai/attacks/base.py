@@ -61,6 +61,15 @@ class Attack(ABC):
         """
         return None
 
+    def passes(self, batch: int) -> tuple[int, int]:
+        """Images pushed forward and backward through the model by one call on ``batch`` images.
+
+        The audit's plan (:mod:`robustxai.audit.estimate`) multiplies these by measured per-pass times.
+        Target resolution and ``only_correct``'s clean pass are not counted. By default one gradient step:
+        ``batch`` forward and ``batch`` backward.
+        """
+        return batch, batch
+
     def __call__(
         self,
         model: nn.Module,

@@ -87,6 +87,10 @@ class PGD(Attack):
         """The step actually taken: ``step_size``, or ``eps / 4`` when it is ``None``."""
         return self.eps / 4 if self.step_size is None else self.step_size
 
+    def passes(self, batch: int) -> tuple[int, int]:
+        """One forward and one backward pass per step and image: ``steps × batch`` each."""
+        return self.steps * batch, self.steps * batch
+
     def perturb(
         self,
         model: nn.Module,

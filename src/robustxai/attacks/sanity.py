@@ -39,6 +39,10 @@ class SanityWarning:
     message: str
 
 
+#: Passes per image of :func:`sanity_checks`: (forward, backward): two plain forwards, one with a gradient.
+SANITY_PASSES = (3, 1)
+
+
 def sanity_checks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[SanityWarning]:
     """Check that gradient attacks on ``model`` will measure what they claim.
 

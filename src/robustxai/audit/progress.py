@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -100,12 +100,18 @@ class ProgressTracker:
         self.tasks: list[TaskState] = []
         self.t0 = clock()
         self._last_event = self.t0
+        #: The estimate of the next task started (:class:`UnitStages` sets it, so a start line has an ETA).
+        self.next_eta_fn: Callable[[], float | None] | None = None
+        #: Predicted seconds per unit id (the plan's, :mod:`robustxai.audit.estimate`): set it before the
+        #: audit runs and :class:`UnitStages` starts its ETAs from these (the CLI does).
+        self.predicted: dict[str, float] = {}
 
     def start(self, description: str, total: int) -> int:
         """Add a task; its first step is measured from now."""
         with self._lock:
             now = self.clock()
-            self.tasks.append(TaskState(description, max(int(total), 0), started=now))
+            eta_fn, self.next_eta_fn = self.next_eta_fn, None
+            self.tasks.append(TaskState(description, max(int(total), 0), started=now, eta_fn=eta_fn))
             self._last_event = now
             return len(self.tasks) - 1
 
@@ -172,7 +178,8 @@ class LineProgress(ProgressTracker):
         """Start a task and write its first line."""
         with self._lock:
             task = super().start(description, total)
-            self._line(f"{description}: started, 0/{self.tasks[task].total}, {NO_ETA}")
+            state = self.tasks[task]
+            self._line(f"{description}: started, 0/{state.total}, {state.eta_text()}")
             return task
 
     def advance(self, task: int, steps: int = 1) -> None:
@@ -259,15 +266,29 @@ class UnitStages:
     model, else its stage's mean, else its kind's mean; with no estimate the ETA is "—". Stages that
     interleave (the attack stages of all models, shard by shard) are so counted in each other's ETA.
 
+    With ``predicted`` seconds per unit id (the plan's, :mod:`robustxai.audit.estimate`), a unit without a
+    measured estimate is estimated from its prediction times the ratio of measured to predicted seconds of
+    the units finished so far, so the ETA exists before the first unit finishes and corrects itself as
+    units finish.
+
     Args:
         progress: Receives the tasks.
         units: The units to run, in plan order.
         clock: Monotonic seconds (default: the tracker's clock).
+        predicted: Predicted seconds per unit id (default: the tracker's :attr:`ProgressTracker.predicted`).
     """
 
     def __init__(
-        self, progress: Progress, units: Sequence[_UnitLike], clock: Callable[[], float] | None = None
+        self,
+        progress: Progress,
+        units: Sequence[_UnitLike],
+        clock: Callable[[], float] | None = None,
+        predicted: Mapping[str, float] | None = None,
     ) -> None:
+        if predicted is None and isinstance(progress, ProgressTracker):
+            predicted = progress.predicted
+        self._predicted = dict(predicted or {})
+        self._ratio = [0.0, 0.0]  # measured and predicted seconds of the finished units that had a prediction
         self._progress = progress
         default = progress.clock if isinstance(progress, ProgressTracker) else time.monotonic
         self._clock = clock or default
@@ -290,7 +311,14 @@ class UnitStages:
         ]
 
     def _estimate(self, unit: _UnitLike) -> float | None:
-        for lookup in self._lookups(unit):
+        for lookup in self._lookups(unit)[:2]:  # the same work measured: on this model, else another
+            total = self._seconds.get(lookup)
+            if total is not None:
+                return total[0] / total[1]
+        if unit.id in self._predicted:  # the plan's prediction, corrected by how the finished units went
+            measured, predicted = self._ratio
+            return self._predicted[unit.id] * (measured / predicted if predicted > 0 else 1.0)
+        for lookup in self._lookups(unit)[2:]:
             total = self._seconds.get(lookup)
             if total is not None:
                 return total[0] / total[1]
@@ -300,9 +328,9 @@ class UnitStages:
         if key not in self._tasks:
             n = self._order.index(key) + 1
             label = f"{key[0]} {key[1]} (stage {n}/{len(self._order)})"
-            task = self._progress.start(label, self._left[key])
             if isinstance(self._progress, ProgressTracker):
-                self._progress.tasks[task].eta_fn = lambda: self.eta(key)
+                self._progress.next_eta_fn = lambda: self.eta(key)
+            task = self._progress.start(label, self._left[key])
             self._tasks[key] = task
         return self._tasks[key]
 
@@ -334,6 +362,9 @@ class UnitStages:
             total = self._seconds.setdefault(lookup, [0.0, 0])
             total[0] += now - self._last
             total[1] += 1
+        if self._predicted.get(unit.id, 0.0) > 0:
+            self._ratio[0] += now - self._last
+            self._ratio[1] += self._predicted[unit.id]
         self._last = now
         key = self._key[unit.id]
         task = self._begin(key)

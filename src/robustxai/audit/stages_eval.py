@@ -141,7 +141,7 @@ def _check_finite(name: str, cond: Condition, logits: torch.Tensor) -> None:
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _predictions(
     name: str, model: ModelWrapper, cond: Condition, images: torch.Tensor, bs: int
 ) -> torch.Tensor:
@@ -152,7 +152,7 @@ def _predictions(
     return logits.argmax(dim=1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _multilabel_rows(
     name: str,
     model: ModelWrapper,

@@ -114,6 +114,54 @@ def nonfinite_weights(models: dict[str, ModelWrapper]) -> dict[str, str]:
     return bad
 
 
+def model_key(
+    cfg: AuditConfig, m: ModelConfig, data_info: dict[str, Any], in_channels: int | None, parent: str | None
+) -> str:
+    """The key naming one model (a checkpoint's file, the as-built weights, or the trained cache entry).
+
+    ``parent`` is the key of the model named by ``init_from``. One function, so the plan
+    (:func:`models_to_train`) and :func:`get_models` can never disagree about what is cached.
+    """
+    if m.checkpoint:
+        saved = Path(m.checkpoint) / "model.safetensors"
+        stat = saved.stat()
+        return key_of("checkpoint", str(saved.resolve()), stat.st_size, stat.st_mtime_ns)
+    fingerprint = weights_fingerprint(weights_path(m))
+    if m.training == "none":
+        class_names, task = list(data_info["class_names"]), str(data_info.get("task", "multiclass"))
+        return key_of("as-built", m.arch, m.arch_kwargs, class_names, task, in_channels, fingerprint, parent)
+    fit_cfg = fit_config_for(cfg, m)
+    return key_of(
+        "model",
+        m.arch,
+        m.arch_kwargs,
+        m.training,
+        fit_cfg.__dict__,
+        data_info,
+        cfg.data.model_dump(exclude=set(DATA_GUARD_KEYS)),  # guards change no image: same key
+        parent,
+        fingerprint,
+    )
+
+
+def trained_dir(cache: Path, m: ModelConfig, key: str) -> Path:
+    """Where a trained model of key ``key`` is cached."""
+    return cache / "models" / f"{m.name}-{key}"
+
+
+def models_to_train(cfg: AuditConfig, data_info: dict[str, Any], cache: Path) -> list[str]:
+    """The models an audit of ``cfg`` would train now: neither a checkpoint, nor ``none``, nor cached."""
+    in_channels = int(data_info["channels"]) if "channels" in data_info else None
+    keys: dict[str, str] = {}
+    out = []
+    for m in cfg.models:
+        parent = keys[m.init_from] if m.init_from else None
+        keys[m.name] = key = model_key(cfg, m, data_info, in_channels, parent)
+        if not m.checkpoint and m.training != "none" and not is_complete(trained_dir(cache, m, key)):
+            out.append(m.name)
+    return out
+
+
 def get_models(
     cfg: AuditConfig,
     train_ds: ImageDataset,
@@ -138,13 +186,11 @@ def get_models(
             if model.task != data_task:
                 raise RobustXAIError(f"model {m.name!r} is a {model.task} model but the data are {data_task}")
             models[m.name] = model
-            saved = Path(m.checkpoint) / "model.safetensors"
-            stat = saved.stat()
             infos[m.name] = {
                 "source": "checkpoint",
                 "path": m.checkpoint,
                 **read_model_meta(m.checkpoint),
-                "cache_key": key_of("checkpoint", str(saved.resolve()), stat.st_size, stat.st_mtime_ns),
+                "cache_key": model_key(cfg, m, data_info, in_channels, None),
             }
             continue
         if in_channels is None:
@@ -157,9 +203,7 @@ def get_models(
             # model for workers) follows the weights' bytes.
             model = build_untrained(m, class_names, in_channels, data_task)
             copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
-            key = key_of(
-                "as-built", m.arch, m.arch_kwargs, class_names, data_task, in_channels, fingerprint, parent
-            )
+            key = model_key(cfg, m, data_info, in_channels, parent)
             models[m.name] = model.eval()
             infos[m.name] = {
                 "source": "checkpoint file" if weights is not None else "as built",
@@ -173,18 +217,8 @@ def get_models(
             log.info("model %s evaluated as built (no training)", m.name)
             continue
         fit_cfg = fit_config_for(cfg, m)
-        key = key_of(
-            "model",
-            m.arch,
-            m.arch_kwargs,
-            m.training,
-            fit_cfg.__dict__,
-            data_info,
-            cfg.data.model_dump(exclude=set(DATA_GUARD_KEYS)),  # guards change no image: same key
-            parent,
-            fingerprint,
-        )
-        directory = cache / "models" / f"{m.name}-{key}"
+        key = model_key(cfg, m, data_info, in_channels, parent)
+        directory = trained_dir(cache, m, key)
         if is_complete(directory):
             models[m.name] = load_model(directory)
             meta = read_model_meta(directory)

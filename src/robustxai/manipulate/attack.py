@@ -95,7 +95,7 @@ from robustxai._arrays import minmax
 from robustxai._validate import check_images, check_maps
 from robustxai.attacks.norms import project
 from robustxai.errors import RobustXAIError
-from robustxai.explain import create_explainer
+from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.differentiable import DifferentiableMap, Forward, differentiable_methods
 from robustxai.manipulate.search import Problem, blur, descend, same_prediction
 from robustxai.manipulate.softplus import SoftplusSurrogate
@@ -198,6 +198,23 @@ class Manipulate:
     def eps(self) -> float:
         """The L∞ radius of the result (1 = unbounded in [0, 1] pixel space)."""
         return self.budget.radius
+
+    def passes(self, batch: int, height: int = 1, width: int = 1) -> tuple[int, int]:
+        """Images pushed forward and backward by one call on ``batch`` images (the audit plan's cost model).
+
+        Per step: the surrogate's map (the attacked explainer's own passes, kept on the graph), the logits
+        (a forward), the real map's score when selecting by it (the explainer's passes again), and the
+        loss's backward through the map's backward — a double backward, counted as two backward passes per
+        map pass — and through the logits. Plus one clean forward.
+        """
+        assert isinstance(self.explainer, Explainer)  # every differentiable map is a registered explainer
+        k_fwd, k_bwd = self.explainer.passes(1, height, width)
+        sel = self.selection
+        steps = self.iterations + (int(sel.refine_iterations) if sel.real else 0)
+        real = 1 if sel.real else 0
+        fwd = steps * (k_fwd * (1 + real) + 1) * batch + batch
+        bwd = steps * (k_bwd * (3 + real) + 1) * batch
+        return fwd, bwd
 
     def applicable(self, model: nn.Module) -> str | None:
         """Why the attack cannot steer this method's map on ``model`` (``None`` when it can).

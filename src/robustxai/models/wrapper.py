@@ -142,7 +142,7 @@ class ModelWrapper(nn.Module):
             self.net, self.cam_layer, f"cam_layer {self.cam_layer!r} not found in the network"
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Return predicted class indices ``[B]`` for a batch of images in [0, 1], in eval mode."""
         check_images(x)

@@ -200,6 +200,21 @@ def _evaluate(
     return loss / n, correct / n
 
 
+def epoch_passes(cfg: FitConfig, n: int) -> tuple[int, int, int]:
+    """Rows one epoch pushes through the model: (training steps, input-gradient passes, forward only).
+
+    ``n`` is the training set's size before the validation split. Training steps are forward + backward
+    with parameter gradients; adversarial training adds ``attack_steps`` input-gradient passes per training
+    image and per validation image (robust early stopping); validation is forward only (twice with PGD).
+    An epoch bound: early stopping may end training sooner. Used by the audit's plan.
+    """
+    n_val = max(1, int(round(cfg.val_fraction * n))) if cfg.val_fraction > 0 and n >= 10 else n
+    n_fit = n - n_val if cfg.val_fraction > 0 and n >= 10 else n
+    if cfg.adversarial != "pgd":
+        return n_fit, 0, n_val
+    return n_fit, cfg.attack_steps * (n_fit + n_val), 2 * n_val
+
+
 def _pgd(cfg: FitConfig, eps: float) -> PGD:
     step = cfg.attack_step_size if cfg.attack_step_size is not None else 2.5 * eps / cfg.attack_steps
     return PGD(eps=eps, steps=cfg.attack_steps, step_size=step, random_start=True, seed=cfg.seed)

@@ -1,0 +1,313 @@
+"""The audit's cost plan: passes per stage × per-pass times measured here → wall time and peak memory.
+
+``robustxai plan`` prints it, and ``robustxai audit`` prints it first. For every stage (training, sanity,
+attacks, explanations, manipulation, report) it counts the images the stage pushes forward and backward
+(:mod:`robustxai.audit.passes`, from the methods' own ``passes`` declarations), multiplies them by per-pass
+times measured on this machine with the real models at the batch sizes they run at
+(:mod:`robustxai.audit.timing`, cached), and adds up. Cached trained models cost nothing; an uncached one
+costs its epochs (an upper bound: early stopping may end sooner). It also says what a GPU (measured when one
+is present, else an assumed speed-up that it names as such) and an N-worker Ray cluster would take, and
+``max_minutes`` trims the explained and manipulated images until the prediction fits.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from robustxai.audit.cache import cache_root
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
+from robustxai.audit.passes import Shape, Work, unit_work
+from robustxai.audit.plan import AuditData, Unit, inapplicable, plan_units
+from robustxai.audit.progress import LogProgress, Progress, format_seconds, stage_name
+from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_models import build_untrained, fit_config_for, models_to_train
+from robustxai.audit.timing import PassTime, TimingCache
+from robustxai.errors import ConfigError
+from robustxai.models import ModelWrapper, load_model
+from robustxai.training.fit import epoch_passes
+
+log = logging.getLogger(__name__)
+
+STAGES = ("training", "sanity", "attack", "explain", "manipulate", "report")
+#: Speed-up of one pass on a GPU over this CPU assumed when no CUDA device is present to measure it.
+ASSUMED_GPU_SPEEDUP = 20.0
+#: Ray: seconds to start (``ray.init``) and per new worker (its torch import), measured (DESIGN.md).
+RAY_START_S, RAY_WORKER_S = 4.0, 3.0
+#: Report: seconds fixed and per unit of work (rough: tables, figures and HTML are not passes).
+REPORT_S_FIXED, REPORT_S_PER_UNIT = 3.0, 0.05
+MAX_TIMED_BATCHES = 3
+
+
+@dataclass
+class StagePlan:
+    """One stage's predicted cost."""
+
+    name: str
+    forward: int = 0
+    backward: int = 0
+    train: int = 0
+    seconds: float = 0.0
+    peak_bytes: int = 0
+    by_method: dict[str, list[int]] = field(default_factory=dict)  # label → [forward, backward, train]
+    note: str = ""
+
+
+@dataclass
+class AuditEstimate:
+    """What ``robustxai plan`` prints: per-stage passes, predicted seconds and memory; GPU and Ray.
+
+    Attributes:
+        cfg: The configuration the prediction is for (trimmed by ``max_minutes`` when it had to be).
+        stages: The stages in the order they run.
+        unit_seconds: Predicted seconds of every unit by id (the progress display starts from these).
+        trimmed: What ``max_minutes`` trimmed, one phrase each (empty when nothing was).
+        device: Where the passes were timed.
+        models: Per model: the measured pass times by batch size.
+        gpu_seconds: Predicted total on a GPU; ``gpu_measured`` says whether its passes were timed.
+        workers: Ray workers of the cluster projection.
+        to_train: Models that would be trained now (not cached).
+    """
+
+    cfg: AuditConfig
+    stages: list[StagePlan]
+    unit_seconds: dict[str, float]
+    trimmed: list[str]
+    device: str
+    models: dict[str, dict[int, PassTime]]
+    gpu_seconds: float
+    gpu_measured: bool
+    gpu_speedup: float
+    workers: int
+    to_train: list[str]
+    measured: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """The predicted total."""
+        return sum(s.seconds for s in self.stages)
+
+    @property
+    def peak_bytes(self) -> int:
+        """The largest stage's peak memory estimate."""
+        return max((s.peak_bytes for s in self.stages), default=0)
+
+    def ray_seconds(self, workers: int | None = None) -> float:
+        """Predicted total on ``workers`` Ray workers: training stays on the driver, units spread out."""
+        n = max(int(workers or self.workers), 1)
+        fixed = sum(s.seconds for s in self.stages if s.name in ("training", "report"))
+        parallel = self.seconds - fixed
+        return fixed + parallel / n + RAY_START_S + RAY_WORKER_S
+
+    def lines(self) -> list[str]:
+        """The plan as text lines (what the CLI prints)."""
+        from robustxai.audit.estimate_text import plan_lines
+
+        return plan_lines(self)
+
+
+def _timing_spec(cfg: AuditConfig, name: str, shape: Shape) -> object:
+    m = next(mc for mc in cfg.models if mc.name == name)
+    if m.checkpoint:
+        return ["checkpoint", str(Path(m.checkpoint).resolve())]
+    return [m.arch, m.arch_kwargs, list(shape)]
+
+
+def _same(model: ModelWrapper) -> ModelWrapper:
+    return model
+
+
+def _pick_batches(rows: list[int]) -> list[int]:
+    """At most :data:`MAX_TIMED_BATCHES` batch sizes to time: the smallest, the largest, the most used."""
+    if not rows:
+        return []
+    distinct = sorted(set(rows))
+    if len(distinct) <= MAX_TIMED_BATCHES:
+        return distinct
+    common = max(distinct, key=rows.count)
+    return sorted({distinct[0], distinct[-1], common})
+
+
+def nearest(times: dict[int, PassTime], rows: int) -> PassTime:
+    """The measurement at the batch size closest to ``rows`` (by ratio)."""
+    return min(times.values(), key=lambda t: max(t.batch / rows, rows / t.batch))
+
+
+def work_seconds(work: Work, times: dict[int, PassTime]) -> float:
+    """Seconds of one piece of work: forward rows, backward rows and training rows at measured rates."""
+    t = nearest(times, max(work.rows, 1))
+    fwd, grad = t.per_row("forward"), t.per_row("gradient")
+    return work.forward * fwd + work.backward * max(grad - fwd, 0.0) + work.train * t.per_row("train")
+
+
+def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
+    """Peak bytes of one piece of work: parameters (×4 when training: gradients and Adam) + activations."""
+    t = nearest(times, max(work.rows, 1))
+    act = t.activation_bytes / t.batch * work.rows if (work.backward or work.train) else 0.0
+    return int(t.param_bytes * (4 if work.train else 1) + act)
+
+
+class Planner:
+    """Everything the estimate needs that does not depend on the trimmed image counts.
+
+    Builds the data (cached), one untrained copy of each model (architecture only: its weights do not change
+    a pass's time), the plan's skipped pairs, and times the passes (cached by :class:`TimingCache`).
+    """
+
+    def __init__(
+        self, cfg: AuditConfig, progress: Progress | None = None, timing: TimingCache | None = None
+    ) -> None:
+        self.cfg = cfg
+        prog = progress or LogProgress()
+        cache = cache_root(cfg.cache_dir)
+        self.timing = timing or TimingCache(cache)
+        train_ds, test_ds, self.data_info = build_datasets(cfg, cache, prog)
+        self.n_train = len(train_ds)
+        self.data = AuditData(test_ds, cfg.explain.n_images, Path("."))
+        self.shape: Shape = tuple(int(v) for v in test_ds[0].image.shape)  # type: ignore[assignment]
+        self.models = {m.name: self._model(m.name) for m in cfg.models}
+        self.skipped = inapplicable(cfg, self.models)
+        self.to_train = models_to_train(cfg, self.data_info, cache)
+        self.device = cfg.executor.device or "cpu"
+
+    def _model(self, name: str) -> ModelWrapper:
+        m = next(mc for mc in self.cfg.models if mc.name == name)
+        if m.checkpoint:
+            return load_model(m.checkpoint).eval()
+        info = self.data_info
+        task = str(info.get("task", "multiclass"))
+        return build_untrained(m, list(info["class_names"]), int(info["channels"]), task).eval()
+
+    def works(self, cfg: AuditConfig) -> tuple[list[tuple[Unit, list[Work]]], dict[str, list[Work]]]:
+        """Every unit's work under ``cfg`` (image counts may be trimmed), and each model's training."""
+        data = copy.copy(self.data)
+        data.subset = self.data.subset[: cfg.explain.n_images]
+        units = plan_units(cfg, data, self.skipped)
+        per_unit = [(u, unit_work(u, cfg, self.shape)) for u in units]
+        training: dict[str, list[Work]] = {}
+        for m in cfg.models:
+            if m.name in self.to_train:
+                fit_cfg = fit_config_for(cfg, m)
+                steps, grads, fwd = epoch_passes(fit_cfg, self.n_train)
+                e, bs = fit_cfg.epochs, fit_cfg.batch_size
+                training[m.name] = [Work("training", e * (fwd + grads), e * grads, bs, e * steps)]
+        return per_unit, training
+
+    def times(
+        self, per_unit: list[tuple[Unit, list[Work]]], training: dict[str, list[Work]], device: str
+    ) -> dict[str, dict[int, PassTime]]:
+        """Measured (or cached) pass times of each model at the batch sizes its work runs at."""
+        rows: dict[str, list[int]] = defaultdict(list)
+        for u, works in per_unit:
+            rows[u.model] += [w.rows for w in works]
+        out: dict[str, dict[int, PassTime]] = {}
+        for name, model in self.models.items():
+            spec = _timing_spec(self.cfg, name, self.shape)
+            batches = _pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
+            get = partial(self.timing.get, spec, partial(_same, model), self.shape)
+            out[name] = {b: get(b, device) for b in batches}
+            for w in training.get(name, []):
+                out[name][w.rows] = get(w.rows, device, train=True)
+        return out
+
+
+def _stages(
+    per_unit: list[tuple[Unit, list[Work]]],
+    training: dict[str, list[Work]],
+    times: dict[str, dict[int, PassTime]],
+) -> tuple[list[StagePlan], dict[str, float]]:
+    stages = {name: StagePlan(name) for name in STAGES}
+    unit_seconds: dict[str, float] = {}
+
+    def add(stage: StagePlan, work: Work, model: str) -> float:
+        seconds = work_seconds(work, times[model])
+        stage.forward += work.forward
+        stage.backward += work.backward
+        stage.train += work.train
+        stage.seconds += seconds
+        stage.peak_bytes = max(stage.peak_bytes, work_bytes(work, times[model]))
+        counts = stage.by_method.setdefault(work.label, [0, 0, 0])
+        counts[0] += work.forward
+        counts[1] += work.backward
+        counts[2] += work.train
+        return seconds
+
+    for model, works in training.items():
+        for w in works:
+            add(stages["training"], w, model)
+    for unit, works in per_unit:
+        stage = stages.get(stage_name(unit.kind), stages["report"])
+        unit_seconds[unit.id] = sum(add(stage, w, unit.model) for w in works)
+    stages["report"].seconds = REPORT_S_FIXED + REPORT_S_PER_UNIT * len(per_unit)
+    stages["report"].note = "rough: tables and figures, not passes"
+    return list(stages.values()), unit_seconds
+
+
+def estimate_audit(
+    cfg: AuditConfig,
+    *,
+    workers: int = 4,
+    max_minutes: float | None = None,
+    gpu_speedup: float = ASSUMED_GPU_SPEEDUP,
+    progress: Progress | None = None,
+    timing: TimingCache | None = None,
+) -> AuditEstimate:
+    """Predict the audit's cost (see the module docstring); trim images to fit ``max_minutes``.
+
+    Raises:
+        ConfigError: When even one explained and one manipulated image cannot fit ``max_minutes``.
+    """
+    planner = Planner(cfg, progress, timing)
+    per_unit, training = planner.works(cfg)
+    times = planner.times(per_unit, training, planner.device)
+    trimmed: list[str] = []
+    if max_minutes is not None:
+        from robustxai.audit.estimate_trim import trim_to_fit
+
+        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times))
+        per_unit, training = planner.works(cfg)
+    stages, unit_seconds = _stages(per_unit, training, times)
+    total = sum(s.seconds for s in stages)
+    gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
+    if planner.device == "cuda":  # the plan itself was timed on the GPU
+        gpu_total = total
+    elif gpu_measured:
+        gpu_times = planner.times(per_unit, training, "cuda")
+        gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times)[0])
+    else:
+        gpu_total = total / gpu_speedup
+    return AuditEstimate(
+        cfg=cfg,
+        stages=stages,
+        unit_seconds=unit_seconds,
+        trimmed=trimmed,
+        device=planner.device,
+        models=times,
+        gpu_seconds=gpu_total,
+        gpu_measured=gpu_measured,
+        gpu_speedup=gpu_speedup,
+        workers=workers,
+        to_train=planner.to_train,
+        measured=planner.timing.measured,
+    )
+
+
+def _total(planner: Planner, cfg: AuditConfig, times: dict[str, dict[int, PassTime]]) -> float:
+    per_unit, training = planner.works(cfg)
+    return sum(s.seconds for s in _stages(per_unit, training, times)[0])
+
+
+def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:
+    """Refuse (one line) a plan whose predicted total exceeds ``max_minutes``."""
+    if estimate.seconds > max_minutes * 60:
+        raise ConfigError(
+            f"the audit is predicted to take {format_seconds(estimate.seconds)}, more than --max-minutes "
+            f"{max_minutes:g}, even with the fewest images"
+        )
