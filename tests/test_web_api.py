@@ -218,3 +218,22 @@ def test_study_create_command_prints_one_link_per_rater(run_dir: Path) -> None:
     bad = CliRunner().invoke(cli_app, ["study", "create", str(run_dir), "--methods", "lime"])
     assert bad.exit_code == 2 and "no stored maps of lime" in bad.output
     assert CliRunner().invoke(cli_app, ["serve", str(run_dir / "nope")]).exit_code == 2
+
+
+def test_report_gains_an_expert_ratings_section(tmp_path: Path) -> None:
+    from robustxai.report import build_report
+    from robustxai.web.db import StudioDB
+
+    run = make_run(tmp_path / "run")
+    assert "Expert ratings" not in build_report(run).read_text()  # no study: no section
+    study_id, tokens = create_study(run, raters=2, images=4, pairs=2, seed=0)
+    assert "Expert ratings" not in build_report(run).read_text()  # a study without answers: no section
+    db = StudioDB(run)
+    for rater, tok in enumerate(tokens):
+        for item_no in range(6):
+            kind = db.item(study_id, item_no)
+            assert kind is not None
+            db.save_answer(tok, item_no, (item_no + rater) % 2 if kind["kind"] == "pair" else 1 + item_no % 5)
+    html = build_report(run).read_text()
+    assert 'id="ratings"' in html and "Krippendorff" in html and "Bradley–Terry" in html
+    assert "pointing_game" in html.split('id="ratings"')[1]

@@ -34,6 +34,11 @@ def make_run(out: Path) -> Path:
             for sid in IDS
         ]
         store.add_metrics(rows)
+        store.set_meta("primary_attack", {"attack": "pgd", "epsilon": 4 / 255})
+        store.add_predictions(
+            (m, c, e, sid, i % 2, (i + (c != "clean")) % 2, int(c == "clean"))
+            for m in MODELS for c, e in CONDS for i, sid in enumerate(IDS)
+        )
         for sid in PIXELS:
             mask = np.zeros((16, 16), dtype=bool)
             mask[4:9, 5:11] = True

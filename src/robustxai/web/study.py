@@ -9,9 +9,7 @@ own random order; identifiers never reach the rater's pages.
 from __future__ import annotations
 
 import json
-import math
 import secrets
-import warnings
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -20,13 +18,9 @@ from typing import Any
 import numpy as np
 
 from robustxai.errors import RobustXAIError
-from robustxai.metrics.statistics import bootstrap_ci
+from robustxai.report.ratings import study_results as ratings_results
 from robustxai.web.db import StudioDB
 from robustxai.web.runview import MapKey, RunView
-from robustxai.web.stats import bradley_terry, krippendorff_alpha, spearman_ci
-
-#: Automatic metrics compared with the ratings (the first stored name with each prefix).
-AUTO_METRICS = ("point_coverage@15", "topk_iou@15", "pointing_game", "relevance_mass")
 
 
 def _round_robin(groups: dict[Any, list[Any]], n: int) -> list[Any]:
@@ -121,97 +115,7 @@ def create_study(
     return study_id, tokens
 
 
-def _key(item_map: dict[str, Any]) -> tuple[str, str, float, str, str]:
-    return (
-        item_map["model"],
-        item_map["condition"],
-        float(item_map["epsilon"]),
-        item_map["explainer"],
-        item_map["sample_id"],
-    )
-
-
-def _metric_lookup(view: RunView) -> dict[str, dict[tuple[str, str, float, str, str], float]]:
-    m = view.metrics
-    out: dict[str, dict[tuple[str, str, float, str, str], float]] = {}
-    for name in AUTO_METRICS:
-        sel = m[m["metric"] == name]
-        out[name] = {
-            (a, b, float(c), d, e): float(v)
-            for a, b, c, d, e, v in zip(
-                sel["model"],
-                sel["condition"],
-                sel["epsilon"],
-                sel["explainer"],
-                sel["sample_id"],
-                sel["value"],
-                strict=True,
-            )
-        }
-    return out
-
-
-def _ranking(labels: list[str], wins: np.ndarray) -> list[dict[str, Any]]:
-    """Bradley–Terry strengths of every compared map kind, strongest first."""
-    strengths = bradley_terry(wins) if wins.sum() > 0 else np.full(len(labels), np.nan)
-    rows: list[dict[str, Any]] = []
-    for i, (label, strength) in enumerate(zip(labels, strengths, strict=True)):
-        n = int(wins[i].sum() + wins[:, i].sum())
-        if n > 0:
-            rows.append(
-                {"map": label, "strength": float(strength), "wins": int(wins[i].sum()), "comparisons": n}
-            )
-    return sorted(rows, key=lambda r: -float(r["strength"]))
-
-
-def _label(item_map: dict[str, Any]) -> str:
-    return f"{item_map['model']} / {item_map['explainer']}"
-
-
 def study_results(view: RunView, db: StudioDB, study_id: str) -> dict[str, Any]:
-    """Per model × method mean rating with bootstrap CI, Bradley–Terry ranking, α and metric↔rating ρ."""
+    """A study's results (see :func:`robustxai.report.ratings.study_results`) from the studio's database."""
     items, answers = db.study_rows(study_id)
-    by_no = {it["item_no"]: it for it in items}
-    raters = sorted({r for r, _, _ in answers})
-    likert_nos = [it["item_no"] for it in items if it["kind"] == "likert"]
-    col = {n: i for i, n in enumerate(likert_nos)}
-    matrix = np.full((max(len(raters), 1), len(likert_nos)), np.nan)
-    rank = {r: i for i, r in enumerate(raters)}
-    per_stratum: dict[tuple[str, str], list[float]] = defaultdict(list)
-    labels = sorted(
-        {_label(it["map_a"]) for it in items} | {_label(it["map_b"]) for it in items if it["map_b"]}
-    )
-    wins = np.zeros((len(labels), len(labels)))
-    for rater, no, value in answers:
-        it = by_no.get(no)
-        if it is None:
-            continue
-        if it["kind"] == "likert":
-            matrix[rank[rater], col[no]] = value
-            per_stratum[(it["map_a"]["model"], it["map_a"]["explainer"])].append(float(value))
-        else:
-            win, lose = (it["map_a"], it["map_b"]) if value == 0 else (it["map_b"], it["map_a"])
-            wins[labels.index(_label(win)), labels.index(_label(lose))] += 1
-    means = []
-    for (model, method), vals in sorted(per_stratum.items()):
-        mean, lo, hi = bootstrap_ci(np.asarray(vals))
-        means.append({"model": model, "method": method, "n": len(vals), "mean": mean, "low": lo, "high": hi})
-    with warnings.catch_warnings():  # an item nobody rated yet has no mean: NaN, dropped from ρ
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean_rating = np.nanmean(matrix, axis=0) if answers else np.array([])
-    correlations = []
-    for name, table in _metric_lookup(view).items():
-        auto = np.array([table.get(_key(by_no[n]["map_a"]), math.nan) for n in likert_nos])
-        if table and auto.size and mean_rating.size:
-            rho, lo, hi, n = spearman_ci(auto, mean_rating)
-            correlations.append({"metric": name, "rho": rho, "low": lo, "high": hi, "n": n})
-    return {
-        "n_items": len(items),
-        "n_answers": len(answers),
-        "n_raters": len(raters),
-        "means": means,
-        "ranking": _ranking(labels, wins),
-        "alpha_interval": krippendorff_alpha(matrix, "interval") if answers else math.nan,
-        "alpha_ordinal": krippendorff_alpha(matrix, "ordinal") if answers else math.nan,
-        "correlations": correlations,
-    }
+    return ratings_results(items, answers, view.metrics)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robustxai.errors import RobustXAIError
-from robustxai.web.stats import bradley_terry, krippendorff_alpha, spearman_ci
+from robustxai.metrics.agreement import bradley_terry, krippendorff_alpha, spearman_ci
 
 
 def test_bradley_terry_two_players_by_hand() -> None:

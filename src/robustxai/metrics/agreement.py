@@ -1,4 +1,4 @@
-"""Statistics of a rating study: Bradley–Terry strengths, Krippendorff's α and Spearman with a bootstrap CI.
+"""Agreement and preference statistics of expert rating studies: Bradley–Terry, Krippendorff's α, Spearman CI.
 
 Pure numpy functions, tested against hand-computed cases and the ``krippendorff`` package.
 """
