@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -109,7 +109,7 @@ def create_app(
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
-        raise HTTPException(status_code=404, detail="no icon")
+        return Response(status_code=204)  # no icon, and no 404 in the browser's console
 
     explore.register(app)
     rating.register(app)

@@ -94,7 +94,7 @@ def register(app: FastAPI) -> None:
         if not 0 <= index < len(view.sample_ids):
             raise HTTPException(status_code=404, detail=f"no image {index} in this run")
         sid = view.sample_ids[index]
-        points, h, w = view.truth(sid)
+        points, outline, h, w = view.truth(sid)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for map_id, key in view.maps_of(sid):
             if (model and key.model != model) or (method and key.explainer != method):
@@ -116,8 +116,10 @@ def register(app: FastAPI) -> None:
             sample_id=sid,
             label=int(label["label"]),
             has_pixels=view.has_pixels(sid),
-            has_mask=view.truth_png(index) is not None,
-            points=[{"x": 100 * (x + 0.5) / w, "y": 100 * (y + 0.5) / h} for x, y in points] if w else [],
+            outline=outline,
+            width=w,
+            height=h,
+            points=[{"x": x + 0.5, "y": y + 0.5} for x, y in points],
             groups=[{"model": m, "method": x, "cells": c} for (m, x), c in sorted(groups.items())],
             metrics=metrics,
             n=len(view.sample_ids),
@@ -127,11 +129,6 @@ def register(app: FastAPI) -> None:
     def image(request: Request, index: int) -> Response:
         request.app.state.auth.require_admin(request)
         return _png(request.app.state.run.image_png(index), "image")
-
-    @app.get("/img/truth/{index}.png")
-    def truth(request: Request, index: int) -> Response:
-        request.app.state.auth.require_admin(request)
-        return _png(request.app.state.run.truth_png(index), "mask")
 
     @app.get("/img/map/{map_id}.png")
     def overlay(request: Request, map_id: int) -> Response:

@@ -67,11 +67,21 @@ def _to_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    """The boundary pixels of a boolean mask (mask minus its 4-neighbour erosion)."""
-    m = np.pad(mask.astype(bool), 1)
-    inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-    return mask.astype(bool) & ~inner
+def outline_path(mask: np.ndarray) -> str:
+    """The boundary of a boolean mask as an SVG path in pixel units (one segment per pixel edge).
+
+    Drawn with a thin stroke over the image, so the outline stays thin at any zoom (a PNG outline would be a
+    whole pixel wide, which hides a small finding on a low-resolution image).
+    """
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    parts: list[str] = []
+    vertical = m[1:-1, 1:] != m[1:-1, :-1]  # edge left of pixel column x (x = 0..W)
+    for y, x in zip(*np.nonzero(vertical), strict=True):
+        parts.append(f"M{x} {y}v1")
+    horizontal = m[1:, 1:-1] != m[:-1, 1:-1]  # edge above pixel row y (y = 0..H)
+    for y, x in zip(*np.nonzero(horizontal), strict=True):
+        parts.append(f"M{x} {y}h1")
+    return "".join(parts)
 
 
 class RunView:
@@ -135,13 +145,14 @@ class RunView:
         """Whether the run stores this image's pixels (the report's figure images)."""
         return sample_id in self.pixels
 
-    def truth(self, sample_id: str) -> tuple[list[tuple[float, float]], int, int]:
-        """The expert points of an image and its height and width (0, 0 when no pixels are stored)."""
+    def truth(self, sample_id: str) -> tuple[list[tuple[float, float]], str, int, int]:
+        """An image's expert points, mask outline (SVG path) and height and width (0, 0: no pixels stored)."""
         entry = self.pixels.get(sample_id)
         if entry is None:
-            return [], 0, 0
+            return [], "", 0, 0
         h, w = entry["image"].shape[-2:]
-        return [(float(x), float(y)) for x, y in entry["points"]], int(h), int(w)
+        outline = outline_path(entry["mask"]) if entry["mask"] is not None else ""
+        return [(float(x), float(y)) for x, y in entry["points"]], outline, int(h), int(w)
 
     # -- rendering -----------------------------------------------------------------------------------------
     def _cached(self, kind: str, index: int, render: Any) -> bytes:
@@ -168,22 +179,6 @@ class RunView:
             return _to_png((a * 255).round().astype(np.uint8))
 
         return self._cached("image", index, render)
-
-    def truth_png(self, index: int) -> bytes | None:
-        """The outline of the expert mask of sample ``index`` as a transparent PNG (``None``: no mask)."""
-        if not 0 <= index < len(self.sample_ids):
-            return None
-        entry = self.pixels.get(self.sample_ids[index])
-        if entry is None or entry["mask"] is None:
-            return None
-        mask = np.asarray(entry["mask"], dtype=bool)
-
-        def render() -> bytes:
-            rgba = np.zeros((*mask.shape, 4), dtype=np.uint8)
-            rgba[_outline(mask)] = (40, 220, 90, 255)
-            return _to_png(rgba)
-
-        return self._cached("truth", index, render)
 
     def overlay_png(self, map_id: int) -> bytes | None:
         """Stored map ``map_id`` as a heat-map PNG whose alpha follows the map (``None``: no such map)."""
