@@ -46,7 +46,6 @@ ADMIN_ROUTES = [
     "/explore",
     "/explore/sample/0",
     "/img/sample/0.png",
-    "/img/truth/0.png",
     "/img/map/0.png",
 ]
 
@@ -131,7 +130,6 @@ def test_sample_page_shows_truth_and_every_stored_map(admin: TestClient) -> None
         "/static/..%2F..%2Fweb%2Fapp.py",
         "/static/../db.py",
         "/explore/sample/99",
-        "/img/truth/5.png",
     ],
 )
 def test_no_client_path_reaches_the_file_system(admin: TestClient, url: str) -> None:
