@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -53,12 +55,22 @@ def artifacts() -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     import uvicorn
 
-    run = make_run(tmp_path_factory.mktemp("webb") / "run")
+    base = tmp_path_factory.mktemp("webb")
+    run = make_run(base / "run")
+    data = base / "data"
+    data.mkdir()
+    yy, xx = np.mgrid[0:64, 0:64]
+    Image.fromarray((127 + 120 * np.sin(xx / 6) * np.cos(yy / 9)).astype(np.uint8)).save(data / "knee.png")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     srv = uvicorn.Server(
-        uvicorn.Config(create_app(run, admin_token=ADMIN), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(run, data_dir=data, admin_token=ADMIN),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -138,4 +150,42 @@ def test_explorer_filters_and_sorts(server: tuple[str, Path], browser: Any) -> N
     page.dispatch_event("#opacity", "input")
     assert page.locator("img.overlay").first.evaluate("e => e.style.opacity") == "0.2"
     page.screenshot(path=str(artifacts() / "studio_sample.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_annotate_three_points_and_a_box_survive_a_reload(server: tuple[str, Path], browser: Any) -> None:
+    base, _ = server
+    page = _page(browser)
+    page.goto(f"{base}/annotate/0?who=dr_a&token={ADMIN}")
+    page.wait_for_selector("#ann-svg")
+    box = page.locator("#ann-svg").bounding_box()
+    assert box is not None
+    px = lambda x, y: (box["x"] + x * box["width"] / 64, box["y"] + y * box["height"] / 64)  # noqa: E731
+    status = "() => document.getElementById('ann-status').textContent.includes('(%d shapes)')"
+    page.keyboard.press("p")
+    page.mouse.click(*px(60.5, 60.5))
+    page.wait_for_function(status % 1)
+    page.keyboard.press("Control+z")  # undo is saved at once too
+    page.wait_for_function(status % 0)
+    for x, y in ((10.5, 10.5), (30.5, 20.5), (50.5, 40.5)):
+        page.mouse.click(*px(x, y))
+    page.keyboard.press("b")
+    page.mouse.move(*px(5, 30))
+    page.mouse.down()
+    page.mouse.move(*px(20, 45), steps=4)
+    page.mouse.up()
+    page.wait_for_function(status % 4)
+    page.reload()
+    page.wait_for_selector("#ann-svg .shape")
+    assert (
+        page.locator("#ann-svg circle.shape").count() == 3
+        and page.locator("#ann-svg rect.shape").count() == 1
+    )
+    page.screenshot(path=str(artifacts() / "studio_annotate.png"), full_page=True)
+    page.goto(f"{base}/annotate?who=dr_a")
+    assert "done" in page.inner_text("#images")
+    doc = page.request.get(f"{base}/annotate/export/annotations.json?who=dr_a").json()
+    knee = doc["images"]["knee.png"]
+    assert np.allclose(knee["points"], [[10, 10], [30, 20], [50, 40]], atol=0.05)
+    assert np.allclose(knee["boxes"], [[5, 30, 20, 45]], atol=0.05)
     assert not page.errors, page.errors

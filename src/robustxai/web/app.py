@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -24,7 +25,10 @@ from robustxai.web.runview import RunView
 from robustxai.web.security import ADMIN_COOKIE, SECURITY_HEADERS, Auth
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Autoescape everything: Starlette's default only escapes names ending in .html, and ours end in .j2.
+templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+)
 
 
 def render(request: Request, name: str, identity: str, **context: Any) -> HTMLResponse:
@@ -88,13 +92,15 @@ def create_app(
     Raises:
         RobustXAIError: If the run cannot be read.
     """
-    from robustxai.web import explore, rating
+    from robustxai.web import annotate, explore, rating
+    from robustxai.web.annotations import AnnotationStore
 
     app = FastAPI(title="robustxai studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.run = RunView(Path(run_dir))
     app.state.db = StudioDB(Path(run_dir))
     app.state.auth = Auth(admin_token)
-    app.state.data_dir = Path(data_dir) if data_dir is not None else None
+    store = AnnotationStore(app.state.db.path)
+    app.state.folder = annotate.Folder(Path(data_dir), store) if data_dir is not None else None
     app.middleware("http")(_headers_and_token)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -113,4 +119,5 @@ def create_app(
 
     explore.register(app)
     rating.register(app)
+    annotate.register(app)
     return app
