@@ -236,3 +236,22 @@ def test_report_gains_an_expert_ratings_section(tmp_path: Path) -> None:
     html = build_report(run).read_text()
     assert 'id="ratings"' in html and "Krippendorff" in html and "Bradley–Terry" in html
     assert "pointing_game" in html.split('id="ratings"')[1]
+
+
+def test_serve_prints_the_admin_link_and_warns_off_loopback(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    res = CliRunner().invoke(cli_app, ["serve", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8765
+    assert (
+        re.search(r"http://127\.0\.0\.1:8765/\?token=[\w-]{20,}", res.stdout) and "warning" not in res.output
+    )
+    res = CliRunner().invoke(cli_app, ["serve", str(run_dir), "--host", "0.0.0.0", "--port", "9000"])
+    assert res.exit_code == 0 and "warning: serving on 0.0.0.0" in res.output and calls[-1]["port"] == 9000
+    bad = CliRunner().invoke(cli_app, ["serve", str(run_dir), "--data", str(run_dir / "nope")])
+    assert bad.exit_code == 2 and "is not a folder" in bad.output
