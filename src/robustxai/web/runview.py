@@ -127,6 +127,8 @@ class RunView:
         self._map_index = {k: i for i, k in enumerate(self.map_keys)}
         self._cache: dict[tuple[str, int], bytes] = {}
         self._lock = threading.Lock()
+        self._choices: dict[str, list[str]] | None = None
+        self._columns: dict[tuple[str, str, str, str], dict[str, float]] = {}
 
     # -- lookups -------------------------------------------------------------------------------------------
     def sample_index(self, sample_id: str) -> int:
@@ -199,22 +201,32 @@ class RunView:
 
     # -- listing -------------------------------------------------------------------------------------------
     def choices(self) -> dict[str, list[str]]:
-        """The models, methods, conditions and metrics one can filter and sort by."""
-        mx = self.metrics[self.metrics["explainer"] != ""]
-        return {
-            "model": sorted(self.metrics["model"].unique().tolist()),
-            "method": sorted(mx["explainer"].unique().tolist()),
-            "condition": sorted(self.metrics["cond"].unique().tolist(), key=lambda c: (c != "clean", c)),
-            "metric": sorted(mx["metric"].unique().tolist()),
-        }
+        """The models, methods, conditions and metrics one can filter and sort by (computed once)."""
+        if self._choices is None:
+            mx = self.metrics[self.metrics["explainer"] != ""]
+            self._choices = {
+                "model": sorted(self.metrics["model"].unique().tolist()),
+                "method": sorted(mx["explainer"].unique().tolist()),
+                "condition": sorted(self.metrics["cond"].unique().tolist(), key=lambda c: (c != "clean", c)),
+                "metric": sorted(mx["metric"].unique().tolist()),
+            }
+        return self._choices
 
     def listing(self, model: str, method: str, cond: str, metric: str) -> pd.DataFrame:
         """One row per test image: its id, label, truth, whether pixels are stored, and the chosen metric."""
-        m = self.metrics
-        sel = m[
-            (m["model"] == model) & (m["explainer"] == method) & (m["cond"] == cond) & (m["metric"] == metric)
-        ]
-        values = dict(zip(sel["sample_id"], sel["value"], strict=True))
+        key = (model, method, cond, metric)
+        values = self._columns.get(key)
+        if values is None:  # one scan of the metric rows per filter, then cached (pages stay fast)
+            m = self.metrics
+            sel = m[
+                (m["model"] == model)
+                & (m["explainer"] == method)
+                & (m["cond"] == cond)
+                & (m["metric"] == metric)
+            ]
+            values = dict(zip(sel["sample_id"], sel["value"], strict=True))
+            with self._lock:
+                self._columns[key] = values
         out = self.samples[["sample_id", "label", "has_truth", "n_points"]].copy()
         out["index"] = range(len(out))
         out["pixels"] = [s in self.pixels for s in out["sample_id"]]
