@@ -255,3 +255,10 @@ def test_serve_prints_the_admin_link_and_warns_off_loopback(
     assert res.exit_code == 0 and "warning: serving on 0.0.0.0" in res.output and calls[-1]["port"] == 9000
     bad = CliRunner().invoke(cli_app, ["serve", str(run_dir), "--data", str(run_dir / "nope")])
     assert bad.exit_code == 2 and "is not a folder" in bad.output
+
+
+def test_home_lists_studies_with_their_rater_links(admin: TestClient, run_dir: Path) -> None:
+    study_id, tokens = _study(run_dir)
+    html = admin.get("/").text
+    assert study_id in html and all(f"http://testserver/r/{t}" in html for t in tokens)
+    assert "--data FOLDER" in html

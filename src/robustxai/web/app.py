@@ -110,8 +110,13 @@ def create_app(
     def home(request: Request) -> HTMLResponse:
         request.app.state.auth.require_admin(request)
         view: RunView = request.app.state.run
-        studies = request.app.state.db.studies()
-        return render(request, "home.html.j2", "admin", run=view, studies=studies)
+        db: StudioDB = request.app.state.db
+        studies = db.studies()
+        base = str(request.base_url).rstrip("/")
+        for st in studies:
+            st["links"] = [f"{base}/r/{tok}" for tok in db.rater_tokens(st["study_id"])]
+        has_data = request.app.state.folder is not None
+        return render(request, "home.html.j2", "admin", run=view, studies=studies, has_data=has_data)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
