@@ -219,6 +219,7 @@ def test_study_create_command_prints_one_link_per_rater(run_dir: Path) -> None:
     assert CliRunner().invoke(cli_app, ["serve", str(run_dir / "nope")]).exit_code == 2
 
 
+@pytest.mark.slow
 def test_report_gains_an_expert_ratings_section(tmp_path: Path) -> None:
     from robustxai.report import build_report
     from robustxai.web.db import StudioDB
