@@ -396,5 +396,11 @@ def list_plugins(
     Console().print(table)
 
 
+# The expert studio's commands (`serve`, `study create`) live in their own module.
+from robustxai._cli_web import register as _register_web  # noqa: E402
+
+_register_web(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

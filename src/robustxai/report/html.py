@@ -32,6 +32,7 @@ from robustxai.report.html_tables import (
 from robustxai.report.manipulation import manipulation_section
 from robustxai.report.multilabel import multilabel_html, multilabel_table
 from robustxai.report.numbers import fmt_number, wilson_interval
+from robustxai.report.ratings import ratings_section
 from robustxai.report.run_tables import report_tables, run_tables, write_tables
 from robustxai.report.summary import SummarySection, summary_sections
 from robustxai.report.tables import (
@@ -165,6 +166,7 @@ def render_report(
     figures: dict[str, Path | None],
     manipulation: dict[str, Any] | None = None,
     multilabel: HtmlTable | None = None,
+    ratings: list[dict[str, Any]] | None = None,
 ) -> str:
     """Render the report HTML from the computed tables, summary and figure files.
 
@@ -214,6 +216,7 @@ def render_report(
         "manipulation": _embed_figures(manipulation),
         "versions": mapping_rows(run.meta.get("versions")),
         "timings": mapping_rows(run.meta.get("timings"), seconds=True),
+        "ratings": ratings or [],
     }
     return env.get_template(TEMPLATE_NAME).render(**context)
 
@@ -258,6 +261,7 @@ def build_report(run_dir: Path) -> Path:
         figures,
         manipulation_section(run_dir, run.metrics, run.figure_maps, run.figure_samples),
         multilabel_html(per_label),
+        ratings_section(run_dir, run.metrics),
     )
     path = run_dir / REPORT_FILE
     path.write_text(html, encoding="utf-8")

@@ -1,0 +1,22 @@
+"""The expert studio: explore a run, blinded rating studies (FastAPI, server-rendered, the ``web`` extra).
+
+``create_app(run_dir)`` builds the application; ``robustxai serve RUN_DIR`` runs it with uvicorn and
+``robustxai study create RUN_DIR`` adds a rating study. It reads runs through the results API only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def create_app(run_dir: Any, data_dir: Any = None, admin_token: str | None = None) -> FastAPI:
+    """Build the studio for one run (see :func:`robustxai.web.app.create_app`)."""
+    from robustxai.web.app import create_app as _create
+
+    return _create(run_dir, data_dir=data_dir, admin_token=admin_token)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,242 @@
+"""What the studio shows of a run, read through the results API only (``rx.open_run`` and the run store).
+
+A run stores per-sample rows for every test image (predictions, metrics) but pixels only for the images the
+report draws (``figure_samples``) and their maps (``figure_maps``: every model × method × condition × ε the
+audit explained). So the explorer lists every test image with its metrics, and shows the image, its expert
+truth and every stored map for the images whose pixels the run keeps. Images and overlays are addressed by
+integer ids (an index into the sorted listing), never by a path, and rendered to PNG on first request and
+cached in memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+import robustxai as rx
+from robustxai.errors import RobustXAIError
+
+#: Conditions of the manipulation attack are not maps of the run's test images: the studio skips them.
+MANIPULATION_PREFIX = "manipulate:"
+_CACHE_MAX = 2048
+
+
+def _store_class() -> Any:
+    """The run store's reader, wherever the results layer keeps it (it is moving to ``robustxai.results``)."""
+    for name in ("robustxai.results.store", "robustxai.audit.store"):
+        try:
+            return importlib.import_module(name).Store
+        except ImportError:
+            continue
+    raise RobustXAIError("cannot find the run store module")  # pragma: no cover
+
+
+def condition_label(condition: str, epsilon: float) -> str:
+    """``"clean"`` or ``"<attack>@<ε>"``, the name the studio shows for a condition."""
+    return "clean" if condition == "clean" else f"{condition}@{epsilon:.4g}"
+
+
+@dataclass(frozen=True)
+class MapKey:
+    """One stored map's identity: model × condition × ε × explainer of one sample."""
+
+    model: str
+    condition: str
+    epsilon: float
+    explainer: str
+    sample_id: str
+
+    @property
+    def condition_label(self) -> str:
+        """The condition as the studio shows it."""
+        return condition_label(self.condition, self.epsilon)
+
+
+def _to_png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def outline_path(mask: np.ndarray) -> str:
+    """The boundary of a boolean mask as an SVG path in pixel units (one segment per pixel edge).
+
+    Drawn with a thin stroke over the image, so the outline stays thin at any zoom (a PNG outline would be a
+    whole pixel wide, which hides a small finding on a low-resolution image).
+    """
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    parts: list[str] = []
+    vertical = m[1:-1, 1:] != m[1:-1, :-1]  # edge left of pixel column x (x = 0..W)
+    for y, x in zip(*np.nonzero(vertical), strict=True):
+        parts.append(f"M{x} {y}v1")
+    horizontal = m[1:, 1:-1] != m[:-1, 1:-1]  # edge above pixel row y (y = 0..H)
+    for y, x in zip(*np.nonzero(horizontal), strict=True):
+        parts.append(f"M{x} {y}h1")
+    return "".join(parts)
+
+
+class RunView:
+    """A run opened for the studio.
+
+    Args:
+        run_dir: The run directory (with ``results.sqlite``).
+
+    Raises:
+        RobustXAIError: If the run store is missing or unreadable.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir)
+        run = rx.open_run(self.path)
+        self.samples = run.samples.sort_values("idx").reset_index(drop=True)
+        self.sample_ids: list[str] = [str(s) for s in self.samples["sample_id"]]
+        self.metrics = run.metrics[~run.metrics["condition"].str.startswith(MANIPULATION_PREFIX)].copy()
+        self.metrics["cond"] = [
+            condition_label(c, e)
+            for c, e in zip(self.metrics["condition"], self.metrics["epsilon"], strict=True)
+        ]
+        self.predictions = run.predictions
+        store = _store_class()(self.path, readonly=True)
+        try:
+            self.pixels: dict[str, dict[str, Any]] = store.figure_samples()
+            maps: pd.DataFrame = store.figure_maps()
+        finally:
+            store.close()
+        maps = maps[~maps["condition"].str.startswith(MANIPULATION_PREFIX)].reset_index(drop=True)
+        self.map_keys = [
+            MapKey(str(m), str(c), float(e), str(x), str(s))
+            for m, c, e, x, s in zip(
+                maps["model"],
+                maps["condition"],
+                maps["epsilon"],
+                maps["explainer"],
+                maps["sample_id"],
+                strict=True,
+            )
+        ]
+        self._maps: list[np.ndarray] = list(maps["map"])
+        self._map_index = {k: i for i, k in enumerate(self.map_keys)}
+        self._cache: dict[tuple[str, int], bytes] = {}
+        self._lock = threading.Lock()
+        self._choices: dict[str, list[str]] | None = None
+        self._columns: dict[tuple[str, str, str, str], dict[str, float]] = {}
+
+    # -- lookups -------------------------------------------------------------------------------------------
+    def sample_index(self, sample_id: str) -> int:
+        """The integer id of a sample (its position in the listing)."""
+        return self.sample_ids.index(sample_id)
+
+    def map_id(self, key: MapKey) -> int | None:
+        """The integer id of a stored map, or ``None`` when the run does not store it."""
+        return self._map_index.get(key)
+
+    def maps_of(self, sample_id: str) -> list[tuple[int, MapKey]]:
+        """Every stored map of one sample with its id."""
+        return [(i, k) for i, k in enumerate(self.map_keys) if k.sample_id == sample_id]
+
+    def has_pixels(self, sample_id: str) -> bool:
+        """Whether the run stores this image's pixels (the report's figure images)."""
+        return sample_id in self.pixels
+
+    def truth(self, sample_id: str) -> tuple[list[tuple[float, float]], str, int, int]:
+        """An image's expert points, mask outline (SVG path) and height and width (0, 0: no pixels stored)."""
+        entry = self.pixels.get(sample_id)
+        if entry is None:
+            return [], "", 0, 0
+        h, w = entry["image"].shape[-2:]
+        outline = outline_path(entry["mask"]) if entry["mask"] is not None else ""
+        return [(float(x), float(y)) for x, y in entry["points"]], outline, int(h), int(w)
+
+    # -- rendering -----------------------------------------------------------------------------------------
+    def _cached(self, kind: str, index: int, render: Any) -> bytes:
+        with self._lock:
+            hit = self._cache.get((kind, index))
+        if hit is not None:
+            return hit
+        png: bytes = render()
+        with self._lock:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[(kind, index)] = png
+        return png
+
+    def image_png(self, index: int) -> bytes | None:
+        """The image of sample ``index`` as an 8-bit PNG, or ``None`` when the run stores no pixels for it."""
+        if not 0 <= index < len(self.sample_ids) or self.sample_ids[index] not in self.pixels:
+            return None
+        image = self.pixels[self.sample_ids[index]]["image"]
+
+        def render() -> bytes:
+            a = np.clip(np.nan_to_num(image), 0, 1)
+            a = a[0] if a.shape[0] == 1 else np.moveaxis(a[:3], 0, -1)
+            return _to_png((a * 255).round().astype(np.uint8))
+
+        return self._cached("image", index, render)
+
+    def overlay_png(self, map_id: int) -> bytes | None:
+        """Stored map ``map_id`` as a heat-map PNG whose alpha follows the map (``None``: no such map)."""
+        if not 0 <= map_id < len(self._maps):
+            return None
+        m = np.nan_to_num(np.asarray(self._maps[map_id], dtype=np.float32))
+
+        def render() -> bytes:
+            import matplotlib
+
+            lo, hi = float(m.min()), float(m.max())
+            v = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+            rgba = (matplotlib.colormaps["inferno"](v) * 255).astype(np.uint8)
+            rgba[..., 3] = (np.sqrt(v) * 255).astype(np.uint8)
+            return _to_png(rgba)
+
+        return self._cached("map", map_id, render)
+
+    # -- listing -------------------------------------------------------------------------------------------
+    def choices(self) -> dict[str, list[str]]:
+        """The models, methods, conditions and metrics one can filter and sort by (computed once)."""
+        if self._choices is None:
+            mx = self.metrics[self.metrics["explainer"] != ""]
+            self._choices = {
+                "model": sorted(self.metrics["model"].unique().tolist()),
+                "method": sorted(mx["explainer"].unique().tolist()),
+                "condition": sorted(self.metrics["cond"].unique().tolist(), key=lambda c: (c != "clean", c)),
+                "metric": sorted(mx["metric"].unique().tolist()),
+            }
+        return self._choices
+
+    def listing(self, model: str, method: str, cond: str, metric: str) -> pd.DataFrame:
+        """One row per test image: its id, label, truth, whether pixels are stored, and the chosen metric."""
+        key = (model, method, cond, metric)
+        values = self._columns.get(key)
+        if values is None:  # one scan of the metric rows per filter, then cached (pages stay fast)
+            m = self.metrics
+            sel = m[
+                (m["model"] == model)
+                & (m["explainer"] == method)
+                & (m["cond"] == cond)
+                & (m["metric"] == metric)
+            ]
+            values = dict(zip(sel["sample_id"], sel["value"], strict=True))
+            with self._lock:
+                self._columns[key] = values
+        out = self.samples[["sample_id", "label", "has_truth", "n_points"]].copy()
+        out["index"] = range(len(out))
+        out["pixels"] = [s in self.pixels for s in out["sample_id"]]
+        out["value"] = [values.get(s, math.nan) for s in out["sample_id"]]
+        return out
+
+    def sample_metrics(self, sample_id: str) -> pd.DataFrame:
+        """Every metric row of one image (map metrics), as ``model, explainer, cond, metric, value``."""
+        m = self.metrics
+        rows = m[(m["sample_id"] == sample_id) & (m["explainer"] != "")]
+        return rows[["model", "explainer", "cond", "metric", "value"]].sort_values(
+            ["model", "explainer", "cond", "metric"]
+        )
