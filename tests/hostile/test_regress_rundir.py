@@ -25,13 +25,13 @@ from typer.testing import CliRunner
 
 import robustxai as rx
 from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.export import export_run
 from robustxai.audit.runlock import LOCK_FILE, RunLock
-from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_eval import CLEAN, robustness_shard
-from robustxai.audit.store import Store
 from robustxai.cli import app
 from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.export import export_run
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 
 runner = CliRunner()
 CLASSES = ["normal", "fracture"]

@@ -18,17 +18,18 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
 from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
 from robustxai.report.numbers import DASH, fmt_number
 from robustxai.report.tables import TABLES_DIR, write_table_csv
+from robustxai.results.schema import MANIPULATION_PREFIX
+from robustxai.results.store import STORE_FILE, Store
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "manipulate:"
+PREFIX = MANIPULATION_PREFIX
 ORIGINAL = "manipulate:original"
 IMAGE = "adv_image"
 TARGET = "target"
