@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.executor import LocalExecutor, choose_device, create_executor, to_device
+from robustxai.audit.executor import LocalExecutor, choose_device, to_device
+from robustxai.audit.executors import create_executor
 from robustxai.audit.plan import ExplanationInput, RobustnessInput, UnitResult
 from robustxai.audit.stages_eval import ExplainShard
 from robustxai.errors import ConfigError

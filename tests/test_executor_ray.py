@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from robustxai.audit.config import load_config
-from robustxai.audit.executor import LocalExecutor, create_executor
+from robustxai.audit.executor import LocalExecutor
+from robustxai.audit.executors import create_executor
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.pipeline import run_audit
 from robustxai.results.store import Store

@@ -33,7 +33,8 @@ from robustxai.audit.applicability import skipped_warnings
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
 from robustxai.audit.data_checks import DATA_CODE, data_warnings
-from robustxai.audit.executor import ExecutionContext, Executor, create_executor
+from robustxai.audit.executor import ExecutionContext, Executor
+from robustxai.audit.executors import create_executor
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
     AuditData,
