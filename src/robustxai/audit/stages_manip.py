@@ -38,7 +38,12 @@ from robustxai.metrics import mse, pearson, ssim
 from robustxai.models import ModelWrapper
 from robustxai.models.losses import is_multilabel
 from robustxai.results.schema import (
+    ADV_SCORE,
+    CLEAN_SCORE,
     LABEL,
+    MANIPULATION_IMAGE,
+    MANIPULATION_ORIGINAL,
+    MANIPULATION_TARGET,
     MANIPULATION_UNIT,
     NO_EXPLAINER,
     FigureMapRow,
@@ -47,9 +52,9 @@ from robustxai.results.schema import (
     manipulation_condition,
 )
 
-ORIGINAL_CONDITION = manipulation_condition("original")
-TARGET_EXPLAINER = "target"
-IMAGE_EXPLAINER = "adv_image"
+ORIGINAL_CONDITION = MANIPULATION_ORIGINAL
+TARGET_EXPLAINER = MANIPULATION_TARGET
+IMAGE_EXPLAINER = MANIPULATION_IMAGE
 #: The paper's failure threshold on SSIM(target, attacked map).
 SUCCESS_SSIM = 0.6
 
@@ -191,8 +196,8 @@ def manipulation_shard(
     clean_scores, adv_scores = _scores(model, clean_logits), _scores(model, adv_logits)
     for j in range(k):
         per_sample[str(MetricKey(LABEL, str(j)))] = label_cols[:, j]
-        per_sample[str(MetricKey("clean_score", str(j)))] = clean_scores[:, j]
-        per_sample[str(MetricKey("adv_score", str(j)))] = adv_scores[:, j]
+        per_sample[str(MetricKey(CLEAN_SCORE, str(j)))] = clean_scores[:, j]
+        per_sample[str(MetricKey(ADV_SCORE, str(j)))] = adv_scores[:, j]
     rows = _rows(name, cond, eps, NO_EXPLAINER, ids, per_sample)
     fig_rows: list[FigureMapRow] = [
         FigureMapRow(name, ORIGINAL_CONDITION, eps, TARGET_EXPLAINER, s, t.cpu().numpy())

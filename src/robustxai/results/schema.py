@@ -21,12 +21,17 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "ADV_SCORE",
+    "CLEAN_SCORE",
     "CLEAN",
     "CLEAN_CONDITION",
     "EXPLANATION_UNIT",
     "LABEL",
     "LABEL_PREFIX",
+    "MANIPULATION_IMAGE",
+    "MANIPULATION_ORIGINAL",
     "MANIPULATION_PREFIX",
+    "MANIPULATION_TARGET",
     "MANIPULATION_UNIT",
     "MAP_PREFIX",
     "NO_EXPLAINER",
@@ -66,6 +71,14 @@ def manipulation_condition(method: str) -> str:
     return MANIPULATION_PREFIX + method
 
 
+#: ``figure_maps`` condition of the manipulation stage's unattacked maps and target squares.
+MANIPULATION_ORIGINAL = manipulation_condition("original")
+#: ``figure_maps`` explainers of the manipulation stage that are no map method: the target square and the
+#: attacked image itself.
+MANIPULATION_TARGET = "target"
+MANIPULATION_IMAGE = "adv_image"
+
+
 def is_manipulation(condition: object) -> bool:
     """Whether a stored condition belongs to the manipulation attack."""
     return str(condition).startswith(MANIPULATION_PREFIX)
@@ -87,6 +100,10 @@ SCORE = "score"
 LABEL = "label"
 SCORE_PREFIX = SCORE + SEPARATOR
 LABEL_PREFIX = LABEL + SEPARATOR
+#: Per-class rows of the manipulation stage (explainer ``""``, qualifier the class index): the probability
+#: on the clean and on the manipulated image; the 0/1 target is :data:`LABEL`.
+CLEAN_SCORE = "clean_score"
+ADV_SCORE = "adv_score"
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,7 @@ class MetricKey:
     @property
     def top_percent(self) -> int | None:
         """The top-k percentage of the qualifier (``15`` for ``point_coverage@15``), else ``None``."""
-        return int(self.qualifier) if self.qualifier.isdigit() else None
+        return int(self.qualifier) if self.qualifier.isdecimal() else None
 
 
 # -- unit kinds ------------------------------------------------------------------------------------------
