@@ -11,6 +11,8 @@ name that crosses the store lives here instead of being spelled in the writer an
   (``point_coverage@15`` for the top 15 %, ``score@<label>`` for a multi-label logit); map-similarity
   metrics carry the prefix ``map_`` (``map_ssim``).
 - **Unit kinds**: the first part of a unit id (``robustness/…``), recorded in the ``units`` table.
+- **The schema version**: the ``meta`` row :data:`FORMAT_KEY` = :data:`STORE_FORMAT` that every store gets
+  when it is created, and that makes a folder a robustxai run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "FORMAT_KEY",
+    "STORE_FORMAT",
     "ADV_SCORE",
     "CLEAN_SCORE",
     "CLEAN",
@@ -52,6 +56,12 @@ __all__ = [
     "manipulation_condition",
     "manipulation_method",
 ]
+
+# -- the schema version ---------------------------------------------------------------------------------
+#: The marker row every store gets when it is created (``meta`` key, value): what makes a folder a robustxai
+#: run. Stores of earlier versions are recognised by their ``versions`` row naming robustxai.
+FORMAT_KEY = "store_format"
+STORE_FORMAT = "robustxai-store/1"
 
 # -- conditions ------------------------------------------------------------------------------------------
 #: The ``condition`` of unattacked images (its ``epsilon`` is 0).

@@ -32,7 +32,16 @@ import pandas as pd
 
 from robustxai._arrays import minmax_array
 from robustxai.errors import RobustXAIError
-from robustxai.results.schema import FigureMapRow, MetricRow, PredictionRow, SampleRow, StoreRow, WarningRow
+from robustxai.results.schema import (
+    FORMAT_KEY,
+    STORE_FORMAT,
+    FigureMapRow,
+    MetricRow,
+    PredictionRow,
+    SampleRow,
+    StoreRow,
+    WarningRow,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,10 +69,6 @@ UNIT_TABLES = {
 TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warnings")
 
 STORE_FILE = "results.sqlite"
-#: The marker row every store gets when it is created (``meta`` key, value): what makes a folder a robustxai
-#: run. Stores of earlier versions are recognised by their ``versions`` row naming robustxai.
-FORMAT_KEY = "store_format"
-STORE_FORMAT = "robustxai-store/1"
 
 
 #: ``warnings.code`` of the per-sample ground-truth warnings (a dropped mask, points outside the image, an
