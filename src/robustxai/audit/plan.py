@@ -41,13 +41,7 @@ from robustxai.data.base import ImageDataset, stack_images
 from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
-from robustxai.results.schema import (
-    CLEAN_CONDITION,
-    EXPLANATION_UNIT,
-    ROBUSTNESS_UNIT,
-    Condition,
-    StoreRow,
-)
+from robustxai.results.schema import CLEAN_CONDITION, EXPLANATION_UNIT, ROBUSTNESS_UNIT, Condition, StoreRow
 
 ROBUSTNESS_SHARD_BATCHES = 4  # test images per robustness unit = 4 × batch_size
 EXPLANATION_SHARD_BATCHES = 1  # subset images per explanation unit = explain.batch_size
