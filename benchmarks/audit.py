@@ -47,12 +47,12 @@ from robustxai.audit.config import AuditConfig, load_config
 from robustxai.audit.executor import ExecutionContext, LocalExecutor
 from robustxai.audit.plan import Unit, explained_conditions, explanation_methods
 from robustxai.audit.progress import LogProgress
-from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_manip import _attack
 from robustxai.audit.stages_models import get_models
-from robustxai.audit.store import Store
 from robustxai.explain import create_explainer
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 # Per image: (forward, backward) passes of each explainer, for explainers without a ``passes`` method

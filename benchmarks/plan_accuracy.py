@@ -23,7 +23,7 @@ from pathlib import Path
 from robustxai.audit.config import load_config
 from robustxai.audit.estimate import estimate_audit
 from robustxai.audit.progress import ProgressTracker
-from robustxai.audit.runner import run_audit
+from robustxai.pipeline import run_audit
 from robustxai.runtime import keep_freed_memory
 
 STAGE_OF_TASK = {"training": "training", "attack": "attack", "explain": "explain", "manipulate": "manipulate"}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from robustxai._arrays import minmax, minmax_array
-from robustxai.audit.store import _unit_range
 from robustxai.metrics import minmax as metric_minmax
 from robustxai.report.figures import minmax_normalise
+from robustxai.results.store import _unit_range
 
 
 def _numpy_minmax(a: np.ndarray) -> np.ndarray:  # what the store and the figures computed before

@@ -19,11 +19,11 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 from typer.testing import CliRunner
 
-from robustxai.audit.store import Store
 from robustxai.cli import app
 from robustxai.data.dicom import find_phi, phi_values, read_dicom
 from robustxai.data.folder import FolderDataset
 from robustxai.data.synthetic import SyntheticFracture
+from robustxai.results.store import Store
 
 NAME = "Doe^Jane"
 PATIENT_ID = "PID-778899"

@@ -14,12 +14,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.store import Store
 from robustxai.cli import app
 from robustxai.data.base import SubsetDataset, split_indices
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.data.writer import ANNOTATION_FORMAT
+from robustxai.results.store import Store
 
 runner = CliRunner()
 
@@ -149,7 +149,7 @@ def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
 ) -> None:
     from robustxai.audit.config import profile_dict, validate_config
     from robustxai.audit.progress import LogProgress
-    from robustxai.audit.runner import run_audit
+    from robustxai.pipeline import run_audit
 
     write_folder(SyntheticFracture(8, size=32, seed=1), tmp_path / "train")
     test = tmp_path / "test"

@@ -13,13 +13,13 @@ import torch
 
 import robustxai as rx
 from robustxai.audit.config import profile_dict, validate_config
-from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_eval import label_code, robustness_shard
-from robustxai.audit.store import Store
 from robustxai.data.folder import FolderDataset, write_folder
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.metrics import auc, label_accuracy
+from robustxai.pipeline import run_audit
 from robustxai.report.multilabel import MULTILABEL_COLUMNS
+from robustxai.results.store import Store
 
 LABELS = ["A", "B", "C"]
 

@@ -265,6 +265,7 @@ def test_changed_config_into_same_dir_is_refused(smoke_run: Path, tmp_path: Path
 
 
 def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustxai import pipeline
     from robustxai.audit import runner as runner_mod
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -272,12 +273,13 @@ def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.M
             "interrupted: 3 of 21 units are finished; Run the same command again"
         )
 
-    monkeypatch.setattr(runner_mod, "run_audit", interrupted)
+    monkeypatch.setattr(pipeline, "run_audit", interrupted)
     result = runner.invoke(app, ["audit", "--profile", "smoke", "--out", str(tmp_path / "run")])
     assert result.exit_code == 130 and "Run the same command again" in result.output
 
 
 def test_cli_passes_fresh_and_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustxai import pipeline
     from robustxai.audit import runner as runner_mod
 
     seen: dict[str, object] = {}
@@ -286,7 +288,7 @@ def test_cli_passes_fresh_and_executor(tmp_path: Path, monkeypatch: pytest.Monke
         seen.update(kwargs, executor=cfg.executor.kind, address=cfg.executor.address)  # type: ignore[attr-defined]
         raise runner_mod.AuditInterrupted("stop")
 
-    monkeypatch.setattr(runner_mod, "run_audit", record)
+    monkeypatch.setattr(pipeline, "run_audit", record)
     args = ["audit", "--profile", "smoke", "--out", str(tmp_path), "--executor", "ray", "--address", "h:1"]
     runner.invoke(app, [*args, "--fresh"])
     assert seen["fresh"] is True and seen["executor"] == "ray" and seen["address"] == "h:1"

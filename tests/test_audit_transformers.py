@@ -18,11 +18,11 @@ from robustxai.attacks.gradient_sign import PGD
 from robustxai.audit.applicability import NOT_APPLICABLE_CODE
 from robustxai.audit.config import AuditConfig, profile_dict, validate_config
 from robustxai.audit.plan import inapplicable, plan_units
-from robustxai.audit.runner import run_audit
-from robustxai.audit.store import Store
 from robustxai.data.folder import write_folder
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.models.heads import wrap_model
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 
 timm = pytest.importorskip("timm")
 

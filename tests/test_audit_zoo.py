@@ -15,13 +15,14 @@ from safetensors.torch import save_file
 
 from robustxai.audit.config import AuditConfig, profile_dict, validate_config
 from robustxai.audit.progress import LogProgress
-from robustxai.audit.runner import check_config, run_audit
+from robustxai.audit.runner import check_config
 from robustxai.audit.stages_data import build_datasets
 from robustxai.audit.stages_models import get_models
-from robustxai.audit.store import Store
 from robustxai.data.folder import write_folder
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import ConfigError, UnknownNameError
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 
 
 def _checkpoint(path: Path, seed: int = 0) -> Path:

@@ -130,7 +130,7 @@ def test_tops_that_round_to_the_same_metric_name_are_refused(tmp_path) -> None:
 
 
 def test_report_opens_the_store_read_only(tmp_path) -> None:
-    from robustxai.audit.store import Store
+    from robustxai.results.store import Store
 
     with Store(tmp_path) as store:
         store.set_meta("x", 1)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.executor import LocalExecutor, choose_device, create_executor, to_device
+from robustxai.audit.executor import LocalExecutor, choose_device, to_device
+from robustxai.audit.executors import create_executor
 from robustxai.audit.plan import ExplanationInput, RobustnessInput, UnitResult
-from robustxai.audit.runner import run_audit
 from robustxai.audit.stages_eval import ExplainShard
 from robustxai.errors import ConfigError
+from robustxai.pipeline import run_audit
 
 TINY: dict[str, Any] = {
     "name": "tiny-device",
@@ -128,7 +129,7 @@ def test_units_run_end_to_end_on_the_cpu_exactly_as_before(tmp_path: Path) -> No
 
 
 def _units(store: Path) -> list[str]:
-    from robustxai.audit.store import Store
+    from robustxai.results.store import Store
 
     with Store(store, readonly=True) as s:
         return sorted(s.done_units())

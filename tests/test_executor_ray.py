@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from robustxai.audit.config import load_config
-from robustxai.audit.executor import LocalExecutor, create_executor
-from robustxai.audit.runner import run_audit
-from robustxai.audit.store import Store
+from robustxai.audit.executor import LocalExecutor
+from robustxai.audit.executors import create_executor
 from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 
 TINY = {
     "name": "tiny-ray",

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 import robustxai as rx
 from robustxai.audit.config import load_config
-from robustxai.audit.export import export_run, open_run
-from robustxai.audit.store import Store
 from robustxai.cli import app
 from robustxai.errors import RobustXAIError
+from robustxai.export import export_run, open_run
+from robustxai.results.store import Store
 
 IDS = ["s0", "s1", "s2", "s3"]
 CORRECT = {("m1", "clean"): [1, 1, 1, 0], ("m1", "pgd"): [1, 0, 0, 0], ("m2", "clean"): [1, 1, 0, 0]}
@@ -122,7 +122,7 @@ def audited_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real audit (two untrained models, one attack, manipulation on): every table kind is written."""
     from robustxai.audit.config import profile_dict, validate_config
     from robustxai.audit.progress import LogProgress
-    from robustxai.audit.runner import run_audit
+    from robustxai.pipeline import run_audit
 
     tmp = tmp_path_factory.mktemp("audited")
     raw = profile_dict("smoke")

@@ -21,12 +21,12 @@ from robustxai.audit.stages_manip import (
     map_metrics,
     prepare_manipulation,
 )
-from robustxai.audit.store import Store
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.manipulate import SoftplusSurrogate, create_manipulation, explained_class
 from robustxai.metrics import minmax, ssim
 from robustxai.report.manipulation import COLUMNS, manipulation_section, manipulation_table
+from robustxai.results.store import Store
 
 MANIP = {"methods": ["saliency", "gradcam"], "transfer_from": ["gradcam"], "n_images": 4, "iterations": 3}
 

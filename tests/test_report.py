@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustxai.audit.store import Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import bootstrap_ci
 from robustxai.report import build_report, compute_tables, load_run, summarize
@@ -21,6 +20,7 @@ from robustxai.report.tables import (
     primary_ranks,
     resolve_primary,
 )
+from robustxai.results.store import Store
 
 EPS = 4 / 255
 SAMPLES = [f"s{i}" for i in range(6)]

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustxai.audit.store import Store
 from robustxai.report import build_report
 from robustxai.report.explain_tables import correlation_table
-from robustxai.report.tables import STABILITY_COLUMNS, compute_tables, load_run
+from robustxai.report.tables import STABILITY_COLUMNS, compute_tables
+from robustxai.results.run import load_run
+from robustxai.results.store import Store
 
 EPS = 4 / 255
 SAMPLES = [f"s{i}" for i in range(8)]

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustxai.audit.store import Store
 from robustxai.report import build_report, compute_tables, load_run
 from robustxai.report.gaps import GAP_COLUMNS
 from robustxai.report.manipulation import table1
@@ -29,6 +28,7 @@ from robustxai.report.verdicts import (
     manipulation_outcome,
     manipulation_sentences,
 )
+from robustxai.results.store import Store
 from test_report import EPS, make_store
 
 

@@ -19,10 +19,11 @@ from robustxai.audit import plan as plan_mod
 from robustxai.audit.config import AuditConfig, load_config
 from robustxai.audit.executor import ExecutionContext, LocalExecutor
 from robustxai.audit.plan import AuditData, Unit, plan_units, shards
-from robustxai.audit.runner import AuditInterrupted, config_differences, run_audit
-from robustxai.audit.store import Store
+from robustxai.audit.runner import AuditInterrupted, config_differences
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import ConfigError
+from robustxai.pipeline import run_audit
+from robustxai.results.store import Store
 
 TINY = {
     "name": "tiny",

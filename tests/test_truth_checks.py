@@ -7,11 +7,11 @@ import pandas as pd
 import torch
 
 from robustxai.audit.plan import AuditData, truth_kind
-from robustxai.audit.store import TRUTH_CODE, warning_lines
 from robustxai.audit.truth_checks import loader_warnings, missing_truth
 from robustxai.data.base import ImageDataset, Sample, SubsetDataset
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.data.truth import Truth
+from robustxai.results.store import TRUTH_CODE, warning_lines
 
 
 class _Listed(ImageDataset):
@@ -133,7 +133,7 @@ def test_only_test_images_are_named_and_a_dropped_sample_once(tmp_path) -> None:
 
 
 def test_replace_warnings_drops_the_old_lines_of_that_code(tmp_path) -> None:
-    from robustxai.audit.store import Store
+    from robustxai.results.store import Store
 
     with Store(tmp_path / "results.sqlite") as store:
         store.add_warnings([("m", TRUTH_CODE, "model-level: kept"), ("", "masking", "kept too")])

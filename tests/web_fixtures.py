@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from robustxai.audit.config import load_config
-from robustxai.audit.store import Store
+from robustxai.results.store import Store
 
 IDS = [f"img{i}.png" for i in range(6)]
 MODELS = ("m1", "m2")
@@ -37,7 +37,9 @@ def make_run(out: Path) -> Path:
         store.set_meta("primary_attack", {"attack": "pgd", "epsilon": 4 / 255})
         store.add_predictions(
             (m, c, e, sid, i % 2, (i + (c != "clean")) % 2, int(c == "clean"))
-            for m in MODELS for c, e in CONDS for i, sid in enumerate(IDS)
+            for m in MODELS
+            for c, e in CONDS
+            for i, sid in enumerate(IDS)
         )
         for sid in PIXELS:
             mask = np.zeros((16, 16), dtype=bool)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from robustxai import metrics
+from robustxai._version import __version__
 from robustxai.attacks import Attack, create_attack, list_attacks
 from robustxai.data.base import ImageDataset, Sample
 from robustxai.data.truth import Truth
@@ -26,13 +25,13 @@ from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
     from robustxai.audit.config import AuditConfig
-    from robustxai.audit.export import Run
     from robustxai.audit.runner import AuditResult
+    from robustxai.export import Run
 
 
 def open_run(path: str | Path) -> Run:
-    """Open a finished run's rows and tables as DataFrames (see :func:`robustxai.audit.export.open_run`)."""
-    from robustxai.audit.export import open_run as _open
+    """Open a finished run's rows and tables as DataFrames (see :func:`robustxai.export.open_run`)."""
+    from robustxai.export import open_run as _open
 
     return _open(path)
 
@@ -45,8 +44,8 @@ def load_config(path: str | None = None, profile: str = "default", **overrides: 
 
 
 def run_audit(cfg: AuditConfig, run_dir: str | None = None, **kwargs: Any) -> AuditResult:
-    """Run an audit (see :func:`robustxai.audit.runner.run_audit`)."""
-    from robustxai.audit.runner import run_audit as _run
+    """Run an audit and build its report (see :func:`robustxai.pipeline.run_audit`)."""
+    from robustxai.pipeline import run_audit as _run
 
     return _run(cfg, run_dir, **kwargs)
 

@@ -126,7 +126,8 @@ def audit(
     model could not be audited (e.g. NaN weights); it is named, and the other models' report is written.
     """
     from robustxai.audit.config import load_config
-    from robustxai.audit.runner import AuditInterrupted, run_audit
+    from robustxai.audit.runner import AuditInterrupted
+    from robustxai.pipeline import run_audit
 
     _sigterm_as_interrupt()
     with _user_errors():
@@ -149,6 +150,7 @@ def audit(
         console.print(f"[bold red]failed:[/] {escape(why)}", highlight=False, soft_wrap=True)
     done = "with failed models" if result.failed else "in"
     console.print(f"[{'red' if result.failed else 'green'}]audit finished {done} {result.seconds:.0f} s[/]")
+    assert result.report is not None  # the pipeline always builds the report
     console.print(f"report: {escape(str(result.report.resolve()))}", highlight=False, soft_wrap=True)
     typer.echo(str(result.report.resolve()))
     if result.failed:  # the report is written, but a pipeline must not mistake it for a complete audit
@@ -184,7 +186,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/export).")] = None,
 ) -> None:
     """Export a run's per-sample rows and aggregate tables as Parquet or CSV files."""
-    from robustxai.audit.export import export_run
+    from robustxai.export import export_run
 
     with _user_errors():
         paths = export_run(run_dir, format=fmt, out=out)

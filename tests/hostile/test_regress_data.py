@@ -568,8 +568,8 @@ def test_manifest_reader_raises_only_robustxai_errors(tmp_path: Path, content: b
 
 def test_audit_records_data_warnings_in_the_run(tmp_path: Path) -> None:
     from robustxai.audit.config import profile_dict, validate_config
-    from robustxai.audit.runner import run_audit
-    from robustxai.audit.store import Store
+    from robustxai.pipeline import run_audit
+    from robustxai.results.store import Store
 
     root = tmp_path / "data"
     rows = []

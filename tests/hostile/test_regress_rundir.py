@@ -25,13 +25,14 @@ from typer.testing import CliRunner
 
 import robustxai as rx
 from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.export import export_run
 from robustxai.audit.runlock import LOCK_FILE, RunLock
-from robustxai.audit.runner import run_audit
-from robustxai.audit.stages_eval import CLEAN, robustness_shard
-from robustxai.audit.store import Store
+from robustxai.audit.stages_eval import robustness_shard
 from robustxai.cli import app
 from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.export import export_run
+from robustxai.pipeline import run_audit
+from robustxai.results.schema import CLEAN_CONDITION
+from robustxai.results.store import Store
 
 runner = CliRunner()
 CLASSES = ["normal", "fracture"]
@@ -387,7 +388,13 @@ def test_non_finite_outputs_name_the_model_instead_of_scoring_class_0() -> None:
     cfg = load_config(profile="smoke")
     with pytest.raises(RobustXAIError, match="model 'mine' gives non-finite outputs .* for 4 of 4 images"):
         robustness_shard(
-            "mine", model, cfg, CLEAN, torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 0, 1]), list("abcd")
+            "mine",
+            model,
+            cfg,
+            CLEAN_CONDITION,
+            torch.rand(4, 1, 32, 32),
+            torch.tensor([0, 1, 0, 1]),
+            list("abcd"),
         )
 
 

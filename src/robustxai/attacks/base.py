@@ -26,10 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustxai._validate import check_epsilon, check_images, check_labels, check_multilabel
+from robustxai._validate import check_epsilon, check_labels, check_multilabel
+from robustxai.attacks.checks import check_attack_data, is_correct
 from robustxai.attacks.norms import check_norm, project
+from robustxai.attacks.sweep import robust_accuracy as _robust_accuracy
+from robustxai.attacks.sweep import sweep as _sweep
 from robustxai.errors import RobustXAIError
-from robustxai.models.losses import check_task_labels, is_multilabel, predict_labels, task_loss
+from robustxai.models.losses import is_multilabel, predict_labels, task_loss
 from robustxai.registry import Registry
 
 ATTACKS: Registry[Attack] = Registry("attack")
@@ -208,44 +211,17 @@ class Attack(ABC):
         share: bool = True,
     ) -> dict[float, torch.Tensor]:
         """Adversarial images at every ε (see :func:`robustxai.attacks.sweep.sweep` for the semantics)."""
-        from robustxai.attacks.sweep import sweep
-
-        return sweep(
+        return _sweep(
             self, model, images, labels, epsilons, target_labels, only_correct=only_correct, share=share
         )
 
     def robust_accuracy(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-sample correctness ``[B]`` (bool) under this attack, attacking only clean-correct samples."""
-        from robustxai.attacks.sweep import robust_accuracy
-
-        return robust_accuracy(model, images, labels, [self])
+        return _robust_accuracy(model, images, labels, [self])
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters, for reports and cache keys."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-
-def check_attack_data(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Validate an attack's images and labels for the model's task; return labels on the images' device."""
-    check_images(images)
-    labels = check_task_labels(model, labels, images.shape[0]).to(images.device)
-    check_label_range(model, labels)
-    return labels
-
-
-def check_label_range(model: nn.Module, labels: torch.Tensor, name: str = "labels") -> None:
-    """Check multiclass labels against the model's number of classes when the model declares it."""
-    k = getattr(model, "num_classes", None)
-    if isinstance(k, int) and not is_multilabel(model) and labels.numel() and int(labels.max()) >= k:
-        raise RobustXAIError(f"{name} must lie in [0, {k - 1}] for this model, got {int(labels.max())}")
-
-
-def is_correct(model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample correctness ``[B]`` (bool): arg-max == label, or every label right (multilabel)."""
-    pred = predict_labels(model, logits)
-    if is_multilabel(model):
-        return (pred == labels.to(pred.dtype)).all(dim=1)
-    return pred == labels
 
 
 def loss_gradient(

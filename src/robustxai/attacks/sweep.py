@@ -17,13 +17,61 @@ ball of any ε_large ≥ ε_small, so it is a valid adversarial example there to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from robustxai._validate import check_epsilon
-from robustxai.attacks.base import Attack, check_attack_data, is_correct
+from robustxai.attacks.checks import check_attack_data, is_correct
 from robustxai.errors import RobustXAIError
+
+
+@runtime_checkable
+class Attack(Protocol):
+    """What a sweep or a cascade needs of an attack: :class:`robustxai.attacks.base.Attack` provides it.
+
+    A protocol rather than the class itself, so that this module does not import
+    :mod:`robustxai.attacks.base`, whose ``Attack.sweep`` and ``Attack.robust_accuracy`` call it.
+    """
+
+    eps: float
+    norm: str
+
+    def __call__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target_labels: torch.Tensor | None = None,
+        *,
+        only_correct: bool = False,
+    ) -> torch.Tensor:
+        """Adversarial images of ``images``."""
+        ...
+
+    def _attack_subset(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor | None,
+        todo: torch.Tensor | None,
+    ) -> torch.Tensor: ...
+
+    def resolve_targets(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The attack's target labels (``None`` when untargeted)."""
+        ...
+
+    def success(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, targets: Any) -> Any:
+        """Per-sample success ``[B]`` of the attack given the logits of its images."""
+        ...
+
+    def with_eps(self, eps: float) -> Attack:
+        """A copy of the attack with budget ``eps``."""
+        ...
 
 
 def sweep(

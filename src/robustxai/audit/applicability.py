@@ -18,6 +18,7 @@ from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.stages_eval import explainer_for
 from robustxai.models import ModelWrapper
+from robustxai.results.schema import WarningRow
 
 #: ``warnings.code`` of the model × method pairs the plan dropped (:class:`Skipped`).
 NOT_APPLICABLE_CODE = "not_applicable"
@@ -37,9 +38,9 @@ class Skipped:
         return f"{self.method} skipped ({self.kind}): {self.reason}"
 
 
-def skipped_warnings(skipped: list[Skipped]) -> list[tuple[str, str, str]]:
+def skipped_warnings(skipped: list[Skipped]) -> list[WarningRow]:
     """Rows of the store's ``warnings`` table for the dropped pairs (code :data:`NOT_APPLICABLE_CODE`)."""
-    return [(s.model, NOT_APPLICABLE_CODE, s.line()) for s in skipped]
+    return [WarningRow(s.model, NOT_APPLICABLE_CODE, s.line()) for s in skipped]
 
 
 def attacks_applicable(cfg: AuditConfig, model: ModelWrapper) -> dict[str, str]:

@@ -5,6 +5,9 @@
   set.
 - ``ray``: units become Ray tasks (see :mod:`robustxai.audit.executor_ray`); Ray is imported only then.
 
+:func:`robustxai.audit.executors.create_executor` picks one by name (it lives apart from both, so neither
+executor module imports the other back).
+
 Both call ``commit(unit, result)`` on the driver as each unit finishes; the runner's commit persists the
 unit's tensors and writes its rows and its ``units`` row in one transaction.
 
@@ -29,7 +32,6 @@ from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_un
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper
 
-EXECUTORS = ("local", "ray")
 DEVICES = ("cpu", "cuda")
 
 Commit = Callable[[Unit, UnitResult], None]
@@ -137,33 +139,3 @@ class LocalExecutor:
             if self.device != "cpu":
                 model = model.to(self.device)  # in place, so once per model
             commit(unit, run_unit_on(unit, model, ctx.cfg, ctx.prepare(unit), self.device))
-
-
-def create_executor(
-    kind: str = "local",
-    address: str | None = None,
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
-    device: str | None = None,
-) -> Executor:
-    """The executor called ``kind``.
-
-    Args:
-        kind: ``"local"`` or ``"ray"``.
-        address: Ray cluster address (``ray`` only; default: the running Ray, else a new local one).
-        num_cpus: CPUs each Ray task reserves.
-        num_gpus: GPUs each Ray task reserves (a task with a GPU computes on it unless ``device="cpu"``).
-        device: Where units compute (see :func:`choose_device`).
-
-    Raises:
-        ConfigError: For an unknown kind, options that the kind does not take, or a device it cannot use.
-    """
-    if kind == "local":
-        if address is not None:
-            raise ConfigError("--address is only used with --executor ray")
-        return LocalExecutor(device)
-    if kind == "ray":
-        from robustxai.audit.executor_ray import RayExecutor
-
-        return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, device=device)
-    raise ConfigError(f"unknown executor {kind!r}; known executors: {', '.join(EXECUTORS)}")

@@ -16,9 +16,10 @@ from robustxai.attacks import create_attack
 from robustxai.attacks.sanity import SANITY_PASSES
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import Unit, explained_conditions
-from robustxai.audit.stages_eval import CLEAN, explainer_for
+from robustxai.audit.stages_eval import explainer_for
 from robustxai.audit.stages_manip import _attack as manipulation_attack
 from robustxai.explain import Explainer, create_explainer
+from robustxai.results.schema import CLEAN_CONDITION
 
 Shape = tuple[int, int, int]  # (C, H, W) of one image
 
@@ -91,13 +92,13 @@ def robustness_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
     n, bs = len(unit.indices), cfg.batch_size
     assert unit.condition is not None
     out = []
-    if unit.condition != CLEAN:
+    if unit.condition != CLEAN_CONDITION:
         spec = next(a for a in cfg.attacks if a.name == unit.condition[0])
         attack = create_attack(spec.name, eps=unit.condition[1], **spec.params)
         for lo in range(0, n, bs):
             fwd, bwd = attack.passes(min(bs, n - lo))
             out.append(Work(spec.name, fwd, bwd, min(bs, n - lo)))
-    out.append(Work(unit.condition[0] if unit.condition != CLEAN else "clean", n, 0, min(bs, n)))
+    out.append(Work(unit.condition[0] if unit.condition != CLEAN_CONDITION else "clean", n, 0, min(bs, n)))
     return out
 
 
@@ -107,7 +108,7 @@ def explanation_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
     assert unit.explainer is not None
     explainer = explainer_for(cfg, unit.explainer)
     n = len(unit.indices)
-    conditions = [c for c in explained_conditions(cfg) if c == CLEAN or _dep_of(unit, c)]
+    conditions = [c for c in explained_conditions(cfg) if c == CLEAN_CONDITION or _dep_of(unit, c)]
     one = explainer_work(explainer, unit.explainer, n, cfg.explain.batch_size, shape)
     return one * len(conditions)
 

@@ -17,8 +17,8 @@ Unit kinds (registered in :data:`UNIT_KINDS`, planned in registry order):
 Shards are whole multiples of the batch size, so batches — and therefore the numbers — are the same as in an
 unsharded run. Adding a kind (e.g. explanation manipulation, sanity checks) is one :class:`UnitKind` with a
 ``plan`` (config + data → units), a ``prepare`` (driver side: load the unit's inputs) and a pure ``run``
-(worker side: model + inputs → rows by table, see :data:`robustxai.audit.store.UNIT_TABLES`), registered with
-:func:`register_unit_kind`; the executors and the store need no change.
+(worker side: model + inputs → rows by table, see :data:`robustxai.results.store.UNIT_TABLES`), registered
+with :func:`register_unit_kind`; the executors and the store need no change.
 """
 
 from __future__ import annotations
@@ -36,18 +36,12 @@ from safetensors.torch import load_file, save_file
 
 from robustxai.audit.applicability import Skipped, attacks_applicable, explainers_applicable
 from robustxai.audit.config import AuditConfig
-from robustxai.audit.stages_eval import (
-    CLEAN,
-    Condition,
-    ExplainShard,
-    conditions_of,
-    explanation_shard,
-    robustness_shard,
-)
+from robustxai.audit.stages_eval import ExplainShard, conditions_of, explanation_shard, robustness_shard
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.data.truth import Truth
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
+from robustxai.results.schema import CLEAN_CONDITION, EXPLANATION_UNIT, ROBUSTNESS_UNIT, Condition, StoreRow
 
 ROBUSTNESS_SHARD_BATCHES = 4  # test images per robustness unit = 4 × batch_size
 EXPLANATION_SHARD_BATCHES = 1  # subset images per explanation unit = explain.batch_size
@@ -83,7 +77,7 @@ class Unit:
 class UnitResult:
     """What a unit produced: rows by store table, and tensors the driver persists before committing."""
 
-    rows: dict[str, list[tuple[Any, ...]]]
+    rows: dict[str, Sequence[StoreRow]]
     arrays: dict[str, torch.Tensor] = field(default_factory=dict)
     #: Why the unit failed (a :class:`RobustXAIError` it raised, e.g. non-finite outputs), or ``None``.
     error: str | None = None
@@ -277,7 +271,7 @@ def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any) ->
 
 # -- robustness ------------------------------------------------------------------------------------------
 def _robustness_id(model: str, cond: Condition, shard: int) -> str:
-    return f"robustness/{model}/{cond[0]}@{cond[1]!r}/{shard}"
+    return f"{ROBUSTNESS_UNIT}/{model}/{cond[0]}@{cond[1]!r}/{shard}"
 
 
 def _plan_robustness(cfg: AuditConfig, data: AuditData) -> list[Unit]:
@@ -286,7 +280,7 @@ def _plan_robustness(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     for k, indices in enumerate(shards(len(data), ROBUSTNESS_SHARD_BATCHES * cfg.batch_size)):
         for m in cfg.models:
             for cond in conditions_of(cfg):
-                units.append(Unit(_robustness_id(m.name, cond, k), "robustness", m.name, k, indices, cond))
+                units.append(Unit(_robustness_id(m.name, cond, k), ROBUSTNESS_UNIT, m.name, k, indices, cond))
     return units
 
 
@@ -313,11 +307,11 @@ def _run_robustness(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Robu
         unit.model, model, cfg, unit.condition, inp.images, inp.labels, inp.ids
     )
     arrays = {}
-    if unit.condition != CLEAN and inp.keep and unit.condition in explained_conditions(cfg):
+    if unit.condition != CLEAN_CONDITION and inp.keep and unit.condition in explained_conditions(cfg):
         arrays = {"images": adv[inp.keep].cpu(), "indices": torch.tensor([unit.indices[p] for p in inp.keep])}
-    tables: dict[str, list[tuple[Any, ...]]] = {"predictions": list(rows)}
+    tables: dict[str, Sequence[StoreRow]] = {"predictions": rows}
     if metric_rows:  # multi-label models: per-label logits and targets
-        tables["metrics"] = list(metric_rows)
+        tables["metrics"] = metric_rows
     return UnitResult(tables, arrays)
 
 
@@ -330,12 +324,12 @@ def explanation_methods(cfg: AuditConfig) -> list[str]:
 def explained_conditions(cfg: AuditConfig) -> list[Condition]:
     """Clean, then the attack × ε conditions whose adversarial images are explained (``explain.attacks``)."""
     chosen = getattr(cfg.explain, "attacks", None)
-    return [c for c in conditions_of(cfg) if c == CLEAN or chosen is None or c[0] in chosen]
+    return [c for c in conditions_of(cfg) if c == CLEAN_CONDITION or chosen is None or c[0] in chosen]
 
 
 def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     rob_size = ROBUSTNESS_SHARD_BATCHES * cfg.batch_size
-    attacked = [c for c in explained_conditions(cfg) if c != CLEAN]
+    attacked = [c for c in explained_conditions(cfg) if c != CLEAN_CONDITION]
     units = []
     for m in cfg.models:
         for method in explanation_methods(cfg):
@@ -344,8 +338,8 @@ def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:
             ):
                 rob_shards = sorted({data.subset[p] // rob_size for p in positions})
                 deps = tuple(_robustness_id(m.name, c, s) for c in attacked for s in rob_shards)
-                uid = f"explanation/{m.name}/{method}/{k}"
-                units.append(Unit(uid, "explanation", m.name, k, positions, None, method, deps))
+                uid = f"{EXPLANATION_UNIT}/{m.name}/{method}/{k}"
+                units.append(Unit(uid, EXPLANATION_UNIT, m.name, k, positions, None, method, deps))
     return units
 
 
@@ -360,7 +354,7 @@ class ExplanationInput:
 def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> ExplanationInput:
     test_idx = [data.subset[p] for p in unit.indices]
     clean, _ = data.load(tuple(test_idx))
-    images: dict[Condition, torch.Tensor] = {CLEAN: clean}
+    images: dict[Condition, torch.Tensor] = {CLEAN_CONDITION: clean}
     by_cond: dict[Condition, dict[int, torch.Tensor]] = {}
     for dep in unit.deps:  # robustness units of this model; their files hold the attacked subset images
         cond = _condition_of_id(dep)
@@ -368,7 +362,7 @@ def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Expla
         table = by_cond.setdefault(cond, {})
         table.update(zip(saved["indices"].tolist(), saved["images"], strict=True))
     for cond in explained_conditions(cfg):
-        if cond != CLEAN and cond in by_cond:  # absent: an attack this model's plan skipped
+        if cond != CLEAN_CONDITION and cond in by_cond:  # absent: an attack this model's plan skipped
             images[cond] = torch.stack([by_cond[cond][i] for i in test_idx])
     n_figure = sum(1 for p in unit.indices if p < cfg.report.n_figure)
     shard = ExplainShard(
@@ -378,7 +372,7 @@ def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Expla
         points=[data.points[p] for p in unit.indices],
         n_figure=n_figure,
     )
-    return ExplanationInput(shard, {CLEAN, primary_condition(cfg)})
+    return ExplanationInput(shard, {CLEAN_CONDITION, primary_condition(cfg)})
 
 
 def _condition_of_id(unit_id: str) -> Condition:
@@ -397,8 +391,10 @@ def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Exp
 
 
 register_unit_kind(
-    UnitKind("robustness", _plan_robustness, _prepare_robustness, _run_robustness, attacks_applicable)
+    UnitKind(ROBUSTNESS_UNIT, _plan_robustness, _prepare_robustness, _run_robustness, attacks_applicable)
 )
 register_unit_kind(
-    UnitKind("explanation", _plan_explanations, _prepare_explanation, _run_explanation, explainers_applicable)
+    UnitKind(
+        EXPLANATION_UNIT, _plan_explanations, _prepare_explanation, _run_explanation, explainers_applicable
+    )
 )

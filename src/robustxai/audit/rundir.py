@@ -1,7 +1,7 @@
 """Run directories: what makes a folder a robustxai run, and the rules that keep a user's files safe.
 
 A folder is a run only if it holds robustxai's own marker: a ``results.sqlite`` store with its format row
-(:func:`robustxai.audit.store.store_problem`). No other file name counts — a user's folder may well hold a
+(:func:`robustxai.results.store.store_problem`). No other file name counts — a user's folder may well hold a
 ``config.toml``, ``tables/`` or ``figures/`` of its own. The rules:
 
 - A non-empty folder that is not a run is refused, even with ``--fresh``: nothing in it is touched.
@@ -19,14 +19,14 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from robustxai.audit.plan import ADV_DIR
 from robustxai.audit.runlock import LOCK_FILE
-from robustxai.audit.store import STORE_FILE, Store, store_problem
-from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.errors import ConfigError
+from robustxai.results.layout import refuse_link, refuse_symlinks
+from robustxai.results.store import STORE_FILE, Store, store_problem
 
 #: Every name robustxai writes directly inside a run directory.
 RUN_OUTPUTS = (
@@ -42,40 +42,10 @@ RUN_OUTPUTS = (
     "export",
     LOCK_FILE,
 )
-#: The outputs :func:`robustxai.report.build_report` writes (checked by ``robustxai report``).
-REPORT_OUTPUTS = ("report.html", "tables", "figures")
 #: Config keys that never change results: a run may resume with other values.
 RESUME_NEUTRAL_KEYS = ("cache_dir", "executor")
 
 RunState = Literal["absent", "empty", "run", "damaged", "foreign"]
-
-
-def refuse_link(path: Path) -> None:
-    """Raise a one-line error if ``path`` is a symbolic link (robustxai never writes through one).
-
-    Raises:
-        RobustXAIError: Naming the link and where it points.
-    """
-    if path.is_symlink():
-        raise RobustXAIError(
-            f"{path} is a symbolic link (to {os.readlink(path)}); robustxai never writes through links, so "
-            "nothing it writes can leave the run directory: remove the link or choose another --out"
-        )
-
-
-def refuse_symlinks(run_dir: Path, names: Iterable[str] = RUN_OUTPUTS) -> None:
-    """Refuse output paths of ``run_dir`` that are links, or that hold a link anywhere below them.
-
-    Raises:
-        RobustXAIError: For the first link found (it is neither followed nor deleted).
-    """
-    for name in names:
-        path = run_dir / name
-        refuse_link(path)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):  # never follows a linked folder: it is refused below
-                for entry in sorted(dirs + files):
-                    refuse_link(Path(root) / entry)
 
 
 def run_state(run_dir: Path) -> tuple[RunState, str]:
@@ -208,7 +178,7 @@ def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], fresh: bool = False
         RobustXAIError: For a symbolic link among the outputs.
     """
     state = refuse_foreign(run_dir, fresh)
-    refuse_symlinks(run_dir)
+    refuse_symlinks(run_dir, RUN_OUTPUTS)
     stored = _stored_config(run_dir) if state == "run" and not fresh else None
     if stored is not None:
         diffs = config_differences(stored, resolved)

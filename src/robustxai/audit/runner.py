@@ -1,6 +1,8 @@
-"""The audit runner: config → data → models → plan → executor → store → report.
+"""The audit runner: config → data → models → plan → executor → store (→ report, through a callback).
 
-``run_audit`` is the public entry point (the CLI is a thin layer over it). Every name and keyword in the
+``run_audit`` runs the audit; it never imports the report layer. The report is built by the function passed
+as ``report`` — :func:`robustxai.pipeline.run_audit` (what ``rx.run_audit`` and the CLI call) passes
+:func:`robustxai.report.build_report`. Every name and keyword in the
 config is checked before any expensive work starts, so a typo fails in a second, not after training.
 
 Resume is the default: the config is recorded in the run directory, each finished unit of work is recorded in
@@ -18,19 +20,21 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import robustxai
+from robustxai._version import __version__
 from robustxai.attacks import create_attack
 from robustxai.audit.applicability import skipped_warnings
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig, dump_toml
 from robustxai.audit.data_checks import DATA_CODE, data_warnings
-from robustxai.audit.executor import ExecutionContext, Executor, create_executor
+from robustxai.audit.executor import ExecutionContext, Executor
+from robustxai.audit.executors import create_executor
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
     AuditData,
@@ -45,22 +49,21 @@ from robustxai.audit.progress import LogProgress, Progress, UnitStages
 from robustxai.audit.rundir import config_differences, prepare_run_dir, refuse_foreign
 from robustxai.audit.runlock import RunLock
 from robustxai.audit.stages_data import build_datasets, build_transform_list
-from robustxai.audit.stages_eval import CLEAN, Condition, label_code
+from robustxai.audit.stages_eval import label_code
 from robustxai.audit.stages_manip import check_manipulation_config
 from robustxai.audit.stages_models import get_models, nonfinite_weights
 from robustxai.audit.stages_sanity import masking_warnings
-from robustxai.audit.store import FAILED_CODE, STORE_FILE, TRUTH_CODE, Store, warning_lines
 from robustxai.audit.truth_checks import truth_warnings
 from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
 from robustxai.explain import create_explainer
 from robustxai.models import MODELS
 from robustxai.models.registry import MODEL_FAMILIES
-from robustxai.report import build_report
+from robustxai.results.schema import Condition, SampleRow, WarningRow
+from robustxai.results.store import FAILED_CODE, STORE_FILE, TRUTH_CODE, Store, warning_lines
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CLEAN",
     "AuditInterrupted",
     "AuditResult",
     "Condition",
@@ -76,7 +79,7 @@ class AuditResult:
     """Where a finished audit put its outputs."""
 
     run_dir: Path
-    report: Path
+    report: Path | None
     store: Path
     seconds: float
     warnings: list[str]
@@ -155,7 +158,7 @@ def _versions() -> dict[str, str]:
     import captum
 
     return {
-        "robustxai": robustxai.__version__,
+        "robustxai": __version__,
         "torch": torch.__version__,
         "captum": captum.__version__,
         "python": platform.python_version(),
@@ -173,7 +176,7 @@ def _write_setup(
     store.set_meta("primary_attack", {"attack": primary[0], "epsilon": primary[1]})
     n_points = dict(zip(data.subset, (len(p) for p in data.points), strict=True))
     store.add_samples(
-        (sid, i, label_code(y), int(i in n_points), n_points.get(i, 0))
+        SampleRow(sid, i, label_code(y), int(i in n_points), n_points.get(i, 0))
         for i, (sid, y) in enumerate(zip(data.ids, data.labels.tolist(), strict=True))
     )
     for i in data.subset[: cfg.report.n_figure]:
@@ -191,8 +194,9 @@ def run_audit(
     *,
     fresh: bool = False,
     executor: Executor | None = None,
+    report: Callable[[Path], Path] | None = None,
 ) -> AuditResult:
-    """Run (or resume) the audit described by ``cfg`` and write the store, tables, figures and report.
+    """Run (or resume) the audit described by ``cfg``: write the store, then build the report via ``report``.
 
     Args:
         cfg: A validated configuration (see :func:`robustxai.audit.config.load_config`).
@@ -201,6 +205,8 @@ def run_audit(
         progress: Receives progress of the long stages (default: log lines).
         fresh: Replace the outputs of an earlier run in ``run_dir`` instead of resuming it.
         executor: Runs the units (default: from ``cfg.executor``).
+        report: Builds the report from the run directory and returns its path (``None``: no report; the
+            result's ``report`` is ``None`` then). The audit layer never imports the report layer itself.
 
     Returns:
         The paths of the outputs, the wall time, warnings, how many units ran and were skipped, and the
@@ -225,17 +231,23 @@ def run_audit(
     with RunLock(out) as lock:
         warnings += [lock.warning] if lock.warning else []
         resumed = prepare_run_dir(out, resolved, fresh=fresh)
-        result = _audit(cfg, out, resolved, ex, prog, resumed)
+        result = _audit(cfg, out, resolved, ex, prog, resumed, report)
     result.warnings = warnings + result.warnings
     result.seconds = time.perf_counter() - t_start
-    log.info("audit %s finished in %.1f s: %s", cfg.name, result.seconds, result.report)
+    log.info("audit %s finished in %.1f s: %s", cfg.name, result.seconds, result.report or out)
     return result
 
 
 def _audit(
-    cfg: AuditConfig, out: Path, resolved: dict[str, Any], ex: Executor, prog: Progress, resumed: bool
+    cfg: AuditConfig,
+    out: Path,
+    resolved: dict[str, Any],
+    ex: Executor,
+    prog: Progress,
+    resumed: bool,
+    report: Callable[[Path], Path] | None,
 ) -> AuditResult:
-    """Everything after the run directory is prepared: data, models, units, report (the lock is held)."""
+    """Everything after the run directory is prepared: data, models, units, ``report`` (the lock is held)."""
     t_start = time.perf_counter()
     warnings: list[str] = []
     (out / "config.toml").write_text(dump_toml(resolved))
@@ -288,13 +300,15 @@ def _audit(
         store.close()
     if failed and len(failed) == len(cfg.models):
         raise RobustXAIError(f"no model could be audited: {'; '.join(failed.values())}")
-    task = prog.start("report", 1)
-    report = build_report(out)
-    prog.advance(task)
-    prog.finish(task)
+    report_path = None
+    if report is not None:
+        task = prog.start("report", 1)
+        report_path = report(out)
+        prog.advance(task)
+        prog.finish(task)
     return AuditResult(
         run_dir=out,
-        report=report,
+        report=report_path,
         store=out / STORE_FILE,
         seconds=0.0,
         warnings=warnings + checks,
@@ -340,7 +354,9 @@ def _run_units(
     remaining, reported = todo, set[str]()
     while True:
         for name in sorted(set(failed) - reported):
-            store.add_warnings([(name, FAILED_CODE, f"not audited: {failed[name]}; its results are missing")])
+            store.add_warnings(
+                [WarningRow(name, FAILED_CODE, f"not audited: {failed[name]}; its results are missing")]
+            )
             log.error("model %r not audited: %s", name, failed[name])
             reported.add(name)
         remaining = [u for u in remaining if u.model not in failed and u.id not in committed]

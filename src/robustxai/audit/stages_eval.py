@@ -16,7 +16,6 @@ import torch
 from robustxai._validate import check_images
 from robustxai.attacks import create_attack
 from robustxai.audit.config import AuditConfig
-from robustxai.audit.store import APPROXIMATE_CODE, APPROXIMATE_MARK
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.deeplift import DELTA_TOLERANCE
@@ -32,18 +31,24 @@ from robustxai.metrics import (
     topk_iou,
 )
 from robustxai.models import ModelWrapper
-
-Condition = tuple[str, float]  # (attack name or "clean", epsilon)
-CLEAN: Condition = ("clean", 0.0)
-
-PredRow = tuple[str, str, float, str, int, int, int]
-MetricRow = tuple[str, str, float, str, str, str, float]
-FigureRow = tuple[str, str, float, str, str, np.ndarray]
+from robustxai.results.schema import (
+    CLEAN_CONDITION,
+    LABEL,
+    NO_EXPLAINER,
+    SCORE,
+    Condition,
+    FigureMapRow,
+    MetricKey,
+    MetricRow,
+    PredictionRow,
+    WarningRow,
+)
+from robustxai.results.store import APPROXIMATE_CODE, APPROXIMATE_MARK
 
 
 def conditions_of(cfg: AuditConfig) -> list[Condition]:
     """Clean first, then every configured attack × ε, in config order."""
-    return [CLEAN] + [(a.name, float(e)) for a in cfg.attacks for e in a.epsilons]
+    return [CLEAN_CONDITION] + [(a.name, float(e)) for a in cfg.attacks for e in a.epsilons]
 
 
 @dataclass
@@ -59,9 +64,6 @@ class ExplainShard:
 
 #: Largest number of labels whose 0/1 row still fits an SQLite integer as a bitmask.
 MAX_BITMASK_LABELS = 62
-#: Per-label metric names of multi-label models (explainer ``""``): the logit and the 0/1 target.
-SCORE_PREFIX = "score@"
-LABEL_PREFIX = "label@"
 
 
 def label_code(label: int | float | list[float] | torch.Tensor) -> int:
@@ -87,7 +89,7 @@ def robustness_shard(
     images: torch.Tensor,
     labels: torch.Tensor,
     ids: list[str],
-) -> tuple[list[PredRow], torch.Tensor, list[MetricRow]]:
+) -> tuple[list[PredictionRow], torch.Tensor, list[MetricRow]]:
     """Predictions of one model under one condition on one shard, and the (attacked) inputs.
 
     A multi-label model (``model.task == "multilabel"``, labels 0/1 ``[N, K]``) is attacked on its BCE task
@@ -100,7 +102,7 @@ def robustness_shard(
         name: The model's name in the config.
         model: The model (set to eval mode).
         cfg: The audit configuration (attack parameters, batch size).
-        cond: ``CLEAN`` or ``(attack name, ε)``.
+        cond: ``CLEAN_CONDITION`` or ``(attack name, ε)``.
         images: The shard's images ``[N, C, H, W]`` in [0, 1].
         labels: Their labels ``[N]`` (multi-label: ``[N, K]``).
         ids: Their sample ids.
@@ -111,7 +113,7 @@ def robustness_shard(
     """
     model.eval()
     bs = cfg.batch_size
-    if cond == CLEAN:
+    if cond == CLEAN_CONDITION:
         adv = images
     else:
         spec = next(a for a in cfg.attacks if a.name == cond[0])
@@ -124,7 +126,7 @@ def robustness_shard(
         return rows, adv.detach(), metric_rows
     preds = _predictions(name, model, cond, adv, bs)
     rows = [
-        (name, cond[0], cond[1], sid, int(y), int(p), int(y == p))
+        PredictionRow(name, cond[0], cond[1], sid, int(y), int(p), int(y == p))
         for sid, y, p in zip(ids, labels.tolist(), preds.tolist(), strict=True)
     ]
     return rows, adv.detach(), []
@@ -134,7 +136,7 @@ def _check_finite(name: str, cond: Condition, logits: torch.Tensor) -> None:
     """Refuse NaN or ±inf outputs: ``argmax`` would silently read them as class 0, a wrong accuracy."""
     bad = int((~torch.isfinite(logits).all(dim=1)).sum())
     if bad:
-        where = "clean images" if cond == CLEAN else f"{cond[0]} at ε = {cond[1]:.4g}"
+        where = "clean images" if cond == CLEAN_CONDITION else f"{cond[0]} at ε = {cond[1]:.4g}"
         raise RobustXAIError(
             f"model {name!r} gives non-finite outputs (NaN or ±inf) for {bad} of {len(logits)} images "
             f"({where})"
@@ -161,7 +163,7 @@ def _multilabel_rows(
     labels: torch.Tensor,
     ids: list[str],
     bs: int,
-) -> tuple[list[PredRow], list[MetricRow]]:
+) -> tuple[list[PredictionRow], list[MetricRow]]:
     """Exact-match prediction rows (bitmasks) and per-label logit/target rows of a multi-label model."""
     logits = torch.cat([model(x) for x in images.split(bs)]).double().cpu()
     _check_finite(name, cond, logits)
@@ -172,19 +174,18 @@ def _multilabel_rows(
         )
     preds = (logits > 0).to(logits.dtype)
     exact = (preds == targets).all(dim=1)
-    rows: list[PredRow] = [
-        (name, cond[0], cond[1], sid, label_code(y), label_code(p), int(ok))
+    rows: list[PredictionRow] = [
+        PredictionRow(name, cond[0], cond[1], sid, label_code(y), label_code(p), int(ok))
         for sid, y, p, ok in zip(ids, targets.tolist(), preds.tolist(), exact.tolist(), strict=True)
     ]
     metric_rows: list[MetricRow] = []
     for k, label in enumerate(model.class_names):
         for sid, score, y in zip(ids, logits[:, k].tolist(), targets[:, k].tolist(), strict=True):
-            metric_rows.append((name, cond[0], cond[1], "", f"{SCORE_PREFIX}{label}", sid, float(score)))
-            metric_rows.append((name, cond[0], cond[1], "", f"{LABEL_PREFIX}{label}", sid, float(y)))
+            score_key, label_key = str(MetricKey(SCORE, str(label))), str(MetricKey(LABEL, str(label)))
+            metric_rows.append(MetricRow(name, cond[0], cond[1], NO_EXPLAINER, score_key, sid, float(score)))
+            metric_rows.append(MetricRow(name, cond[0], cond[1], NO_EXPLAINER, label_key, sid, float(y)))
     return rows, metric_rows
 
-
-WarningRow = tuple[str, str, str]  # model, code, message (the store's ``warnings`` table)
 
 SUMMATION_WARNING = (
     f"DeepLIFT's attributions do not add up to f(x) − f(x₀) on some images (they miss by more than "
@@ -194,15 +195,16 @@ SUMMATION_WARNING = (
 )
 
 
-#: Why a method's maps are approximate, for the run warning (:data:`~robustxai.audit.store.APPROXIMATE_CODE`,
-#: set from :attr:`robustxai.explain.Explanation.approximate`).
+#: Why a method's maps are approximate, for the run warning (code
+#: :data:`~robustxai.results.store.APPROXIMATE_CODE`, set from
+#: :attr:`robustxai.explain.Explanation.approximate`).
 APPROXIMATE_MESSAGES = {"deeplift": SUMMATION_WARNING}
 
 
 def approximate_warning(name: str, method: str) -> WarningRow:
     """The run warning of a model × method whose maps are approximate (code :data:`APPROXIMATE_CODE`)."""
     why = APPROXIMATE_MESSAGES.get(method, "the method reports its maps as approximate on this model")
-    return (name, APPROXIMATE_CODE, f"{method}: {why} (marked {APPROXIMATE_MARK} in the tables)")
+    return WarningRow(name, APPROXIMATE_CODE, f"{method}: {why} (marked {APPROXIMATE_MARK} in the tables)")
 
 
 def _maps(
@@ -231,17 +233,16 @@ def alignment_rows(
     model, cond, eps, expl = key
     values: dict[str, torch.Tensor] = {}
     for top in tops:
-        pct = f"{round(top * 100):g}"
-        values[f"point_coverage@{pct}"] = point_coverage(maps, points, top=top)
-        values[f"mask_area@{pct}"] = mask_area(maps, top=top)
-    values["topk_iou@15"] = topk_iou(maps, masks, top=0.15)
-    values["rmse@15"] = rmse(maps, masks, top=0.15)
+        values[str(MetricKey.at_top("point_coverage", top))] = point_coverage(maps, points, top=top)
+        values[str(MetricKey.at_top("mask_area", top))] = mask_area(maps, top=top)
+    values[str(MetricKey.at_top("topk_iou", 0.15))] = topk_iou(maps, masks, top=0.15)
+    values[str(MetricKey.at_top("rmse", 0.15))] = rmse(maps, masks, top=0.15)
     values["pointing_game"] = pointing_game(maps, masks=masks, points=points, radius=radius)
     values["relevance_mass"] = relevance_mass(maps, masks)
     rows: list[MetricRow] = []
     for metric, vals in values.items():
         for sid, v in zip(ids, vals.tolist(), strict=True):
-            rows.append((model, cond, eps, expl, metric, sid, float(v)))
+            rows.append(MetricRow(model, cond, eps, expl, metric, sid, float(v)))
     return rows
 
 
@@ -254,7 +255,8 @@ def stability_rows(
     for metric, fn in (("map_ssim", ssim), ("map_mse", mse), ("map_pearson", pearson)):
         vals = fn(clean_maps, maps)
         rows += [
-            (model, cond, eps, expl, metric, s, float(v)) for s, v in zip(ids, vals.tolist(), strict=True)
+            MetricRow(model, cond, eps, expl, metric, s, float(v))
+            for s, v in zip(ids, vals.tolist(), strict=True)
         ]
     return rows
 
@@ -272,7 +274,7 @@ def explanation_shard(
     method: str,
     shard: ExplainShard,
     figure_conditions: set[Condition],
-) -> tuple[list[MetricRow], list[FigureRow], list[WarningRow]]:
+) -> tuple[list[MetricRow], list[FigureMapRow], list[WarningRow]]:
     """Maps of one explainer on every condition of one shard, their alignment and their stability.
 
     The clean maps are computed first; each attacked condition's maps are compared with them (``map_ssim``),
@@ -295,7 +297,7 @@ def explanation_shard(
     model.eval()
     explainer = explainer_for(cfg, method)
     rows: list[MetricRow] = []
-    fig_rows: list[FigureRow] = []
+    fig_rows: list[FigureMapRow] = []
     clean_maps: torch.Tensor | None = None
     approximate = False
     for cond, images in shard.images.items():
@@ -305,12 +307,12 @@ def explanation_shard(
         rows += alignment_rows(
             key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops, cfg.explain.pointing_radius
         )
-        if cond == CLEAN:
+        if cond == CLEAN_CONDITION:
             clean_maps = maps
         elif clean_maps is not None:
             rows += stability_rows(key, clean_maps, maps, shard.ids)
         if cond in figure_conditions and method != "random":
             for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
-                fig_rows.append((name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
+                fig_rows.append(FigureMapRow(name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))
     warnings = [approximate_warning(name, method)] if approximate else []
     return rows, fig_rows, warnings

@@ -31,18 +31,30 @@ import torch
 
 from robustxai.audit.config import AuditConfig, ManipulationConfig
 from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitKind, UnitResult, register_unit_kind, shards
-from robustxai.audit.stages_eval import FigureRow, MetricRow
 from robustxai.errors import ConfigError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.manipulate import Manipulate, MaskOrPoints, create_manipulation, explained_class
 from robustxai.metrics import mse, pearson, ssim
 from robustxai.models import ModelWrapper
 from robustxai.models.losses import is_multilabel
+from robustxai.results.schema import (
+    ADV_SCORE,
+    CLEAN_SCORE,
+    LABEL,
+    MANIPULATION_IMAGE,
+    MANIPULATION_ORIGINAL,
+    MANIPULATION_TARGET,
+    MANIPULATION_UNIT,
+    NO_EXPLAINER,
+    FigureMapRow,
+    MetricKey,
+    MetricRow,
+    manipulation_condition,
+)
 
-CONDITION_PREFIX = "manipulate:"
-ORIGINAL_CONDITION = "manipulate:original"
-TARGET_EXPLAINER = "target"
-IMAGE_EXPLAINER = "adv_image"
+ORIGINAL_CONDITION = MANIPULATION_ORIGINAL
+TARGET_EXPLAINER = MANIPULATION_TARGET
+IMAGE_EXPLAINER = MANIPULATION_IMAGE
 #: The paper's failure threshold on SSIM(target, attacked map).
 SUCCESS_SSIM = 0.6
 
@@ -138,7 +150,7 @@ class ManipulationShard:
 
 def manipulation_shard(
     name: str, model: ModelWrapper, cfg: AuditConfig, method: str, shard: ManipulationShard
-) -> tuple[list[MetricRow], list[FigureRow]]:
+) -> tuple[list[MetricRow], list[FigureMapRow]]:
     """Manipulate the maps of one method on one shard and score the result (see the module docstring).
 
     Pure: the output depends only on the config, the model and the shard.
@@ -174,7 +186,7 @@ def manipulation_shard(
     )
     with torch.no_grad():
         adv_logits = torch.cat([model(xb) for xb in adv.split(bs)])
-    cond = CONDITION_PREFIX + method
+    cond = manipulation_condition(method)
     per_sample = {
         "image_ssim": ssim(x.mean(dim=1), adv.mean(dim=1), normalize=False),
         "prediction_unchanged": _same_prediction(model, clean_logits, adv_logits),
@@ -183,16 +195,16 @@ def manipulation_shard(
     label_cols = _label_columns(model, y, k)
     clean_scores, adv_scores = _scores(model, clean_logits), _scores(model, adv_logits)
     for j in range(k):
-        per_sample[f"label@{j}"] = label_cols[:, j]
-        per_sample[f"clean_score@{j}"] = clean_scores[:, j]
-        per_sample[f"adv_score@{j}"] = adv_scores[:, j]
-    rows = _rows(name, cond, eps, "", ids, per_sample)
-    fig_rows: list[FigureRow] = [
-        (name, ORIGINAL_CONDITION, eps, TARGET_EXPLAINER, s, t.cpu().numpy())
+        per_sample[str(MetricKey(LABEL, str(j)))] = label_cols[:, j]
+        per_sample[str(MetricKey(CLEAN_SCORE, str(j)))] = clean_scores[:, j]
+        per_sample[str(MetricKey(ADV_SCORE, str(j)))] = adv_scores[:, j]
+    rows = _rows(name, cond, eps, NO_EXPLAINER, ids, per_sample)
+    fig_rows: list[FigureMapRow] = [
+        FigureMapRow(name, ORIGINAL_CONDITION, eps, TARGET_EXPLAINER, s, t.cpu().numpy())
         for s, t in zip(fig_ids, targets, strict=False)
     ]
     fig_rows += [
-        (name, cond, eps, IMAGE_EXPLAINER, s, a.mean(dim=0).cpu().numpy())
+        FigureMapRow(name, cond, eps, IMAGE_EXPLAINER, s, a.mean(dim=0).cpu().numpy())
         for s, a in zip(fig_ids, adv, strict=False)
     ]
     evaluated = [method]
@@ -206,11 +218,12 @@ def manipulation_shard(
         attacked = _maps(explainer, model, adv, classes, bs)
         rows += _rows(name, cond, eps, ev, ids, map_metrics(original, attacked, targets))
         fig_rows += [
-            (name, ORIGINAL_CONDITION, eps, ev, s, m.cpu().numpy())
+            FigureMapRow(name, ORIGINAL_CONDITION, eps, ev, s, m.cpu().numpy())
             for s, m in zip(fig_ids, original, strict=False)
         ]
         fig_rows += [
-            (name, cond, eps, ev, s, m.cpu().numpy()) for s, m in zip(fig_ids, attacked, strict=False)
+            FigureMapRow(name, cond, eps, ev, s, m.cpu().numpy())
+            for s, m in zip(fig_ids, attacked, strict=False)
         ]
     return rows, fig_rows
 
@@ -266,7 +279,7 @@ def _rows(
     model: str, cond: str, eps: float, explainer: str, ids: list[str], values: dict[str, torch.Tensor]
 ) -> list[MetricRow]:
     return [
-        (model, cond, eps, explainer, metric, sid, float(v))
+        MetricRow(model, cond, eps, explainer, metric, sid, float(v))
         for metric, vals in values.items()
         for sid, v in zip(ids, vals.tolist(), strict=True)
     ]
@@ -289,9 +302,9 @@ def manipulation_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
             continue
         for method in mc.methods:
             for k, positions in enumerate(shards(n, mc.batch_size)):
-                uid = f"manipulation/{m.name}/{method}/{k}"
-                cond = (CONDITION_PREFIX + method, eps)
-                units.append(Unit(uid, "manipulation", m.name, k, positions, cond, method))
+                uid = f"{MANIPULATION_UNIT}/{m.name}/{method}/{k}"
+                cond = (manipulation_condition(method), eps)
+                units.append(Unit(uid, MANIPULATION_UNIT, m.name, k, positions, cond, method))
     return units
 
 
@@ -333,7 +346,11 @@ def manipulation_applicable(cfg: AuditConfig, model: ModelWrapper) -> dict[str, 
 
 
 MANIPULATION_KIND = UnitKind(
-    "manipulation", manipulation_units, prepare_manipulation, run_manipulation_unit, manipulation_applicable
+    MANIPULATION_UNIT,
+    manipulation_units,
+    prepare_manipulation,
+    run_manipulation_unit,
+    manipulation_applicable,
 )
 if MANIPULATION_KIND.name not in UNIT_KINDS:
     register_unit_kind(MANIPULATION_KIND)

@@ -11,8 +11,6 @@ Two parts, both writing to the store's ``warnings`` table so the report and the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import torch
 
@@ -20,20 +18,19 @@ from robustxai.attacks.sanity import gradient_masking_check, sanity_checks
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import AuditData, Unit, UnitKind, UnitResult, register_unit_kind
 from robustxai.models import ModelWrapper
+from robustxai.results.schema import CLEAN, SANITY_UNIT, WarningRow
 
 #: Attacks treated as the "PGD" and "APGD" sides of the masking comparison.
 PGD_NAMES = ("pgd", "bim")
 APGD_NAME = "apgd"
 LARGE_EPS = 0.3
 
-WarningRow = tuple[str, str, str]
-
 
 def _plan_sanity(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     if not cfg.sanity.enabled or len(data) == 0:
         return []
     indices = tuple(range(min(cfg.sanity.n_images, len(data))))
-    return [Unit(f"sanity/{m.name}", "sanity", m.name, 0, indices) for m in cfg.models]
+    return [Unit(f"{SANITY_UNIT}/{m.name}", SANITY_UNIT, m.name, 0, indices) for m in cfg.models]
 
 
 def _prepare_sanity(unit: Unit, cfg: AuditConfig, data: AuditData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,11 +43,11 @@ def _run_sanity(
     images, labels = inp
     model.eval()  # the mode every attack of the audit uses
     found = sanity_checks(model, images, labels)
-    rows: list[Any] = [(unit.model, w.code, w.message) for w in found]
+    rows = [WarningRow(unit.model, w.code, w.message) for w in found]
     return UnitResult({"warnings": rows})
 
 
-register_unit_kind(UnitKind("sanity", _plan_sanity, _prepare_sanity, _run_sanity))
+register_unit_kind(UnitKind(SANITY_UNIT, _plan_sanity, _prepare_sanity, _run_sanity))
 
 
 def _accuracy(pred: pd.DataFrame, model: str, attack: str, eps: float) -> float | None:
@@ -76,7 +73,7 @@ def masking_warnings(predictions: pd.DataFrame, cfg: AuditConfig) -> list[Warnin
         return []
     out: list[WarningRow] = []
     for model in sorted({str(m) for m in predictions["model"]}):
-        clean = predictions[(predictions["model"] == model) & (predictions["condition"] == "clean")]
+        clean = predictions[(predictions["model"] == model) & (predictions["condition"] == CLEAN)]
         clean_acc = float(clean["correct"].mean()) if not clean.empty else None
         chance = float(clean["label"].value_counts(normalize=True).max()) if not clean.empty else None
         for a in cfg.attacks:
@@ -95,5 +92,5 @@ def masking_warnings(predictions: pd.DataFrame, cfg: AuditConfig) -> list[Warnin
                     chance=chance,
                     gap=cfg.sanity.masking_gap,
                 )
-                out += [(model, w.code, f"{a.name} ε={eps:.4g}: {w.message}") for w in found]
+                out += [WarningRow(model, w.code, f"{a.name} ε={eps:.4g}: {w.message}") for w in found]
     return sorted(set(out), key=lambda r: (r[0], r[1], r[2]))

@@ -8,7 +8,7 @@ finding and every fracture has one, so it warns about nothing there; in a folder
 annotated, an unannotated fracture image is named, while an image annotated as having no finding is not.
 For multi-label data the "class" is "has at least one positive label".
 
-The lines are recorded in the store's ``warnings`` table (code :data:`~robustxai.audit.store.TRUTH_CODE`,
+The lines are recorded in the store's ``warnings`` table (code :data:`~robustxai.results.store.TRUTH_CODE`,
 model ``""``), so the report lists them (the first few, and how many more); a resumed run replaces them with
 what the data says now.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from robustxai.report.html import build_report
 from robustxai.report.summary import summarize
-from robustxai.report.tables import ReportTables, compute_tables, load_run
+from robustxai.report.tables import ReportTables, compute_tables
+from robustxai.results.run import load_run
 
 __all__ = ["ReportTables", "build_report", "compute_tables", "load_run", "summarize"]

@@ -14,7 +14,8 @@ import pandas as pd
 
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import spearman_permutation
-from robustxai.report.tables import CLEAN, RANDOM_EXPLAINER, Condition, ReportTables, select_condition
+from robustxai.report.tables import RANDOM_EXPLAINER, ReportTables, select_condition
+from robustxai.results.schema import CLEAN, Condition, MetricKey
 
 CORRELATION_COLUMNS = [
     "robustness_figure",
@@ -40,11 +41,15 @@ def _alignment_metric(alignment: pd.DataFrame, wanted: str) -> str | None:
     present = {str(m) for m in alignment["metric"]}
     if wanted in present:
         return wanted
-    if wanted.startswith("point_coverage@"):
-        tops = sorted((int(m.split("@")[1]), m) for m in present if m.startswith("point_coverage@"))
+    target = MetricKey.parse(wanted)
+    want = target.top_percent
+    if target.name == "point_coverage" and want is not None:
+        keys = [(MetricKey.parse(m), m) for m in present]
+        tops = sorted(
+            (k.top_percent, m) for k, m in keys if k.name == target.name and k.top_percent is not None
+        )
         if tops:
-            target = int(wanted.split("@")[1])
-            return min(tops, key=lambda t: (abs(t[0] - target), t[0]))[1]
+            return min(tops, key=lambda t: (abs(t[0] - want), t[0]))[1]
     return None
 
 

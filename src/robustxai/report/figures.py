@@ -18,14 +18,13 @@ from matplotlib.figure import Figure
 from robustxai._arrays import minmax_array
 from robustxai.report.mosaic import Tile, tile_grid
 from robustxai.report.tables import (
-    CLEAN,
     RANDOM_EXPLAINER,
-    Condition,
     attacked_conditions,
     condition_label,
     format_epsilon,
     select_condition,
 )
+from robustxai.results.schema import CLEAN, Condition
 
 logger = logging.getLogger(__name__)
 

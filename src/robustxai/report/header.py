@@ -13,7 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from robustxai.report.numbers import fmt_number
-from robustxai.report.tables import RunData
+from robustxai.results.run import RunData
 
 _MAX_CLASSES_SHOWN = 6
 

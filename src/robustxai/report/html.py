@@ -15,8 +15,6 @@ from typing import Any
 
 import jinja2
 
-from robustxai.audit.rundir import REPORT_OUTPUTS, refuse_symlinks
-from robustxai.audit.store import approximate_pairs, warning_lines
 from robustxai.report.figures import grid_figures, robustness_figure
 from robustxai.report.header import dataset_description, mapping_rows, models_rows
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
@@ -35,17 +33,12 @@ from robustxai.report.numbers import fmt_number, wilson_interval
 from robustxai.report.ratings import ratings_section
 from robustxai.report.run_tables import report_tables, run_tables, write_tables
 from robustxai.report.summary import SummarySection, summary_sections
-from robustxai.report.tables import (
-    CLEAN,
-    Condition,
-    ReportTables,
-    RunData,
-    attacked_conditions,
-    condition_label,
-    load_run,
-    primary_ranks,
-)
+from robustxai.report.tables import ReportTables, attacked_conditions, condition_label, primary_ranks
 from robustxai.report.verdicts import chance_levels, chance_warnings, class_names
+from robustxai.results.layout import REPORT_OUTPUTS, refuse_symlinks
+from robustxai.results.run import RunData, load_run
+from robustxai.results.schema import CLEAN, Condition
+from robustxai.results.store import approximate_pairs, warning_lines
 
 logger = logging.getLogger(__name__)
 

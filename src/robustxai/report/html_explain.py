@@ -17,14 +17,8 @@ import pandas as pd
 from robustxai.report.explain_tables import ROBUSTNESS_FIGURES
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.numbers import fmt_number
-from robustxai.report.tables import (
-    CLEAN,
-    STABILITY_METRICS,
-    Condition,
-    ReportTables,
-    attacked_conditions,
-    condition_label,
-)
+from robustxai.report.tables import STABILITY_METRICS, ReportTables, attacked_conditions, condition_label
+from robustxai.results.schema import CLEAN, Condition
 
 
 def _explained_conditions(look: Lookup, metric: str, conditions: list[Condition]) -> list[Condition]:

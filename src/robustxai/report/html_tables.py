@@ -13,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from robustxai.audit.store import APPROXIMATE_MARK
 from robustxai.errors import UnknownNameError
 from robustxai.metrics.registry import get_metric
 from robustxai.report.numbers import DASH, fmt_number
-from robustxai.report.tables import RANDOM_EXPLAINER, Condition, ReportTables, condition_label
+from robustxai.report.tables import RANDOM_EXPLAINER, ReportTables, condition_label
 from robustxai.report.undefined import base_metric
+from robustxai.results.schema import Condition, MetricKey
+from robustxai.results.store import APPROXIMATE_MARK
 
 __all__ = [
     "DASH",
@@ -110,15 +111,16 @@ def direction_arrow(metric: str) -> str:
 
 def metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:
     """Metric names ``prefix@k`` present in the table, sorted by ``k``."""
-    found = {str(m) for m in alignment["metric"] if re.fullmatch(re.escape(prefix) + r"@\d+", str(m))}
-    return sorted(found, key=lambda m: int(m.split("@")[1]))
+    keys = {MetricKey.parse(m) for m in alignment["metric"]}
+    found = {key for key in keys if key.name == prefix and key.top_percent is not None}
+    return [str(key) for key in sorted(found, key=lambda key: (key.top_percent, str(key)))]
 
 
 class Lookup:
     """Index the alignment and baseline tables by their keys.
 
     ``approximate`` holds the ``(model, explainer)`` pairs whose maps are approximate on that model (their
-    run warnings, :func:`~robustxai.audit.store.approximate_pairs`): tables mark their rows.
+    run warnings, :func:`~robustxai.results.store.approximate_pairs`): tables mark their rows.
     """
 
     def __init__(self, tables: ReportTables, approximate: set[tuple[str, str]] | None = None) -> None:

@@ -18,20 +18,30 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
 from robustxai.metrics import auc
 from robustxai.report.figures import save_png, set_margins
 from robustxai.report.mosaic import Tile, tile_grid
 from robustxai.report.numbers import DASH, fmt_number
 from robustxai.report.tables import TABLES_DIR, write_table_csv
+from robustxai.results.schema import (
+    ADV_SCORE,
+    CLEAN_SCORE,
+    LABEL,
+    MANIPULATION_IMAGE,
+    MANIPULATION_ORIGINAL,
+    MANIPULATION_PREFIX,
+    MANIPULATION_TARGET,
+    MetricKey,
+)
+from robustxai.results.store import STORE_FILE, Store
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "manipulate:"
-ORIGINAL = "manipulate:original"
-IMAGE = "adv_image"
-TARGET = "target"
+PREFIX = MANIPULATION_PREFIX
+ORIGINAL = MANIPULATION_ORIGINAL
+IMAGE = MANIPULATION_IMAGE
+TARGET = MANIPULATION_TARGET
 #: Outline of the manipulation's target square.
 TARGET_COLOR = "#39ff14"
 COLUMNS = [
@@ -104,10 +114,10 @@ def auc_change(metrics: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (model, via), g in rows.groupby(["model", "attacked_via"], sort=True):
         wide = g.pivot_table(index="sample_id", columns="metric", values="value")
-        k = sum(1 for c in wide.columns if str(c).startswith("label@"))
+        k = sum(1 for c in wide.columns if MetricKey.parse(c).name == LABEL)
         clean, adv = [], []
         for j in range(k):
-            cols = [f"label@{j}", f"clean_score@{j}", f"adv_score@{j}"]
+            cols = [str(MetricKey(name, str(j))) for name in (LABEL, CLEAN_SCORE, ADV_SCORE)]
             if not all(c in wide.columns for c in cols):
                 continue
             y = torch.tensor(wide[cols[0]].to_numpy() > 0.5).long()

@@ -2,7 +2,7 @@
 
 The robustness units of a multi-label model store, besides exact-match prediction rows, each image's logit
 and 0/1 target per label in the ``metrics`` table (explainer ``""``, metrics ``score@<label>`` and
-``label@<label>``; see :func:`robustxai.audit.stages_eval.robustness_shard`). This module turns them into
+``label@<label>``; see :func:`robustxai.results.schema.MetricKey`). This module turns them into
 one row per model × condition × ε × label:
 
 - ``auc``: ROC AUC of the label's logits (:func:`robustxai.metrics.auc`); NaN when the test set holds only
@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustxai.audit.stages_eval import LABEL_PREFIX, SCORE_PREFIX
 from robustxai.metrics import auc, label_accuracy
 from robustxai.report.html_tables import DASH, Cell, HtmlTable
 from robustxai.report.numbers import fmt_number
-from robustxai.report.tables import CLEAN, MANIPULATION_PREFIX, RunData, condition_label
+from robustxai.report.tables import condition_label
+from robustxai.results.run import RunData
+from robustxai.results.schema import CLEAN, LABEL_PREFIX, MANIPULATION_PREFIX, SCORE_PREFIX
 
 MULTILABEL_COLUMNS = ["model", "condition", "epsilon", "label", "auc", "accuracy", "n"]
 

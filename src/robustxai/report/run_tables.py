@@ -3,7 +3,7 @@
 :func:`run_tables` is the only place that decides which tables a run has and what their rows are:
 ``robustness``, ``alignment`` (ground-truth alignment only), ``stability`` (clean vs attacked map),
 ``correlation`` (robustness vs alignment across models), ``manipulation`` and ``multilabel`` (when the run has
-such rows). The report writes them with :func:`write_tables`; :func:`robustxai.audit.export.export_run` and
+such rows). The report writes them with :func:`write_tables`; :func:`robustxai.export.export_run` and
 ``rx.open_run(...).tables`` read the very same frames, so an exported table always equals the report's CSV.
 """
 
@@ -22,12 +22,11 @@ from robustxai.report.tables import (
     ROBUSTNESS_COLUMNS,
     TABLES_DIR,
     ReportTables,
-    RunData,
     compute_tables,
     is_stability_metric,
-    load_run,
     write_table_csv,
 )
+from robustxai.results.run import RunData, load_run
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,9 @@ import pandas as pd
 
 from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
 from robustxai.report.tables import (
-    CLEAN,
     HEADLINE_METRIC,
     RANDOM_EXPLAINER,
-    Condition,
     ReportTables,
-    RunData,
     condition_label,
     select_condition,
 )
@@ -34,6 +31,8 @@ from robustxai.report.verdicts import (
     manipulation_sentences,
     sample_size_sentence,
 )
+from robustxai.results.run import RunData
+from robustxai.results.schema import CLEAN, Condition
 
 __all__ = ["SummarySection", "difference_interval", "summarize", "summary_sections", "wilson_interval"]
 

@@ -14,10 +14,8 @@ It also resolves the *primary* attack (the one used for ΔAcc and the rank) and 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustxai.audit.store import STORE_FILE, Store
-from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import bootstrap_ci
 from robustxai.report.gaps import random_gaps, random_per_image
 from robustxai.report.undefined import undefined_note
+from robustxai.results.run import RunData
+from robustxai.results.schema import CLEAN, MANIPULATION_PREFIX, NO_EXPLAINER, Condition
 
 logger = logging.getLogger(__name__)
 
-CLEAN = "clean"
 #: The folder of a run that holds its tables as CSV (see :mod:`robustxai.report.run_tables`).
 TABLES_DIR = "tables"
-MANIPULATION_PREFIX = "manipulate:"
 RANDOM_EXPLAINER = "random"
 #: The alignment level the summary and the paired random-map gaps talk about (the headline of Table 2).
 HEADLINE_METRIC = "point_coverage@15"
@@ -66,23 +62,6 @@ STABILITY_COLUMNS = ["model", "attack", "epsilon", "explainer", "metric", "value
 BASELINE_COLUMNS = ["condition", "epsilon", "metric", "value", "n", "ci_low", "ci_high", "n_missing"]
 _GROUP = ["model", "condition", "epsilon", "explainer", "metric"]
 
-#: A condition as ``(attack, epsilon)``; the clean condition is ``("clean", 0.0)``.
-Condition = tuple[str, float]
-
-
-@dataclass
-class RunData:
-    """Everything the report reads from one run store."""
-
-    path: Path
-    predictions: pd.DataFrame
-    metrics: pd.DataFrame
-    models: pd.DataFrame
-    meta: dict[str, Any]
-    figure_samples: dict[str, dict[str, Any]]
-    figure_maps: pd.DataFrame
-    warnings: pd.DataFrame = field(default_factory=pd.DataFrame)
-
 
 @dataclass
 class ReportTables:
@@ -103,50 +82,6 @@ class ReportTables:
     warnings: list[str] = field(default_factory=list)
     #: Paired explainer − random-map differences of the headline metric (:mod:`robustxai.report.gaps`).
     random_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def load_run(run_dir: Path) -> RunData:
-    """Read a run's store into memory.
-
-    Args:
-        run_dir: The run directory holding ``results.sqlite``.
-
-    Returns:
-        The run's rows, metadata and figure material.
-
-    Raises:
-        RobustXAIError: If there is no store, it cannot be read, or it holds no predictions yet.
-    """
-    path = Path(run_dir) / STORE_FILE
-    if not path.is_file():
-        raise RobustXAIError(f"no run store at {path}: run the audit first")
-    try:
-        with Store(path, readonly=True) as store:
-            predictions = store.table("predictions")
-            metrics = store.table("metrics")
-            models = store.table("models")
-            meta_rows = store.table("meta")
-            samples = store.figure_samples()
-            maps = store.figure_maps()
-            warnings = store.warnings()
-    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-        raise RobustXAIError(f"cannot read the run store {path}: {exc}") from None
-    if predictions.empty:
-        raise RobustXAIError(
-            f"the run store {path} holds no predictions: the audit has not produced results yet, "
-            "so there is nothing to report"
-        )
-    meta: dict[str, Any] = {}
-    for key, value in zip(meta_rows["key"], meta_rows["value"], strict=True):
-        try:
-            meta[str(key)] = json.loads(value)
-        except (TypeError, ValueError):
-            meta[str(key)] = value
-    predictions["epsilon"] = pd.to_numeric(predictions["epsilon"], errors="coerce").fillna(0.0)
-    predictions["correct"] = pd.to_numeric(predictions["correct"], errors="coerce")
-    metrics["epsilon"] = pd.to_numeric(metrics["epsilon"], errors="coerce").fillna(0.0)
-    metrics["value"] = pd.to_numeric(metrics["value"], errors="coerce").astype(np.float64)
-    return RunData(path, predictions, metrics, models, meta, samples, maps, warnings)
 
 
 def clean_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -346,7 +281,8 @@ def compute_tables(run: RunData) -> ReportTables:
     # Map metrics only: manipulation rows ("manipulate:<method>") and per-image rows without a map (explainer
     # "", e.g. multi-label scores) have their own sections (report/manipulation.py, report/multilabel.py).
     m = run.metrics
-    evaluated = m[~m["condition"].astype(str).str.startswith(MANIPULATION_PREFIX) & (m["explainer"] != "")]
+    manipulated = m["condition"].astype(str).str.startswith(MANIPULATION_PREFIX)
+    evaluated = m[~manipulated & (m["explainer"] != NO_EXPLAINER)]
     alignment = alignment_table(evaluated)
     models = sorted({str(m) for m in run.predictions["model"]} | {str(m) for m in run.models["model"]})
     n_missing = int(alignment["n_missing"].sum()) if not alignment.empty else 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from robustxai.results.schema import MetricKey
+
 #: Why a base metric (``point_coverage`` for ``point_coverage@15``, ``pearson`` for ``map_pearson``) is NaN.
 CAUSES: dict[str, str] = {
     "point_coverage": "no expert point",
@@ -24,7 +26,7 @@ SHOWN = 4
 
 def base_metric(metric: str) -> str:
     """``point_coverage@15`` → ``point_coverage``; ``map_pearson`` → ``pearson``."""
-    return metric.split("@")[0].removeprefix("map_")
+    return MetricKey.parse(metric).base
 
 
 def undefined_note(alignment: pd.DataFrame) -> str | None:

@@ -21,14 +21,8 @@ import numpy as np
 import pandas as pd
 
 from robustxai.report.numbers import fmt_number, wilson_interval
-from robustxai.report.tables import (
-    CLEAN,
-    HEADLINE_METRIC,
-    MANIPULATION_PREFIX,
-    ReportTables,
-    condition_label,
-    select_condition,
-)
+from robustxai.report.tables import HEADLINE_METRIC, ReportTables, condition_label, select_condition
+from robustxai.results.schema import CLEAN, MANIPULATION_PREFIX
 
 #: SSIM(target, map) at or above which a manipulation counts as successful (the trustworthiness paper).
 SUCCESS_SSIM = 0.6

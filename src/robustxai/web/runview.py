@@ -1,4 +1,4 @@
-"""What the studio shows of a run, read through the results API only (``rx.open_run`` and the run store).
+"""What the studio shows of a run, read through the results layer only (``read_rows`` and the run store).
 
 A run stores per-sample rows for every test image (predictions, metrics) but pixels only for the images the
 report draws (``figure_samples``) and their maps (``figure_maps``: every model × method × condition × ε the
@@ -10,7 +10,6 @@ cached in memory.
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 import threading
@@ -22,22 +21,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-import robustxai as rx
-from robustxai.errors import RobustXAIError
+from robustxai.results.run import read_rows
+from robustxai.results.schema import MANIPULATION_PREFIX
+from robustxai.results.store import Store
 
-#: Conditions of the manipulation attack are not maps of the run's test images: the studio skips them.
-MANIPULATION_PREFIX = "manipulate:"
 _CACHE_MAX = 2048
-
-
-def _store_class() -> Any:
-    """The run store's reader, wherever the results layer keeps it (it is moving to ``robustxai.results``)."""
-    for name in ("robustxai.results.store", "robustxai.audit.store"):
-        try:
-            return importlib.import_module(name).Store
-        except ImportError:
-            continue
-    raise RobustXAIError("cannot find the run store module")  # pragma: no cover
 
 
 def condition_label(condition: str, epsilon: float) -> str:
@@ -96,16 +84,16 @@ class RunView:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir)
-        run = rx.open_run(self.path)
-        self.samples = run.samples.sort_values("idx").reset_index(drop=True)
+        run = read_rows(self.path).frames
+        self.samples = run["samples"].sort_values("idx").reset_index(drop=True)
         self.sample_ids: list[str] = [str(s) for s in self.samples["sample_id"]]
-        self.metrics = run.metrics[~run.metrics["condition"].str.startswith(MANIPULATION_PREFIX)].copy()
+        self.metrics = run["metrics"][~run["metrics"]["condition"].str.startswith(MANIPULATION_PREFIX)].copy()
         self.metrics["cond"] = [
             condition_label(c, e)
             for c, e in zip(self.metrics["condition"], self.metrics["epsilon"], strict=True)
         ]
-        self.predictions = run.predictions
-        store = _store_class()(self.path, readonly=True)
+        self.predictions = run["predictions"]
+        store = Store(self.path, readonly=True)
         try:
             self.pixels: dict[str, dict[str, Any]] = store.figure_samples()
             maps: pd.DataFrame = store.figure_maps()

@@ -1,16 +1,16 @@
 """Reading a finished run back: :func:`open_run` (pandas) and :func:`export_run` (Parquet or CSV files).
 
-Both read only the run's store, like the report: the per-sample rows (``predictions``, ``metrics``,
-``samples``, ``models``, ``warnings``, ``units``) and every table the report writes under ``tables/``
-(robustness, alignment, stability, correlation, manipulation, …), computed by the same function that
-writes those files (:func:`robustxai.report.run_tables.run_tables`), plus the report's in-page aggregates
-that have no file of their own (``clean``, ``baseline``, ``random_gaps``).
+Both read only the run's store, through the results layer (:mod:`robustxai.results`), like the report: the
+per-sample rows (``predictions``, ``metrics``, ``samples``, ``models``, ``warnings``, ``units``) and every
+table the report writes under ``tables/`` (robustness, alignment, stability, correlation, manipulation, …),
+computed by the same function that writes those files (:func:`robustxai.report.run_tables.run_tables`),
+plus the report's in-page aggregates that have no file of their own (``clean``, ``baseline``,
+``random_gaps``). This module sits above both the audit (for the config) and the report (for the
+aggregates), which never import each other.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,13 +19,13 @@ from typing import Any
 import pandas as pd
 
 from robustxai.audit.config import AuditConfig, validate_config
-from robustxai.audit.rundir import refuse_link
-from robustxai.audit.store import STORE_FILE, Store
 from robustxai.errors import RobustXAIError
+from robustxai.report.run_tables import report_tables, run_tables
+from robustxai.report.tables import write_table_csv
+from robustxai.results.layout import refuse_link
+from robustxai.results.run import ROW_TABLES, load_run, read_rows
 
 EXPORT_FORMATS = ("parquet", "csv")
-#: Per-sample tables of the store that are exported (figure blobs are not: they are the report's).
-ROW_TABLES = ("predictions", "metrics", "samples", "models", "units")
 #: The report's aggregates that :attr:`Run.tables` and the export add to the ``tables/`` files.
 EXTRA_TABLES = ("clean", "baseline", "random_gaps")
 
@@ -70,9 +70,6 @@ class Run:
         """
         if self.predictions.empty:
             return {}
-        from robustxai.report.run_tables import report_tables, run_tables
-        from robustxai.report.tables import load_run
-
         data = load_run(self.path)
         aggregates = report_tables(data)
         out = run_tables(data, aggregates)
@@ -108,26 +105,12 @@ def open_run(path: str | Path) -> Run:
     Raises:
         RobustXAIError: If there is no store or it cannot be read.
     """
-    p = Path(path)
-    run_dir = p.parent if p.name == STORE_FILE else p
-    store_path = run_dir / STORE_FILE
-    if not store_path.is_file():
-        raise RobustXAIError(f"no run store at {store_path}: run the audit first")
-    try:
-        with Store(store_path, readonly=True) as store:
-            frames = {name: store.table(name) for name in ROW_TABLES}
-            warnings = store.warnings()
-            meta_rows = store.table("meta")
-    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-        raise RobustXAIError(f"cannot read the run store {store_path}: {exc}") from None
-    meta = {str(k): json.loads(v) for k, v in zip(meta_rows["key"], meta_rows["value"], strict=True)}
-    return Run(path=run_dir, warnings=warnings, meta=meta, **frames)
+    rows = read_rows(path)
+    return Run(path=rows.path, warnings=rows.warnings, meta=rows.meta, **rows.frames)
 
 
 def _writer(format: str) -> tuple[str, Any]:
     if format == "csv":
-        from robustxai.report.tables import write_table_csv
-
         return "csv", write_table_csv
     if format == "parquet":
         try:

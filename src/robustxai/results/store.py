@@ -23,7 +23,7 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,17 @@ import numpy as np
 import pandas as pd
 
 from robustxai._arrays import minmax_array
+from robustxai.errors import RobustXAIError
+from robustxai.results.schema import (
+    FORMAT_KEY,
+    STORE_FORMAT,
+    FigureMapRow,
+    MetricRow,
+    PredictionRow,
+    SampleRow,
+    StoreRow,
+    WarningRow,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,14 +60,15 @@ CREATE TABLE IF NOT EXISTS warnings(model TEXT, code TEXT, message TEXT, PRIMARY
 """
 
 #: Tables a unit may write, with their widths (figure maps are encoded by :meth:`Store.write_unit`).
-UNIT_TABLES = {"predictions": 7, "metrics": 7, "figure_maps": 6, "warnings": 3}
+UNIT_TABLES = {
+    "predictions": len(PredictionRow._fields),
+    "metrics": len(MetricRow._fields),
+    "figure_maps": len(FigureMapRow._fields),
+    "warnings": len(WarningRow._fields),
+}
 TABLES = ("meta", "models", "samples", "predictions", "metrics", "units", "warnings")
 
 STORE_FILE = "results.sqlite"
-#: The marker row every store gets when it is created (``meta`` key, value): what makes a folder a robustxai
-#: run. Stores of earlier versions are recognised by their ``versions`` row naming robustxai.
-FORMAT_KEY = "store_format"
-STORE_FORMAT = "robustxai-store/1"
 
 
 #: ``warnings.code`` of the per-sample ground-truth warnings (a dropped mask, points outside the image, an
@@ -122,7 +134,8 @@ def array_to_blob(array: np.ndarray) -> bytes:
 
 def blob_to_array(blob: bytes) -> np.ndarray:
     """Inverse of :func:`array_to_blob`."""
-    return np.load(io.BytesIO(blob), allow_pickle=False)
+    array: np.ndarray = np.load(io.BytesIO(blob), allow_pickle=False)
+    return array
 
 
 def _unit_range(a: np.ndarray) -> np.ndarray:
@@ -215,15 +228,15 @@ class Store:
         with self._conn:
             self._conn.execute(f"{verb} INTO models VALUES (?,?,?,?)", row)
 
-    def add_samples(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
+    def add_samples(self, rows: Iterable[SampleRow]) -> None:
         """Record evaluated samples: ``(sample_id, idx, label, has_truth, n_points)``."""
         self._insert("samples", rows, 5)
 
-    def add_predictions(self, rows: Iterable[tuple[str, str, float, str, int, int, int]]) -> None:
+    def add_predictions(self, rows: Iterable[PredictionRow]) -> None:
         """Record predictions: ``(model, condition, epsilon, sample_id, label, pred, correct)``."""
         self._insert("predictions", rows, 7)
 
-    def add_metrics(self, rows: Iterable[tuple[str, str, float, str, str, str, float]]) -> None:
+    def add_metrics(self, rows: Iterable[MetricRow]) -> None:
         """Record per-sample metric values: ``(model, condition, epsilon, explainer, metric, id, value)``."""
         self._insert("metrics", rows, 7)
 
@@ -237,11 +250,11 @@ class Store:
             "figure_samples", [(sample_id, array_to_blob(image.astype(np.float16)), mask_blob, pts)], 4
         )
 
-    def add_figure_maps(self, rows: Iterable[tuple[str, str, float, str, str, np.ndarray]]) -> None:
+    def add_figure_maps(self, rows: Iterable[FigureMapRow]) -> None:
         """Store maps for the figure grid: ``(model, condition, epsilon, explainer, sample_id, map)``."""
         self._insert("figure_maps", _encode_maps(rows), 6)
 
-    def add_warnings(self, rows: Iterable[tuple[str, str, str]]) -> None:
+    def add_warnings(self, rows: Iterable[WarningRow]) -> None:
         """Record warnings: ``(model, code, message)`` (``model`` is ``""`` for run-wide warnings)."""
         self._insert("warnings", rows, 3)
 
@@ -251,7 +264,7 @@ class Store:
         For warnings that describe the data as read now, such as the ground-truth lines: a resumed run whose
         annotations were fixed must not keep the old complaints.
         """
-        rows = [("", code, m) for m in messages]
+        rows = [WarningRow("", code, m) for m in messages]
         with self._conn:
             self._conn.execute("DELETE FROM warnings WHERE model = '' AND code = ?", (code,))
             self._conn.executemany("INSERT OR REPLACE INTO warnings VALUES (?,?,?)", rows)
@@ -265,7 +278,7 @@ class Store:
         """Record that a unit of work finished."""
         self._insert("units", [(unit, time.time())], 2)
 
-    def write_unit(self, unit: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    def write_unit(self, unit: str, rows: Mapping[str, Sequence[StoreRow]]) -> None:
         """Write one unit's rows and mark it done, all in one transaction.
 
         Args:
@@ -273,11 +286,11 @@ class Store:
             rows: Rows by table name (keys of :data:`UNIT_TABLES`), in each table's layout.
 
         Raises:
-            ValueError: For a table a unit may not write.
+            RobustXAIError: For a table a unit may not write.
         """
         unknown = sorted(set(rows) - set(UNIT_TABLES))
         if unknown:
-            raise ValueError(
+            raise RobustXAIError(
                 f"a unit cannot write table(s) {', '.join(unknown)}; known: {', '.join(UNIT_TABLES)}"
             )
         with self._conn:  # one transaction: commits on success, rolls back on any error or interrupt
@@ -316,7 +329,7 @@ class Store:
     def table(self, name: str) -> pd.DataFrame:
         """Return a whole table as a DataFrame, in a deterministic order."""
         if name not in TABLES:
-            raise ValueError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+            raise RobustXAIError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
         df = pd.read_sql_query(f"SELECT * FROM {name}", self._conn)
         return df.sort_values(list(df.columns[: min(len(df.columns), 6)])).reset_index(drop=True)
 

@@ -1,0 +1,45 @@
+"""The one place that chains the audit and the report: above both layers, which never import each other.
+
+:func:`run_audit` runs :func:`robustxai.audit.runner.run_audit` and builds the report of the run with
+:func:`robustxai.report.build_report`; ``rx.run_audit`` and ``robustxai audit`` call it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.executor import Executor
+from robustxai.audit.progress import Progress
+from robustxai.audit.runner import AuditResult
+from robustxai.audit.runner import run_audit as _run_audit_only
+from robustxai.report import build_report
+
+__all__ = ["run_audit"]
+
+
+def run_audit(
+    cfg: AuditConfig,
+    run_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    *,
+    fresh: bool = False,
+    executor: Executor | None = None,
+) -> AuditResult:
+    """Run (or resume) the audit described by ``cfg`` and build its report (``report.html``, tables, figures).
+
+    Args:
+        cfg: A validated configuration (see :func:`robustxai.audit.config.load_config`).
+        run_dir: Output directory (default ``runs/<cfg.name>``); finished units of an earlier run are kept.
+        progress: Receives progress of the long stages (default: log lines).
+        fresh: Replace the outputs of an earlier run in ``run_dir`` instead of resuming it.
+        executor: Runs the units (default: from ``cfg.executor``).
+
+    Returns:
+        The paths of the outputs (``report`` is set), the wall time, warnings and unit counts.
+
+    Raises:
+        ConfigError: For an invalid config, a foreign run directory or an incompatible earlier run.
+        AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
+    """
+    return _run_audit_only(cfg, run_dir, progress, fresh=fresh, executor=executor, report=build_report)
