@@ -22,6 +22,7 @@ from pathlib import Path
 
 from robustxai.audit.config import load_config
 from robustxai.audit.estimate import estimate_audit
+from robustxai.audit.estimate_text import plan_lines
 from robustxai.audit.progress import ProgressTracker
 from robustxai.pipeline import run_audit
 from robustxai.runtime import keep_freed_memory
@@ -55,7 +56,7 @@ def main() -> None:
     t0 = time.perf_counter()
     est = estimate_audit(cfg)
     plan_s = time.perf_counter() - t0
-    print("\n".join(est.lines()))
+    print("\n".join(plan_lines(est)))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="plan-accuracy-")) / "run"
     tracker = ProgressTracker()
     tracker.predicted = est.unit_seconds

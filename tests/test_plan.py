@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import robustxai as rx
 from robustxai.audit.config import load_config
 from robustxai.audit.estimate import estimate_audit
+from robustxai.audit.estimate_text import plan_lines
 from robustxai.audit.estimate_trim import trim_to_fit
 from robustxai.audit.passes import explainer_work
 from robustxai.audit.progress import LineProgress, UnitStages
@@ -203,5 +204,5 @@ def test_max_minutes_trims_the_audit_it_plans_and_says_so(tmp_path: Path) -> Non
     assert fitted.seconds <= budget < full.seconds
     assert fitted.cfg.explain.n_images < cfg.explain.n_images
     assert any(
-        line.startswith("trimmed to fit --max-minutes: explain.n_images 3 → ") for line in fitted.lines()
+        line.startswith("trimmed to fit --max-minutes: explain.n_images 3 → ") for line in plan_lines(fitted)
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from robustxai.audit.estimate_text import plan_lines
 from robustxai.audit.progress import Progress, ProgressTracker
 
 ASSUMED_GPU_SPEEDUP = 20.0  # the default of --gpu-speedup (robustxai.audit.estimate.ASSUMED_GPU_SPEEDUP)
@@ -37,7 +38,7 @@ def show_plan(
 
     with console.status("planning: timing a few passes of each model (cached afterwards)"):
         est = estimate_audit(cfg, workers=workers, max_minutes=max_minutes, gpu_speedup=gpu_speedup)
-    for line in est.lines():
+    for line in plan_lines(est):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     return est
 

@@ -41,7 +41,9 @@ def _saved(tmp_path: Path, widths: list[int]) -> Path:
 def test_oversized_spec_is_refused_before_allocating(tmp_path: Path) -> None:
     # Two convolutions of 4096 x 4096 x 3 x 3 float32 would be about 1.2 GB if built for real.
     out = _saved(tmp_path, [4, 4096, 4096, 4096])
-    done = subprocess.run([sys.executable, "-c", PROBE, str(out)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out)], capture_output=True, text=True, timeout=120
+    )
     assert "refused:" in done.stdout, done.stdout + done.stderr
     assert "net.features.1" in done.stdout and "4096" in done.stdout
     grew = float(done.stdout.rsplit("grew_mb", 1)[1])

@@ -106,12 +106,6 @@ class AuditEstimate:
         parallel = self.seconds - fixed
         return fixed + parallel / n + RAY_START_S + RAY_WORKER_S
 
-    def lines(self) -> list[str]:
-        """The plan as text lines (what the CLI prints)."""
-        from robustxai.audit.estimate_text import plan_lines
-
-        return plan_lines(self)
-
 
 def _timing_spec(cfg: AuditConfig, name: str, shape: Shape) -> object:
     m = next(mc for mc in cfg.models if mc.name == name)
