@@ -9,39 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from robustxai.audit.config import load_config
 from robustxai.audit.reload import open_run_context
-from robustxai.audit.runner import run_audit
 from robustxai.audit.store import Store
 from robustxai.errors import RobustXAIError
 from robustxai.explain import create_explainer
-
-TINY: dict[str, Any] = {
-    "seed": 3,
-    "batch_size": 4,
-    "data": {"n_train": 40, "n_test": 20, "size": 24, "write_to_disk": False},
-    "training": {"epochs": 1, "attack_steps": 1, "eps_warmup_epochs": 0},
-    "models": [{"name": "a", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}}],
-    "attacks": [{"name": "pgd", "epsilons": [4 / 255], "params": {"steps": 2, "random_start": True}}],
-    "explain": {"methods": ["saliency", "smoothgrad"], "n_images": 4, "batch_size": 2},
-    "report": {"n_figure": 3, "primary_attack": "pgd"},
-    "sanity": {"enabled": False},
-    "manipulation": {"models": []},
-}
+from web_fixtures import make_audited_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny audited run (one model, PGD with a random start, a stochastic explainer)."""
-    tmp = tmp_path_factory.mktemp("reload")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = load_config(profile="smoke", **{**TINY, "cache_dir": str(tmp / "cache")})
-        run_audit(cfg, tmp / "run")
-    finally:
-        torch.set_num_threads(threads)
-    return tmp / "run"
+    return make_audited_run(tmp_path_factory.mktemp("reload"))
 
 
 def stored_maps(run: Path) -> Any:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from robustxai.web.db import StudioDB
 from robustxai.web.runview import RunView
-from robustxai.web.security import ADMIN_COOKIE, SECURITY_HEADERS, Auth
+from robustxai.web.security import ADMIN_COOKIE, REPORT_CSP, SECURITY_HEADERS, Auth
 
 HERE = Path(__file__).parent
 # Autoescape everything: Starlette's default only escapes names ending in .html, and ours end in .j2.
@@ -55,6 +55,8 @@ async def _headers_and_token(
     for key, value in SECURITY_HEADERS.items():
         if key != "cache-control" or not request.url.path.startswith("/static/"):
             response.headers[key] = value
+    if request.url.path == "/report":
+        response.headers["content-security-policy"] = REPORT_CSP
     return response
 
 
@@ -92,7 +94,7 @@ def create_app(
     Raises:
         RobustXAIError: If the run cannot be read.
     """
-    from robustxai.web import annotate, explore, rating
+    from robustxai.web import annotate, explore, rating, reportview
     from robustxai.web.annotations import AnnotationStore
 
     app = FastAPI(title="robustxai studio", docs_url=None, redoc_url=None, openapi_url=None)
@@ -125,4 +127,5 @@ def create_app(
     explore.register(app)
     rating.register(app)
     annotate.register(app)
+    reportview.register(app)
     return app
