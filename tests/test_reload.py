@@ -85,3 +85,14 @@ def test_unknown_names_and_a_missing_model_are_one_line_errors(run: Path, tmp_pa
     (other / "config.toml").write_text(text)
     with pytest.raises(RobustXAIError, match="not in the model cache"):
         open_run_context(other).model("a")
+
+
+@pytest.mark.slow
+def test_synthetic_images_missing_from_the_cache_are_refused_not_written(run: Path, tmp_path: Path) -> None:
+    text = (run / "config.toml").read_text()
+    assert "write_to_disk = false" in text
+    text = text.replace(str(run.parent / "cache"), str(tmp_path / "empty"))
+    (tmp_path / "config.toml").write_text(text.replace("write_to_disk = false", "write_to_disk = true"))
+    with pytest.raises(RobustXAIError, match="not in the data cache"):
+        open_run_context(tmp_path)
+    assert not (tmp_path / "empty").exists()

@@ -13,7 +13,8 @@ on the same shard, so batches and random starts are those of the audit. A map of
 explanation subset reruns its explanation unit's batch, condition by condition, under the unit's seed (what
 a stochastic explainer draws depends on what was drawn before); any other image is explained alone under a
 seed derived from the run seed and the map's identity (reproducible, though the audit never explained it).
-Nothing is written: not in the run directory, not in the cache.
+Nothing is written: not in the run directory, not in the cache (synthetic images missing from the data
+cache are refused, not regenerated).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from robustxai.audit.plan import (
     unit_seed,
 )
 from robustxai.audit.progress import LogProgress
-from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_data import build_datasets, synthetic_root
 from robustxai.audit.stages_eval import CLEAN, Condition, explainer_for, robustness_shard
 from robustxai.audit.stages_models import build_untrained, copy_shared_weights, model_key, trained_dir
 from robustxai.errors import RobustXAIError
@@ -230,5 +231,12 @@ def open_run_context(run_dir: str | Path) -> RunContext:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise RobustXAIError(f"cannot read the run's config.toml in {path}: {err}") from None
     cfg = validate_config(raw, str(path / "config.toml"))
-    _, test_ds, info = build_datasets(cfg, cache_root(cfg.cache_dir), LogProgress())
+    cache = cache_root(cfg.cache_dir)
+    if cfg.data.source == "synthetic-fracture" and cfg.data.write_to_disk:
+        root = synthetic_root(cfg, cache)
+        if not all(is_complete(root / part) for part in ("train", "test")):  # never rewrite the cache here
+            raise RobustXAIError(
+                f"the run's synthetic images are not in the data cache ({root}); rerun the audit"
+            )
+    _, test_ds, info = build_datasets(cfg, cache, LogProgress())
     return RunContext(path, cfg, AuditData(test_ds, cfg.explain.n_images, path), info)
