@@ -114,3 +114,16 @@ def test_the_served_report_links_into_the_explorer(admin: TestClient, run_dir: P
         assert admin.get(url.replace("&amp;", "&")).status_code == 200, url
     assert r.text.count("<figure") == on_disk.count("<figure")
     assert TestClient(admin.app).get("/report").status_code == 401
+
+
+def test_a_pair_the_run_did_not_audit_is_not_recomputed(admin: TestClient) -> None:
+    view = admin.app.state.run  # type: ignore[attr-defined]
+    index = next(i for i, s in enumerate(view.sample_ids) if not view.has_pixels(s))
+    skipped = ("a", "smoothgrad", "clean")  # as if the audit had skipped it (inapplicable, or a failed model)
+    view.audited.discard(skipped)
+    try:
+        r = admin.get(live(index, "smoothgrad", "clean"))
+        assert r.status_code == 404 and "no smoothgrad maps of a under clean" in r.json()["detail"]
+        assert "smoothgrad&amp;condition=clean" not in admin.get(f"/explore/sample/{index}").text
+    finally:
+        view.audited.add(skipped)

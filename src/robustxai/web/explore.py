@@ -61,10 +61,12 @@ def _cells(
         ch = view.choices()
         for m in ch["model"]:
             for x in ch["method"]:
+                if not any((m, x, c) in view.audited for c in ch["condition"]):
+                    continue
                 cells = groups.setdefault((m, x), [])
                 have = {c["cond"] for c in cells}
                 for cond in ch["condition"]:
-                    if cond not in have:
+                    if cond not in have and (m, x, cond) in view.audited:
                         query = urlencode({"model": m, "method": x, "condition": cond})
                         cells.append({"src": f"/img/live/{index}.png?{query}", "cond": cond, "live": True})
     out = []

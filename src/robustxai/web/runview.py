@@ -132,6 +132,11 @@ class RunView:
             condition_label(c, e): (str(c), float(e))
             for c, e in set(zip(self.metrics["condition"], self.metrics["epsilon"], strict=True))
         }
+        mx = self.metrics[self.metrics["explainer"] != ""]
+        #: model × method × condition label the audit computed (a skipped or failed one is not recomputed)
+        self.audited: set[tuple[str, str, str]] = set(
+            zip(mx["model"], mx["explainer"], mx["cond"], strict=True)
+        )
         self._context: Any = None
         self._context_error: str | None = None
         self._context_lock = threading.Lock()
@@ -256,6 +261,8 @@ class RunView:
         """
         if not 0 <= index < len(self.sample_ids):
             raise LookupError(f"no image {index} in this run")
+        if (model, method, cond) not in self.audited:
+            raise LookupError(f"the run has no {method} maps of {model} under {cond}")
         condition, eps = self._conditions[cond]
         sid = self.sample_ids[index]
         stored = self.map_id(MapKey(model, condition, eps, method, sid))
