@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from robustxai.audit.reload import open_run_context
-from robustxai.audit.store import Store
 from robustxai.errors import RobustXAIError
 from robustxai.explain import create_explainer
+from robustxai.results.store import Store
 from web_fixtures import make_audited_run
 
 

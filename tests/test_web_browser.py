@@ -23,6 +23,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+from robustxai.audit.reload import open_run_context  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
 from robustxai.web.study import create_study  # noqa: E402
 from web_fixtures import make_audited_run, make_run  # noqa: E402
@@ -198,7 +199,7 @@ def test_annotate_three_points_and_a_box_survive_a_reload(server: tuple[str, Pat
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The studio on a real (tiny) audited run, whose unstored maps are recomputed on demand."""
     run = make_audited_run(tmp_path_factory.mktemp("webl"))
-    with _serve(create_app(run, admin_token=ADMIN)) as url:
+    with _serve(create_app(run, admin_token=ADMIN, reopen=open_run_context)) as url:
         yield url, run
 
 

@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def admin(run_dir: Path) -> TestClient:
-    client = TestClient(create_app(run_dir, admin_token=ADMIN))
+    client = TestClient(create_app(run_dir, admin_token=ADMIN, reopen=open_run_context))
     client.headers["x-admin-token"] = ADMIN
     return client
 
@@ -92,7 +92,7 @@ def test_a_model_missing_from_the_cache_is_one_line(run_dir: Path, tmp_path: Pat
     copy.mkdir()
     (copy / "results.sqlite").write_bytes((run_dir / "results.sqlite").read_bytes())
     (copy / "config.toml").write_text(text.replace(cache, str(tmp_path / "empty-cache")))
-    client = TestClient(create_app(copy, admin_token=ADMIN))
+    client = TestClient(create_app(copy, admin_token=ADMIN, reopen=open_run_context))
     client.headers["x-admin-token"] = ADMIN
     view = client.app.state.run  # type: ignore[attr-defined]
     index = next(i for i, s in enumerate(view.sample_ids) if not view.has_pixels(s))

@@ -77,7 +77,7 @@ def make_audited_run(tmp: Path) -> Path:
     One model, PGD with a random start and a stochastic explainer (SmoothGrad), so recomputing a map exactly
     needs the audit's seeds. About 5 s on one thread.
     """
-    from robustxai.audit.runner import run_audit
+    from robustxai.pipeline import run_audit  # the audit, then its report
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

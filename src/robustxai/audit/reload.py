@@ -43,10 +43,12 @@ from robustxai.audit.plan import (
 )
 from robustxai.audit.progress import LogProgress
 from robustxai.audit.stages_data import build_datasets, synthetic_root
-from robustxai.audit.stages_eval import CLEAN, Condition, explainer_for, robustness_shard
+from robustxai.audit.stages_eval import explainer_for, robustness_shard
 from robustxai.audit.stages_models import build_untrained, copy_shared_weights, model_key, trained_dir
 from robustxai.errors import RobustXAIError
 from robustxai.models import ModelWrapper, load_model
+from robustxai.results.schema import CLEAN_CONDITION as CLEAN
+from robustxai.results.schema import Condition
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from robustxai.web.db import StudioDB
-from robustxai.web.runview import RunView
+from robustxai.web.runview import MapSource, RunView
 from robustxai.web.security import ADMIN_COOKIE, REPORT_CSP, SECURITY_HEADERS, Auth
 
 HERE = Path(__file__).parent
@@ -78,7 +78,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    run_dir: str | Path, data_dir: str | Path | None = None, admin_token: str | None = None
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    admin_token: str | None = None,
+    reopen: Callable[[Path], MapSource] | None = None,
 ) -> FastAPI:
     """Build the studio for one run.
 
@@ -87,6 +90,8 @@ def create_app(
         data_dir: A data folder to annotate (the annotate room; optional).
         admin_token: The admin token (a fresh random one when ``None``); read it back from
             ``app.state.auth.admin_token``.
+        reopen: Reopens the run to recompute maps it does not store (``robustxai serve`` passes
+            :func:`robustxai.audit.reload.open_run_context`); ``None``: stored maps and metrics only.
 
     Returns:
         The FastAPI application.
@@ -98,7 +103,7 @@ def create_app(
     from robustxai.web.annotations import AnnotationStore
 
     app = FastAPI(title="robustxai studio", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.run = RunView(Path(run_dir))
+    app.state.run = RunView(Path(run_dir), reopen)
     app.state.db = StudioDB(Path(run_dir))
     app.state.auth = Auth(admin_token)
     store = AnnotationStore(app.state.db.path)

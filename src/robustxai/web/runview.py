@@ -14,14 +14,16 @@ import io
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from robustxai.errors import RobustXAIError
 from robustxai.results.run import read_rows
 from robustxai.results.schema import MANIPULATION_PREFIX
 from robustxai.results.store import Store
@@ -54,6 +56,27 @@ def _to_png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+class MapSource(Protocol):
+    """A run reopened for recomputation (what :func:`robustxai.audit.reload.open_run_context` returns)."""
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The test images' ids in test-set order."""
+        ...
+
+    def image(self, index: int) -> Any:
+        """Test image ``index`` as a ``[C, H, W]`` tensor in [0, 1]."""
+        ...
+
+    def truth(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The image's expert mask and points (x, y), each possibly ``None``."""
+        ...
+
+    def explain(self, index: int, model: str, method: str, condition: str, epsilon: float) -> np.ndarray:
+        """One map ``[H, W]``, as the audit computed it."""
+        ...
 
 
 def heat_png(m: np.ndarray) -> bytes:
@@ -90,13 +113,17 @@ class RunView:
 
     Args:
         run_dir: The run directory (with ``results.sqlite``).
+        reopen: Reopens the run for recomputing maps (the app layer passes
+            :func:`robustxai.audit.reload.open_run_context`; the studio never imports the audit). ``None``:
+            stored maps and metrics only.
 
     Raises:
         RobustXAIError: If the run store is missing or unreadable.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, reopen: Callable[[Path], MapSource] | None = None) -> None:
         self.path = Path(run_dir)
+        self._reopen = reopen
         run = read_rows(self.path).frames
         self.samples = run["samples"].sort_values("idx").reset_index(drop=True)
         self.sample_ids: list[str] = [str(s) for s in self.samples["sample_id"]]
@@ -137,8 +164,8 @@ class RunView:
         self.audited: set[tuple[str, str, str]] = set(
             zip(mx["model"], mx["explainer"], mx["cond"], strict=True)
         )
-        self._context: Any = None
-        self._context_error: str | None = None
+        self._context: MapSource | None = None
+        self._context_error: str | None = None if reopen else "the studio was started without recomputation"
         self._context_lock = threading.Lock()
         self._choices: dict[str, list[str]] | None = None
         self._columns: dict[tuple[str, str, str, str], dict[str, float]] = {}
@@ -226,18 +253,16 @@ class RunView:
         return self._cached("map", map_id, lambda: heat_png(m))
 
     # -- recomputation -------------------------------------------------------------------------------------
-    def context(self) -> Any:
-        """The run reopened for recomputing maps (:func:`robustxai.audit.reload.open_run_context`), or None.
+    def context(self) -> MapSource | None:
+        """The run reopened for recomputing maps (the ``reopen`` given at construction), or None.
 
         Opened once, on first need (it rebuilds the test set); when it cannot be opened, the one-line reason
         is kept in :meth:`context_error` and the studio shows stored maps and metrics only.
         """
         with self._context_lock:
-            if self._context is None and self._context_error is None:
-                from robustxai.audit.reload import open_run_context
-
+            if self._context is None and self._context_error is None and self._reopen is not None:
                 try:
-                    self._context = open_run_context(self.path)
+                    self._context = self._reopen(self.path)
                 except (RobustXAIError, OSError, ValueError) as err:
                     self._context_error = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             return self._context
