@@ -7,6 +7,7 @@ metric↔rating correlation; the explorer filters and sorts through its form. Sc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -22,9 +23,10 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+from robustxai.audit.reload import open_run_context  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
 from robustxai.web.study import create_study  # noqa: E402
-from web_fixtures import make_run  # noqa: E402
+from web_fixtures import make_audited_run, make_run  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -53,34 +55,36 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    import uvicorn
-
     base = tmp_path_factory.mktemp("webb")
     run = make_run(base / "run")
     data = base / "data"
     data.mkdir()
     yy, xx = np.mgrid[0:64, 0:64]
     Image.fromarray((127 + 120 * np.sin(xx / 6) * np.cos(yy / 9)).astype(np.uint8)).save(data / "knee.png")
+    with _serve(create_app(run, data_dir=data, admin_token=ADMIN)) as url:
+        yield url, run
+
+
+@contextlib.contextmanager
+def _serve(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(run, data_dir=data, admin_token=ADMIN),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", run
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +193,32 @@ def test_annotate_three_points_and_a_box_survive_a_reload(server: tuple[str, Pat
     assert np.allclose(knee["points"], [[10, 10], [30, 20], [50, 40]], atol=0.05)
     assert np.allclose(knee["boxes"], [[5, 30, 20, 45]], atol=0.05)
     assert not page.errors, page.errors
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The studio on a real (tiny) audited run, whose unstored maps are recomputed on demand."""
+    run = make_audited_run(tmp_path_factory.mktemp("webl"))
+    with _serve(create_app(run, admin_token=ADMIN, reopen=open_run_context)) as url:
+        yield url, run
+
+
+def test_unstored_maps_load_and_the_report_links_into_the_explorer(
+    live_server: tuple[str, Path], browser: Any
+) -> None:
+    base, _ = live_server
+    page = _page(browser)
+    page.goto(f"{base}/report?token={ADMIN}")
+    assert "Explanation maps" in page.inner_text("body")
+    page.screenshot(path=str(artifacts() / "studio_report.png"), full_page=True)
+    page.locator(".studio-links a[href^='/explore/sample/']").first.click()
+    page.wait_for_url(re.compile(r"/explore/sample/\d+"))
+    page.goto(f"{base}/explore/sample/10")  # not a figure image: every map is recomputed on demand
+    live = page.locator("img.overlay.live")
+    assert live.count() > 0
+    from playwright.sync_api import expect
+
+    expect(page.locator(".pending")).to_have_count(0, timeout=60_000)  # every placeholder became its map
+    assert all(w > 0 for w in live.evaluate_all("els => els.map(e => e.naturalWidth)"))
+    page.screenshot(path=str(artifacts() / "studio_sample_live.png"), full_page=True)
+    assert not page.errors, page.errors  # no CSP violation (report styles, the fetches), no script error

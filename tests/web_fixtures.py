@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from robustxai.audit.config import load_config
 from robustxai.results.store import Store
@@ -53,3 +55,35 @@ def make_run(out: Path) -> Path:
             for sid in PIXELS
         )
     return out
+
+
+TINY_AUDIT: dict[str, Any] = {
+    "seed": 3,
+    "batch_size": 4,
+    "data": {"n_train": 40, "n_test": 20, "size": 24, "write_to_disk": False},
+    "training": {"epochs": 1, "attack_steps": 1, "eps_warmup_epochs": 0},
+    "models": [{"name": "a", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}}],
+    "attacks": [{"name": "pgd", "epsilons": [4 / 255], "params": {"steps": 2, "random_start": True}}],
+    "explain": {"methods": ["saliency", "smoothgrad"], "n_images": 4, "batch_size": 2},
+    "report": {"n_figure": 3, "primary_attack": "pgd"},
+    "sanity": {"enabled": False},
+    "manipulation": {"models": []},
+}
+
+
+def make_audited_run(tmp: Path) -> Path:
+    """A real tiny audit in ``tmp/run`` (model cache in ``tmp/cache``): 20 test images, 4 explained, 3 stored.
+
+    One model, PGD with a random start and a stochastic explainer (SmoothGrad), so recomputing a map exactly
+    needs the audit's seeds. About 5 s on one thread.
+    """
+    from robustxai.pipeline import run_audit  # the audit, then its report
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_config(profile="smoke", **{**TINY_AUDIT, "cache_dir": str(tmp / "cache")})
+        run_audit(cfg, tmp / "run")
+    finally:
+        torch.set_num_threads(threads)
+    return tmp / "run"

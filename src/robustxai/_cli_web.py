@@ -60,9 +60,10 @@ def serve(
             raise RobustXAIError(f"--data {data} is not a folder")
         import uvicorn
 
+        from robustxai.audit.reload import open_run_context
         from robustxai.web import create_app
 
-        app = create_app(run_dir, data_dir=data)
+        app = create_app(run_dir, data_dir=data, reopen=open_run_context)
         if host not in ("127.0.0.1", "localhost", "::1"):
             _console.print(
                 f"[bold yellow]warning:[/] serving on {host}: anyone who can reach this address and port can "

@@ -70,6 +70,13 @@ def _outside(path: str | None, root: Path) -> list[Path]:
     return []
 
 
+def synthetic_root(cfg: AuditConfig, cache: Path) -> Path:
+    """Where the synthetic data set of ``cfg`` is written when ``data.write_to_disk`` (one cache entry)."""
+    d = cfg.data
+    key = key_of("synthetic-fracture", d.n_train, d.n_test, d.size, d.shortcut, cfg.seed)
+    return cache / "data" / f"synthetic-fracture-{key}"
+
+
 def build_datasets(
     cfg: AuditConfig, cache: Path, progress: Progress
 ) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
@@ -83,8 +90,7 @@ def build_datasets(
         )
         info: dict[str, Any] = {"name": "synthetic-fracture", "size": d.size, "shortcut": d.shortcut}
         if d.write_to_disk:
-            key = key_of("synthetic-fracture", d.n_train, d.n_test, d.size, d.shortcut, cfg.seed)
-            root = cache / "data" / f"synthetic-fracture-{key}"
+            root = synthetic_root(cfg, cache)
             opts: dict[str, Any] = {"channels": d.channels, "transforms": transforms}
             train_ds = _synthetic_on_disk(train_ds, root / "train", progress, "training", opts)  # type: ignore[arg-type]
             test_ds = _synthetic_on_disk(test_ds, root / "test", progress, "test", opts)  # type: ignore[arg-type]

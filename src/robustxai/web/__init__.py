@@ -12,11 +12,13 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def create_app(run_dir: Any, data_dir: Any = None, admin_token: str | None = None) -> FastAPI:
+def create_app(
+    run_dir: Any, data_dir: Any = None, admin_token: str | None = None, reopen: Any = None
+) -> FastAPI:
     """Build the studio for one run (see :func:`robustxai.web.app.create_app`)."""
     from robustxai.web.app import create_app as _create
 
-    return _create(run_dir, data_dir=data_dir, admin_token=admin_token)
+    return _create(run_dir, data_dir=data_dir, admin_token=admin_token, reopen=reopen)
 
 
 __all__ = ["create_app"]

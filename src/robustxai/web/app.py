@@ -21,8 +21,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from robustxai.web.db import StudioDB
-from robustxai.web.runview import RunView
-from robustxai.web.security import ADMIN_COOKIE, SECURITY_HEADERS, Auth
+from robustxai.web.runview import MapSource, RunView
+from robustxai.web.security import ADMIN_COOKIE, REPORT_CSP, SECURITY_HEADERS, Auth
 
 HERE = Path(__file__).parent
 # Autoescape everything: Starlette's default only escapes names ending in .html, and ours end in .j2.
@@ -55,6 +55,8 @@ async def _headers_and_token(
     for key, value in SECURITY_HEADERS.items():
         if key != "cache-control" or not request.url.path.startswith("/static/"):
             response.headers[key] = value
+    if request.url.path == "/report":
+        response.headers["content-security-policy"] = REPORT_CSP
     return response
 
 
@@ -76,7 +78,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    run_dir: str | Path, data_dir: str | Path | None = None, admin_token: str | None = None
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    admin_token: str | None = None,
+    reopen: Callable[[Path], MapSource] | None = None,
 ) -> FastAPI:
     """Build the studio for one run.
 
@@ -85,6 +90,8 @@ def create_app(
         data_dir: A data folder to annotate (the annotate room; optional).
         admin_token: The admin token (a fresh random one when ``None``); read it back from
             ``app.state.auth.admin_token``.
+        reopen: Reopens the run to recompute maps it does not store (``robustxai serve`` passes
+            :func:`robustxai.audit.reload.open_run_context`); ``None``: stored maps and metrics only.
 
     Returns:
         The FastAPI application.
@@ -92,11 +99,11 @@ def create_app(
     Raises:
         RobustXAIError: If the run cannot be read.
     """
-    from robustxai.web import annotate, explore, rating
+    from robustxai.web import annotate, explore, rating, reportview
     from robustxai.web.annotations import AnnotationStore
 
     app = FastAPI(title="robustxai studio", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.run = RunView(Path(run_dir))
+    app.state.run = RunView(Path(run_dir), reopen)
     app.state.db = StudioDB(Path(run_dir))
     app.state.auth = Auth(admin_token)
     store = AnnotationStore(app.state.db.path)
@@ -125,4 +132,5 @@ def create_app(
     explore.register(app)
     rating.register(app)
     annotate.register(app)
+    reportview.register(app)
     return app

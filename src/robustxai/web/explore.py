@@ -1,14 +1,17 @@
-"""The explore room: every test image of the run with its metrics; images, expert truth and stored maps.
+"""The explore room: every test image of the run with its metrics, expert truth and every map.
 
 Admin only. The listing filters by model, method and condition, sorts by any map metric and paginates; the
 image page shows the image with its expert points and mask outline and, per model × method, the clean map
-and every attacked map side by side as overlays with an opacity slider, next to the image's metrics.
+and every attacked map side by side as overlays with an opacity slider, next to the image's metrics. Maps the
+run stores (the report's figure images) are served from the store; every other one is recomputed from the
+run on demand (:mod:`robustxai.audit.reload`) and cached, and the page fetches it asynchronously.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -37,6 +40,42 @@ def _png(data: bytes | None, what: str) -> Response:
 
 def _fmt(v: float) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _cells(
+    view: RunView, index: int, model: str | None, method: str | None, live: bool
+) -> list[dict[str, Any]]:
+    """The map panels of one image, grouped by model × method, clean first.
+
+    Every model × method × condition of the run when maps can be recomputed (``live``): a stored map is
+    served by its id, any other one from ``/img/live/…`` (recomputed on demand, fetched by the page's script
+    after the page shows); otherwise the stored maps only.
+    """
+    sid = view.sample_ids[index]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for map_id, key in view.maps_of(sid):
+        groups.setdefault((key.model, key.explainer), []).append(
+            {"src": f"/img/map/{map_id}.png", "cond": key.condition_label, "live": False}
+        )
+    if live:
+        ch = view.choices()
+        for m in ch["model"]:
+            for x in ch["method"]:
+                if not any((m, x, c) in view.audited for c in ch["condition"]):
+                    continue
+                cells = groups.setdefault((m, x), [])
+                have = {c["cond"] for c in cells}
+                for cond in ch["condition"]:
+                    if cond not in have and (m, x, cond) in view.audited:
+                        query = urlencode({"model": m, "method": x, "condition": cond})
+                        cells.append({"src": f"/img/live/{index}.png?{query}", "cond": cond, "live": True})
+    out = []
+    for (m, x), cells in sorted(groups.items()):
+        if (model and m != model) or (method and x != method):
+            continue
+        cells.sort(key=lambda c: (c["cond"] != "clean", c["cond"]))
+        out.append({"model": m, "method": x, "cells": cells})
+    return out
 
 
 def register(app: FastAPI) -> None:
@@ -95,15 +134,7 @@ def register(app: FastAPI) -> None:
             raise HTTPException(status_code=404, detail=f"no image {index} in this run")
         sid = view.sample_ids[index]
         points, outline, h, w = view.truth(sid)
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for map_id, key in view.maps_of(sid):
-            if (model and key.model != model) or (method and key.explainer != method):
-                continue
-            groups.setdefault((key.model, key.explainer), []).append(
-                {"id": map_id, "cond": key.condition_label}
-            )
-        for cells in groups.values():
-            cells.sort(key=lambda c: (c["cond"] != "clean", c["cond"]))
+        groups = _cells(view, index, model, method, live=view.context_error() is None and h > 0)
         metrics = view.sample_metrics(sid).to_dict("records")
         for r in metrics:
             r["value_text"] = _fmt(r["value"])
@@ -115,12 +146,14 @@ def register(app: FastAPI) -> None:
             index=index,
             sample_id=sid,
             label=int(label["label"]),
-            has_pixels=view.has_pixels(sid),
+            has_pixels=h > 0,
+            stored=view.has_pixels(sid),
+            context_error=view.context_error(),
             outline=outline,
             width=w,
             height=h,
             points=[{"x": x + 0.5, "y": y + 0.5} for x, y in points],
-            groups=[{"model": m, "method": x, "cells": c} for (m, x), c in sorted(groups.items())],
+            groups=groups,
             metrics=metrics,
             n=len(view.sample_ids),
         )
@@ -129,6 +162,20 @@ def register(app: FastAPI) -> None:
     def image(request: Request, index: int) -> Response:
         request.app.state.auth.require_admin(request)
         return _png(request.app.state.run.image_png(index), "image")
+
+    @app.get("/img/live/{index}.png")
+    def live(request: Request, index: int, model: str, method: str, condition: str) -> Response:
+        """One map of any test image: the stored overlay, else recomputed from the run (then cached)."""
+        request.app.state.auth.require_admin(request)
+        view: RunView = request.app.state.run
+        ch = view.choices()
+        _pick(model, ch["model"], "model")
+        _pick(method, ch["method"], "method")
+        _pick(condition, ch["condition"], "condition")
+        try:
+            return Response(content=view.live_png(index, model, method, condition), media_type="image/png")
+        except LookupError as err:
+            raise HTTPException(status_code=404, detail=str(err.args[0])) from None
 
     @app.get("/img/map/{map_id}.png")
     def overlay(request: Request, map_id: int) -> Response:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from robustxai.errors import RobustXAIError
 from robustxai.results.run import read_rows
 from robustxai.results.schema import MANIPULATION_PREFIX
 from robustxai.results.store import Store
@@ -55,6 +58,39 @@ def _to_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+class MapSource(Protocol):
+    """A run reopened for recomputation (what :func:`robustxai.audit.reload.open_run_context` returns)."""
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The test images' ids in test-set order."""
+        ...
+
+    def image(self, index: int) -> Any:
+        """Test image ``index`` as a ``[C, H, W]`` tensor in [0, 1]."""
+        ...
+
+    def truth(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The image's expert mask and points (x, y), each possibly ``None``."""
+        ...
+
+    def explain(self, index: int, model: str, method: str, condition: str, epsilon: float) -> np.ndarray:
+        """One map ``[H, W]``, as the audit computed it."""
+        ...
+
+
+def heat_png(m: np.ndarray) -> bytes:
+    """A map as an inferno heat-map PNG whose alpha follows the min-max normalised value."""
+    import matplotlib
+
+    m = np.nan_to_num(np.asarray(m, dtype=np.float32))
+    lo, hi = float(m.min()), float(m.max())
+    v = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    rgba = (matplotlib.colormaps["inferno"](v) * 255).astype(np.uint8)
+    rgba[..., 3] = (np.sqrt(v) * 255).astype(np.uint8)
+    return _to_png(rgba)
+
+
 def outline_path(mask: np.ndarray) -> str:
     """The boundary of a boolean mask as an SVG path in pixel units (one segment per pixel edge).
 
@@ -77,13 +113,17 @@ class RunView:
 
     Args:
         run_dir: The run directory (with ``results.sqlite``).
+        reopen: Reopens the run for recomputing maps (the app layer passes
+            :func:`robustxai.audit.reload.open_run_context`; the studio never imports the audit). ``None``:
+            stored maps and metrics only.
 
     Raises:
         RobustXAIError: If the run store is missing or unreadable.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, reopen: Callable[[Path], MapSource] | None = None) -> None:
         self.path = Path(run_dir)
+        self._reopen = reopen
         run = read_rows(self.path).frames
         self.samples = run["samples"].sort_values("idx").reset_index(drop=True)
         self.sample_ids: list[str] = [str(s) for s in self.samples["sample_id"]]
@@ -113,8 +153,20 @@ class RunView:
         ]
         self._maps: list[np.ndarray] = list(maps["map"])
         self._map_index = {k: i for i, k in enumerate(self.map_keys)}
-        self._cache: dict[tuple[str, int], bytes] = {}
+        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._conditions = {
+            condition_label(c, e): (str(c), float(e))
+            for c, e in set(zip(self.metrics["condition"], self.metrics["epsilon"], strict=True))
+        }
+        mx = self.metrics[self.metrics["explainer"] != ""]
+        #: model × method × condition label the audit computed (a skipped or failed one is not recomputed)
+        self.audited: set[tuple[str, str, str]] = set(
+            zip(mx["model"], mx["explainer"], mx["cond"], strict=True)
+        )
+        self._context: MapSource | None = None
+        self._context_error: str | None = None if reopen else "the studio was started without recomputation"
+        self._context_lock = threading.Lock()
         self._choices: dict[str, list[str]] | None = None
         self._columns: dict[tuple[str, str, str, str], dict[str, float]] = {}
 
@@ -136,32 +188,55 @@ class RunView:
         return sample_id in self.pixels
 
     def truth(self, sample_id: str) -> tuple[list[tuple[float, float]], str, int, int]:
-        """An image's expert points, mask outline (SVG path) and height and width (0, 0: no pixels stored)."""
+        """An image's expert points, mask outline (SVG path), height and width.
+
+        Read from the store for the report's figure images, else from the run's test set (0, 0: neither).
+        """
         entry = self.pixels.get(sample_id)
-        if entry is None:
-            return [], "", 0, 0
-        h, w = entry["image"].shape[-2:]
-        outline = outline_path(entry["mask"]) if entry["mask"] is not None else ""
-        return [(float(x), float(y)) for x, y in entry["points"]], outline, int(h), int(w)
+        if entry is not None:
+            shape, mask, points = entry["image"].shape, entry["mask"], entry["points"]
+        else:
+            ctx = self.context()
+            if ctx is None:
+                return [], "", 0, 0
+            index = ctx.sample_ids.index(sample_id)
+            shape = tuple(ctx.image(index).shape)
+            mask, points = ctx.truth(index)
+        h, w = shape[-2:]
+        outline = outline_path(mask) if mask is not None else ""
+        pts = points if points is not None else []
+        return [(float(x), float(y)) for x, y in pts], outline, int(h), int(w)
 
     # -- rendering -----------------------------------------------------------------------------------------
-    def _cached(self, kind: str, index: int, render: Any) -> bytes:
+    def _cached(self, kind: str, index: Any, render: Any) -> bytes:
+        """The PNG of ``(kind, index)`` from the bounded LRU cache, rendered (and kept) on a miss."""
         with self._lock:
             hit = self._cache.get((kind, index))
-        if hit is not None:
-            return hit
+            if hit is not None:
+                self._cache.move_to_end((kind, index))
+                return hit
         png: bytes = render()
         with self._lock:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.pop(next(iter(self._cache)))
             self._cache[(kind, index)] = png
+            while len(self._cache) > _CACHE_MAX:
+                self._cache.popitem(last=False)
         return png
 
     def image_png(self, index: int) -> bytes | None:
-        """The image of sample ``index`` as an 8-bit PNG, or ``None`` when the run stores no pixels for it."""
-        if not 0 <= index < len(self.sample_ids) or self.sample_ids[index] not in self.pixels:
+        """The image of sample ``index`` as an 8-bit PNG (stored, else read from the run's test set).
+
+        ``None`` when there is no such image, or its pixels are neither stored nor recomputable.
+        """
+        if not 0 <= index < len(self.sample_ids):
             return None
-        image = self.pixels[self.sample_ids[index]]["image"]
+        entry = self.pixels.get(self.sample_ids[index])
+        if entry is not None:
+            image = entry["image"]
+        else:
+            ctx = self.context()
+            if ctx is None:
+                return None
+            image = ctx.image(ctx.sample_ids.index(self.sample_ids[index])).numpy()
 
         def render() -> bytes:
             a = np.clip(np.nan_to_num(image), 0, 1)
@@ -174,18 +249,64 @@ class RunView:
         """Stored map ``map_id`` as a heat-map PNG whose alpha follows the map (``None``: no such map)."""
         if not 0 <= map_id < len(self._maps):
             return None
-        m = np.nan_to_num(np.asarray(self._maps[map_id], dtype=np.float32))
+        m = np.asarray(self._maps[map_id], dtype=np.float32)
+        return self._cached("map", map_id, lambda: heat_png(m))
+
+    # -- recomputation -------------------------------------------------------------------------------------
+    def context(self) -> MapSource | None:
+        """The run reopened for recomputing maps (the ``reopen`` given at construction), or None.
+
+        Opened once, on first need (it rebuilds the test set); when it cannot be opened, the one-line reason
+        is kept in :meth:`context_error` and the studio shows stored maps and metrics only.
+        """
+        with self._context_lock:
+            if self._context is None and self._context_error is None and self._reopen is not None:
+                try:
+                    self._context = self._reopen(self.path)
+                except (RobustXAIError, OSError, ValueError) as err:
+                    self._context_error = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            return self._context
+
+    def context_error(self) -> str | None:
+        """Why maps cannot be recomputed for this run (``None``: they can, or it was not tried yet)."""
+        return self._context_error
+
+    def condition_of(self, label: str) -> tuple[str, float] | None:
+        """``(condition, ε)`` of a condition label the studio shows (``None``: the run has no such one)."""
+        return self._conditions.get(label)
+
+    def live_png(self, index: int, model: str, method: str, cond: str) -> bytes:
+        """The overlay PNG of one map: the stored one when the run keeps it, else recomputed and cached.
+
+        The caller has checked ``model``, ``method`` and ``cond`` against :meth:`choices`.
+
+        Raises:
+            LookupError: With a one-line reason when the map cannot be shown (no such image, the run cannot
+                be reopened, a model missing from the cache, a method that failed on it).
+        """
+        if not 0 <= index < len(self.sample_ids):
+            raise LookupError(f"no image {index} in this run")
+        if (model, method, cond) not in self.audited:
+            raise LookupError(f"the run has no {method} maps of {model} under {cond}")
+        condition, eps = self._conditions[cond]
+        sid = self.sample_ids[index]
+        stored = self.map_id(MapKey(model, condition, eps, method, sid))
+        if stored is not None:
+            png = self.overlay_png(stored)
+            assert png is not None
+            return png
 
         def render() -> bytes:
-            import matplotlib
+            ctx = self.context()
+            if ctx is None:
+                raise LookupError(f"maps cannot be recomputed: {self._context_error}")
+            try:
+                m = ctx.explain(ctx.sample_ids.index(sid), model, method, condition, eps)
+            except (RobustXAIError, ValueError) as err:
+                raise LookupError(str(err).strip().splitlines()[0]) from None
+            return heat_png(np.asarray(m, dtype=np.float32))
 
-            lo, hi = float(m.min()), float(m.max())
-            v = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-            rgba = (matplotlib.colormaps["inferno"](v) * 255).astype(np.uint8)
-            rgba[..., 3] = (np.sqrt(v) * 255).astype(np.uint8)
-            return _to_png(rgba)
-
-        return self._cached("map", map_id, render)
+        return self._cached("live", (index, model, method, cond), render)
 
     # -- listing -------------------------------------------------------------------------------------------
     def choices(self) -> dict[str, list[str]]:

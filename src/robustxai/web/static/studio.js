@@ -13,6 +13,26 @@
     setOpacity(slider.value);
     slider.addEventListener("input", function () { setOpacity(slider.value); });
   }
+  // Maps the run does not store are recomputed on demand: fetch them one at a time after the page shows,
+  // with a "computing…" placeholder that becomes the server's one-line reason if the map cannot be made.
+  var pending = Array.prototype.slice.call(document.querySelectorAll("img.overlay.live[data-src]"));
+  function next() {
+    var img = pending.shift();
+    if (!img) { return; }
+    var note = img.parentNode.querySelector(".pending");
+    fetch(img.dataset.src, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) {
+        return r.json().then(function (j) { throw new Error(j.detail || ("HTTP " + r.status)); },
+          function () { throw new Error("HTTP " + r.status); });
+      }
+      // the server keeps the rendered PNG in its cache: loading it into the image is cheap now
+      img.addEventListener("load", function () { if (note) { note.remove(); } });
+      img.src = img.dataset.src;
+    }).catch(function (err) {
+      if (note) { note.textContent = err.message; }
+    }).then(next);
+  }
+  next();
   var truth = document.getElementById("show-truth");
   if (truth) {
     truth.addEventListener("change", function () {
