@@ -27,6 +27,7 @@ from robustxai.web.annotations import (
     to_annotations_json,
     to_coco,
 )
+from robustxai.web.pages import render
 
 WHO = "^[A-Za-z0-9_.@-]{1,40}$"
 Who = Annotated[str, Query(pattern=WHO, description="the annotator's name")]
@@ -85,7 +86,6 @@ def _fmt(v: float) -> str:
 
 def register(app: FastAPI) -> None:
     """Add the annotate room's routes to ``app`` (``app.state.folder`` is ``None`` without ``--data``)."""
-    from robustxai.web.app import render
 
     @app.get("/annotate", response_class=HTMLResponse)
     def listing(request: Request, who: Who = "annotator") -> HTMLResponse:

@@ -9,32 +9,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from html import escape
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
-import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from robustxai.web.db import StudioDB
+from robustxai.web.pages import HERE, render
 from robustxai.web.runview import MapSource, RunView
 from robustxai.web.security import ADMIN_COOKIE, REPORT_CSP, SECURITY_HEADERS, Auth
-
-HERE = Path(__file__).parent
-# Autoescape everything: Starlette's default only escapes names ending in .html, and ours end in .j2.
-templates = Jinja2Templates(
-    env=jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
-)
-
-
-def render(request: Request, name: str, identity: str, **context: Any) -> HTMLResponse:
-    """Render a page with the CSRF token of its session (``identity``) in a ``<meta>`` tag."""
-    auth: Auth = request.app.state.auth
-    return templates.TemplateResponse(request, name, {"csrf": auth.csrf_token(identity), **context})
 
 
 async def _headers_and_token(

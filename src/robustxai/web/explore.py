@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from robustxai.web.pages import render
 from robustxai.web.runview import RunView
 
 PAGE_SIZE = 50
@@ -91,8 +92,6 @@ def register(app: FastAPI) -> None:
         order: str = Query("asc", pattern="^(asc|desc)$"),
         page: int = Query(1, ge=1, le=1_000_000),
     ) -> HTMLResponse:
-        from robustxai.web.app import render
-
         request.app.state.auth.require_admin(request)
         view: RunView = request.app.state.run
         ch = view.choices()
@@ -126,8 +125,6 @@ def register(app: FastAPI) -> None:
     def sample(
         request: Request, index: int, model: str | None = None, method: str | None = None
     ) -> HTMLResponse:
-        from robustxai.web.app import render
-
         request.app.state.auth.require_admin(request)
         view: RunView = request.app.state.run
         if not 0 <= index < len(view.sample_ids):

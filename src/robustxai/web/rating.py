@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from robustxai.web.db import StudioDB
+from robustxai.web.pages import render
 from robustxai.web.runview import MapKey, RunView
 
 QUESTION = "Does the highlighted region correspond to the finding?"
@@ -52,7 +53,6 @@ def _fmt(v: float) -> str:
 
 def register(app: FastAPI) -> None:
     """Add the rater pages and the admin's study results to ``app``."""
-    from robustxai.web.app import render
 
     @app.get("/r/{token}", response_class=HTMLResponse)
     def rate(request: Request, token: str, pos: int | None = Query(None, ge=0, le=100_000)) -> HTMLResponse:

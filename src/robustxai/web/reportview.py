@@ -23,7 +23,7 @@ from robustxai.web.runview import RunView
 REPORT_FILE = "report.html"
 _GRID = re.compile(
     r'(<figure class="grid">\s*<img src="[^"]*" alt="Explanation maps of (?P<model>[^"]*?) for each'
-    r'.*?</figure>)',
+    r".*?</figure>)",
     re.DOTALL,
 )
 
