@@ -110,6 +110,7 @@ def audit(
     model could not be audited (e.g. NaN weights); it is named, and the other models' report is written.
     """
     from robustxai.audit.config import load_config
+    from robustxai.audit.grants import Grants, check_grants
     from robustxai.audit.runner import AuditInterrupted
     from robustxai.pipeline import run_audit
 
@@ -119,6 +120,7 @@ def audit(
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )
+        check_grants(cfg, Grants(trust, download))  # before the plan: a refused ask costs no measurement
         cfg, predicted = plan_first(console, cfg, max_minutes)
         try:
             with _progress(progress_interval) as prog:
