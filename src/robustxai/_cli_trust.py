@@ -7,9 +7,12 @@ of commands.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from robustxai.audit.config import AuditConfig
 
 TrustCheckpoint = Annotated[
     bool,
@@ -26,3 +29,14 @@ AllowDownload = Annotated[
         help="Honour arch_kwargs.allow_download = true in the config (the library downloads weights).",
     ),
 ]
+
+
+def refuse_ungranted(cfg: AuditConfig, trust: bool, download: bool) -> None:
+    """Refuse, in one line, a config that asks for trust these flags did not grant (before any work).
+
+    Raises:
+        ConfigError: Naming the config key (see :func:`robustxai.audit.grants.check_grants`).
+    """
+    from robustxai.audit.grants import Grants, check_grants
+
+    check_grants(cfg, Grants(trust_checkpoint=trust, allow_download=download))

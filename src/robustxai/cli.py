@@ -10,7 +10,7 @@ import difflib
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +24,7 @@ from robustxai._cli_errors import one_line, sigterm_as_interrupt, user_errors
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
 from robustxai._cli_plan import MaxMinutes, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
-from robustxai._cli_trust import AllowDownload, TrustCheckpoint
+from robustxai._cli_trust import AllowDownload, TrustCheckpoint, refuse_ungranted
 from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
@@ -49,10 +49,8 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
         yield prog
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    with user_errors(console, _state["debug"]):
-        yield
+def _user_errors() -> AbstractContextManager[None]:
+    return user_errors(console, _state["debug"])
 
 
 def _log_handler() -> logging.Handler:
@@ -110,7 +108,6 @@ def audit(
     model could not be audited (e.g. NaN weights); it is named, and the other models' report is written.
     """
     from robustxai.audit.config import load_config
-    from robustxai.audit.grants import Grants, check_grants
     from robustxai.audit.runner import AuditInterrupted
     from robustxai.pipeline import run_audit
 
@@ -120,7 +117,7 @@ def audit(
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )
-        check_grants(cfg, Grants(trust, download))  # before the plan: a refused ask costs no measurement
+        refuse_ungranted(cfg, trust, download)  # before the plan: a refused ask costs no measurement
         cfg, predicted = plan_first(console, cfg, max_minutes)
         try:
             with _progress(progress_interval) as prog:
