@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 #: The layers, lowest first: a module may import only from its own layer or a lower one.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"errors", "_validate", "_arrays", "registry", "runtime", "_version"})),
+    ("base", frozenset({"errors", "_validate", "_arrays", "_atomic", "registry", "runtime", "_version"})),
     ("data", frozenset({"data"})),
     ("models", frozenset({"models"})),
     ("metrics", frozenset({"metrics"})),
@@ -36,7 +36,18 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "app",
         frozenset(
-            {"cli", "_cli_help", "_cli_plan", "_cli_progress", "_cli_web", "pipeline", "export", "__init__"}
+            {
+                "cli",
+                "_cli_errors",
+                "_cli_help",
+                "_cli_plan",
+                "_cli_progress",
+                "_cli_trust",
+                "_cli_web",
+                "pipeline",
+                "export",
+                "__init__",
+            }
         ),
     ),
 )

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,9 +20,11 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from robustxai._cli_errors import one_line, sigterm_as_interrupt, user_errors
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
 from robustxai._cli_plan import MaxMinutes, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
+from robustxai._cli_trust import AllowDownload, TrustCheckpoint, refuse_ungranted
 from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
 from robustxai.errors import RobustXAIError
 from robustxai.runtime import keep_freed_memory
@@ -49,28 +49,8 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
         yield prog
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _sigterm_as_interrupt() -> None:
-    """Let ``kill`` stop an audit as Ctrl-C does: finished units stay saved and the run lock is released."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RobustXAIError, OSError) as err:
-        if _state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+def _user_errors() -> AbstractContextManager[None]:
+    return user_errors(console, _state["debug"])
 
 
 def _log_handler() -> logging.Handler:
@@ -119,6 +99,8 @@ def audit(
         typer.Option(min=0.01, help="Seconds between progress lines when the output is not a terminal."),
     ] = DEFAULT_INTERVAL,
     max_minutes: MaxMinutes = None,
+    trust: TrustCheckpoint = False,
+    download: AllowDownload = False,
 ) -> None:
     """Run an audit and write report.html, tables/*.csv and figures/*.png into the run directory.
 
@@ -129,34 +111,42 @@ def audit(
     from robustxai.audit.runner import AuditInterrupted
     from robustxai.pipeline import run_audit
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     with _user_errors():
         ex: dict[str, str] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )
+        refuse_ungranted(cfg, trust, download)  # before the plan: a refused ask costs no measurement
         cfg, predicted = plan_first(console, cfg, max_minutes)
         try:
             with _progress(progress_interval) as prog:
-                result = run_audit(cfg, out, progress=with_predictions(prog, predicted), fresh=not resume)
+                result = run_audit(
+                    cfg,
+                    out,
+                    progress=with_predictions(prog, predicted),
+                    fresh=not resume,
+                    trust_checkpoint=trust,
+                    allow_download=download,
+                )
         except AuditInterrupted as stop:
-            console.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]{one_line(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {one_line(w)}", highlight=False, soft_wrap=True)
     if result.units_skipped:
         console.print(f"resumed: {result.units_skipped} finished units kept, {result.units_run} run now")
     for why in result.failed.values():
-        console.print(f"[bold red]failed:[/] {escape(why)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]failed:[/] {one_line(why)}", highlight=False, soft_wrap=True)
     done = "with failed models" if result.failed else "in"
     console.print(f"[{'red' if result.failed else 'green'}]audit finished {done} {result.seconds:.0f} s[/]")
     assert result.report is not None  # the pipeline always builds the report
-    console.print(f"report: {escape(str(result.report.resolve()))}", highlight=False, soft_wrap=True)
+    console.print(f"report: {one_line(str(result.report.resolve()))}", highlight=False, soft_wrap=True)
     typer.echo(str(result.report.resolve()))
     if result.failed:  # the report is written, but a pipeline must not mistake it for a complete audit
         console.print(
             f"[bold red]{len(result.failed)} model(s) could not be audited: "
-            f"{escape(', '.join(result.failed))}; exit status 1[/]",
+            f"{one_line(', '.join(result.failed))}; exit status 1[/]",
             highlight=False,
             soft_wrap=True,
         )
@@ -321,7 +311,7 @@ def train(
         )
     console.print(
         f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to "
-        f"{escape(str(out))}",
+        f"{one_line(str(out))}",
         highlight=False,
     )
 
@@ -359,7 +349,7 @@ def data_synth(
             write_folder(ds, out, progress=lambda k: prog.advance(task, k), split=splits)
             prog.finish(task)
     console.print(
-        f"wrote {n} images to {escape(str(out))} ({splits.count('test')} marked test)", highlight=False
+        f"wrote {n} images to {one_line(str(out))} ({splits.count('test')} marked test)", highlight=False
     )
 
 

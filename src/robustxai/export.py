@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustxai._atomic import replacing
 from robustxai.audit.config import AuditConfig, validate_config
 from robustxai.errors import RobustXAIError
 from robustxai.report.run_tables import report_tables, run_tables
@@ -109,6 +110,12 @@ def open_run(path: str | Path) -> Run:
     return Run(path=rows.path, warnings=rows.warnings, meta=rows.meta, **rows.frames)
 
 
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write one table as Parquet, atomically (a hard link named ``path`` keeps its bytes)."""
+    with replacing(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow")
+
+
 def _writer(format: str) -> tuple[str, Any]:
     if format == "csv":
         return "csv", write_table_csv
@@ -119,7 +126,7 @@ def _writer(format: str) -> tuple[str, Any]:
             raise RobustXAIError(
                 "Parquet export needs pyarrow: pip install 'robustxai[export]' (or use --format csv)"
             ) from None
-        return "parquet", lambda df, path: df.to_parquet(path, index=False, engine="pyarrow")
+        return "parquet", _write_parquet
     raise RobustXAIError(f"unknown export format {format!r}; known formats: {', '.join(EXPORT_FORMATS)}")
 
 

@@ -25,6 +25,8 @@ def run_audit(
     *,
     fresh: bool = False,
     executor: Executor | None = None,
+    trust_checkpoint: bool = False,
+    allow_download: bool = False,
 ) -> AuditResult:
     """Run (or resume) the audit described by ``cfg`` and build its report (``report.html``, tables, figures).
 
@@ -34,6 +36,9 @@ def run_audit(
         progress: Receives progress of the long stages (default: log lines).
         fresh: Replace the outputs of an earlier run in ``run_dir`` instead of resuming it.
         executor: Runs the units (default: from ``cfg.executor``).
+        trust_checkpoint: Honour ``arch_kwargs.trust_checkpoint = true`` in the config (full pickles, which
+            can run code); only the caller grants it (:mod:`robustxai.audit.grants`).
+        allow_download: Honour ``arch_kwargs.allow_download = true`` in the config (the same rule).
 
     Returns:
         The paths of the outputs (``report`` is set), the wall time, warnings and unit counts.
@@ -42,4 +47,13 @@ def run_audit(
         ConfigError: For an invalid config, a foreign run directory or an incompatible earlier run.
         AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
     """
-    return _run_audit_only(cfg, run_dir, progress, fresh=fresh, executor=executor, report=build_report)
+    return _run_audit_only(
+        cfg,
+        run_dir,
+        progress,
+        fresh=fresh,
+        executor=executor,
+        report=build_report,
+        trust_checkpoint=trust_checkpoint,
+        allow_download=allow_download,
+    )

@@ -39,7 +39,7 @@ from unittest import mock
 import pytest
 from typer.testing import CliRunner, Result
 
-from robustxai.audit import runner as runner_module
+from robustxai import pipeline as pipeline_module  # where the audit is chained to build_report
 from robustxai.audit.config import dump_toml
 from robustxai.cli import app
 
@@ -171,7 +171,7 @@ class Workspace:
         """Run the workspace's audit once (a finished run in ``out/`` for the run-directory cases)."""
         with ExitStack() as stack:
             if not full_report:
-                stack.enter_context(mock.patch.object(runner_module, "build_report", stand_in_report))
+                stack.enter_context(mock.patch.object(pipeline_module, "build_report", stand_in_report))
             result = CliRunner().invoke(app, self.audit_args())
         assert result.exit_code == 0, result.output
 
@@ -248,7 +248,7 @@ def run_case(case: Case, ws: Workspace, caplog: pytest.LogCaptureFixture) -> Non
     start = time.monotonic()
     with caplog.at_level(logging.WARNING), ExitStack() as stack:
         if not case.full_report:
-            stack.enter_context(mock.patch.object(runner_module, "build_report", stand_in_report))
+            stack.enter_context(mock.patch.object(pipeline_module, "build_report", stand_in_report))
         result = CliRunner().invoke(app, argv)
     seconds = time.monotonic() - start
     assert ws.max_seconds is None or seconds < ws.max_seconds, f"blocked for {seconds:.1f} s"

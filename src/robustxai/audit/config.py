@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
@@ -263,6 +264,12 @@ class AuditConfig(_Strict):
     manipulation: ManipulationConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     sanity: SanityConfig = Field(default_factory=SanityConfig)
+    _source: str = pydantic.PrivateAttr("")  # the file it was read from (messages only; never dumped)
+
+    @property
+    def source(self) -> str:
+        """The config file this was read from (``""``: built in Python or from a profile alone)."""
+        return self._source
 
     @model_validator(mode="after")
     def _unique_names(self) -> AuditConfig:
@@ -330,9 +337,11 @@ def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
             f"invalid config {source}: {'; '.join(f'{k}: integer out of the 64-bit range' for k in huge)}"
         )
     try:
-        return AuditConfig.model_validate(raw)
+        cfg = AuditConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
+    cfg._source = "" if source.startswith("(profile") else source
+    return cfg
 
 
 def load_config(path: str | Path | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:

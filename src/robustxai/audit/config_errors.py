@@ -7,6 +7,7 @@ profile or config key deserves the same, at whatever depth of the TOML it sits.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,27 @@ def known_keys(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
             return []
         model = inner
     return list(model.model_fields)
+
+
+def field_default(root: type[BaseModel], key: str) -> tuple[bool, Any]:
+    """The default of the setting at a dotted key such as ``data.max_pixels`` or ``models[0].lr``.
+
+    Returns:
+        ``(True, default)``, or ``(False, None)`` when the key leads to no field with a default (e.g. a key
+        inside a free-form table such as ``arch_kwargs``, or a required field).
+    """
+    model: type[BaseModel] | None = root
+    parts = [p for p in re.split(r"\.|\[\d+\]", key) if p]
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return False, None
+        if i == len(parts) - 1:
+            if field.is_required():
+                return False, None
+            return True, field.get_default(call_default_factory=True, validated_data={})
+        model = _model_in(field.annotation)
+    return False, None
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -28,7 +28,7 @@ from robustxai.audit.passes import Shape, Work, unit_work
 from robustxai.audit.plan import AuditData, Unit, inapplicable, plan_units
 from robustxai.audit.progress import LogProgress, Progress, format_seconds, stage_name
 from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_models import build_untrained, fit_config_for, models_to_train
+from robustxai.audit.stages_models import build_architecture, fit_config_for, models_to_train
 from robustxai.audit.timing import PassTime, TimingCache
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper, load_model
@@ -177,7 +177,7 @@ class Planner:
             return load_model(m.checkpoint).eval()
         info = self.data_info
         task = str(info.get("task", "multiclass"))
-        return build_untrained(m, list(info["class_names"]), int(info["channels"]), task).eval()
+        return build_architecture(m, list(info["class_names"]), int(info["channels"]), task).eval()
 
     def works(self, cfg: AuditConfig) -> tuple[list[tuple[Unit, list[Work]]], dict[str, list[Work]]]:
         """Every unit's work under ``cfg`` (image counts may be trimmed), and each model's training."""

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from robustxai._atomic import replacing
 from robustxai.audit.applicability import Skipped, attacks_applicable, explainers_applicable
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.stages_eval import ExplainShard, conditions_of, explanation_shard, robustness_shard
@@ -154,10 +155,8 @@ def _stack_labels(labels: list[int | torch.Tensor]) -> torch.Tensor:
 
 def save_arrays(path: Path, arrays: dict[str, torch.Tensor]) -> None:
     """Write tensors atomically (temporary file, then rename), so a crash never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in arrays.items()}, str(tmp))
-    tmp.replace(path)
+    with replacing(path) as tmp:  # a fresh temporary name: never a planted file or link
+        save_file({k: v.contiguous() for k, v in arrays.items()}, str(tmp))
 
 
 def shards(n: int, size: int) -> list[tuple[int, ...]]:

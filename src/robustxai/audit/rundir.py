@@ -22,9 +22,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.config_errors import field_default
 from robustxai.audit.plan import ADV_DIR
 from robustxai.audit.runlock import LOCK_FILE
-from robustxai.errors import ConfigError
+from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.results.layout import refuse_link, refuse_symlinks
 from robustxai.results.store import STORE_FILE, Store, store_problem
 
@@ -130,9 +134,23 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8)
     diffs = [
         f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}"
         for k in sorted(set(a) | set(b))
-        if a.get(k, missing) != b.get(k, missing)
+        if a.get(k, missing) != b.get(k, missing) and not (k not in a and _is_default(k, b[k]))
     ]
     return diffs[:limit] + ([f"… and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
+def _is_default(key: str, value: Any) -> bool:
+    """Whether ``value`` is the default of the setting ``key`` (as stored: JSON).
+
+    Why: a run recorded before a setting existed (an update added ``data.max_pixels``) lacks its key; the
+    new setting at its default changes nothing, so it must not make the run "a different config".
+    """
+    known, default = field_default(AuditConfig, key)
+    if not known:
+        return False
+    if isinstance(default, BaseModel):
+        default = default.model_dump()
+    return bool(json.loads(json.dumps(default, sort_keys=True, default=str)) == value)
 
 
 def _stored_config(run_dir: Path) -> dict[str, Any] | None:
@@ -150,6 +168,20 @@ def _stored_config(run_dir: Path) -> dict[str, Any] | None:
             "deleted: run again with --fresh to replace this run, or choose another --out"
         ) from None
     return value if isinstance(value, dict) else None
+
+
+def _refuse_shared_store(store: Path) -> None:
+    """Refuse to resume into a store that has other hard links: SQLite writes in place, so every name changes.
+
+    Raises:
+        RobustXAIError: Naming the store and how many names it has.
+    """
+    links = store.stat().st_nlink
+    if links > 1:
+        raise RobustXAIError(
+            f"{store} has {links} hard links (names); resuming would change the file under every name, some "
+            "perhaps outside the run: copy the run (cp, not a hard link) or run again with --fresh"
+        )
 
 
 def _clear_outputs(run_dir: Path) -> None:
@@ -179,6 +211,8 @@ def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], fresh: bool = False
     """
     state = refuse_foreign(run_dir, fresh)
     refuse_symlinks(run_dir, RUN_OUTPUTS)
+    if state == "run" and not fresh:
+        _refuse_shared_store(run_dir / STORE_FILE)
     stored = _stored_config(run_dir) if state == "run" and not fresh else None
     if stored is not None:
         diffs = config_differences(stored, resolved)

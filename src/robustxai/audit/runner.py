@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from robustxai._atomic import write_text
 from robustxai._version import __version__
 from robustxai.attacks import create_attack
 from robustxai.audit.applicability import skipped_warnings
@@ -35,6 +36,7 @@ from robustxai.audit.config import AuditConfig, dump_toml
 from robustxai.audit.data_checks import DATA_CODE, data_warnings
 from robustxai.audit.executor import ExecutionContext, Executor
 from robustxai.audit.executors import create_executor
+from robustxai.audit.grants import Grants, check_grants
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import (
     AuditData,
@@ -195,6 +197,8 @@ def run_audit(
     fresh: bool = False,
     executor: Executor | None = None,
     report: Callable[[Path], Path] | None = None,
+    trust_checkpoint: bool = False,
+    allow_download: bool = False,
 ) -> AuditResult:
     """Run (or resume) the audit described by ``cfg``: write the store, then build the report via ``report``.
 
@@ -207,6 +211,10 @@ def run_audit(
         executor: Runs the units (default: from ``cfg.executor``).
         report: Builds the report from the run directory and returns its path (``None``: no report; the
             result's ``report`` is ``None`` then). The audit layer never imports the report layer itself.
+        trust_checkpoint: Honour ``arch_kwargs.trust_checkpoint = true`` in the config (full-pickle
+            checkpoints, which can run code). Only the caller grants it; a config that asks without it is
+            refused (:mod:`robustxai.audit.grants`).
+        allow_download: Honour ``arch_kwargs.allow_download = true`` in the config (the same rule).
 
     Returns:
         The paths of the outputs, the wall time, warnings, how many units ran and were skipped, and the
@@ -222,7 +230,8 @@ def run_audit(
     """
     t_start = time.perf_counter()
     prog = progress or LogProgress()
-    warnings = check_config(cfg)
+    grants = Grants(trust_checkpoint=trust_checkpoint, allow_download=allow_download)
+    warnings = check_grants(cfg, grants) + check_config(cfg)
     e = cfg.executor
     ex = executor or create_executor(e.kind, e.address, e.num_cpus, e.num_gpus, e.device)
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
@@ -231,7 +240,7 @@ def run_audit(
     with RunLock(out) as lock:
         warnings += [lock.warning] if lock.warning else []
         resumed = prepare_run_dir(out, resolved, fresh=fresh)
-        result = _audit(cfg, out, resolved, ex, prog, resumed, report)
+        result = _audit(cfg, out, resolved, ex, prog, resumed, report, grants)
     result.warnings = warnings + result.warnings
     result.seconds = time.perf_counter() - t_start
     log.info("audit %s finished in %.1f s: %s", cfg.name, result.seconds, result.report or out)
@@ -246,11 +255,12 @@ def _audit(
     prog: Progress,
     resumed: bool,
     report: Callable[[Path], Path] | None,
+    grants: Grants,
 ) -> AuditResult:
     """Everything after the run directory is prepared: data, models, units, ``report`` (the lock is held)."""
     t_start = time.perf_counter()
     warnings: list[str] = []
-    (out / "config.toml").write_text(dump_toml(resolved))
+    write_text(out / "config.toml", dump_toml(resolved))
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     cache = cache_root(cfg.cache_dir)
@@ -265,7 +275,7 @@ def _audit(
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    models, model_infos = get_models(cfg, train_ds, data_info, cache, prog)
+    models, model_infos = get_models(cfg, train_ds, data_info, cache, prog, grants)
     timings["models"] = time.perf_counter() - t
 
     not_run = inapplicable(cfg, models)  # model × method pairs that cannot run: listed, never fatal

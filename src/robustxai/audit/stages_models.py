@@ -12,6 +12,7 @@ import torch
 
 from robustxai.audit.cache import is_complete, key_of, mark_complete
 from robustxai.audit.config import DATA_GUARD_KEYS, AuditConfig, ModelConfig
+from robustxai.audit.grants import Grants, model_kwargs
 from robustxai.audit.progress import Progress
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.errors import RobustXAIError
@@ -20,6 +21,7 @@ from robustxai.models.zoo import default_model_dir
 from robustxai.training import FitConfig, fit
 
 log = logging.getLogger(__name__)
+NO_GRANTS = Grants()
 
 
 def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
@@ -40,16 +42,46 @@ def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
 
 
 def build_untrained(
-    m: ModelConfig, class_names: list[str], in_channels: int, task: str = "multiclass"
+    m: ModelConfig,
+    class_names: list[str],
+    in_channels: int,
+    task: str = "multiclass",
+    grants: Grants = NO_GRANTS,
 ) -> ModelWrapper:
-    """The configured architecture before training: random, or a zoo model with its checkpoint's weights."""
+    """The configured architecture before training: random, or a zoo model with its checkpoint's weights.
+
+    The trust keywords (full-pickle checkpoints, downloads) are the caller's ``grants``, never the config's
+    word alone (:mod:`robustxai.audit.grants`).
+    """
     return create_model(
         m.arch,
         num_classes=len(class_names),
         class_names=class_names,
         in_channels=in_channels,
         task=task,
-        **m.arch_kwargs,
+        **model_kwargs(m, grants),
+    )
+
+
+def build_architecture(
+    m: ModelConfig, class_names: list[str], in_channels: int, task: str = "multiclass"
+) -> ModelWrapper:
+    """The configured architecture with random weights, reading no weight file (the cost planner's model).
+
+    Why: timing a pass needs the network's shape, not its weights, so planning never opens a checkpoint
+    (never a pickle) and needs no grant; :func:`build_untrained` builds the audited model.
+    """
+    weight_keys = ("checkpoint", "trust_checkpoint", "allow_download", "model_dir", "random_init")
+    kwargs = {k: v for k, v in m.arch_kwargs.items() if k not in weight_keys}
+    if ":" in m.arch:  # a zoo family: built without weights
+        kwargs["random_init"] = True
+    return create_model(
+        m.arch,
+        num_classes=len(class_names),
+        class_names=class_names,
+        in_channels=in_channels,
+        task=task,
+        **kwargs,
     )
 
 
@@ -168,8 +200,12 @@ def get_models(
     data_info: dict[str, Any],
     cache: Path,
     progress: Progress,
+    grants: Grants = NO_GRANTS,
 ) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, Any]]]:
-    """Return the audited models by name and a description of each (where it came from, its validation)."""
+    """Return the audited models by name and a description of each (where it came from, its validation).
+
+    ``grants`` is what the caller allows beyond safe loading; a model whose config asks for more is refused.
+    """
     class_names = list(data_info["class_names"])
     data_task = str(data_info.get("task", "multiclass"))
     models: dict[str, ModelWrapper] = {}
@@ -201,7 +237,7 @@ def get_models(
         if m.training == "none":
             # Evaluated as built (e.g. a zoo checkpoint): nothing to cache, but the key (which names the
             # model for workers) follows the weights' bytes.
-            model = build_untrained(m, class_names, in_channels, data_task)
+            model = build_untrained(m, class_names, in_channels, data_task, grants)
             copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
             key = model_key(cfg, m, data_info, in_channels, parent)
             models[m.name] = model.eval()
@@ -227,7 +263,7 @@ def get_models(
             continue
         if train_tensors is None:
             train_tensors = stack_images([train_ds[i] for i in range(len(train_ds))])
-        model = build_untrained(m, class_names, in_channels, data_task)
+        model = build_untrained(m, class_names, in_channels, data_task, grants)
         copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
         task = progress.start(f"training {m.name} ({m.training})", fit_cfg.epochs)
         t0 = time.perf_counter()

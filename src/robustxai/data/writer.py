@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from robustxai._atomic import replacing, write_text
 from robustxai.data.base import ImageDataset
 from robustxai.errors import DataError
 
@@ -89,12 +90,12 @@ def write_folder(
         rows.append([rel, *cells, splits[i]])
         if progress is not None:
             progress(1)
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+    with replacing(out / "manifest.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["path", *(dataset.class_names if multi else ["label"]), "split"])
         writer.writerows(rows)
     doc = {"format": ANNOTATION_FORMAT, "class_names": list(dataset.class_names), "images": images}
-    (out / "annotations.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    write_text(out / "annotations.json", json.dumps(doc, indent=1))
     logger.info("wrote %d images to %s", n, out)
     return out
 
@@ -123,5 +124,5 @@ def _to_uint8(image: torch.Tensor, sid: str) -> np.ndarray:
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG")
+    with replacing(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from robustxai._atomic import write_text
 from robustxai.report.figures import grid_figures, robustness_figure
 from robustxai.report.header import dataset_description, mapping_rows, models_rows
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
@@ -257,6 +258,6 @@ def build_report(run_dir: Path) -> Path:
         ratings_section(run_dir, run.metrics),
     )
     path = run_dir / REPORT_FILE
-    path.write_text(html, encoding="utf-8")
+    write_text(path, html)  # atomic: never written through a hard link
     logger.info("wrote %s", path)
     return path

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustxai._atomic import replacing
 from robustxai.metrics.statistics import bootstrap_ci
 from robustxai.report.gaps import random_gaps, random_per_image
 from robustxai.report.undefined import undefined_note
@@ -318,6 +319,6 @@ def reference_ranks(meta: dict[str, Any]) -> dict[str, int]:
 
 def write_table_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write one table as CSV the way every run table and its CSV export is written (no index, LF lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, lineterminator="\n")
+    with replacing(path) as tmp:  # never written in place: a hard link named path keeps its bytes
+        frame.to_csv(tmp, index=False, lineterminator="\n")
     return path
