@@ -12,7 +12,7 @@ import signal
 import threading
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import typer
@@ -34,6 +34,17 @@ def _visible(ch: str) -> str:
 def one_line(text: object) -> str:
     """``text`` as one line of literal console text: control characters escaped, Rich markup escaped."""
     return escape("".join(_visible(ch) for ch in str(text)))
+
+
+#: The CLI's one console (stderr; long lines are never hard-wrapped, so piped output and logs stay whole) and
+#: its debug switch, here rather than in ``cli`` so the command modules share them without importing ``cli``.
+console = Console(stderr=True, soft_wrap=True)
+state = {"debug": False}
+
+
+def cli_errors() -> AbstractContextManager[None]:
+    """:func:`user_errors` on the CLI's console with its ``--debug`` setting."""
+    return user_errors(console, state["debug"])
 
 
 @contextmanager

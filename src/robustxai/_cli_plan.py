@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from robustxai._cli_errors import cli_errors, console
 from robustxai.audit.estimate_text import plan_lines
 from robustxai.audit.progress import Progress, ProgressTracker
 
@@ -76,8 +77,7 @@ def plan_command(
     plan is instant. Also says what a GPU and an N-worker Ray cluster would take.
     """
     from robustxai.audit.config import load_config
-    from robustxai.cli import _user_errors, console
 
-    with _user_errors():
+    with cli_errors():
         cfg = load_config(config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None)
         show_plan(console, cfg, max_minutes, workers, gpu_speedup)

@@ -20,7 +20,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from robustxai._cli_errors import one_line, sigterm_as_interrupt, user_errors
+from robustxai._cli_errors import cli_errors, console, one_line, sigterm_as_interrupt, state
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
 from robustxai._cli_plan import MaxMinutes, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
@@ -38,8 +38,6 @@ app = typer.Typer(
 data_app = typer.Typer(cls=PlainHelpGroup, no_args_is_help=True, help="Write data sets to disk.")
 app.add_typer(data_app, name="data")
 app.command("plan", cls=PlainHelpCommand)(plan_command)
-console = Console(stderr=True, soft_wrap=True)  # long lines are never hard-wrapped (piped output, logs)
-_state = {"debug": False}
 
 
 @contextmanager
@@ -50,7 +48,7 @@ def _progress(interval: float = DEFAULT_INTERVAL) -> Iterator[Progress]:
 
 
 def _user_errors() -> AbstractContextManager[None]:
-    return user_errors(console, _state["debug"])
+    return cli_errors()
 
 
 def _log_handler() -> logging.Handler:
@@ -64,7 +62,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Configure logging for every command, and let this process reuse freed tensor memory."""
-    _state["debug"] = debug
+    state["debug"] = debug
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
