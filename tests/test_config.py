@@ -6,7 +6,8 @@ import tomllib
 
 import pytest
 
-from robustxai.audit.config import PROFILES, deep_merge, dump_toml, load_config, validate_config
+from robustxai.audit.config import PROFILES, deep_merge, load_config, validate_config
+from robustxai.audit.config_toml import dump_toml
 from robustxai.audit.runner import check_config, primary_condition
 from robustxai.errors import ConfigError, RobustXAIError, UnknownNameError
 

@@ -40,7 +40,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from robustxai import pipeline as pipeline_module  # where the audit is chained to build_report
-from robustxai.audit.config import dump_toml
+from robustxai.audit.config_toml import dump_toml
 from robustxai.cli import app
 
 SPLITS = ["train", "test"] * 4

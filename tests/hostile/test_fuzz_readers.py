@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import robustxai as rx
-from robustxai.audit.config import dump_toml, load_config
+from robustxai.audit.config import load_config
+from robustxai.audit.config_toml import dump_toml
 from robustxai.audit.runner import check_config
 from robustxai.data.annotations import read_annotations
 from robustxai.data.folder import FolderDataset

@@ -32,7 +32,8 @@ from robustxai._version import __version__
 from robustxai.attacks import create_attack
 from robustxai.audit.applicability import skipped_warnings
 from robustxai.audit.cache import cache_root
-from robustxai.audit.config import AuditConfig, dump_toml
+from robustxai.audit.config import AuditConfig
+from robustxai.audit.config_toml import dump_toml
 from robustxai.audit.data_checks import DATA_CODE, data_warnings
 from robustxai.audit.executor import ExecutionContext, Executor
 from robustxai.audit.executors import create_executor
