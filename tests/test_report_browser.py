@@ -11,28 +11,15 @@ Run on any report: ``python tests/test_report_browser.py RUN_DIR/report.html [OU
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-# In CI (.ci/run installs chromium) a missing browser is a failure, not a silent skip.
-NEEDS_CHROMIUM = pytest.mark.skipif(
-    not CHROMIUM.exists() and os.environ.get("CI") != "true",
-    reason="chromium is not installed (make browser, or apt-get install -y chromium)",
-)
+from chromium import ARGS, CHROMIUM, NEEDS_CHROMIUM, artifacts_dir
+
 WIDTHS = (1400, 1100)
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 #: Returns one problem string per table column that is neither visible nor in a sticky-first-column scroll
 #: box, and per grid image narrower than 90 % of its container.
@@ -76,11 +63,6 @@ LAYOUT_JS = """
   return problems;
 }
 """
-
-
-def artifacts_dir() -> Path:
-    """Where screenshots go: ``$ROBUSTXAI_ARTIFACTS`` or ``tests/artifacts``."""
-    return Path(os.environ.get("ROBUSTXAI_ARTIFACTS") or Path(__file__).parent / "artifacts")
 
 
 def check_report(report: Path, out_dir: Path, stem: str = "report") -> dict[int, list[str]]:

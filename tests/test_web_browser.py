@@ -8,7 +8,6 @@ metric↔rating correlation; the explorer filters and sorts through its form. Sc
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import threading
@@ -23,34 +22,18 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+from chromium import ARGS, CHROMIUM, NEEDS_CHROMIUM, artifacts_dir  # noqa: E402
 from robustxai.audit.reload import open_run_context  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
 from robustxai.web.study import create_study  # noqa: E402
 from web_fixtures import make_audited_run, make_run  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CI") != "true",
-        reason="chromium is not installed (make browser, or apt-get install -y chromium)",
-    ),
-]
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 ADMIN = "browser-admin-token"
 
 
 def artifacts() -> Path:
-    out = Path(os.environ.get("ROBUSTXAI_ARTIFACTS") or Path(__file__).parent / "artifacts")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return artifacts_dir()
 
 
 @pytest.fixture(scope="module")
