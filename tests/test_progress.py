@@ -225,7 +225,11 @@ enabled = false
     status = re.compile(
         r"^\[\d+:\d\d:\d\d\] (.+?): (\d+)/(\d+), elapsed \d+:\d\d:\d\d, ETA (\d+:\d\d:\d\d|—)$"
     )
-    stages = {m.group(1) for line in lines if (m := status.match(line))}
+    started = re.compile(r"^\[\d+:\d\d:\d\d\] (.+?): started, 0/(\d+), ETA (\d+:\d\d:\d\d|—)$")
+    periodic = {m.group(1) for line in lines if (m := status.match(line))}
+    assert periodic, result.output  # at least one running stage was reported with done/total, elapsed and ETA
+    # A stage shorter than the interval gets only its start line (with the plan's ETA) and its end line.
+    stages = periodic | {m.group(1) for line in lines if (m := started.match(line))}
     for stage in ("training plain (standard)", "attack plain (stage 1/3)", "explain plain (stage 2/3)"):
         assert stage in stages, (stage, result.output)
     assert any(re.search(r": started, 0/\d+, ETA —$", line) for line in lines)
