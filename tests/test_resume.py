@@ -291,6 +291,15 @@ def test_sigkill_mid_run_then_rerun_gives_every_unit_once(tmp_path: Path) -> Non
     assert_same_tables(ref, out)
 
 
+def _default_sigint() -> None:
+    """Give the child SIGINT's default disposition, so Python turns it into KeyboardInterrupt.
+
+    A non-interactive shell starts background jobs (``make test &``, a CI runner) with SIGINT ignored, and
+    Python keeps an ignored SIGINT ignored; the test is about Ctrl-C, not about that inheritance.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -298,7 +307,11 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     db = out / "results.sqlite"
     for _ in range(3):  # a race: the interrupt must land while units still run
         proc = subprocess.Popen(
-            _cli("--out", str(out), "--fresh"), env=env, stderr=subprocess.PIPE, text=True
+            _cli("--out", str(out), "--fresh"),
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,  # a shell's background job starts with SIGINT ignored
         )
         deadline = time.monotonic() + 120
         while _count_units(db) < 2 and proc.poll() is None and time.monotonic() < deadline:
