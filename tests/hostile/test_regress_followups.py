@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,6 @@ from robustxai.results.store import STORE_FILE, Store
 
 runner = CliRunner()
 CLASSES = ["normal", "fracture"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _Plant:
