@@ -25,6 +25,11 @@ MaxMinutes = Annotated[
         help="Trim the explained and manipulated images so the predicted time fits (refused if it cannot).",
     ),
 ]
+#: The config argument and profile option that ``audit`` and ``plan`` share.
+ConfigArg = Annotated[Path | None, typer.Argument(help="TOML config; its keys override the profile's.")]
+ProfileOpt = Annotated[
+    str, typer.Option(help="Built-in base settings: default or smoke (robustxai list profiles).")
+]
 Workers = Annotated[int, typer.Option(min=1, help="Ray workers of the cluster projection in the plan.")]
 GpuSpeedup = Annotated[
     float, typer.Option(min=1.0, help="Assumed GPU speed-up per pass when no GPU is present to measure it.")
@@ -60,12 +65,8 @@ def with_predictions(progress: Progress, predicted: dict[str, float]) -> Progres
 
 
 def plan_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; its keys override the profile's.")
-    ] = None,
-    profile: Annotated[
-        str, typer.Option(help="Built-in base settings: default or smoke (robustxai list profiles).")
-    ] = "default",
+    config: ConfigArg = None,
+    profile: ProfileOpt = "default",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data, trained models and timings.")] = None,
     max_minutes: MaxMinutes = None,
     workers: Workers = 4,

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from robustxai._cli_errors import cli_errors, console, one_line, sigterm_as_interrupt, state
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
-from robustxai._cli_plan import MaxMinutes, plan_command, plan_first, with_predictions
+from robustxai._cli_plan import ConfigArg, MaxMinutes, ProfileOpt, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
 from robustxai._cli_trust import AllowDownload, TrustCheckpoint, refuse_ungranted
 from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
@@ -73,12 +73,8 @@ def main(
 
 @app.command(cls=PlainHelpCommand)
 def audit(
-    config: Annotated[
-        Path | None, typer.Argument(help="TOML config; its keys override the profile's.")
-    ] = None,
-    profile: Annotated[
-        str, typer.Option(help="Built-in base settings: default or smoke (robustxai list profiles).")
-    ] = "default",
+    config: ConfigArg = None,
+    profile: ProfileOpt = "default",
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of data and trained models.")] = None,
     executor: Annotated[
