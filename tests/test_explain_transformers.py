@@ -195,7 +195,7 @@ def test_applicability_is_declared_without_running_the_model() -> None:
     assert "no spatial layer" in (rx.create_explainer("guided_gradcam").applicable(mlp) or "")
     assert rx.create_explainer("saliency").applicable(mlp) is None
     with pytest.raises(RobustXAIError, match="no cam_layer"):  # called anyway: one line
-        cam(mlp, torch.rand(1, 3, 32, 32))
+        cam.explain(mlp, torch.rand(1, 3, 32, 32))
 
 
 @pytest.mark.parametrize("name", rx.list_explainers())

@@ -228,7 +228,7 @@ class Lime(Explainer):
         self.max_dist = check_number(max_dist, "max_dist")
         self.ratio = check_number(ratio, "ratio")
         self.kernel_width = check_number(kernel_width, "kernel_width", above=0)
-        self.alpha = check_number(alpha, "alpha (the ridge penalty)", above=0)
+        self.alpha = check_number(alpha, "alpha", above=0)
         self.batch_size = check_batch_size(batch_size)
         self.seed = check_int(seed, "seed")
         self.top_k = check_optional_int(top_k, "top_k", minimum=1)

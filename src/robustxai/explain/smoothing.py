@@ -56,7 +56,7 @@ class SmoothGrad(Explainer, DifferentiableMap):
         reduction: str = "max_abs",
     ) -> None:
         super().__init__(reduction)
-        self.noise = check_number(noise, "noise (a fraction of the input range)", minimum=0)
+        self.noise = check_number(noise, "noise", minimum=0)
         self.n_samples = check_int(n_samples, "n_samples", minimum=1)
         self.seed = check_int(seed, "seed")
         self.batch_size = check_batch_size(batch_size)
