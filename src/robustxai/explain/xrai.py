@@ -28,6 +28,7 @@ from skimage.morphology import disk
 from skimage.segmentation import felzenszwalb
 from torch import nn
 
+from robustxai._arrays import minmax_array
 from robustxai._validate import check_images, check_int, check_number, check_optional_int
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import EXPLAINERS, Explainer, as_attribution, create_explainer
@@ -64,8 +65,7 @@ def felzenszwalb_masks(
     out = []
     for image in images.detach().cpu().double().numpy():
         hwc = image.transpose(1, 2, 0)
-        lo, hi = hwc.min(), hwc.max()
-        scaled = (hwc - lo) / (hi - lo) * 2 - 1 if hi > lo else np.zeros_like(hwc)
+        scaled = minmax_array(hwc) * 2 - 1 if hwc.max() > hwc.min() else np.zeros_like(hwc)
         masks = []
         for scale in scales:
             seg = felzenszwalb(scaled, scale=float(scale), sigma=float(sigma), min_size=int(min_size))
