@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from robustxai.errors import RobustXAIError, UnknownNameError
 
@@ -98,7 +98,7 @@ class Registry(Generic[T]):
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
         ]
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def create(self, name: str, **kwargs: object) -> T:
         """Instantiate ``name`` with ``kwargs``, rejecting keywords the factory does not take."""
         factory = self.get(name)
         sig = inspect.signature(factory)
