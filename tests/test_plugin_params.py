@@ -168,3 +168,8 @@ def test_a_plugin_attribute_that_is_not_a_hyper_parameter_is_refused() -> None:
     explainer.reduction = torch.zeros(1)  # type: ignore[assignment]
     with pytest.raises(RobustXAIError, match="not a plain hyper-parameter"):
         explainer.params()
+
+
+def test_an_attack_is_called_and_its_hook_is_private() -> None:
+    for name in rx.list_attacks():
+        assert not hasattr(rx.create_attack(name, eps=4 / 255), "perturb"), name

@@ -214,7 +214,7 @@ class APGD(Attack):
             t += (loss_steps[(i - c) % n] > loss_steps[(i - c - 1) % n]).float()
         return (t <= k * self.rho * torch.ones_like(t)).float()
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,

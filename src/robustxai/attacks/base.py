@@ -130,22 +130,19 @@ class Attack(ABC):
             out[idx] = project(adv.detach(), images[idx], self.eps, self.norm)
         return out
 
-    def _perturb(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
-    ) -> torch.Tensor:
-        if targets is None:
-            return self.perturb(model, images, labels)
-        return self.perturb(model, images, labels, targets)
-
     @abstractmethod
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
         labels: torch.Tensor,
         targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Compute the adversarial images (inputs already validated; ``targets`` set iff targeted)."""
+        """The method's hook: adversarial images (inputs validated; ``targets`` set iff targeted).
+
+        Callers use the one verb, calling the attack (:meth:`__call__`), which validates, resolves targets,
+        picks the samples to attack and projects the result.
+        """
 
     def resolve_targets(
         self,

@@ -30,7 +30,7 @@ class FGSM(Attack):
     def __init__(self, eps: float = 4 / 255, targeted: bool = False) -> None:
         super().__init__(eps, "linf", targeted)
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
@@ -89,7 +89,7 @@ class PGD(Attack):
         """One forward and one backward pass per step and image: ``steps × batch`` each."""
         return self.steps * batch, self.steps * batch
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
