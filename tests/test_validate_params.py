@@ -75,3 +75,10 @@ def test_plugins_refuse_fractional_and_boolean_counts(make, name, value) -> None
 def test_plugins_refuse_non_numbers(make, name, value) -> None:
     with pytest.raises(RobustXAIError, match=rf"^{name} must be a finite number"):
         make(value)
+
+
+@pytest.mark.parametrize("name", ["epochs", "batch_size", "attack_steps", "eps_warmup_epochs", "patience"])
+@pytest.mark.parametrize("value", [2.5, True])
+def test_fit_config_refuses_fractional_and_boolean_counts(name, value) -> None:
+    with pytest.raises(RobustXAIError, match=rf"^{name} must be an integer"):
+        rx.FitConfig(**{name: value})
