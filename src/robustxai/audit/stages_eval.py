@@ -169,7 +169,7 @@ def _multilabel_rows(
     _check_finite(name, cond, logits)
     targets = labels.to(logits.dtype).cpu()
     if targets.shape != logits.shape:
-        raise ValueError(
+        raise RobustXAIError(
             f"multi-label targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}"
         )
     preds = (logits > 0).to(logits.dtype)
