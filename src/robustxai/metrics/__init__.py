@@ -23,6 +23,7 @@ from robustxai.metrics.registry import (
     list_metrics,
     map_metrics,
     register_metric,
+    unregister_metric,
 )
 from robustxai.metrics.similarity import minmax, mse, pearson, ssim
 from robustxai.metrics.statistics import bootstrap_ci, rankdata, spearman_permutation
@@ -56,4 +57,5 @@ __all__ = [
     "ssim",
     "topk_iou",
     "topk_mask",
+    "unregister_metric",
 ]
