@@ -71,13 +71,31 @@ def test_registration_errors_are_robustxai_errors() -> None:
         M.register_metric(M.MetricInfo("rmse", M.rmse, False, "mask", "again"))
     with pytest.raises(RobustXAIError, match="fractions"):
         M.register_metric(M.MetricInfo("bad_top", M.rmse, False, "mask", "x", tops=(1.5,)))
+    with pytest.raises(RobustXAIError, match="needs must be one of"):
+        M.register_metric(M.MetricInfo("bad_needs", M.rmse, False, "masks", "x"))  # type: ignore[arg-type]
+    with pytest.raises(RobustXAIError, match="table must be one of"):
+        M.register_metric(M.MetricInfo("bad_table", M.rmse, False, "mask", "x", table="tbl"))  # type: ignore[arg-type]
     with pytest.raises(RobustXAIError, match="not computed per image on maps"):
         M.evaluate(M.get_metric("accuracy"), _inputs())
     with pytest.raises(RobustXAIError, match="needs mask"):
         M.evaluate(M.get_metric("rmse"), M.MapInputs(torch.rand(2, 8, 8)))
     with pytest.raises(UnknownNameError):
         M.unregister_metric("no_such_metric")
-    assert "bad_top" not in M.list_metrics()
+    assert not {"bad_top", "bad_needs", "bad_table"} & set(M.list_metrics())
+
+
+def test_a_metric_reading_a_missing_config_field_is_a_one_line_error() -> None:
+    from robustxai.audit.stages_eval import metric_rows
+
+    info = M.MetricInfo(
+        "needs_radius", M.relevance_mass, True, "mask", "x", settings=(("radius", "no_such"),)
+    )
+    M.register_metric(info)
+    try:
+        with pytest.raises(RobustXAIError, match=r"explain\.no_such"):
+            metric_rows(("m", "clean", 0.0, "saliency"), _inputs(), ["a", "b", "c"], ExplainConfig())
+    finally:
+        M.unregister_metric("needs_radius")
 
 
 # -- a throwaway metric, added in one place, reaches the audit, the CSVs and the report --------------------

@@ -9,6 +9,7 @@ numbers do not depend on how the test set was sharded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from robustxai.audit.config import AuditConfig, ExplainConfig
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.deeplift import DELTA_TOLERANCE
-from robustxai.metrics import MapInputs, evaluate, map_metrics
+from robustxai.metrics import MapInputs, MetricInfo, evaluate, map_metrics
 from robustxai.models import ModelWrapper
 from robustxai.results.metric_keys import stored_keys
 from robustxai.results.schema import (
@@ -206,6 +207,16 @@ def _maps(
     return torch.cat([e.maps for e in found]), any(e.approximate for e in found)
 
 
+def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, Any]:
+    """The keywords ``info`` fills from the ``explain`` configuration (its declared ``settings``)."""
+    out: dict[str, Any] = {}
+    for keyword, field in info.settings:
+        if field not in ExplainConfig.model_fields:
+            raise RobustXAIError(f"metric {info.name!r} reads explain.{field}, which the configuration lacks")
+        out[keyword] = getattr(explain, field)
+    return out
+
+
 def metric_rows(
     key: tuple[str, str, float, str],
     inputs: MapInputs,
@@ -225,7 +236,7 @@ def metric_rows(
     for info in map_metrics():
         if info.needs == "maps_pair" and inputs.reference is None:
             continue
-        settings = {keyword: getattr(explain, field) for keyword, field in info.settings}
+        settings = _settings(info, explain)
         for metric_key, top in stored_keys(info, explain.tops):
             params = settings if top is None else {**settings, "top": top}
             vals = evaluate(info, inputs, **params)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -120,10 +120,20 @@ def register_metric(info: MetricInfo) -> MetricInfo:
     """Register ``info`` under its name; the audit, the run tables and the report then use it.
 
     Raises:
-        RobustXAIError: If the name is taken or a top-k fraction is outside (0, 1].
+        RobustXAIError: If the name is taken, ``needs``, ``per`` or ``table`` is not a known value, or a
+            top-k fraction is outside (0, 1].
     """
     if info.name in METRICS:
         raise RobustXAIError(f"metric {info.name!r} is registered twice")
+    for field_name, value, allowed in (
+        ("needs", info.needs, get_args(Needs)),
+        ("per", info.per, get_args(Per)),
+        ("table", info.table, (None, *get_args(ReportTable))),
+    ):
+        if value not in allowed:
+            raise RobustXAIError(
+                f"metric {info.name!r}: {field_name} must be one of {allowed}, not {value!r}"
+            )
     if isinstance(info.tops, str) and info.tops != CONFIG_TOPS:
         raise RobustXAIError(f"metric {info.name!r}: tops must be {CONFIG_TOPS!r} or fractions: {info.tops}")
     if not isinstance(info.tops, str) and any(not 0 < t <= 1 for t in info.tops):
