@@ -71,6 +71,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in registered for a test, say); unknown names are an error."""
+        self.get(name)
+        del self._factories[name]
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._factories)
