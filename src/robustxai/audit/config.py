@@ -21,7 +21,7 @@ from robustxai.audit.config_errors import did_you_mean, format_validation_error,
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
-PROFILES = ("smoke", "default")
+PROFILES = ("smoke", "default", "paper")
 #: Data keys that only refuse input, never change an image read: left out of trained-model cache keys.
 DATA_GUARD_KEYS = ("max_pixels", "allow_outside_root")
 
@@ -121,9 +121,20 @@ class ModelConfig(_Strict):
     init_from: str | None = Field(
         None, description="start from the weights of an earlier model in this list (shared layers only)"
     )
+    eps: float | None = Field(
+        None, ge=0, description="overrides training.eps for this model (training = 'pgd' only): a ladder"
+    )
     reference_rank: int | None = Field(
         None, ge=1, description="the model's rank in a published leaderboard or paper, shown beside ours"
     )
+
+    @model_validator(mode="after")
+    def _eps_needs_pgd(self) -> ModelConfig:
+        if self.eps is not None:
+            if self.training != "pgd":
+                raise ValueError(f"model {self.name!r}: eps is the PGD training budget; it needs training = 'pgd'")
+            check_linf([self.eps], f"model {self.name!r} eps (PGD adversarial training)")
+        return self
 
 
 class AttackConfig(_Strict):
@@ -160,9 +171,29 @@ class ExplainConfig(_Strict):
     attacks: list[str] | None = Field(
         None, description="attacks whose adversarial images are explained too (default: every attack)"
     )
+    epsilons: list[float] | None = Field(
+        None, description="budgets whose adversarial images are explained (default: every budget)"
+    )
     pointing_radius: float = Field(
         3.0, ge=0, description="pointing game: a hit within this many pixels of an expert point"
     )
+
+    def explains(self, condition: tuple[str, float]) -> bool:
+        """Whether the adversarial images of an attacked ``condition`` (attack, ε) are explained.
+
+        ``epsilons`` lets a profile sweep an attack over many budgets for the accuracy curves while
+        explaining only the budgets that matter (ε compared to 1e-9: TOML and float spellings of 4/255).
+        """
+        if self.attacks is not None and condition[0] not in self.attacks:
+            return False
+        return self.epsilons is None or any(abs(condition[1] - e) <= 1e-9 for e in self.epsilons)
+
+    @field_validator("epsilons")
+    @classmethod
+    def _budgets(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(not 0 <= e < float("inf") for e in v):
+            raise ValueError(f"epsilons must be ≥ 0 and finite, got {v}")
+        return v
 
     @field_validator("tops")
     @classmethod
