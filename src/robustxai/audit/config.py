@@ -132,7 +132,7 @@ class ModelConfig(_Strict):
     def _eps_needs_pgd(self) -> ModelConfig:
         if self.eps is not None:
             if self.training != "pgd":
-                raise ValueError(f"model {self.name!r}: eps is the PGD training budget; it needs training = 'pgd'")
+                raise ValueError(f"model {self.name!r}: eps is a PGD training budget; needs training = 'pgd'")
             check_linf([self.eps], f"model {self.name!r} eps (PGD adversarial training)")
         return self
 
