@@ -92,7 +92,7 @@ def test_model_eps_overrides_the_training_budget_and_leaves_other_models_alone(t
         ('name = "s"\ntraining = "pgd"\neps = -0.1\n', "eps"),
     ],
 )
-def test_model_eps_is_refused_in_one_line_where_it_means_nothing(tmp_path: Path, model: str, match: str) -> None:
+def test_model_eps_is_refused_where_it_means_nothing(tmp_path: Path, model: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(_write(tmp_path, f"[[models]]\n{model}"), profile="smoke")
 
