@@ -3,12 +3,13 @@ needs — a per-model PGD training ε (the ladder) and ``explain.epsilons`` (exp
 
 from __future__ import annotations
 
+import tomllib
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from robustxai.audit.config import load_config
+from robustxai.audit.config import load_config, profile_dict
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit.plan import AuditData, explained_conditions, plan_units
 from robustxai.audit.runner import check_config
@@ -65,10 +66,17 @@ def test_paper_profile_plans_ten_explainers_on_100_images_and_seven_manipulated_
     assert set(explained.values()) == {100}
     mc = cfg.manipulation
     assert mc is not None and mc.n_images >= 32 and "integrated_gradients" in mc.transfer_from
-    assert {"saliency", "input_x_gradient", "gradcam", "guided_gradcam", "integrated_gradients",
-            "smoothgrad"} <= set(mc.methods)  # fmt: skip
+    assert set(mc.methods) == {"saliency", "input_x_gradient", "gradcam", "guided_gradcam",
+                               "integrated_gradients", "smoothgrad", "xrai"}  # fmt: skip
     manipulated = Counter(u.explainer for u in units if u.kind == "manipulation" for _ in u.indices)
     assert set(manipulated) == set(mc.methods) and set(manipulated.values()) == {32}
+
+
+def test_paper_profile_manipulation_is_the_benchmarked_block() -> None:
+    """The profile's [manipulation] is benchmarks/paper_manipulation.toml's (BENCHMARKS.md: its figures)."""
+    block = Path(__file__).parents[1] / "benchmarks" / "paper_manipulation.toml"
+    bench = tomllib.loads(block.read_text())["manipulation"]
+    assert profile_dict("paper")["manipulation"] == bench
 
 
 def test_model_eps_overrides_the_training_budget_and_leaves_other_models_alone(tmp_path: Path) -> None:
