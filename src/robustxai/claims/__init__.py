@@ -28,7 +28,15 @@ import pandas as pd
 
 from robustxai._atomic import replacing
 from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
+    attentive_clean,
+    attentive_robustness,
+    impact_accuracy,
+    impact_map_ssim,
+    impact_unchanged,
+    secure_adversarial_training,
     secure_alignment,
+    trust_manipulation,
+    trust_transfer,
 )
 from robustxai.claims.base import (
     CLAIMS,

@@ -96,11 +96,10 @@ def _matrix(rows: pd.DataFrame, models: list[str], value: str) -> tuple[list[str
     """``[models, images]`` of ``value`` over the images every model has (mean over duplicates)."""
     if rows.empty:
         return [], np.empty((len(models), 0))
-    wide = rows.pivot_table(index="model", columns="sample_id", values=value, aggfunc="mean", dropna=False)
-    wide = wide.reindex(models)
+    wide = rows.groupby(["model", "sample_id"])[value].mean().unstack("sample_id")
     present = rows.groupby("sample_id")["model"].nunique()
     ids = sorted(str(s) for s in present.index[present == len(models)])
-    return ids, wide.reindex(columns=ids).to_numpy(dtype=np.float64)
+    return ids, wide.reindex(index=models, columns=ids).to_numpy(dtype=np.float64)
 
 
 def correct_matrix(run: RunData, condition: Condition, models: list[str]) -> tuple[list[str], np.ndarray]:

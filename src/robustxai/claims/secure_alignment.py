@@ -23,6 +23,7 @@ from robustxai.claims._data import (
     nan_mean,
     primary_condition,
 )
+from robustxai.claims._papers import SECURE
 from robustxai.claims.base import CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
 from robustxai.claims.stats import ALPHA, spearman_bootstrap, spearman_test
 from robustxai.results.run import RunData
@@ -42,7 +43,7 @@ class RobustnessAlignment(Claim):
     """Spearman over models of robust accuracy vs point coverage of the clean maps (one row per explainer)."""
 
     id = "secure.robustness_alignment"
-    paper = "Secure Diagnostics: Adversarial Robustness Meets Clinical Interpretability"
+    paper = SECURE
     statement = (
         "Across models, the more robust a model (accuracy under the primary attack), the better its clean "
         "maps cover the experts' points (top-15 % point coverage): Spearman's ρ > 0."

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from robustxai.metrics.statistics import rankdata, spearman_permutation
+from robustxai.metrics.statistics import spearman_permutation
 
 __all__ = [
     "ALPHA",
@@ -147,8 +147,8 @@ def spearman_test(x: np.ndarray, y: np.ndarray, n_permutations: int = N_PERMUTAT
 
 def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's ρ of each row pair of ``x`` and ``y`` ``[B, k]`` (NaN for a constant row)."""
-    rx = np.apply_along_axis(rankdata, 1, x)
-    ry = np.apply_along_axis(rankdata, 1, y)
+    rx = sps.rankdata(x, axis=1)  # average ranks for ties, as spearman_permutation's rankdata
+    ry = sps.rankdata(y, axis=1)
     cx = rx - rx.mean(axis=1, keepdims=True)
     cy = ry - ry.mean(axis=1, keepdims=True)
     denom = np.sqrt((cx * cx).sum(axis=1) * (cy * cy).sum(axis=1))
