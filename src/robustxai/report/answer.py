@@ -116,7 +116,7 @@ def _model_line(
             if d_low <= 0.0:
                 text += f"; its lead over '{runner['model']}' is within sampling noise"
         level = chance.get(model)
-        if level is not None and not math.isnan(level.chance) and high <= level.chance + 1e-12:
+        if level is not None and not math.isnan(level.chance) and low <= level.chance + 1e-12:
             text += "; under attack it is no better than always answering the most common class"
         text += "."
     level = chance.get(model)
