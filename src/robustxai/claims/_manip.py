@@ -14,11 +14,11 @@ from typing import Literal
 
 import numpy as np
 
-from robustxai.claims.stats import clopper_pearson, paired_difference
+from robustxai.claims.stats import LEVEL, clopper_pearson, paired_difference
 from robustxai.results.run import RunData
 from robustxai.results.schema import MANIPULATION_ORIGINAL, NO_EXPLAINER, manipulation_method
 
-__all__ = ["Criterion", "Judged", "attacked_methods", "judge", "manip_values"]
+__all__ = ["Criterion", "Judged", "attacked_methods", "decisive_n", "judge", "manip_values"]
 
 Status = Literal["met", "failed", "undecided"]
 
@@ -93,6 +93,20 @@ class Judged:
             nums = f"{self.value:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}]"
             bound = f"{c.bound:g}"
         return f"{c.name} {nums} {op} {bound}: {self.status}"
+
+
+def decisive_n(c: Criterion) -> int | None:
+    """Fewest images on which a perfect result (every image on the right side) meets a share criterion.
+
+    With the exact two-sided 95 % interval, ``n`` of ``n`` proves a share above ``b`` only when
+    ``(α/2)^(1/n) > b``; 0 of ``n`` proves one below ``b`` only when ``1 − (α/2)^(1/n) < b``. ``None`` for
+    a mean (its interval narrows with the spread of the values, not only with ``n``).
+    """
+    if not c.share or not 0.0 < c.bound < 1.0:
+        return None
+    tail = (1.0 - LEVEL) / 2.0
+    base = c.bound if c.kind == "min" else 1.0 - c.bound
+    return math.floor(math.log(tail) / math.log(base)) + 1
 
 
 def _inside(x: float, c: Criterion) -> bool:
