@@ -47,6 +47,16 @@ def test_sign_flip_p_of_binary_differences_counts_ties_like_scipy() -> None:
     assert paired_difference(a, b).p_value == pytest.approx(ref.pvalue, abs=1e-12)
 
 
+def test_sign_flip_p_of_many_binary_differences_is_the_exact_mcnemar_test() -> None:
+    """200 images of 0/1 correctness: the sign-flip test is the exact binomial test of discordant pairs."""
+    rng = np.random.default_rng(7)
+    a = (rng.random(200) < 0.6).astype(float)
+    b = (rng.random(200) < 0.5).astype(float)
+    gains, losses = int(np.sum(a > b)), int(np.sum(a < b))
+    ref = sps.binomtest(gains, gains + losses, 0.5).pvalue
+    assert paired_difference(a, b).p_value == pytest.approx(ref, rel=1e-9)
+
+
 def test_monte_carlo_sign_flip_p_is_close_to_the_exact_one() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(0.5, 1.0, 15), rng.normal(0.0, 1.0, 15)  # 2**15 > 10 000: Monte-Carlo

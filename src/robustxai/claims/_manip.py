@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from robustxai.claims._data import metric_rows
 from robustxai.claims.stats import LEVEL, clopper_pearson, paired_difference
 from robustxai.results.run import RunData
 from robustxai.results.schema import MANIPULATION_ORIGINAL, NO_EXPLAINER, manipulation_method
@@ -25,7 +26,7 @@ Status = Literal["met", "failed", "undecided"]
 
 def attacked_methods(run: RunData) -> list[tuple[str, str]]:
     """``(model, attacked method)`` pairs of the run's manipulation rows, sorted."""
-    m = run.metrics
+    m = metric_rows(run, "unsuccessful")  # every attacked method has it (the paper's failure criterion)
     conds = m.loc[m["condition"] != MANIPULATION_ORIGINAL, ["model", "condition"]].drop_duplicates()
     out = {
         (str(model), method)
@@ -37,13 +38,11 @@ def attacked_methods(run: RunData) -> list[tuple[str, str]]:
 
 def manip_values(run: RunData, model: str, method: str, explainer: str, metric: str) -> np.ndarray:
     """Per-image values (sorted by sample id, NaN dropped) of one manipulation metric."""
-    m = run.metrics
+    m = metric_rows(run, metric)
     rows = m[
-        (m["model"] == model)
-        & (m["condition"] == f"manipulate:{method}")
-        & (m["explainer"] == explainer)
-        & (m["metric"] == metric)
-    ].sort_values("sample_id", kind="mergesort")
+        (m["model"] == model) & (m["condition"] == f"manipulate:{method}") & (m["explainer"] == explainer)
+    ]
+    rows = rows.sort_values("sample_id", kind="mergesort")
     values: np.ndarray = rows["value"].to_numpy(dtype=np.float64)
     finite: np.ndarray = values[np.isfinite(values)]
     return finite
