@@ -38,6 +38,7 @@ from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
     trust_manipulation,
     trust_transfer,
 )
+from robustxai.claims._data import clear_cache
 from robustxai.claims.base import (
     CLAIMS,
     CONTRADICTED,
@@ -105,8 +106,11 @@ def evaluate_claims(run: RunData) -> list[ClaimResult]:
     statistic is seeded, so the same run always gives the same list.
     """
     results: list[ClaimResult] = []
-    for name in CLAIMS.names():
-        results.extend(CLAIMS.create(name).evaluate(run))
+    try:
+        for name in CLAIMS.names():
+            results.extend(CLAIMS.create(name).evaluate(run))
+    finally:
+        clear_cache()
     return results
 
 

@@ -8,6 +8,7 @@ metrics give one value per model × condition × explainer × metric × image. E
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,32 @@ def attack_conditions(run: RunData) -> list[Condition]:
     )
 
 
+# The metrics split by metric name and the predictions by condition, for the latest run seen (a run can hold
+# a million metric rows, and the claims read a few of them many times): ``id(frame) → (weak ref, split)``.
+_SPLIT: dict[int, tuple[weakref.ref[pd.DataFrame], dict[str, pd.DataFrame]]] = {}
+
+
+def _split(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
+    """``frame``'s rows by the value of ``column``, computed once per frame (the latest two are kept)."""
+    hit = _SPLIT.get(id(frame))
+    if hit is None or hit[0]() is not frame:
+        if len(_SPLIT) >= 2:
+            clear_cache()
+        hit = (weakref.ref(frame), {str(k): rows for k, rows in frame.groupby(column, sort=False)})
+        _SPLIT[id(frame)] = hit
+    return hit[1]
+
+
+def metric_rows(run: RunData, metric: str) -> pd.DataFrame:
+    """The run's ``metrics`` rows of one metric name (split once per metrics frame, then looked up)."""
+    return _split(run.metrics, "metric").get(metric, run.metrics.iloc[0:0])
+
+
+def clear_cache() -> None:
+    """Forget the split metrics table (:func:`robustxai.claims.evaluate_claims` calls it when done)."""
+    _SPLIT.clear()
+
+
 def _at(frame: pd.DataFrame, condition: Condition) -> pd.DataFrame:
     name, eps = condition
     keep = (frame["condition"] == name) & np.isclose(frame["epsilon"].astype(np.float64), eps, atol=1e-9)
@@ -104,7 +131,7 @@ def _matrix(rows: pd.DataFrame, models: list[str], value: str) -> tuple[list[str
 
 def correct_matrix(run: RunData, condition: Condition, models: list[str]) -> tuple[list[str], np.ndarray]:
     """0/1 correct ``[models, images]`` under ``condition`` on the images every model was evaluated on."""
-    rows = _at(run.predictions, condition)
+    rows = _at(_split(run.predictions, "condition").get(condition[0], run.predictions.iloc[0:0]), condition)
     rows = rows[rows["model"].isin(models)].assign(correct=lambda f: f["correct"].astype(np.float64))
     return _matrix(rows, models, "correct")
 
@@ -117,15 +144,15 @@ def metric_matrix(
     Averaging over the explainers per image keeps the image the unit of resampling; an image counts when
     every model has a row for it (a NaN value, e.g. an image without points, stays NaN).
     """
-    rows = _at(run.metrics, condition)
-    rows = rows[(rows["metric"] == metric) & rows["model"].isin(models) & rows["explainer"].isin(explainers)]
+    rows = _at(metric_rows(run, metric), condition)
+    rows = rows[rows["model"].isin(models) & rows["explainer"].isin(explainers)]
     return _matrix(rows, models, "value")
 
 
 def explainers_of(run: RunData, metric: str) -> list[str]:
     """The map methods (controls left out) that have ``metric`` rows, sorted."""
-    rows = run.metrics[run.metrics["metric"] == metric]
-    return sorted({str(e) for e in rows["explainer"]} - CONTROL_EXPLAINERS - {""})
+    rows = metric_rows(run, metric)
+    return sorted({str(e) for e in rows["explainer"].unique()} - CONTROL_EXPLAINERS - {""})
 
 
 def nan_mean(values: np.ndarray) -> float:

@@ -14,18 +14,19 @@ from typing import Literal
 
 import numpy as np
 
-from robustxai.claims.stats import clopper_pearson, paired_difference
+from robustxai.claims._data import metric_rows
+from robustxai.claims.stats import LEVEL, clopper_pearson, paired_difference
 from robustxai.results.run import RunData
 from robustxai.results.schema import MANIPULATION_ORIGINAL, NO_EXPLAINER, manipulation_method
 
-__all__ = ["Criterion", "Judged", "attacked_methods", "judge", "manip_values"]
+__all__ = ["Criterion", "Judged", "attacked_methods", "decisive_n", "judge", "manip_values"]
 
 Status = Literal["met", "failed", "undecided"]
 
 
 def attacked_methods(run: RunData) -> list[tuple[str, str]]:
     """``(model, attacked method)`` pairs of the run's manipulation rows, sorted."""
-    m = run.metrics
+    m = metric_rows(run, "unsuccessful")  # every attacked method has it (the paper's failure criterion)
     conds = m.loc[m["condition"] != MANIPULATION_ORIGINAL, ["model", "condition"]].drop_duplicates()
     out = {
         (str(model), method)
@@ -37,13 +38,11 @@ def attacked_methods(run: RunData) -> list[tuple[str, str]]:
 
 def manip_values(run: RunData, model: str, method: str, explainer: str, metric: str) -> np.ndarray:
     """Per-image values (sorted by sample id, NaN dropped) of one manipulation metric."""
-    m = run.metrics
+    m = metric_rows(run, metric)
     rows = m[
-        (m["model"] == model)
-        & (m["condition"] == f"manipulate:{method}")
-        & (m["explainer"] == explainer)
-        & (m["metric"] == metric)
-    ].sort_values("sample_id", kind="mergesort")
+        (m["model"] == model) & (m["condition"] == f"manipulate:{method}") & (m["explainer"] == explainer)
+    ]
+    rows = rows.sort_values("sample_id", kind="mergesort")
     values: np.ndarray = rows["value"].to_numpy(dtype=np.float64)
     finite: np.ndarray = values[np.isfinite(values)]
     return finite
@@ -93,6 +92,20 @@ class Judged:
             nums = f"{self.value:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}]"
             bound = f"{c.bound:g}"
         return f"{c.name} {nums} {op} {bound}: {self.status}"
+
+
+def decisive_n(c: Criterion) -> int | None:
+    """Fewest images on which a perfect result (every image on the right side) meets a share criterion.
+
+    With the exact two-sided 95 % interval, ``n`` of ``n`` proves a share above ``b`` only when
+    ``(α/2)^(1/n) > b``; 0 of ``n`` proves one below ``b`` only when ``1 − (α/2)^(1/n) < b``. ``None`` for
+    a mean (its interval narrows with the spread of the values, not only with ``n``).
+    """
+    if not c.share or not 0.0 < c.bound < 1.0:
+        return None
+    tail = (1.0 - LEVEL) / 2.0
+    base = c.bound if c.kind == "min" else 1.0 - c.bound
+    return math.floor(math.log(tail) / math.log(base)) + 1
 
 
 def _inside(x: float, c: Criterion) -> bool:

@@ -84,18 +84,30 @@ class PairedDifference:
 
 
 def _sign_flip_p(d: np.ndarray, n_permutations: int, seed: int) -> float:
-    """Two-sided p of the mean of ``d`` under random sign flips (exact when ``2**n ≤ n_permutations``)."""
-    n = d.size
-    observed = abs(float(d.mean()))
-    threshold = observed * (1.0 - _REL_TOL)
+    """Two-sided p of the sum of ``d`` under random sign flips.
+
+    Zero differences flip to themselves, so only the ``m`` non-zero ones count. The test is exact when
+    ``2**m ≤ n_permutations`` (every sign pattern) or when all non-zero differences have one magnitude
+    (0/1 outcomes: the sum is ``±|d|(2K − m)`` with K binomial(m, ½), the exact McNemar test); otherwise
+    Monte-Carlo with ``(count + 1) / (n_permutations + 1)``.
+    """
+    d = d[d != 0.0]
+    m = d.size
+    observed = abs(float(d.sum()))
     if observed == 0.0:
         return 1.0
-    if 2**n <= n_permutations:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        return float(np.mean(np.abs(signs @ d) / n >= threshold))
+    threshold = observed * (1.0 - _REL_TOL)
+    magnitude = np.abs(d)
+    if np.allclose(magnitude, magnitude[0], rtol=1e-12, atol=0.0):
+        k = np.arange(m + 1)
+        extreme = np.abs(2 * k - m) * magnitude[0] >= threshold
+        return float(min(1.0, sps.binom.pmf(k[extreme], m, 0.5).sum()))
+    if 2**m <= n_permutations:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=m)))
+        return float(np.mean(np.abs(signs @ d) >= threshold))
     rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([1.0, -1.0]), size=(n_permutations, n))
-    count = int(np.sum(np.abs(signs @ d) / n >= threshold))
+    signs = rng.choice(np.array([1.0, -1.0]), size=(n_permutations, m))
+    count = int(np.sum(np.abs(signs @ d) >= threshold))
     return (count + 1) / (n_permutations + 1)
 
 

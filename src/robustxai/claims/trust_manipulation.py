@@ -9,7 +9,15 @@ unsuccessful ratio, and the stricter "map peak inside the target" that a merely 
 
 from __future__ import annotations
 
-from robustxai.claims._manip import Criterion, Judged, attacked_methods, image_values, judge, manip_values
+from robustxai.claims._manip import (
+    Criterion,
+    Judged,
+    attacked_methods,
+    decisive_n,
+    image_values,
+    judge,
+    manip_values,
+)
 from robustxai.claims._papers import TRUST
 from robustxai.claims.base import CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
 from robustxai.results.run import RunData
@@ -81,10 +89,12 @@ def _decide(judged: list[Judged]) -> tuple[Verdict, str]:
     failed = [j.criterion.name for j in judged if j.status == "failed"]
     if failed:
         return CONTRADICTED, f"fails {', '.join(failed)} (n = {n} images): {detail}"
-    undecided = [j.criterion.name for j in judged if j.status == "undecided"]
+    undecided = [j for j in judged if j.status == "undecided"]
     if not undecided:
         return SUPPORTED, f"all five criteria met (n = {n} images): {detail}"
-    return INCONCLUSIVE, (
-        f"interval spans the threshold of {', '.join(undecided)} (n = {n} images; the paper used 200): "
-        + detail
-    )
+    needs = [
+        f"{j.criterion.name} from n ≥ {m}" for j in undecided if (m := decisive_n(j.criterion)) and m > n
+    ]
+    need = f"; even a perfect result decides {', '.join(needs)}" if needs else ""
+    names = ", ".join(j.criterion.name for j in undecided)
+    return INCONCLUSIVE, f"interval spans the threshold of {names} (n = {n} images{need}): {detail}"

@@ -8,6 +8,7 @@ target, with its exact binomial interval, against :data:`TRANSFER_SHARE`.
 
 from __future__ import annotations
 
+from robustxai.claims._data import metric_rows
 from robustxai.claims._manip import Criterion, attacked_methods, judge, manip_values
 from robustxai.claims._papers import TRUST
 from robustxai.claims.base import CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
@@ -41,9 +42,9 @@ class IgTransfer(Claim):
             return [self.undecided(f"no manipulation through {SOURCE} in this run (needs --profile paper)")]
         out = []
         for model in models:
-            m = run.metrics
+            m = metric_rows(run, _CRITERION.metric)
             rows = m[(m["model"] == model) & (m["condition"] == f"manipulate:{SOURCE}")]
-            others = sorted({str(e) for e in rows["explainer"]} - {"", SOURCE})
+            others = sorted({str(e) for e in rows["explainer"].unique()} - {"", SOURCE})
             if not others:
                 out.append(self.undecided(f"{SOURCE} is not in manipulation.transfer_from: no transfer rows",
                                           scope=model))  # fmt: skip
