@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from robustxai.metrics import get_metric
 from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
 from robustxai.report.tables import (
     HEADLINE_METRIC,
@@ -23,6 +24,7 @@ from robustxai.report.tables import (
     select_condition,
 )
 from robustxai.report.verdicts import ChanceLevel, chance_levels, class_names, manipulation_outcome
+from robustxai.results.metric_keys import reference_key
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN, Condition
 
@@ -172,7 +174,8 @@ def _attack_line(tables: ReportTables, model: str, method: str, facts: _Facts) -
         how = where.get(facts.attacked_map or "", "cannot be compared with")
         parts.append(f"its maps {how} a random map ({_gap_text(g)})")
     al = select_condition(tables.alignment, tables.primary)
-    ssim = al[(al["model"] == model) & (al["explainer"] == method) & (al["metric"] == "map_ssim")]
+    key = reference_key(get_metric("ssim"))  # map_ssim: the clean map against the attacked one
+    ssim = al[(al["model"] == model) & (al["explainer"] == method) & (al["metric"] == key)]
     if not ssim.empty and int(ssim.iloc[0]["n"]) > 0:
         s = ssim.iloc[0]
         parts.append(

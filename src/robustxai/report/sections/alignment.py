@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from robustxai.metrics import headline_metric
 from robustxai.report.html_tables import HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.section import ReportContext, report_section
 from robustxai.report.tables import ReportTables
@@ -17,7 +18,7 @@ def _clean_and_primary(tables: ReportTables) -> list[Condition]:
 
 def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
     """Table 2: point coverage at each top-k %, clean and under the primary attack, with a random baseline."""
-    names = metric_names(tables.alignment, "point_coverage")
+    names = metric_names(tables.alignment, headline_metric().name)
     metrics = [(n, f"top {n.split('@')[1]} %", 100.0, 1) for n in names]
     conds = _clean_and_primary(tables)
     groups, columns, rows = metric_table(tables, look, metrics, conds)
