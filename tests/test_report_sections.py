@@ -49,7 +49,7 @@ def cleanup() -> Iterator[list[str]]:
 
 def _part(html: str, section_id: str) -> str:
     """The HTML of one drawn section."""
-    return html.split(f'id="part-{section_id}"')[1].split('<section class="part')[0]
+    return html.split(f'<section id="{section_id}"')[1].split("<section id=")[0]
 
 
 def _throwaway(ctx: ReportContext) -> list[Block]:
@@ -98,26 +98,24 @@ def test_a_section_registered_in_a_test_appears_in_the_report(plugged: str) -> N
     assert "<strong>Plug-in.</strong> 3 models &lt;b&gt;counted&lt;/b&gt; by a plug-in" in part  # escaped
     assert '<td class="text">attention</td><td class="num">1</td>' in part
     assert "<p class='mine'>written by &lt;i&gt;me&lt;/i&gt;</p>" in part
-    assert '<li><a href="#part-throwaway">A throwaway section</a></li>' in html
+    assert '<li><a href="#throwaway">A throwaway section</a></li>' in html
     # order 450: after stability (400), before correlation (500)
-    assert html.index('id="part-stability"') < html.index('id="part-throwaway"')
-    assert html.index('id="part-throwaway"') < html.index('id="part-correlation"')
+    assert html.index('id="stability"') < html.index('id="throwaway"')
+    assert html.index('id="throwaway"') < html.index('id="correlation"')
     assert "throwaway" not in {s.id for s in list_sections()}  # the fixture removed it again
 
 
 def test_a_lead_section_comes_before_the_contents(plugged: str) -> None:
     html = plugged
-    assert '<section class="part alert" id="part-lead-plugin">' in html
-    assert (
-        html.index('id="part-claims"') < html.index('id="part-lead-plugin"') < html.index('id="part-answer"')
-    )
-    assert html.index('id="part-lead-plugin"') < html.index('id="contents"')
+    assert '<section id="lead-plugin" class="alert">' in html
+    assert html.index('id="claims"') < html.index('id="lead-plugin"') < html.index('id="answer"')
+    assert html.index('id="lead-plugin"') < html.index('id="contents"')
     assert "<h3>what the plug-in saw</h3>" in html and "primary attack: pgd ε=4/255" in html
 
 
 def test_a_section_with_nothing_to_show_is_left_out(plugged: str) -> None:
     assert "Nothing here" not in plugged and "Nothing either" not in plugged
-    assert "part-empty-plugin" not in plugged
+    assert 'id="empty-plugin"' not in plugged
 
 
 def test_a_section_returning_something_else_is_a_one_line_error(run_dir: Path, cleanup: list[str]) -> None:
@@ -132,6 +130,9 @@ def test_registry_refuses_duplicates_and_bad_ids_and_names_unknown_ones(cleanup:
         register_section(FunctionSection("summary", "Again", 1, lambda ctx: None))
     with pytest.raises(RobustXAIError, match="must be letters"):
         register_section(FunctionSection('x" onclick="y', "Evil", 1, lambda ctx: None))
+    for taken in ("contents", "table-robustness"):  # the page's own ids
+        with pytest.raises(RobustXAIError, match="taken by the page itself"):
+            register_section(FunctionSection(taken, "Clash", 1, lambda ctx: None))
     with pytest.raises(UnknownNameError, match="Did you mean 'summary'"):
         get_section("sumary")
     original = get_section("summary")
@@ -155,12 +156,12 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_report_opens_with_claims_then_the_short_answer_then_the_contents(plain: tuple[Path, str]) -> None:
     html = plain[1]
-    order = ['id="part-claims"', 'id="part-answer"', 'id="contents"', 'id="part-summary"']
+    order = ['id="claims"', 'id="answer"', 'id="contents"', 'id="summary"']
     positions = [html.index(marker) for marker in order]
     assert positions == sorted(positions)
-    assert html.index('id="part-claims"') < html.index("<h2")  # the first section of the page
+    assert html.index('id="claims"') < html.index("<h2")  # the first section of the page
     for section_id in ("summary", "robustness", "alignment", "stability", "maps", "details"):
-        assert f'<a href="#part-{section_id}">' in html
+        assert f'<a href="#{section_id}">' in html
     answer = _part(html, "answer")
     for label in ("Model", "Map method", "Under attack", "Manipulation", "How far to trust it"):
         assert f"<dt>{label}</dt>" in answer

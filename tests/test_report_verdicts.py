@@ -118,7 +118,7 @@ def test_a_model_at_chance_accuracy_is_flagged_at_the_top(tmp_path: Path) -> Non
     )
     assert "'normal', 50.0 %" in warning and "1/K = 50.0 %" in warning
     html = build_report(tmp_path).read_text(encoding="utf-8")
-    alert = html.index('id="part-chance"')
+    alert = html.index('id="chance"')
     assert alert < html.index("<h2>Summary</h2>")
     assert "Model &#39;guess&#39; is at chance level" in html and "&#39;good&#39; is at chance" not in html
 

@@ -91,7 +91,7 @@ class Section(Protocol):
 
     @property
     def id(self) -> str:
-        """Registry name and HTML anchor (``part-<id>``)."""
+        """Registry name and HTML anchor (``#<id>``)."""
 
     @property
     def title(self) -> str:
@@ -144,16 +144,21 @@ class SectionView:
 
 
 _SECTIONS: dict[str, Section] = {}
+#: HTML ids the page uses itself (the table of contents); tables are ``table-<key>``.
+RESERVED_IDS = frozenset({"contents"})
 
 
 def register_section(section: Section, *, replace: bool = False) -> Section:
     """Add ``section`` to the report; ``replace=True`` swaps out a section registered under its id.
 
     Raises:
-        RobustXAIError: If the id is taken (and ``replace`` is false) or is not a plain anchor name.
+        RobustXAIError: If the id is taken (and ``replace`` is false), is not a plain anchor name, or is one
+            the page uses itself (``contents``, ``table-…``).
     """
     if not section.id or not all(ch.isalnum() or ch in "-_" for ch in section.id):
         raise RobustXAIError(f"report section id {section.id!r} must be letters, digits, '-' or '_'")
+    if section.id in RESERVED_IDS or section.id.startswith("table-"):
+        raise RobustXAIError(f"report section id {section.id!r} is taken by the page itself")
     if section.id in _SECTIONS and not replace:
         raise RobustXAIError(f"report section {section.id!r} is registered twice")
     _SECTIONS[section.id] = section
