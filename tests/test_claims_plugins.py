@@ -266,3 +266,21 @@ def test_ig_transfer_per_evaluated_method(tmp_path: Path) -> None:
     )
     stuck = _eval("trust.ig_transfer", write_run(tmp_path / "b", planted))
     assert stuck[0].verdict == "contradicted" and stuck[0].effect == pytest.approx(0.1)
+
+
+def test_secure_leaves_out_a_model_without_maps(tmp_path: Path) -> None:
+    planted = _ladder(6, [0.1, 0.25, 0.4, 0.55, 0.7, 0.85], coverage=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    planted.model("extra")
+    planted.accuracy("extra", CLEAN, 0.95)
+    planted.accuracy("extra", PGD, 0.5)  # predictions, but no maps (a manipulation-only model)
+    r = _one("secure.robustness_alignment", write_run(tmp_path, planted))
+    assert r.verdict == "supported" and r.n == 6
+
+
+def test_a_store_without_a_config_pairs_models_by_the_naming_rule(tmp_path: Path) -> None:
+    """Stores of earlier versions have no ``meta.config``: the ``models`` table's arch and training serve."""
+    planted = _pair(0.6, 0.3)
+    run = write_run(tmp_path, planted)
+    run.meta.pop("config")
+    r = _one("attentive.pgd_robustness", run)
+    assert r.scope == "attention vs standard, pgd ε = 4/255" and r.verdict == "supported"
