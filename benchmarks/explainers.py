@@ -115,7 +115,7 @@ def part1(model: torch.nn.Module, args: argparse.Namespace) -> None:
         rounds = 1 if estimate > 5 else args.repeats if estimate > 1 else max(args.repeats, 7)
 
         def call(e: rx.Explainer = explainer) -> None:
-            e(model, x, target=targets)
+            e.explain(model, x, target=targets)
 
         if estimate <= 5:
             call()  # warm-up
@@ -183,7 +183,7 @@ def grid_ours(model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor, po
     out, times = {}, {}
     for name, ex in explainers.items():
         start = time.perf_counter()
-        maps = ex(model, x, target=targets)
+        maps = ex.explain(model, x, target=targets).maps
         cover = rx.metrics.point_coverage(maps, points, top=0.15)
         times[name] = time.perf_counter() - start
         out[name] = (maps.numpy(), cover.numpy())

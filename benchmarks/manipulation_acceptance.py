@@ -45,9 +45,8 @@ def score(model: Any, x: torch.Tensor, y: torch.Tensor, truths: list[Any], attac
         same = (model(x).argmax(1) == model(adv).argmax(1)).double()
     classes = explained_class(model, x)
     explainer = create_explainer(attack.method)
-    maps = torch.cat(
-        [explainer(model, xb, target=cb) for xb, cb in zip(adv.split(bs), classes.split(bs), strict=True)]
-    )
+    pairs = zip(adv.split(bs), classes.split(bs), strict=True)
+    maps = torch.cat([explainer.explain(model, xb, target=cb).maps for xb, cb in pairs])
     target_ssim = ssim(targets.double(), maps.detach())
     # SSIM ≥ 0.6 against a target covering 1/16 of the image is reached by any map that is near zero
     # outside a few pixels, wherever those lie; whether the map's peak is in the target tells them apart

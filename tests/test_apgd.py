@@ -141,10 +141,10 @@ def test_apgd_refusals(tiny_model, images, labels) -> None:
     with pytest.raises(RobustXAIError, match="defined for softmax"):
         rx.create_attack("apgd", loss="dlr", steps=2)(multilabel, x, torch.ones(4, 3))
     for kwargs, msg in [
-        ({"steps": 0}, "steps must be ≥ 1"),
-        ({"restarts": 0}, "restarts must be ≥ 1"),
+        ({"steps": 0}, "steps must be an integer ≥ 1"),
+        ({"restarts": 0}, "restarts must be an integer ≥ 1"),
         ({"loss": "cw"}, "loss must be one of ce, dlr"),
-        ({"rho": 1.5}, r"rho must lie in \(0, 1\]"),
+        ({"rho": 1.5}, "rho must be a finite number > 0 and ≤ 1"),
         ({"norm": "l1"}, "norm must be one of linf, l2"),
     ]:
         with pytest.raises(RobustXAIError, match=msg):

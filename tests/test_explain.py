@@ -25,9 +25,9 @@ def test_explainer_returns_finite_maps(name, model_fixture, images, request) -> 
     explainer = rx.create_explainer(name)
     if explainer.applicable(model) is not None:  # declared not applicable (attention rollout on a CNN)
         with pytest.raises(RobustXAIError):  # and refused in one line if called anyway
-            explainer(model, images)
+            explainer.explain(model, images)
         return
-    maps = explainer(model, images)
+    maps = explainer.explain(model, images).maps
     assert maps.shape == (images.shape[0], images.shape[2], images.shape[3])
     assert torch.isfinite(maps).all()
     assert not maps.requires_grad
@@ -36,7 +36,7 @@ def test_explainer_returns_finite_maps(name, model_fixture, images, request) -> 
 @pytest.mark.parametrize("name", rx.list_explainers())
 def test_explainer_rejects_out_of_range_images(name, tiny_model, images) -> None:
     with pytest.raises(RobustXAIError, match=r"\[0, 1\]"):
-        rx.create_explainer(name)(tiny_model, images + 1)
+        rx.create_explainer(name).explain(tiny_model, images + 1)
 
 
 @pytest.mark.parametrize("name", rx.list_explainers())
@@ -64,7 +64,7 @@ def test_target_rule(tiny_model, images, labels) -> None:
 
 def test_saliency_equals_captum(tiny_model, images) -> None:
     target = torch.tensor([0, 1, 0, 1])
-    ours = rx.create_explainer("saliency")(tiny_model, images, target=target)
+    ours = rx.create_explainer("saliency").explain(tiny_model, images, target=target).maps
     ref = Saliency(tiny_model).attribute(images.clone().requires_grad_(True), target=target, abs=True)
     torch.testing.assert_close(ours, ref.abs().amax(1), atol=1e-5, rtol=0)
 
@@ -72,7 +72,7 @@ def test_saliency_equals_captum(tiny_model, images) -> None:
 def test_saliency_is_abs_input_gradient(tiny_model, images) -> None:
     x = images.clone().requires_grad_(True)
     tiny_model(x)[:, 1].sum().backward()
-    ours = rx.create_explainer("saliency")(tiny_model, images, target=1)
+    ours = rx.create_explainer("saliency").explain(tiny_model, images, target=1).maps
     torch.testing.assert_close(ours, x.grad.abs().amax(1), atol=1e-6, rtol=0)
 
 
@@ -143,8 +143,8 @@ def test_gradcam_manual_formula(tiny_model, images) -> None:
 
 
 def test_random_baseline_is_seeded_and_model_independent(tiny_model, tiny_attention_model, images) -> None:
-    a = rx.create_explainer("random", seed=1)(tiny_model, images)
-    b = rx.create_explainer("random", seed=1)(tiny_attention_model, images)
+    a = rx.create_explainer("random", seed=1).explain(tiny_model, images).maps
+    b = rx.create_explainer("random", seed=1).explain(tiny_attention_model, images).maps
     assert torch.equal(a, b)
 
 
@@ -159,17 +159,17 @@ def test_reduction_rules(tiny_model, images) -> None:
 
 def test_out_of_range_target_is_a_clear_error(tiny_model, images) -> None:
     with pytest.raises(RobustXAIError, match=r"\[0, 1\]"):
-        rx.create_explainer("saliency")(tiny_model, images, target=5)
+        rx.create_explainer("saliency").explain(tiny_model, images, target=5)
     with pytest.raises(RobustXAIError, match="unsupported target"):
-        rx.create_explainer("saliency")(tiny_model, images, target=True)
+        rx.create_explainer("saliency").explain(tiny_model, images, target=True)
 
 
 def test_random_baseline_depends_on_the_image_not_the_batch(tiny_model, images) -> None:
     expl = rx.create_explainer("random", seed=0)
-    whole = expl(tiny_model, images)
-    torch.testing.assert_close(expl(tiny_model, images[2:]), whole[2:])
+    whole = expl.explain(tiny_model, images).maps
+    torch.testing.assert_close(expl.explain(tiny_model, images[2:]).maps, whole[2:])
     assert not torch.equal(whole[0], whole[1])
-    assert not torch.equal(expl(tiny_model, (images + 0.01).clamp(0, 1))[0], whole[0])
+    assert not torch.equal(expl.explain(tiny_model, (images + 0.01).clamp(0, 1)).maps[0], whole[0])
 
 
 @pytest.mark.parametrize("name", ["saliency", "input_x_gradient"])
@@ -189,8 +189,8 @@ def test_out_of_range_target_on_a_plain_module_is_a_clear_error(images) -> None:
     """A model that is not a ModelWrapper declares no class count: it is asked with a forward pass."""
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 3)).eval()
     with pytest.raises(RobustXAIError, match=r"\[0, 2\]"):
-        rx.create_explainer("saliency")(model, images, target=3)
-    assert rx.create_explainer("saliency")(model, images, target=2).shape == (4, 32, 32)
+        rx.create_explainer("saliency").explain(model, images, target=3)
+    assert rx.create_explainer("saliency").explain(model, images, target=2).maps.shape == (4, 32, 32)
 
 
 def test_rows_per_pass_default_depends_on_the_device() -> None:

@@ -23,6 +23,7 @@ from torch import nn
 
 import robustxai as rx
 from robustxai.errors import RobustXAIError, UnknownNameError
+from robustxai.explain import explain_targets
 from robustxai.explain.references import gaussian_blur
 from robustxai.models.smallcnn import SmallCNN
 
@@ -124,17 +125,19 @@ def test_smoothgrad_equals_captum_noise_tunnel_under_the_same_seed(tiny_model, i
 
 def test_smoothgrad_is_seeded_and_leaves_the_global_generator_alone(tiny_model, images) -> None:
     state = torch.random.get_rng_state()
-    a = rx.create_explainer("smoothgrad", n_samples=4, seed=1)(tiny_model, images)
+    a = rx.create_explainer("smoothgrad", n_samples=4, seed=1).explain(tiny_model, images).maps
     assert torch.equal(torch.random.get_rng_state(), state)
-    b = rx.create_explainer("smoothgrad", n_samples=4, seed=1)(tiny_model, images)
-    c = rx.create_explainer("smoothgrad", n_samples=4, seed=2)(tiny_model, images)
+    b = rx.create_explainer("smoothgrad", n_samples=4, seed=1).explain(tiny_model, images).maps
+    c = rx.create_explainer("smoothgrad", n_samples=4, seed=2).explain(tiny_model, images).maps
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
 
 
 def test_smoothgrad_without_noise_is_saliency(tiny_model, images) -> None:
-    smooth = rx.create_explainer("smoothgrad", noise=0.0, n_samples=3)(tiny_model, images, target=1)
-    plain = rx.create_explainer("saliency")(tiny_model, images, target=1)
+    smooth = (
+        rx.create_explainer("smoothgrad", noise=0.0, n_samples=3).explain(tiny_model, images, target=1).maps
+    )
+    plain = rx.create_explainer("saliency").explain(tiny_model, images, target=1).maps
     torch.testing.assert_close(smooth, plain, atol=1e-6, rtol=1e-5)
 
 
@@ -359,7 +362,7 @@ def test_deeplift_batch_size_does_not_change_the_numbers(images) -> None:
     torch.manual_seed(0)
     model = rx.create_model("smallcnn", widths=(4, 8, 8, 8)).eval().double()
     x = images.double()
-    maps = [rx.create_explainer("deeplift", batch_size=bs)(model, x) for bs in (None, 1, 2, 5)]
+    maps = [rx.create_explainer("deeplift", batch_size=bs).explain(model, x).maps for bs in (None, 1, 2, 5)]
     for other in maps[1:]:
         torch.testing.assert_close(other, maps[0], atol=1e-12, rtol=0)
 
@@ -382,7 +385,7 @@ def test_deeplift_leaves_the_model_as_it_was_after_an_error(images) -> None:
 
     model = Fails().eval()
     with pytest.raises(ValueError, match="boom"):
-        rx.create_explainer("deeplift")(model, images, target=0)
+        rx.create_explainer("deeplift").explain(model, images, target=0)
     for module in model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks
     assert model.relu.inplace is True and model.pool.return_indices is False
@@ -449,7 +452,7 @@ def test_occlusion_on_a_linear_model_is_the_exact_patch_contribution(
     x = torch.rand(3, 2, size, size, generator=torch.Generator().manual_seed(size), dtype=torch.float64)
     expl = rx.create_explainer("occlusion", window=window, stride=stride, baseline=baseline)
     e = expl.explain(model, x, target=1)
-    assert expl.last_path == path
+    assert e.engine == path
     expected = _exact_occlusion(model.weight[1], x, window, stride, baseline)
     torch.testing.assert_close(e.attributions, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(e.maps, expected[:, 0], atol=1e-5, rtol=1e-5)
@@ -460,7 +463,7 @@ def test_occlusion_equals_captum(tiny_model, images, baseline) -> None:
     target = torch.tensor([0, 1, 0, 1])
     expl = rx.create_explainer("occlusion", window=6, stride=4, baseline=baseline)
     e = expl.explain(tiny_model, images, target=target)
-    assert expl.last_path == "incremental"
+    assert e.engine == "incremental"
     ref_base = 0.0 if baseline == 0 else images.mean(dim=(1, 2, 3), keepdim=True)
     ref = Occlusion(tiny_model).attribute(
         images, sliding_window_shapes=(1, 6, 6), strides=(1, 4, 4), baselines=ref_base, target=target
@@ -518,7 +521,9 @@ def test_guided_gradcam_equals_captum(model_fixture, mode, images, request) -> N
     ],
 )
 def test_batch_size_does_not_change_the_numbers(tiny_model, images, name, params, sizes) -> None:
-    maps = [rx.create_explainer(name, batch_size=bs, **params)(tiny_model, images) for bs in sizes]
+    maps = [
+        rx.create_explainer(name, batch_size=bs, **params).explain(tiny_model, images).maps for bs in sizes
+    ]
     for other in maps[1:]:
         torch.testing.assert_close(other, maps[0], atol=1e-6, rtol=1e-5)
 
@@ -576,11 +581,11 @@ def test_explain_targets_stacks_single_target_maps(name, images) -> None:
     model = _multilabel_model().eval()
     expl = rx.create_explainer(name)
     expl = rx.create_explainer(name, window=8, stride=8) if name == "occlusion" else expl
-    maps = expl.explain_targets(model, images, [2, 0])
+    maps = explain_targets(expl, model, images, [2, 0])
     assert maps.shape == (4, 2, 32, 32)
-    torch.testing.assert_close(maps[:, 0], expl(model, images, target=2))
-    torch.testing.assert_close(maps[:, 1], expl(model, images, target=0))
-    assert expl.explain_targets(model, images, "all").shape == (4, 4, 32, 32)
+    torch.testing.assert_close(maps[:, 0], expl.explain(model, images, target=2).maps)
+    torch.testing.assert_close(maps[:, 1], expl.explain(model, images, target=0).maps)
+    assert explain_targets(expl, model, images, "all").shape == (4, 4, 32, 32)
 
 
 @pytest.mark.parametrize(
@@ -595,7 +600,7 @@ def test_explain_targets_stacks_single_target_maps(name, images) -> None:
 )
 def test_explain_targets_rejects_bad_targets(targets, match, images) -> None:
     with pytest.raises(RobustXAIError, match=match):
-        rx.create_explainer("saliency").explain_targets(_multilabel_model().eval(), images, targets)
+        explain_targets(rx.create_explainer("saliency"), _multilabel_model().eval(), images, targets)
 
 
 def test_multilabel_target_rule(images) -> None:

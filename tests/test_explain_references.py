@@ -56,7 +56,7 @@ def test_incremental_occlusion_on_an_affine_cnn_is_the_exact_patch_contribution(
     assert torch.equal(xg.grad, weight.expand_as(xg.grad))  # affine: one weight map for every image
     expl = rx.create_explainer("occlusion", window=window, stride=stride, baseline=baseline)
     e = expl.explain(model, x, target=1)
-    assert expl.last_path == "incremental"
+    assert e.engine == "incremental"
     expected = _exact_occlusion(weight, x, window, stride, baseline)
     assert float(expected.abs().max()) > 0.01  # the attributions here are of order 0.05
     torch.testing.assert_close(e.attributions, expected, atol=1e-6, rtol=1e-5)

@@ -12,6 +12,7 @@ from torch import nn
 
 import robustxai as rx
 from robustxai.errors import RobustXAIError
+from robustxai.explain import explain_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
@@ -51,9 +52,9 @@ def test_a_wrapper_whose_class_names_disagree_with_its_logits_is_a_clear_error()
         with pytest.raises(RobustXAIError, match="3 class names"):
             rx.create_explainer(name).explain(wrapped, x, target=2)
     with pytest.raises(RobustXAIError, match="3 class names"):
-        rx.create_explainer("saliency").explain_targets(wrapped, x, "all")
+        explain_targets(rx.create_explainer("saliency"), wrapped, x, "all")
     right = rx.wrap_model(net, class_names=["a", "b"], cam_layer=None).eval()
-    assert rx.create_explainer("saliency")(right, x, target=1).shape == (2, 16, 16)
+    assert rx.create_explainer("saliency").explain(right, x, target=1).maps.shape == (2, 16, 16)
 
 
 # --- DeepLIFT -------------------------------------------------------------------------------------------
@@ -73,8 +74,8 @@ def test_deeplift_from_two_threads_on_one_model() -> None:
     keeps its flags and has no hooks left."""
     model = _pooled_cnn()
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    expected = rx.create_explainer("deeplift", batch_size=2)(model, x, target=0)
-    saliency = rx.create_explainer("saliency")(model, x, target=0)
+    expected = rx.create_explainer("deeplift", batch_size=2).explain(model, x, target=0).maps
+    saliency = rx.create_explainer("saliency").explain(model, x, target=0).maps
     results: list[torch.Tensor] = []
     errors: list[BaseException] = []
 
@@ -82,7 +83,7 @@ def test_deeplift_from_two_threads_on_one_model() -> None:
         try:
             for _ in range(4):
                 explainer = rx.create_explainer(name, **({"batch_size": 2} if name == "deeplift" else {}))
-                results.append(explainer(model, x, target=0))
+                results.append(explainer.explain(model, x, target=0).maps)
         except BaseException as exc:  # noqa: BLE001 - collected and reported by the test
             errors.append(exc)
 
@@ -150,34 +151,33 @@ def test_deeplift_warns_once_when_the_sums_miss_the_gap(caplog) -> None:
     gelu = gelu.double().eval()
     gelu(x)  # materialise the lazy layer
     with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
-        rx.create_explainer("deeplift", baseline="mean")(gelu, x, target=0)
+        rx.create_explainer("deeplift", baseline="mean").explain(gelu, x, target=0)
     found = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
     assert len(found) == 1 and found[0].levelno == logging.WARNING
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="robustxai.explain.deeplift"):
-        rx.create_explainer("deeplift", baseline="mean")(gelu, x, target=1)  # same model: DEBUG only
+        rx.create_explainer("deeplift", baseline="mean").explain(gelu, x, target=1)  # same model: DEBUG only
     again = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
     assert len(again) == 1 and again[0].levelno == logging.DEBUG
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
-        rx.create_explainer("deeplift", baseline="mean")(_pooled_cnn().double(), x, target=0)
+        rx.create_explainer("deeplift", baseline="mean").explain(_pooled_cnn().double(), x, target=0)
     assert caplog.records == []
 
 
 def test_deeplift_says_whether_the_sums_held(tiny_attention_model, caplog) -> None:
+    """Each call's Explanation says whether its sums held; the explainer keeps no per-call state."""
     gen = torch.Generator().manual_seed(3)
     rgb, grey = torch.rand(3, 3, 16, 16, generator=gen), torch.rand(3, 1, 32, 32, generator=gen)
-    plain = rx.create_explainer("deeplift")
-    assert plain.summation_held is None
-    plain(_pooled_cnn(), rgb, target=0)
-    assert plain.summation_held is True
-    attention = rx.create_explainer("deeplift")
+    explainer = rx.create_explainer("deeplift")
+    before = explainer.params()
+    assert explainer.explain(_pooled_cnn(), rgb, target=0).approximate is False
     with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
-        attention(tiny_attention_model, grey, target=0)
-    assert attention.summation_held is False  # the attention product: differentiated, not decomposed
+        missed = explainer.explain(tiny_attention_model, grey, target=0)
+    assert missed.approximate is True  # the attention product: differentiated, not decomposed
     assert caplog.records == []  # softmax models miss by design: not logged
-    attention(_pooled_cnn(), rgb, target=0)
-    assert attention.summation_held is False  # stays False once a call missed
+    assert explainer.explain(_pooled_cnn(), rgb, target=0).approximate is False  # per call, not sticky
+    assert explainer.params() == before and not hasattr(explainer, "summation_held")
 
 
 class _InPlace(nn.Module):

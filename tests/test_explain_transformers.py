@@ -195,7 +195,7 @@ def test_applicability_is_declared_without_running_the_model() -> None:
     assert "no spatial layer" in (rx.create_explainer("guided_gradcam").applicable(mlp) or "")
     assert rx.create_explainer("saliency").applicable(mlp) is None
     with pytest.raises(RobustXAIError, match="no cam_layer"):  # called anyway: one line
-        cam(mlp, torch.rand(1, 3, 32, 32))
+        cam.explain(mlp, torch.rand(1, 3, 32, 32))
 
 
 @pytest.mark.parametrize("name", rx.list_explainers())
@@ -204,7 +204,7 @@ def test_every_explainer_applies_to_a_vit_or_says_why(name, rgb) -> None:
     explainer = rx.create_explainer(name)
     if explainer.applicable(model) is not None:
         return
-    maps = explainer(model, rgb)
+    maps = explainer.explain(model, rgb).maps
     assert maps.shape == (3, 32, 32) and torch.isfinite(maps).all()
 
 
@@ -226,7 +226,7 @@ def test_zoo_timm_transformer_gets_its_token_layer_and_model_kwargs() -> None:
     ).eval()
     assert (model.cam_layer, model.cam_layout, model.cam_prefix) == ("blocks.1.norm1", "tokens", 1)
     assert model.spec["kwargs"]["model_kwargs"]["img_size"] == 32
-    assert rx.create_explainer("gradcam")(model, torch.rand(2, 3, 32, 32)).shape == (2, 32, 32)
+    assert rx.create_explainer("gradcam").explain(model, torch.rand(2, 3, 32, 32)).maps.shape == (2, 32, 32)
     with pytest.raises(RobustXAIError, match="model_kwargs may not set num_classes"):
         rx.create_model("timm:vit_tiny_patch16_224", random_init=True, model_kwargs={"num_classes": 3})
     with pytest.raises(RobustXAIError, match="model_kwargs"):

@@ -74,7 +74,7 @@ def test_reported_maps_come_from_the_relu_model(tiny_model, images, labels) -> N
     targets = attack.target_maps(images, None, [shard.masks[0].numpy(), shard.points[1], None, None])
     adv = attack(tiny_model, images, labels, target_maps=targets)
     cls = explained_class(tiny_model, images)
-    relu_maps = rx.create_explainer("saliency")(tiny_model, adv, target=cls)
+    relu_maps = rx.create_explainer("saliency").explain(tiny_model, adv, target=cls).maps
     beta_end = attack.schedule.end
     soft_maps = attack.explainer.map_for_attack(
         SoftplusSurrogate(tiny_model, beta_end), adv, cls, create_graph=False

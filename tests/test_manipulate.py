@@ -67,7 +67,7 @@ def test_differentiable_map_equals_the_explainer(method, params, relu_model, ima
     # that agreed only to rounding / in distribution; now the attack differentiates the explainer itself.
     cls = explained_class(relu_model, images)
     ours = _attack_map(method, relu_model, images, cls, **params)
-    ref = rx.create_explainer(method, **params)(relu_model, images, target=cls)
+    ref = rx.create_explainer(method, **params).explain(relu_model, images, target=cls).maps
     assert torch.equal(ours, ref) if method != "gradcam" else torch.allclose(ours, ref, atol=1e-6)
 
 
@@ -91,7 +91,7 @@ def test_guided_gradcam_of_sharp_surrogate_equals_captum(tiny_model, images) -> 
     torch.testing.assert_close(ours, ref.abs().amax(dim=1), atol=tol, rtol=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        registry = rx.create_explainer("guided_gradcam")(tiny_model, images, target=cls)
+        registry = rx.create_explainer("guided_gradcam").explain(tiny_model, images, target=cls).maps
     torch.testing.assert_close(ours, registry, atol=tol, rtol=1e-3)
 
 
@@ -219,7 +219,10 @@ def test_attack_moves_relu_map_towards_target_and_keeps_prediction(
     adv = attack(tiny_model, images, labels, target_maps=target)
     cls = explained_class(tiny_model, images)
     explainer = rx.create_explainer(method)
-    before, after = explainer(tiny_model, images, target=cls), explainer(tiny_model, adv, target=cls)
+    before, after = (
+        explainer.explain(tiny_model, images, target=cls).maps,
+        explainer.explain(tiny_model, adv, target=cls).maps,
+    )
     # The real (ReLU) model's map moves into the target: more of its mass there, and more similar to it.
     assert _mass_in(after, target).mean() > 1.5 * _mass_in(before, target).mean()
     assert ssim(target.expand(4, 32, 32), after).mean() > ssim(target.expand(4, 32, 32), before).mean()

@@ -46,7 +46,7 @@ def _target_ssim(
     model: nn.Module, method: str, images: torch.Tensor, adv: torch.Tensor, target: torch.Tensor
 ):
     cls = explained_class(model, images)
-    maps = rx.create_explainer(method)(model, adv, target=cls)
+    maps = rx.create_explainer(method).explain(model, adv, target=cls).maps
     return ssim(target.expand_as(maps), maps)
 
 
@@ -163,7 +163,7 @@ def test_run_returns_the_calls_diagnostics(tiny_model, images, labels) -> None:
     assert torch.equal(result.images, attack(tiny_model, images, labels, target_maps=target))
     assert result.targets.shape == (4, 32, 32) and result.real_scores is not None
     cls = explained_class(tiny_model, images)
-    real = rx.create_explainer("saliency")(tiny_model, result.images, target=cls)
+    real = rx.create_explainer("saliency").explain(tiny_model, result.images, target=cls).maps
     ok = torch.isfinite(result.real_scores)
     torch.testing.assert_close(
         result.real_scores[ok].double(), ssim(result.targets, real)[ok], atol=1e-5, rtol=0

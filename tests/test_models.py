@@ -9,6 +9,7 @@ import torch
 
 import robustxai as rx
 from robustxai.errors import RobustXAIError
+from robustxai.models.attention import attention_maps
 
 
 @pytest.mark.parametrize("name", rx.list_models())
@@ -34,10 +35,15 @@ def test_wrong_channel_count_is_an_error() -> None:
 
 
 def test_attention_head_weights_sum_to_heads(tiny_attention_model) -> None:
-    tiny_attention_model(torch.rand(2, 1, 32, 32))
-    attn = tiny_attention_model.net.head.last_attention
-    assert attn is not None
+    attn = attention_maps(tiny_attention_model, torch.rand(2, 1, 32, 32))
     torch.testing.assert_close(attn.sum(dim=(2, 3)), torch.full((2, 1), 16.0))
+    assert not hasattr(tiny_attention_model.net.head, "last_attention")  # no per-call state on the module
+
+
+def test_attention_maps_needs_an_attention_head() -> None:
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
+    with pytest.raises(RobustXAIError, match="no soft-attention head"):
+        attention_maps(model, torch.rand(1, 1, 32, 32))
 
 
 @pytest.mark.parametrize("name", rx.list_models())

@@ -72,7 +72,7 @@ def test_windows_equal_to_the_baseline_score_exactly_zero_in_float32() -> None:
         targets = model(x).argmax(dim=1)
     expl = rx.create_explainer("occlusion", window=8, stride=4)
     ours = expl.explain(model, x, target=targets)
-    assert expl.last_path == "incremental"
+    assert ours.engine == "incremental"
     captum = _captum(model, x, targets, 8, 4, "zero")
     assert (captum == 0).any()
     assert ((captum != 0) | (ours.attributions == 0)).all()  # (captum == 0) ⇒ (ours == 0)

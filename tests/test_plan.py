@@ -72,7 +72,7 @@ def test_explainer_pass_counts_match_counted_model_calls(tiny, name: str, params
     explainer = rx.create_explainer(name, **params)
     work = explainer_work(explainer, name, len(x), len(x), (1, 16, 16))
     count = Counter(model)
-    explainer(model, x)
+    explainer.explain(model, x)
     assert count.forward == sum(w.forward for w in work)
     assert count.backward == sum(w.backward for w in work)
 

@@ -1,10 +1,15 @@
 """Entry checks for the tensor conventions every layer keeps (see DESIGN.md).
 
 Images are float tensors ``[B, C, H, W]`` in [0, 1]; maps are ``[B, H, W]``. Public functions call these at
-their entry and raise a clear error rather than clamping or reshaping silently.
+their entry and raise a clear error rather than clamping or reshaping silently. Hyper-parameters of every
+plug-in (counts, seeds, sizes, rates) go through :func:`check_int`, :func:`check_optional_int` and
+:func:`check_number`, so a bad value is refused the same way, with its name, whichever plug-in takes it.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 
@@ -89,3 +94,71 @@ def check_multilabel(
     if yf.numel() and not bool(((yf == 0) | (yf == 1)).all()):
         raise RobustXAIError(f"{name} of a multi-label task must hold only 0 and 1")
     return yf
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """Check an integer hyper-parameter (``steps``, ``n_samples``, ``seed`` …) and return it as ``int``.
+
+    Only integers pass (Python or NumPy integers): a float such as 2.7 is refused rather than truncated
+    to 2, and ``True`` is refused rather than read as 1 — both are a caller's mistake, not a count.
+
+    Args:
+        value: The value given.
+        name: The parameter's name, for the message.
+        minimum: The smallest value allowed (inclusive), or ``None`` for no bound.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        bound = "" if minimum is None else f" ≥ {minimum}"
+        raise RobustXAIError(f"{name} must be an integer{bound}, got {value!r}")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise RobustXAIError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return number
+
+
+def check_optional_int(value: object, name: str, minimum: int | None = None) -> int | None:
+    """:func:`check_int`, with ``None`` allowed (meaning "the default" to the caller)."""
+    if value is None:
+        return None
+    try:
+        return check_int(value, name, minimum)
+    except RobustXAIError:
+        bound = "" if minimum is None else f" ≥ {minimum}"
+        raise RobustXAIError(f"{name} must be None or an integer{bound}, got {value!r}") from None
+
+
+def check_number(
+    value: object,
+    name: str,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """Check a real-valued hyper-parameter and return it as ``float``.
+
+    Finite real numbers pass (``int``, ``float``, NumPy scalars); ``True``, strings, NaN and ±∞ are
+    refused with an error naming the parameter instead of failing later inside the method.
+
+    Args:
+        value: The value given.
+        name: The parameter's name, for the message.
+        minimum: The smallest value allowed (inclusive).
+        above: A value the number must exceed (exclusive lower bound).
+        maximum: The largest value allowed (inclusive).
+    """
+    bounds = [
+        text
+        for text, bound in ((f"≥ {minimum}", minimum), (f"> {above}", above), (f"≤ {maximum}", maximum))
+        if bound is not None
+    ]
+    wanted = f"{name} must be a finite number{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise RobustXAIError(wanted)
+    number = float(value)
+    if not math.isfinite(number):
+        raise RobustXAIError(wanted)
+    if (minimum is not None and number < minimum) or (above is not None and not number > above):
+        raise RobustXAIError(wanted)
+    if maximum is not None and number > maximum:
+        raise RobustXAIError(wanted)
+    return number

@@ -10,11 +10,43 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from robustxai.errors import UnknownNameError
+from robustxai.errors import RobustXAIError, UnknownNameError
 
 T = TypeVar("T")
+
+#: A hyper-parameter as a plug-in's ``params()`` reports it: a JSON-friendly scalar or a tuple of them.
+ParamValue = None | bool | int | float | str | tuple[int | float | str, ...]
+
+
+def constructor_keywords(cls: type) -> list[str]:
+    """The keyword parameters of ``cls``'s constructor, in order (not ``self``, ``*args``, ``**kwargs``)."""
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]  # the class's own __init__, not object's
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds and p.name != "self"]
+
+
+def declared_params(plugin: object, fixed: tuple[str, ...] = ()) -> dict[str, ParamValue]:
+    """A plug-in's hyper-parameters: its constructor's keywords and the ones its class fixes.
+
+    Each is read back from the attribute of the same name (the validated, normalised value), so the
+    typed constructor signature is the plug-in's config: ``params()`` holds exactly what it was created
+    with — never a per-call result such as a diagnostic, which belongs in the call's result — and
+    ``type(p)(**p.params())`` rebuilds it. Reports and cache keys take this dict.
+
+    Args:
+        plugin: An attack or explainer.
+        fixed: Hyper-parameters the class sets itself rather than taking as keywords (BIM's
+            ``random_start=False``), reported so that two methods differing only there are told apart.
+    """
+    out: dict[str, ParamValue] = {}
+    for name in (*constructor_keywords(type(plugin)), *fixed):
+        value = getattr(plugin, name)
+        if not isinstance(value, None | bool | int | float | str | tuple):
+            raise RobustXAIError(f"{type(plugin).__name__}.{name} is not a plain hyper-parameter: {value!r}")
+        out[name] = value
+    return out
 
 
 class Registry(Generic[T]):
@@ -33,11 +65,16 @@ class Registry(Generic[T]):
 
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise RobustXAIError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
             return factory
 
         return decorate
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in registered for a test, say); unknown names are an error."""
+        self.get(name)
+        del self._factories[name]
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
@@ -66,7 +103,7 @@ class Registry(Generic[T]):
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
         ]
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def create(self, name: str, **kwargs: object) -> T:
         """Instantiate ``name`` with ``kwargs``, rejecting keywords the factory does not take."""
         factory = self.get(name)
         sig = inspect.signature(factory)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustxai._validate import check_int, check_number
 from robustxai.attacks.base import ATTACKS, Attack
 from robustxai.attacks.norms import flat_l2
 from robustxai.errors import RobustXAIError
@@ -78,19 +79,13 @@ class APGD(Attack):
         seed: int = 0,
     ) -> None:
         super().__init__(eps, norm, targeted)
-        if int(steps) < 1:
-            raise RobustXAIError(f"steps must be ≥ 1, got {steps}")
-        if int(restarts) < 1:
-            raise RobustXAIError(f"restarts must be ≥ 1, got {restarts}")
         if loss not in LOSSES:
             raise RobustXAIError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if not 0 < float(rho) <= 1:
-            raise RobustXAIError(f"rho must lie in (0, 1], got {rho}")
-        self.steps = int(steps)
-        self.restarts = int(restarts)
+        self.steps = check_int(steps, "steps", minimum=1)
+        self.restarts = check_int(restarts, "restarts", minimum=1)
         self.loss = loss
-        self.rho = float(rho)
-        self.seed = int(seed)
+        self.rho = check_number(rho, "rho", above=0, maximum=1)
+        self.seed = check_int(seed, "seed")
 
     def passes(self, batch: int) -> tuple[int, int]:
         """At most ``restarts × (steps + 1) × batch`` each way (a restart attacks only unfooled images)."""
@@ -219,7 +214,7 @@ class APGD(Attack):
             t += (loss_steps[(i - c) % n] > loss_steps[(i - c - 1) % n]).float()
         return (t <= k * self.rho * torch.ones_like(t)).float()
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from robustxai.attacks.sweep import robust_accuracy as _robust_accuracy
 from robustxai.attacks.sweep import sweep as _sweep
 from robustxai.errors import RobustXAIError
 from robustxai.models.losses import is_multilabel, predict_labels, task_loss
-from robustxai.registry import Registry
+from robustxai.registry import ParamValue, Registry, declared_params
 
 ATTACKS: Registry[Attack] = Registry("attack")
 
@@ -50,6 +50,8 @@ class Attack(ABC):
     """
 
     name: str = "attack"
+    #: Hyper-parameters the class fixes instead of taking them as keywords (:meth:`params` reports them).
+    fixed_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, eps: float, norm: str = "linf", targeted: bool = False) -> None:
         self.eps = check_epsilon(eps)
@@ -128,22 +130,19 @@ class Attack(ABC):
             out[idx] = project(adv.detach(), images[idx], self.eps, self.norm)
         return out
 
-    def _perturb(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
-    ) -> torch.Tensor:
-        if targets is None:
-            return self.perturb(model, images, labels)
-        return self.perturb(model, images, labels, targets)
-
     @abstractmethod
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
         labels: torch.Tensor,
         targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Compute the adversarial images (inputs already validated; ``targets`` set iff targeted)."""
+        """The method's hook: adversarial images (inputs validated; ``targets`` set iff targeted).
+
+        Callers use the one verb, calling the attack (:meth:`__call__`), which validates, resolves targets,
+        picks the samples to attack and projects the result.
+        """
 
     def resolve_targets(
         self,
@@ -187,7 +186,9 @@ class Attack(ABC):
             )
         return targets
 
-    def success(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, targets: Any) -> Any:
+    def success(
+        self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
         """Per-sample success ``[B]`` (bool): wrong prediction (untargeted) or prediction == target."""
         if targets is None:
             return ~is_correct(model, logits, labels)
@@ -219,9 +220,9 @@ class Attack(ABC):
         """Per-sample correctness ``[B]`` (bool) under this attack, attacking only clean-correct samples."""
         return _robust_accuracy(model, images, labels, [self])
 
-    def params(self) -> dict[str, Any]:
-        """Hyper-parameters, for reports and cache keys."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+    def params(self) -> dict[str, ParamValue]:
+        """Hyper-parameters, for reports and cache keys: the constructor's keywords (no per-call result)."""
+        return declared_params(self, self.fixed_params)
 
 
 def loss_gradient(
@@ -242,7 +243,7 @@ def loss_gradient(
     return grad
 
 
-def create_attack(name: str, **kwargs: Any) -> Attack:
+def create_attack(name: str, **kwargs: object) -> Attack:
     """Create the registered attack ``name`` with its hyper-parameters."""
     return ATTACKS.create(name, **kwargs)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robustxai._validate import check_epsilon
+from robustxai._validate import check_epsilon, check_int
 from robustxai.attacks import norms
 from robustxai.attacks.base import ATTACKS, Attack, loss_gradient
-from robustxai.errors import RobustXAIError
 
 
 @ATTACKS.register("fgsm")
@@ -26,11 +25,12 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
+    fixed_params = ("norm",)
 
     def __init__(self, eps: float = 4 / 255, targeted: bool = False) -> None:
         super().__init__(eps, "linf", targeted)
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
@@ -75,12 +75,10 @@ class PGD(Attack):
         targeted: bool = False,
     ) -> None:
         super().__init__(eps, norm, targeted)
-        if int(steps) < 1:
-            raise RobustXAIError(f"steps must be ≥ 1, got {steps}")
-        self.steps = int(steps)
+        self.steps = check_int(steps, "steps", minimum=1)
         self.step_size = None if step_size is None else check_epsilon(step_size, "step_size")
         self.random_start = bool(random_start)
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")
 
     @property
     def alpha(self) -> float:
@@ -91,7 +89,7 @@ class PGD(Attack):
         """One forward and one backward pass per step and image: ``steps × batch`` each."""
         return self.steps * batch, self.steps * batch
 
-    def perturb(
+    def _perturb(
         self,
         model: nn.Module,
         images: torch.Tensor,
@@ -122,6 +120,7 @@ class BIM(PGD):
     """
 
     name = "bim"
+    fixed_params = ("random_start", "seed", "norm")
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ ball of any ε_large ≥ ε_small, so it is a valid adversarial example there to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -65,7 +65,9 @@ class Attack(Protocol):
         """The attack's target labels (``None`` when untargeted)."""
         ...
 
-    def success(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, targets: Any) -> Any:
+    def success(
+        self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
         """Per-sample success ``[B]`` of the attack given the logits of its images."""
         ...
 

@@ -64,8 +64,8 @@ def unit_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
 
 
 def _targets_cost(explainer: Explainer) -> bool:
-    """Whether resolving the predicted class costs a forward pass of its own (see ``attribute_predicted``)."""
-    return type(explainer).attribute_predicted is Explainer.attribute_predicted
+    """Whether resolving the predicted class costs a forward pass of its own (see ``finds_prediction``)."""
+    return not explainer.finds_prediction()
 
 
 def explainer_work(

@@ -218,7 +218,7 @@ UNIT_KINDS: dict[str, UnitKind] = {}
 def register_unit_kind(kind: UnitKind) -> UnitKind:
     """Add a unit kind; it is planned after the kinds registered before it."""
     if kind.name in UNIT_KINDS:
-        raise ValueError(f"unit kind {kind.name!r} is already registered")
+        raise RobustXAIError(f"unit kind {kind.name!r} is already registered")
     UNIT_KINDS[kind.name] = kind
     return kind
 

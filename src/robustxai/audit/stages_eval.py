@@ -9,28 +9,20 @@ numbers do not depend on how the test set was sharded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from robustxai._validate import check_images
 from robustxai.attacks import create_attack
-from robustxai.audit.config import AuditConfig
+from robustxai.audit.config import AuditConfig, ExplainConfig
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.explain.deeplift import DELTA_TOLERANCE
-from robustxai.metrics import (
-    mask_area,
-    mse,
-    pearson,
-    point_coverage,
-    pointing_game,
-    relevance_mass,
-    rmse,
-    ssim,
-    topk_iou,
-)
+from robustxai.metrics import MapInputs, MetricInfo, evaluate, map_metrics
 from robustxai.models import ModelWrapper
+from robustxai.results.metric_keys import stored_keys
 from robustxai.results.schema import (
     CLEAN_CONDITION,
     LABEL,
@@ -169,7 +161,7 @@ def _multilabel_rows(
     _check_finite(name, cond, logits)
     targets = labels.to(logits.dtype).cpu()
     if targets.shape != logits.shape:
-        raise ValueError(
+        raise RobustXAIError(
             f"multi-label targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}"
         )
     preds = (logits > 0).to(logits.dtype)
@@ -215,49 +207,44 @@ def _maps(
     return torch.cat([e.maps for e in found]), any(e.approximate for e in found)
 
 
-def alignment_rows(
-    key: tuple[str, str, float, str],
-    maps: torch.Tensor,
-    ids: list[str],
-    masks: torch.Tensor,
-    points: list[np.ndarray],
-    tops: list[float],
-    radius: float = 3.0,
-) -> list[MetricRow]:
-    """Per-sample alignment metrics of ``maps`` (one per image of ``ids``) against the ground truth.
+def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, Any]:
+    """The keywords ``info`` fills from the ``explain`` configuration (its declared ``settings``)."""
+    out: dict[str, Any] = {}
+    for keyword, field in info.settings:
+        if field not in ExplainConfig.model_fields:
+            raise RobustXAIError(f"metric {info.name!r} reads explain.{field}, which the configuration lacks")
+        out[keyword] = getattr(explain, field)
+    return out
 
-    Point coverage and mask area at every top-k, top-15 % IoU and RMSE with the mask, the pointing game (the
-    map's maximum inside the mask or within ``radius`` px of a point) and relevance mass. A metric that is
-    undefined for an image (no mask, no points) is NaN and left out of means by the report.
+
+def metric_rows(
+    key: tuple[str, str, float, str],
+    inputs: MapInputs,
+    ids: list[str],
+    explain: ExplainConfig,
+) -> list[MetricRow]:
+    """Per-sample values of every registered map metric on ``inputs.maps`` (one per image of ``ids``).
+
+    The metric registry says what to compute: each per-sample map metric at each of its top-k fractions
+    (``explain.tops`` where it asks for the configured ones), with its settings read from ``explain`` (the
+    pointing game's radius). A metric that compares two maps (``maps_pair``) is computed only when
+    ``inputs.reference`` holds the clean maps. A value that is undefined for an image (no mask, no points) is
+    NaN and left out of means by the report.
     """
     model, cond, eps, expl = key
-    values: dict[str, torch.Tensor] = {}
-    for top in tops:
-        values[str(MetricKey.at_top("point_coverage", top))] = point_coverage(maps, points, top=top)
-        values[str(MetricKey.at_top("mask_area", top))] = mask_area(maps, top=top)
-    values[str(MetricKey.at_top("topk_iou", 0.15))] = topk_iou(maps, masks, top=0.15)
-    values[str(MetricKey.at_top("rmse", 0.15))] = rmse(maps, masks, top=0.15)
-    values["pointing_game"] = pointing_game(maps, masks=masks, points=points, radius=radius)
-    values["relevance_mass"] = relevance_mass(maps, masks)
     rows: list[MetricRow] = []
-    for metric, vals in values.items():
-        for sid, v in zip(ids, vals.tolist(), strict=True):
-            rows.append(MetricRow(model, cond, eps, expl, metric, sid, float(v)))
-    return rows
-
-
-def stability_rows(
-    key: tuple[str, str, float, str], clean_maps: torch.Tensor, maps: torch.Tensor, ids: list[str]
-) -> list[MetricRow]:
-    """SSIM, MSE and Pearson r between each image's clean and attacked map (both min-max normalised)."""
-    model, cond, eps, expl = key
-    rows: list[MetricRow] = []
-    for metric, fn in (("map_ssim", ssim), ("map_mse", mse), ("map_pearson", pearson)):
-        vals = fn(clean_maps, maps)
-        rows += [
-            MetricRow(model, cond, eps, expl, metric, s, float(v))
-            for s, v in zip(ids, vals.tolist(), strict=True)
-        ]
+    for info in map_metrics():
+        if info.needs == "maps_pair" and inputs.reference is None:
+            continue
+        settings = _settings(info, explain)
+        for metric_key, top in stored_keys(info, explain.tops):
+            params = settings if top is None else {**settings, "top": top}
+            vals = evaluate(info, inputs, **params)
+            name = str(metric_key)
+            rows += [
+                MetricRow(model, cond, eps, expl, name, sid, float(v))
+                for sid, v in zip(ids, vals.tolist(), strict=True)
+            ]
     return rows
 
 
@@ -275,11 +262,12 @@ def explanation_shard(
     shard: ExplainShard,
     figure_conditions: set[Condition],
 ) -> tuple[list[MetricRow], list[FigureMapRow], list[WarningRow]]:
-    """Maps of one explainer on every condition of one shard, their alignment and their stability.
+    """Maps of one explainer on every condition of one shard, and every registered map metric on them.
 
-    The clean maps are computed first; each attacked condition's maps are compared with them (``map_ssim``),
-    which is why one unit holds every condition of an explainer × shard. A multi-label model's map explains
-    its highest-logit label on each image (the explainers' default target).
+    The clean maps are computed first; each attacked condition's maps are compared with them (the
+    ``maps_pair`` metrics, stored as ``map_ssim`` …), which is why one unit holds every condition of an
+    explainer × shard. A multi-label model's map explains its highest-logit label on each image (the
+    explainers' default target).
 
     Args:
         name: The model's name in the config.
@@ -304,13 +292,11 @@ def explanation_shard(
         maps, approx = _maps(explainer, model, images, cfg.explain.batch_size)
         approximate = approximate or approx
         key = (name, cond[0], cond[1], method)
-        rows += alignment_rows(
-            key, maps, shard.ids, shard.masks, shard.points, cfg.explain.tops, cfg.explain.pointing_radius
-        )
+        reference = clean_maps if cond != CLEAN_CONDITION else None
+        inputs = MapInputs(maps, masks=shard.masks, points=shard.points, reference=reference)
+        rows += metric_rows(key, inputs, shard.ids, cfg.explain)
         if cond == CLEAN_CONDITION:
             clean_maps = maps
-        elif clean_maps is not None:
-            rows += stability_rows(key, clean_maps, maps, shard.ids)
         if cond in figure_conditions and method != "random":
             for sid, m in zip(shard.ids[: shard.n_figure], maps[: shard.n_figure], strict=True):
                 fig_rows.append(FigureMapRow(name, cond[0], cond[1], method, sid, m.detach().cpu().numpy()))

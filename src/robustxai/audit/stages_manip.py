@@ -233,7 +233,8 @@ def _maps(
 ) -> torch.Tensor:
     """Maps of the real (ReLU) model from the registered explainer, for the attacked class."""
     out = [
-        explainer(model, xb, target=cb) for xb, cb in zip(images.split(bs), classes.split(bs), strict=True)
+        explainer.explain(model, xb, target=cb).maps
+        for xb, cb in zip(images.split(bs), classes.split(bs), strict=True)
     ]
     return torch.cat(out).detach()
 

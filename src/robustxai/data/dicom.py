@@ -35,6 +35,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from robustxai._arrays import minmax_array
 from robustxai.data._files import DEFAULT_MAX_PIXELS, check_pixels, open_regular
 from robustxai.errors import DataError
 
@@ -337,8 +338,7 @@ def _grayscale(raw: np.ndarray, ds: Any) -> np.ndarray:
     if center is not None and width is not None and width >= min_width and width > 0:
         out = window_linear(values, center, width, function)
     else:
-        lo, hi = float(values.min()), float(values.max())
-        out = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+        out = minmax_array(values)  # a constant image becomes zeros
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 1.0 - out
     return out.astype(np.float32)

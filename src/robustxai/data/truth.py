@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustxai.errors import DataError
+
 
 def resize_mask(mask: np.ndarray, dst_hw: tuple[int, int]) -> np.ndarray:
     """Resize a boolean mask in register with a bilinearly/area-resized image.
@@ -48,7 +50,7 @@ class Truth:
         if self.mask is not None:
             m = np.asarray(self.mask)
             if m.ndim != 2:
-                raise ValueError(f"Truth.mask must be 2-D [H, W], got shape {m.shape}")
+                raise DataError(f"Truth.mask must be 2-D [H, W], got shape {m.shape}")
             object.__setattr__(self, "mask", m.astype(bool))
         if self.points is not None:
             p = (

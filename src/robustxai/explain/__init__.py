@@ -5,9 +5,11 @@ from robustxai.explain import lime as _lime  # noqa: F401  (registers "lime")
 from robustxai.explain import xrai as _xrai  # noqa: F401  (registers "xrai")
 from robustxai.explain.base import (
     EXPLAINERS,
+    Attribution,
     Explainer,
     Explanation,
     create_explainer,
+    explain_targets,
     list_explainers,
     reduce_channels,
     resolve_targets,
@@ -15,9 +17,11 @@ from robustxai.explain.base import (
 
 __all__ = [
     "EXPLAINERS",
+    "Attribution",
     "Explainer",
     "Explanation",
     "create_explainer",
+    "explain_targets",
     "list_explainers",
     "reduce_channels",
     "resolve_targets",

@@ -1,9 +1,10 @@
 """Explainer base class, registry, target rule and map reduction (DESIGN.md, "Explanations").
 
-An explainer is created by name with its hyper-parameters and called with data. ``explain()`` returns both
-the raw attributions (``[B, C, H, W]``, or ``[B, 1, h, w]`` for CAMs) and the map ``[B, H, W]`` at input
-resolution; calling the explainer returns the map alone, which is what metrics take. ``explain_targets()``
-explains several classes per image (multi-label findings) and returns maps ``[B, T, H, W]``.
+An explainer is created by name with its hyper-parameters and has one verb, ``explain()``: it returns the
+raw attributions (``[B, C, H, W]``, or ``[B, 1, h, w]`` for CAMs), the map ``[B, H, W]`` at input
+resolution (what metrics take), the classes explained and the call's diagnostics, in an
+:class:`Explanation`. :func:`explain_targets` explains several classes per image (multi-label findings) and
+returns maps ``[B, T, H, W]``. ``params()`` gives the hyper-parameters the explainer was created with.
 
 Methods that evaluate the model on many perturbed or interpolated copies of each image (IG steps, SmoothGrad
 samples, DeepLIFT references, LIME samples) take one ``batch_size`` keyword: how many image × perturbation
@@ -17,20 +18,21 @@ backward for one call, and :meth:`Explainer.pass_rows` how many rows go through 
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustxai._validate import check_images
+from robustxai._validate import check_images, check_optional_int
 from robustxai.errors import RobustXAIError
 from robustxai.models.losses import check_task_labels, is_multilabel
 from robustxai.models.wrapper import ModelWrapper
-from robustxai.registry import Registry
+from robustxai.registry import ParamValue, Registry, declared_params
 
 EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
@@ -39,23 +41,47 @@ REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "sum", "max", "mean_abs")
 Target = None | str | int | torch.Tensor
 
 
-@dataclass
+@dataclass(frozen=True)
 class Explanation:
-    """The result of one explainer call.
+    """The result of one explainer call: the maps and everything the call found out about them.
 
     Attributes:
         attributions: Raw attributions ``[B, C, H, W]`` (``[B, 1, h, w]`` for CAM methods).
         maps: Reduced maps ``[B, H, W]`` at input resolution.
         targets: The class index explained for each image ``[B]``.
         approximate: Whether the method knows these maps to be an approximation of its definition on this
-            model (DeepLIFT on a model whose non-linearities its rules do not all cover: the attributions
-            do not add up to the output difference). The audit records it and the report marks the cells.
+            model (DeepLIFT: the attributions of some image do not add up to f_c(x) − f_c(x₀), because the
+            model has a non-linearity its rules do not cover). The audit records it and the report marks
+            the cells.
+        engine: Which implementation computed the attributions, for a method that has several (occlusion:
+            ``"incremental"``, its own engine, or ``"captum"``, the fallback); ``None`` otherwise.
     """
 
     attributions: torch.Tensor
     maps: torch.Tensor
     targets: torch.Tensor
     approximate: bool = False
+    engine: str | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a method's :meth:`Explainer._attribute` hook returns when it has diagnostics to report.
+
+    Attributes:
+        values: Raw attributions ``[B, C, H, W]``.
+        approximate: See :attr:`Explanation.approximate`.
+        engine: See :attr:`Explanation.engine`.
+    """
+
+    values: torch.Tensor
+    approximate: bool = False
+    engine: str | None = None
+
+
+def as_attribution(found: torch.Tensor | Attribution) -> Attribution:
+    """A hook's result as an :class:`Attribution` (a bare tensor has no diagnostics)."""
+    return found if isinstance(found, Attribution) else Attribution(found)
 
 
 def reduce_channels(attr: torch.Tensor, rule: str) -> torch.Tensor:
@@ -73,13 +99,9 @@ def reduce_channels(attr: torch.Tensor, rule: str) -> torch.Tensor:
     raise RobustXAIError(f"unknown reduction {rule!r}; known: {', '.join(REDUCTIONS)}")
 
 
-def check_batch_size(batch_size: int | None, name: str = "batch_size") -> int | None:
+def check_batch_size(batch_size: object, name: str = "batch_size") -> int | None:
     """Check a rows-per-pass knob: ``None`` (the device's default, :func:`rows_per_pass`) or an int ≥ 1."""
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise RobustXAIError(f"{name} must be None or an integer ≥ 1, got {batch_size!r}")
-    return batch_size
+    return check_optional_int(batch_size, name, minimum=1)
 
 
 # Rows per forward/backward pass when ``batch_size=None``. On CPU a pass of ≈ 32 rows is fastest: smallcnn at
@@ -208,11 +230,17 @@ def target_list(model: nn.Module, images: torch.Tensor, targets: Sequence[int] |
 class Explainer(ABC):
     """Base class: validates inputs, resolves targets, reduces attributions to maps.
 
+    :meth:`explain` is the one verb. A method implements :meth:`_attribute` (and may implement
+    :meth:`_attribute_predicted`); both may return an :class:`Attribution` to report this call's diagnostics,
+    which reach the caller in the :class:`Explanation` — an explainer keeps no per-call state.
+
     Args:
         reduction: How channels are reduced to a map (default: max over channels of |a|).
     """
 
     name: str = "explainer"
+    #: Hyper-parameters the class fixes instead of taking them as keywords (:meth:`params` reports them).
+    fixed_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, reduction: str = "max_abs") -> None:
         if reduction not in REDUCTIONS:
@@ -226,20 +254,40 @@ class Explainer(ABC):
         target: Target = None,
         labels: torch.Tensor | None = None,
     ) -> Explanation:
-        """Explain ``images``; see the module docstring for the target rule."""
+        """Explain ``images``: attributions, maps, the classes explained and this call's diagnostics.
+
+        See :func:`resolve_targets` for the target rule; :func:`explain_targets` explains several classes
+        per image.
+        """
         check_images(images)
         fused = None
         if target is None or (isinstance(target, str) and target == "prediction"):
             with torch.enable_grad():
-                fused = self.attribute_predicted(model, images.detach())
+                fused = self._attribute_predicted(model, images.detach())
         if fused is not None:
-            attr, targets = fused[0].detach(), fused[1]
+            found, targets = as_attribution(fused[0]), fused[1]
         else:
             targets = resolve_targets(model, images, target, labels)
             with torch.enable_grad():
-                attr = self.attribute(model, images.detach(), targets).detach()
+                found = as_attribution(self._attribute(model, images.detach(), targets))
+        attr = found.values.detach()
         maps = self.to_maps(attr, images.shape[-2:])
-        return Explanation(attributions=attr, maps=maps, targets=targets, approximate=self.last_approximate())
+        return Explanation(attr, maps, targets, approximate=found.approximate, engine=found.engine)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        target: Target = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Deprecated: ``explain(model, images, target, labels).maps``, which also carries the diagnostics."""
+        warnings.warn(
+            "calling an explainer is deprecated; use explainer.explain(model, images, ...).maps",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.explain(model, images, target=target, labels=labels).maps
 
     def applicable(self, model: nn.Module) -> str | None:
         """Why this method cannot explain ``model``, in a few words; ``None`` when it can (the default).
@@ -249,38 +297,6 @@ class Explainer(ABC):
         """
         return None
 
-    def last_approximate(self) -> bool:
-        """Whether the maps of the last call are an approximation of the method on that model (default no)."""
-        return False
-
-    def explain_targets(
-        self, model: nn.Module, images: torch.Tensor, targets: Sequence[int] | str
-    ) -> torch.Tensor:
-        """Maps for several classes per image, e.g. every finding of a multi-label model.
-
-        Args:
-            model: The model.
-            images: Images ``[B, C, H, W]`` in [0, 1].
-            targets: Class indices explained for every image, or ``"all"`` (every logit of the model).
-
-        Returns:
-            Maps ``[B, T, H, W]``; ``maps[:, j]`` is ``explain(model, images, target=targets[j]).maps``.
-        """
-        check_images(images)
-        indices = target_list(model, images, targets)
-        maps = [self.explain(model, images, target=t).maps for t in indices]
-        return torch.stack(maps, dim=1)
-
-    def __call__(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        target: Target = None,
-        labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Return the maps ``[B, H, W]`` for ``images``."""
-        return self.explain(model, images, target=target, labels=labels).maps
-
     def to_maps(self, attr: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
         """Reduce attributions to maps at the input resolution."""
         if tuple(attr.shape[-2:]) != tuple(size):
@@ -288,18 +304,28 @@ class Explainer(ABC):
         return reduce_channels(attr, self.reduction)
 
     @abstractmethod
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Raw attributions for validated inputs and resolved targets."""
+    def _attribute(
+        self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor | Attribution:
+        """Raw attributions for validated inputs and resolved targets (with diagnostics, if any)."""
 
-    def attribute_predicted(
+    def _attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[torch.Tensor | Attribution, torch.Tensor] | None:
         """Attributions for each image's predicted class, and those classes, from the method's own passes.
 
         For methods whose forward pass on the images themselves gives the prediction for free; ``None``
         (the default) means the prediction is a forward pass of its own (:func:`resolve_targets`).
         """
         return None
+
+    def finds_prediction(self) -> bool:
+        """Whether the method finds the predicted class in its own passes (else: a forward pass of its own).
+
+        True for the methods that implement :meth:`_attribute_predicted`; the audit's plan counts the extra
+        forward pass of the others.
+        """
+        return type(self)._attribute_predicted is not Explainer._attribute_predicted
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images pushed forward and backward through the model by one call on ``batch`` images.
@@ -316,12 +342,32 @@ class Explainer(ABC):
         """
         return batch
 
-    def params(self) -> dict[str, Any]:
-        """Hyper-parameters, for reports and cache keys."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+    def params(self) -> dict[str, ParamValue]:
+        """Hyper-parameters, for reports and cache keys: the constructor's keywords (no per-call result)."""
+        return declared_params(self, self.fixed_params)
 
 
-def create_explainer(name: str, **kwargs: Any) -> Explainer:
+def explain_targets(
+    explainer: Explainer, model: nn.Module, images: torch.Tensor, targets: Sequence[int] | str
+) -> torch.Tensor:
+    """Maps for several classes per image, e.g. every finding of a multi-label model.
+
+    Args:
+        explainer: The method.
+        model: The model.
+        images: Images ``[B, C, H, W]`` in [0, 1].
+        targets: Class indices explained for every image, or ``"all"`` (every logit of the model).
+
+    Returns:
+        Maps ``[B, T, H, W]``; ``maps[:, j]`` is ``explainer.explain(model, images, target=targets[j]).maps``.
+    """
+    check_images(images)
+    indices = target_list(model, images, targets)
+    maps = [explainer.explain(model, images, target=t).maps for t in indices]
+    return torch.stack(maps, dim=1)
+
+
+def create_explainer(name: str, **kwargs: object) -> Explainer:
     """Create the registered explainer ``name`` with its hyper-parameters."""
     return EXPLAINERS.create(name, **kwargs)
 

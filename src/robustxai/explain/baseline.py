@@ -7,6 +7,7 @@ import zlib
 import torch
 from torch import nn
 
+from robustxai._validate import check_int
 from robustxai.explain.base import EXPLAINERS, Explainer
 
 
@@ -23,13 +24,13 @@ class RandomMap(Explainer):
 
     def __init__(self, seed: int = 0, reduction: str = "max_abs") -> None:
         super().__init__(reduction)
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """No gradients: at most the forward pass that finds the predicted classes."""
         return batch, 0
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Uniform noise of the images' shape, seeded per image by its content.
 
         The same image always gets the same map (reproducible, independent of batching), and a changed

@@ -151,7 +151,7 @@ class GradCAM(Explainer, DifferentiableMap):
         """A reason when the model has no spatial layer (:func:`cam_applicable`)."""
         return cam_applicable(model, self.layer)
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Coarse CAM ``[B, 1, h, w]`` (non-negative)."""
         module = cam_layer_of(model, self.layer)
         layout, prefix = cam_layout_of(model, self.layer)
@@ -212,7 +212,7 @@ class GuidedGradCAM(Explainer, DifferentiableMap):
         """A Grad-CAM pass and a guided-backprop pass: 2 × ``batch`` forward and backward."""
         return 2 * batch, 2 * batch
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed Guided Grad-CAM attributions ``[B, C, H, W]``."""
         module = cam_layer_of(model, self.layer)
         layout, prefix = cam_layout_of(model, self.layer)

@@ -35,8 +35,8 @@ Summation to delta is checked on every call (f(x) and f(x₀) come with the pass
 ``DELTA_TOLERANCE`` of the gap on some image logs one warning, naming it — the model has a non-linearity
 the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``), which was differentiated
 instead. Captum's softmax rule does not keep summation to delta, so for models with an ``nn.Softmax``
-module a miss is not logged. Either way the explainer's ``summation_held`` records it, and an audit reports
-it once per model.
+module a miss is not logged. Either way the call's :attr:`~robustxai.explain.base.Explanation.approximate`
+says so, and an audit reports it once per model.
 
 Speed: the rules keep more intermediate tensors than a plain backward pass, so in a process whose ``malloc``
 returns freed memory to the kernel each call starts on fresh pages; with :func:`robustxai.keep_freed_memory`
@@ -74,8 +74,15 @@ import weakref
 import torch
 from torch import nn
 
-from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, balanced_rows, check_batch_size, rows_per_pass
+from robustxai._validate import check_number
+from robustxai.explain.base import (
+    EXPLAINERS,
+    Attribution,
+    Explainer,
+    balanced_rows,
+    check_batch_size,
+    rows_per_pass,
+)
 from robustxai.explain.deeplift_rules import rescale_rules
 from robustxai.explain.references import check_reference, reference_images
 
@@ -111,11 +118,10 @@ class DeepLift(Explainer):
             docstring).
         reduction: Channel reduction of the map.
 
-    Attributes:
-        summation_held: Whether the attributions of every call so far added up to f_c(x) − f_c(x₀) (to
-            ``DELTA_TOLERANCE`` of it) on every image; ``None`` before the first call. ``False`` on a model
-            whose non-linearities the rules do not all cover (an attention product, a softmax, GELU, …):
-            its maps are then not a decomposition of the output difference, which the audit's report says.
+    A call whose attributions do not add up to f_c(x) − f_c(x₀) (to ``DELTA_TOLERANCE`` of it) on every image
+    returns an :class:`~robustxai.explain.base.Explanation` with ``approximate=True``: the model has a
+    non-linearity the rules do not all cover (an attention product, a softmax, GELU, …), so its maps are not
+    a decomposition of the output difference, which the audit's report says.
     """
 
     name = "deeplift"
@@ -130,15 +136,10 @@ class DeepLift(Explainer):
     ) -> None:
         super().__init__(reduction)
         check_reference(baseline, blur_sigma)
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
-            raise RobustXAIError(f"eps must be a number > 0, got {eps!r}")
         self.baseline = baseline
         self.blur_sigma = float(blur_sigma)
-        self.eps = float(eps)
+        self.eps = check_number(eps, "eps", above=0)
         self.batch_size = check_batch_size(batch_size)
-        # whether every call so far kept summation to delta (None: no call yet); an audit reports a miss
-        self.summation_held: bool | None = None
-        self._last_held: bool | None = None
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images and references go forward and backward together: 2 × ``batch`` each way."""
@@ -160,8 +161,8 @@ class DeepLift(Explainer):
         """The reference x₀ for each input."""
         return reference_images(images, self.baseline, self.blur_sigma)
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Signed DeepLIFT attributions ``[B, C, H, W]``."""
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> Attribution:
+        """Signed DeepLIFT attributions ``[B, C, H, W]``; approximate when summation to delta missed."""
         images = images.detach()
         reference = self.baselines(images)  # outside the graph: x₀ is a constant
         per_pass = self.pass_rows(images.shape[0], images.device, model) // 2
@@ -178,16 +179,9 @@ class DeepLift(Explainer):
                 out.append((x.detach() - x0) * grad)
                 gaps.append(picked.detach().view(2, -1))
             attr = torch.cat(out) if len(out) > 1 else out[0]
-            # Captum's softmax rule misses summation to delta by design: checked, but not logged. Still
-            # under the rules' lock, so calls of one explainer from two threads cannot lose a miss.
+            # Captum's softmax rule misses summation to delta by design: checked, but not logged.
             held = check_delta(attr, torch.cat(gaps, dim=1), model, log=not _has_softmax(model))
-            self.summation_held = held and self.summation_held is not False
-            self._last_held = held
-        return attr
-
-    def last_approximate(self) -> bool:
-        """Whether the last call's attributions missed summation to delta (not DeepLIFT's decomposition)."""
-        return self._last_held is False
+        return Attribution(attr, approximate=not held)
 
 
 def _has_softmax(model: nn.Module) -> bool:

@@ -13,6 +13,7 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
+from robustxai._validate import check_int
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import (
     EXPLAINERS,
@@ -67,11 +68,11 @@ class Saliency(Explainer, DifferentiableMap):
 
     name = "saliency"
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Absolute input gradient of the target logit."""
         return input_gradients(model, images, targets).abs()
 
-    def attribute_predicted(
+    def _attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted class is read from the gradient's own forward pass."""
@@ -98,11 +99,11 @@ class InputXGradient(Explainer, DifferentiableMap):
 
     name = "input_x_gradient"
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed x ⊙ ∇f_c(x)."""
         return input_gradients(model, images, targets) * images
 
-    def attribute_predicted(
+    def _attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted class is read from the gradient's own forward pass."""
@@ -180,12 +181,10 @@ class IntegratedGradients(Explainer, DifferentiableMap):
         reduction: str = "max_abs",
     ) -> None:
         super().__init__(reduction)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise RobustXAIError(f"n_steps must be an integer ≥ 1, got {n_steps!r}")
+        self.n_steps = check_int(n_steps, "n_steps", minimum=1)
         check_reference(baseline, blur_sigma)
         if method not in IG_METHODS:
             raise RobustXAIError(f"unknown IG method {method!r}; known: {', '.join(IG_METHODS)}")
-        self.n_steps = n_steps
         self.baseline = baseline
         self.blur_sigma = float(blur_sigma)
         self.method = method
@@ -203,7 +202,7 @@ class IntegratedGradients(Explainer, DifferentiableMap):
         """The path's starting image x₀ for each input."""
         return reference_images(images, self.baseline, self.blur_sigma)
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed IG attributions (completeness: their sum ≈ f_c(x) − f_c(x₀))."""
         images = images.detach()
         return integrated_gradients(

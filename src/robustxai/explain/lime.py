@@ -24,7 +24,7 @@ import torch
 from skimage.segmentation import quickshift, slic
 from torch import nn
 
-from robustxai._validate import check_images
+from robustxai._validate import check_images, check_int, check_number, check_optional_int
 from robustxai.errors import RobustXAIError
 from robustxai.explain.base import (
     EXPLAINERS,
@@ -143,8 +143,7 @@ def top_superpixel_mask(weights: torch.Tensor, segments: torch.Tensor, k: int = 
     Returns:
         Boolean mask ``[B, H, W]``.
     """
-    if int(k) < 1:
-        raise RobustXAIError(f"top_k must be ≥ 1, got {k}")
+    k = check_int(k, "top_k", minimum=1)
     if weights.ndim != 2 or segments.ndim != 3 or weights.shape[0] != segments.shape[0]:
         raise RobustXAIError(
             f"weights [B, S] and segments [B, H, W] must share B, got {list(weights.shape)} "
@@ -201,6 +200,7 @@ class Lime(Explainer):
     """
 
     name = "lime"
+    fixed_params = ("reduction",)
 
     def __init__(
         self,
@@ -220,27 +220,18 @@ class Lime(Explainer):
         super().__init__("max_abs")
         if segmentation not in SEGMENTATIONS:
             raise RobustXAIError(f"unknown segmentation {segmentation!r}; known: {', '.join(SEGMENTATIONS)}")
-        for key, value in (("n_samples", n_samples), ("n_segments", n_segments)):
-            if int(value) < 1:
-                raise RobustXAIError(f"{key} must be ≥ 1, got {value}")
-        if not float(kernel_width) > 0:
-            raise RobustXAIError(f"kernel_width must be > 0, got {kernel_width}")
-        if not float(alpha) > 0:
-            raise RobustXAIError(f"alpha must be > 0 (the ridge penalty), got {alpha}")
-        if top_k is not None and int(top_k) < 1:
-            raise RobustXAIError(f"top_k must be None or ≥ 1, got {top_k}")
-        self.n_samples = int(n_samples)
+        self.n_samples = check_int(n_samples, "n_samples", minimum=1)
         self.segmentation = segmentation
-        self.n_segments = int(n_segments)
-        self.compactness = float(compactness)
-        self.kernel_size = float(kernel_size)
-        self.max_dist = float(max_dist)
-        self.ratio = float(ratio)
-        self.kernel_width = float(kernel_width)
-        self.alpha = float(alpha)
+        self.n_segments = check_int(n_segments, "n_segments", minimum=1)
+        self.compactness = check_number(compactness, "compactness")
+        self.kernel_size = check_number(kernel_size, "kernel_size")
+        self.max_dist = check_number(max_dist, "max_dist")
+        self.ratio = check_number(ratio, "ratio")
+        self.kernel_width = check_number(kernel_width, "kernel_width", above=0)
+        self.alpha = check_number(alpha, "alpha", above=0)
         self.batch_size = check_batch_size(batch_size)
-        self.seed = int(seed)
-        self.top_k = None if top_k is None else int(top_k)
+        self.seed = check_int(seed, "seed")
+        self.top_k = check_optional_int(top_k, "top_k", minimum=1)
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images pushed forward and backward by one call on ``batch`` images.
@@ -318,7 +309,7 @@ class Lime(Explainer):
         )
         return LimeFit(weights=weights, intercept=intercept, segments=seg)
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Signed ridge weights painted on their superpixels ``[B, 1, H, W]``."""
         return self.fit(model, images, targets).painted()[:, None].to(images.dtype)
 

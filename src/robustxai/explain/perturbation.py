@@ -9,6 +9,7 @@ Those passes are computed incrementally (:mod:`robustxai.explain.incremental`, N
 clean activations are kept and each layer is re-evaluated only on the box a window can reach, so a window
 costs a fraction of a forward pass; the numbers are Captum's. Models the incremental engine does not support
 (untraceable, in training mode, ...) go through Captum's ``Occlusion`` itself, one window per image per pass.
+Which of the two ran is the call's :attr:`~robustxai.explain.base.Explanation.engine`.
 """
 
 from __future__ import annotations
@@ -19,19 +20,12 @@ import torch
 from captum.attr import Occlusion as CaptumOcclusion
 from torch import nn
 
+from robustxai._validate import check_optional_int
 from robustxai.errors import RobustXAIError
 from robustxai.explain import incremental
-from robustxai.explain.base import EXPLAINERS, Explainer, check_batch_size
+from robustxai.explain.base import EXPLAINERS, Attribution, Explainer, check_batch_size
 
 OCCLUSION_BASELINES: tuple[str, ...] = ("zero", "mean")
-
-
-def _positive_int(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RobustXAIError(f"{name} must be None or an integer ≥ 1, got {value!r}")
-    return value
 
 
 @EXPLAINERS.register("occlusion")
@@ -53,8 +47,6 @@ class Occlusion(Explainer):
     """
 
     name = "occlusion"
-    #: How the last attribution was computed: ``"incremental"`` (the engine) or ``"captum"`` (the fallback).
-    last_path: str | None = None
 
     def __init__(
         self,
@@ -65,8 +57,8 @@ class Occlusion(Explainer):
         reduction: str = "max",
     ) -> None:
         super().__init__(reduction)
-        self.window = _positive_int(window, "window")
-        self.stride = _positive_int(stride, "stride")
+        self.window = check_optional_int(window, "window", minimum=1)
+        self.stride = check_optional_int(stride, "stride", minimum=1)
         if self.window is not None and self.stride is not None and self.stride > self.window:
             raise RobustXAIError(f"stride ({self.stride}) must not exceed the window ({self.window})")
         if isinstance(baseline, bool) or baseline not in (0, *OCCLUSION_BASELINES):
@@ -94,12 +86,11 @@ class Occlusion(Explainer):
         windows = (math.ceil((height - window) / stride) + 1) * (math.ceil((width - window) / stride) + 1)
         return batch * (windows + 1), 0
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Signed occlusion attributions ``[B, C, H, W]`` (the same value in every channel)."""
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> Attribution:
+        """Signed occlusion attributions ``[B, C, H, W]`` (one value in every channel), and the engine."""
         done = self._incremental(model, images, targets)
         if done is not None:
             return done[0]
-        self.last_path = "captum"
         b, c, h, w = images.shape
         window, stride = self.geometry(h, w)
         per_eval = 1 if self.batch_size is None else max(1, self.batch_size // b)
@@ -111,11 +102,11 @@ class Occlusion(Explainer):
             target=targets,
             perturbations_per_eval=per_eval,
         )
-        return attr.to(images.dtype)
+        return Attribution(attr.to(images.dtype), engine="captum")
 
-    def attribute_predicted(
+    def _attribute_predicted(
         self, model: nn.Module, images: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[Attribution, torch.Tensor] | None:
         """Attributions for the predicted classes, read from the clean pass the method runs anyway."""
         return self._incremental(model, images, None)
 
@@ -124,11 +115,11 @@ class Occlusion(Explainer):
 
     def _incremental(
         self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[Attribution, torch.Tensor] | None:
+        """The incremental engine's attributions and targets; ``None`` when it cannot run on this model."""
         window, stride = self.geometry(*images.shape[-2:])
         reference = self._reference(images)
         done = incremental.occlusion(model, images, targets, window, stride, reference, self.batch_size)
         if done is None:
             return None
-        self.last_path = "incremental"
-        return done[0].to(images.dtype), done[1]
+        return Attribution(done[0].to(images.dtype), engine="incremental"), done[1]

@@ -148,7 +148,7 @@ class AttentionRollout(Explainer):
         """One forward pass of the batch, no backward."""
         return batch, 0
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Rollout maps ``[B, 1, h, w]`` on the patch grid (class-agnostic)."""
         with torch.no_grad(), captured_attention(model) as attn:
             model(images)
@@ -181,7 +181,7 @@ class GradientRollout(Explainer):
         """A reason when the model has no ViT-style attention blocks."""
         return None if attention_modules(model) else NO_ATTENTION
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Gradient-weighted rollout maps ``[B, 1, h, w]`` on the patch grid."""
         images = images.detach().requires_grad_(True)
         with captured_attention(model) as attn:

@@ -10,12 +10,10 @@ Captum's ``Saliency`` computes them). So the same seed gives Captum's ``NoiseTun
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from robustxai.errors import RobustXAIError
+from robustxai._validate import check_int, check_number
 from robustxai.explain.base import (
     EXPLAINERS,
     Explainer,
@@ -58,22 +56,9 @@ class SmoothGrad(Explainer, DifferentiableMap):
         reduction: str = "max_abs",
     ) -> None:
         super().__init__(reduction)
-        if (
-            isinstance(noise, bool)
-            or not isinstance(noise, int | float)
-            or not math.isfinite(noise)
-            or noise < 0
-        ):
-            raise RobustXAIError(
-                f"noise must be a finite number ≥ 0 (fraction of the input range), got {noise!r}"
-            )
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise RobustXAIError(f"n_samples must be an integer ≥ 1, got {n_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise RobustXAIError(f"seed must be an integer, got {seed!r}")
-        self.noise = float(noise)
-        self.n_samples = n_samples
-        self.seed = seed
+        self.noise = check_number(noise, "noise", minimum=0)
+        self.n_samples = check_int(n_samples, "n_samples", minimum=1)
+        self.seed = check_int(seed, "seed")
         self.batch_size = check_batch_size(batch_size)
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
@@ -98,7 +83,7 @@ class SmoothGrad(Explainer, DifferentiableMap):
         noise = noise.mul_(torch.tensor(self.noise * INPUT_RANGE))
         return noise.to(device=images.device, dtype=images.dtype)
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean of |∇f_c| over the noisy copies ``[B, C, H, W]``."""
         return self.mean_abs_gradient(model, images.detach(), targets)
 

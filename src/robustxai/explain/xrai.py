@@ -28,9 +28,10 @@ from skimage.morphology import disk
 from skimage.segmentation import felzenszwalb
 from torch import nn
 
-from robustxai._validate import check_images
+from robustxai._arrays import minmax_array
+from robustxai._validate import check_images, check_int, check_number, check_optional_int
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, create_explainer
+from robustxai.explain.base import EXPLAINERS, Explainer, as_attribution, create_explainer
 
 PAIR_SCALES: tuple[float, ...] = (50, 100, 150, 250, 500, 1200)
 
@@ -64,8 +65,7 @@ def felzenszwalb_masks(
     out = []
     for image in images.detach().cpu().double().numpy():
         hwc = image.transpose(1, 2, 0)
-        lo, hi = hwc.min(), hwc.max()
-        scaled = (hwc - lo) / (hi - lo) * 2 - 1 if hi > lo else np.zeros_like(hwc)
+        scaled = minmax_array(hwc) * 2 - 1 if hwc.max() > hwc.min() else np.zeros_like(hwc)
         masks = []
         for scale in scales:
             seg = felzenszwalb(scaled, scale=float(scale), sigma=float(sigma), min_size=int(min_size))
@@ -114,10 +114,8 @@ def xrai_regions(
         raise RobustXAIError(
             f"need one mask stack per image: {attributions.shape[0]} images, {len(masks)} stacks"
         )
-    if int(min_pixel_diff) < 1:
-        raise RobustXAIError(f"min_pixel_diff must be ≥ 1, got {min_pixel_diff}")
-    if not 0 < float(area_threshold) <= 1:
-        raise RobustXAIError(f"area_threshold must lie in (0, 1], got {area_threshold}")
+    min_pixel_diff = check_int(min_pixel_diff, "min_pixel_diff", minimum=1)
+    area_threshold = check_number(area_threshold, "area_threshold", above=0, maximum=1)
     b, h, w = attributions.shape
     maps, ranks = [], []
     for attr, stack in zip(attributions.detach().cpu().double().numpy(), masks, strict=True):
@@ -216,24 +214,18 @@ class XRAI(Explainer):
         self._ig = create_explainer(
             "integrated_gradients", n_steps=n_steps, baseline=baseline, batch_size=batch_size
         )
-        if not scales or any(not float(s) > 0 for s in scales):
-            raise RobustXAIError(f"scales must be positive numbers, got {scales!r}")
-        if int(min_size) < 1 or int(dilation_radius) < 0 or int(min_pixel_diff) < 1 or not float(sigma) >= 0:
-            raise RobustXAIError("min_size and min_pixel_diff must be ≥ 1, dilation_radius and sigma ≥ 0")
-        if not 0 < float(area_threshold) <= 1:
-            raise RobustXAIError(f"area_threshold must lie in (0, 1], got {area_threshold}")
-        if reference_size is not None and int(reference_size) < 1:
-            raise RobustXAIError(f"reference_size must be None or ≥ 1, got {reference_size}")
-        self.n_steps = int(n_steps)
+        if isinstance(scales, str) or not isinstance(scales, tuple | list) or not scales:
+            raise RobustXAIError(f"scales must be a non-empty list of numbers > 0, got {scales!r}")
+        self.scales = tuple(check_number(s, "each of scales", above=0) for s in scales)
+        self.n_steps = check_int(n_steps, "n_steps", minimum=1)
         self.baseline = baseline
         self.batch_size = batch_size
-        self.scales = tuple(float(s) for s in scales)
-        self.sigma = float(sigma)
-        self.min_size = int(min_size)
-        self.dilation_radius = int(dilation_radius)
-        self.min_pixel_diff = int(min_pixel_diff)
-        self.area_threshold = float(area_threshold)
-        self.reference_size = None if reference_size is None else int(reference_size)
+        self.sigma = check_number(sigma, "sigma", minimum=0)
+        self.min_size = check_int(min_size, "min_size", minimum=1)
+        self.dilation_radius = check_int(dilation_radius, "dilation_radius", minimum=0)
+        self.min_pixel_diff = check_int(min_pixel_diff, "min_pixel_diff", minimum=1)
+        self.area_threshold = check_number(area_threshold, "area_threshold", above=0, maximum=1)
+        self.reference_size = check_optional_int(reference_size, "reference_size", minimum=1)
 
     def passes(self, batch: int, height: int, width: int) -> tuple[int, int]:
         """Images pushed forward and backward: IG's steps (segmentation and ranking are overhead)."""
@@ -269,9 +261,9 @@ class XRAI(Explainer):
             dilation_radius=int(p["dilation_radius"]),
         )
 
-    def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """XRAI map ``[B, 1, H, W]``: each pixel holds the attribution density of the region that added it."""
-        ig = self._ig.attribute(model, images, targets).detach().amax(dim=1)
+        ig = as_attribution(self._ig._attribute(model, images, targets)).values.detach().amax(dim=1)
         p = self.pixel_parameters(images.shape[-2], images.shape[-1])
         value, _ = xrai_regions(ig, self.segment(images), int(p["min_pixel_diff"]), self.area_threshold)
         return value[:, None].to(images.dtype)

@@ -56,15 +56,18 @@ def bradley_terry(wins: np.ndarray, iterations: int = 1000, tol: float = 1e-10) 
 def _delta2(values: np.ndarray, counts: np.ndarray, level: str) -> np.ndarray:
     """The squared difference function of Krippendorff's α between every pair of values."""
     c, k = np.meshgrid(values, values, indexing="ij")
+    out: np.ndarray
     if level == "nominal":
-        return (c != k).astype(np.float64)
-    if level == "interval":
-        return (c - k) ** 2
-    cum = np.concatenate([[0.0], np.cumsum(counts)])  # ordinal: ranks within the pooled values
-    i, j = np.meshgrid(np.arange(len(values)), np.arange(len(values)), indexing="ij")
-    lo, hi = np.minimum(i, j), np.maximum(i, j)
-    between = cum[hi + 1] - cum[lo]
-    return (between - (counts[i] + counts[j]) / 2) ** 2
+        out = (c != k).astype(np.float64)
+    elif level == "interval":
+        out = (c - k) ** 2
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(counts)])  # ordinal: ranks within the pooled values
+        i, j = np.meshgrid(np.arange(len(values)), np.arange(len(values)), indexing="ij")
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        between = cum[hi + 1] - cum[lo]
+        out = (between - (counts[i] + counts[j]) / 2) ** 2
+    return out
 
 
 def krippendorff_alpha(data: np.ndarray, level: str = "interval") -> float:

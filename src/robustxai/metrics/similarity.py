@@ -107,7 +107,7 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     x, y = a[:, None], b[:, None]
     # Unpadded 7×7 box mean; avg_pool2d is an order of magnitude faster than a float64 conv2d on CPU.
     stats = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y], dim=0), kernel_size=win, stride=1)
-    ux, uy, uxx, uyy, uxy = stats.split(n, dim=0)
+    ux, uy, uxx, uyy, uxy = torch.split(stats, n, dim=0)
     n_pix = win**2
     cov_norm = n_pix / (n_pix - 1)
     vx = cov_norm * (uxx - ux * ux)

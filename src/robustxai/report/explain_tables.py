@@ -15,6 +15,7 @@ import pandas as pd
 from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import spearman_permutation
 from robustxai.report.tables import RANDOM_EXPLAINER, ReportTables, select_condition
+from robustxai.results.metric_keys import alignment_scores
 from robustxai.results.schema import CLEAN, Condition, MetricKey
 
 CORRELATION_COLUMNS = [
@@ -31,19 +32,19 @@ ROBUSTNESS_FIGURES: dict[str, str] = {
     "adversarial_accuracy": "accuracy under the primary attack",
     "delta_accuracy": "ΔAcc under the primary attack",
 }
-#: Alignment figures tried, in order; a metric absent from the run is skipped.
-CORRELATED_METRICS = ("point_coverage@15", "pointing_game", "relevance_mass", "topk_iou@15")
+#: Alignment figures tried: every registered ground-truth alignment score at the reference top-k, in name
+#: order (:func:`~robustxai.results.metric_keys.alignment_scores`); a metric absent from the run is skipped.
 MIN_MODELS = 3
 
 
 def _alignment_metric(alignment: pd.DataFrame, wanted: str) -> str | None:
-    """``wanted`` if the run has it; for point coverage, the nearest top-k the run computed."""
+    """``wanted`` if the run has it; for a metric at a top-k, the nearest top-k the run computed."""
     present = {str(m) for m in alignment["metric"]}
     if wanted in present:
         return wanted
     target = MetricKey.parse(wanted)
     want = target.top_percent
-    if target.name == "point_coverage" and want is not None:
+    if want is not None:
         keys = [(MetricKey.parse(m), m) for m in present]
         tops = sorted(
             (k.top_percent, m) for k, m in keys if k.name == target.name and k.top_percent is not None
@@ -81,7 +82,7 @@ def correlation_table(
     clean = alignment[(alignment["condition"] == CLEAN) & (alignment["explainer"] != RANDOM_EXPLAINER)]
     explainers = sorted({str(e) for e in clean["explainer"]} - {""})
     rows = []
-    for wanted in CORRELATED_METRICS:
+    for wanted in alignment_scores():
         metric = _alignment_metric(clean, wanted)
         if metric is None:
             continue

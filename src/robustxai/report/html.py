@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from robustxai._atomic import write_text
+from robustxai.metrics import headline_metric
 from robustxai.report.figures import grid_figures, robustness_figure
 from robustxai.report.header import dataset_description, mapping_rows, models_rows
 from robustxai.report.html_explain import correlation_html, impact_html, localisation_html, stability_html
@@ -115,7 +116,7 @@ def _clean_and_primary(tables: ReportTables) -> list[Condition]:
 
 def alignment_html(tables: ReportTables, look: Lookup) -> HtmlTable:
     """Table 2: point coverage at each top-k %, clean and under the primary attack, with a random baseline."""
-    names = metric_names(tables.alignment, "point_coverage")
+    names = metric_names(tables.alignment, headline_metric().name)
     metrics = [(n, f"top {n.split('@')[1]} %", 100.0, 1) for n in names]
     conds = _clean_and_primary(tables)
     groups, columns, rows = metric_table(tables, look, metrics, conds)

@@ -1,6 +1,7 @@
 """HTML tables of the explanation side beyond Table 2: localisation, impact, stability and correlation.
 
-Localisation is the pointing game and relevance mass; impact is the explainability-impact paper's IoU and RMSE
+Which metric goes in which table is the metric registry's ``table`` (:mod:`robustxai.metrics.builtin`):
+localisation is the pointing game and relevance mass; impact is the explainability-impact paper's IoU and RMSE
 under attack; stability compares clean and attacked maps; correlation tests robustness against alignment.
 
 Each builder returns ``None`` when the run holds none of its metrics, so a small audit's report simply omits
@@ -14,10 +15,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from robustxai.metrics import MetricInfo
 from robustxai.report.explain_tables import ROBUSTNESS_FIGURES
 from robustxai.report.html_tables import DASH, Cell, HtmlTable, Lookup, metric_names, metric_table
 from robustxai.report.numbers import fmt_number
-from robustxai.report.tables import STABILITY_METRICS, ReportTables, attacked_conditions, condition_label
+from robustxai.report.tables import ReportTables, attacked_conditions, condition_label
+from robustxai.results.metric_keys import metric_of, reference_key, table_metrics
 from robustxai.results.schema import CLEAN, Condition
 
 
@@ -41,25 +44,38 @@ def impact_conditions(tables: ReportTables, look: Lookup, metric: str) -> list[C
     return [(CLEAN, 0.0), *chosen]
 
 
+def _present(tables: ReportTables, infos: list[MetricInfo]) -> list[MetricInfo]:
+    """The metrics of ``infos`` whose stored names occur in the run's alignment table."""
+    present = {info.name for m in set(tables.alignment["metric"].astype(str)) if (info := metric_of(m))}
+    return [i for i in infos if i.name in present]
+
+
+def _header(info: MetricInfo) -> str:
+    """A column header: the metric's label, with ``(%)`` when it is shown in per cent."""
+    return f"{info.display} (%)" if info.scale == 100.0 else info.display
+
+
 def localisation_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
-    """Pointing game and relevance mass, clean and under the primary attack, with the random baseline."""
-    metrics = [
-        (name, header, 100.0, 1)
-        for name, header in (("pointing_game", "pointing game (%)"), ("relevance_mass", "relevance mass (%)"))
-        if name in set(tables.alignment["metric"].astype(str))
-    ]
-    if not metrics:
+    """Table 3: the registry's localisation metrics, clean and under the primary attack, with the baseline.
+
+    The built-in ones are the pointing game and relevance mass; a metric registered with
+    ``table="localisation"`` gets its own column.
+    """
+    infos = _present(tables, table_metrics("localisation"))
+    if not infos:
         return None
+    metrics = [(reference_key(i), _header(i), i.scale, i.digits) for i in infos]
     conds = [(CLEAN, 0.0)] + ([tables.primary] if tables.primary else [])
     groups, columns, rows = metric_table(tables, look, metrics, conds)
+    labels = [i.display for i in infos]
+    named = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    readings = " ".join(f"{i.display[:1].upper()}{i.display[1:]}: {i.reading}." for i in infos)
     return HtmlTable(
         "localisation",
-        "Table 3 — Localisation: pointing game and relevance mass",
+        f"Table 3 — Localisation: {named}",
         columns,
         rows,
-        "Pointing game: share (%) of images whose single most important pixel lies inside the expert mask "
-        "(or within the configured radius of an expert point). Relevance mass: share (%) of the map's "
-        "positive attribution that falls inside the mask. Both are higher-is-better; compare each with the "
+        f"{readings} ↑ marks a higher-is-better column and ↓ a lower-is-better one; compare each with the "
         "random-map row, which is what chance gives (about the mask's share of the image).",
         groups,
     )
@@ -68,20 +84,12 @@ def localisation_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
 def impact_html(tables: ReportTables, look: Lookup) -> list[HtmlTable]:
     """Tables 1–2 of the explainability-impact paper: top-k IoU and RMSE, clean and under each attack."""
     out = []
-    specs = [
-        (
-            "topk_iou",
-            "IoU",
-            2,
-            "IoU between the top-k % region of the map and the expert mask (0–1, higher is better)",
-        ),
-        ("rmse", "RMSE", 3, "RMSE between the thresholded map and the expert mask (lower is better)"),
-    ]
-    for number, (prefix, label, digits, meaning) in enumerate(specs, start=4):
+    for number, info in enumerate(table_metrics("impact"), start=4):
+        prefix, label, meaning = info.name, info.display, info.reading
         names = metric_names(tables.alignment, prefix)
         if not names:
             continue
-        metrics = [(n, f"{label} top {n.split('@')[1]} %", 1.0, digits) for n in names]
+        metrics = [(n, f"{label} top {n.split('@')[1]} %", info.scale, info.digits) for n in names]
         conds = impact_conditions(tables, look, names[0])
         groups, columns, rows = metric_table(tables, look, metrics, conds)
         out.append(
@@ -102,9 +110,7 @@ def impact_html(tables: ReportTables, look: Lookup) -> list[HtmlTable]:
 def stability_html(tables: ReportTables, look: Lookup) -> HtmlTable | None:
     """SSIM / MSE / Pearson between clean and attacked maps per model × explainer × attack × ε."""
     metrics = [
-        (name, label, 1.0, 3 if name == "map_mse" else 2)
-        for name, label in STABILITY_METRICS.items()
-        if name in set(tables.alignment["metric"].astype(str))
+        (reference_key(i), i.display, i.scale, i.digits) for i in _present(tables, table_metrics("stability"))
     ]
     if not metrics:
         return None

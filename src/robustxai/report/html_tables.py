@@ -13,11 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from robustxai.errors import UnknownNameError
-from robustxai.metrics.registry import get_metric
 from robustxai.report.numbers import DASH, fmt_number
 from robustxai.report.tables import RANDOM_EXPLAINER, ReportTables, condition_label
-from robustxai.report.undefined import base_metric
+from robustxai.results.metric_keys import metric_of
 from robustxai.results.schema import Condition, MetricKey
 from robustxai.results.store import APPROXIMATE_MARK
 
@@ -100,13 +98,13 @@ def direction_arrow(metric: str) -> str:
     """`` ↑`` or `` ↓`` after a column header: the registered metric's direction (``""`` if it has none).
 
     Stored names carry a top-k suffix (``point_coverage@15``) or the stability prefix (``map_ssim``); the
-    direction is the base metric's ``higher_is_better``. ``mask_area`` and other descriptive columns have no
-    better direction and get no arrow.
+    direction is the registered metric's ``higher_is_better``. ``mask_area`` (declared with no direction) and
+    names of no registered map metric get no arrow.
     """
-    try:
-        return " ↑" if get_metric(base_metric(metric)).higher_is_better else " ↓"
-    except UnknownNameError:
+    info = metric_of(metric)
+    if info is None or info.higher_is_better is None:
         return ""
+    return " ↑" if info.higher_is_better else " ↓"
 
 
 def metric_names(alignment: pd.DataFrame, prefix: str) -> list[str]:

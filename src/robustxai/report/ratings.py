@@ -22,10 +22,9 @@ import pandas as pd
 
 from robustxai.metrics.agreement import bradley_terry, krippendorff_alpha, spearman_ci
 from robustxai.metrics.statistics import bootstrap_ci
+from robustxai.results.metric_keys import alignment_scores
 
 STUDIO_FILE = "studio.sqlite"
-#: Automatic metrics compared with the ratings.
-AUTO_METRICS = ("point_coverage@15", "topk_iou@15", "pointing_game", "relevance_mass")
 MetricKey = tuple[str, str, float, str, str]
 
 
@@ -40,7 +39,7 @@ def _key(item_map: dict[str, Any]) -> MetricKey:
 
 def _metric_lookup(metrics: pd.DataFrame) -> dict[str, dict[MetricKey, float]]:
     out: dict[str, dict[MetricKey, float]] = {}
-    for name in AUTO_METRICS:
+    for name in alignment_scores():  # the automatic metrics compared with the ratings
         sel = metrics[metrics["metric"] == name]
         cols = [sel[c] for c in ("model", "condition", "epsilon", "explainer", "sample_id", "value")]
         out[name] = {(a, b, float(c), d, e): float(v) for a, b, c, d, e, v in zip(*cols, strict=True)}

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from robustxai.metrics import get_metric
+from robustxai.metrics.registry import REFERENCE_TOP
 from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
 from robustxai.report.tables import (
     HEADLINE_METRIC,
@@ -31,6 +33,7 @@ from robustxai.report.verdicts import (
     manipulation_sentences,
     sample_size_sentence,
 )
+from robustxai.results.metric_keys import reference_key
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN, Condition
 
@@ -242,7 +245,7 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
 
 def _stability_sentences(tables: ReportTables) -> list[str]:
     rows = tables.alignment[
-        (tables.alignment["metric"] == "map_ssim")
+        (tables.alignment["metric"] == reference_key(get_metric("ssim")))
         & (tables.alignment["explainer"] != RANDOM_EXPLAINER)
         & (tables.alignment["n"] > 0)
     ]
@@ -273,10 +276,11 @@ def _stability_sentences(tables: ReportTables) -> list[str]:
 
 def _tie_sentences(tables: ReportTables, slack: float = 0.05) -> list[str]:
     """Warn where ties made a top-15 % region much larger than 15 % (flat maps cover points for free)."""
+    area = reference_key(get_metric("mask_area"))
     areas = tables.alignment[
-        (tables.alignment["metric"] == "mask_area@15") & (tables.alignment["explainer"] != RANDOM_EXPLAINER)
+        (tables.alignment["metric"] == area) & (tables.alignment["explainer"] != RANDOM_EXPLAINER)
     ]
-    inflated = areas[areas["value"] > 0.15 + slack]
+    inflated = areas[areas["value"] > REFERENCE_TOP + slack]
     if inflated.empty:
         return []
     worst = inflated.sort_values(["value", "model", "explainer"], ascending=[False, True, True]).iloc[0]

@@ -27,6 +27,7 @@ from robustxai._atomic import replacing
 from robustxai.metrics.statistics import bootstrap_ci
 from robustxai.report.gaps import random_gaps, random_per_image
 from robustxai.report.undefined import undefined_note
+from robustxai.results.metric_keys import headline_key, is_stability_key
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN, MANIPULATION_PREFIX, NO_EXPLAINER, Condition
 
@@ -35,8 +36,9 @@ logger = logging.getLogger(__name__)
 #: The folder of a run that holds its tables as CSV (see :mod:`robustxai.report.run_tables`).
 TABLES_DIR = "tables"
 RANDOM_EXPLAINER = "random"
-#: The alignment level the summary and the paired random-map gaps talk about (the headline of Table 2).
-HEADLINE_METRIC = "point_coverage@15"
+#: The alignment level the summary and the paired random-map gaps talk about (the headline of Table 2): the
+#: registered headline metric at the reference top-k (``point_coverage@15``).
+HEADLINE_METRIC = headline_key()
 ROBUSTNESS_COLUMNS = [
     "model",
     "attack",
@@ -57,8 +59,6 @@ ALIGNMENT_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-#: Map-similarity metrics of the stability table, with display names (all on min-max normalised maps).
-STABILITY_METRICS: dict[str, str] = {"map_ssim": "SSIM", "map_mse": "MSE", "map_pearson": "Pearson r"}
 STABILITY_COLUMNS = ["model", "attack", "epsilon", "explainer", "metric", "value", "ci_low", "ci_high", "n"]
 BASELINE_COLUMNS = ["condition", "epsilon", "metric", "value", "n", "ci_low", "ci_high", "n_missing"]
 _GROUP = ["model", "condition", "epsilon", "explainer", "metric"]
@@ -145,8 +145,12 @@ def alignment_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_stability_metric(metric: object) -> bool:
-    """Whether a metric compares a clean map with an attacked one (it belongs to the stability table)."""
-    return str(metric) in STABILITY_METRICS
+    """Whether a metric compares a clean map with an attacked one (a registered ``maps_pair`` metric).
+
+    Such rows belong to the stability table (``map_ssim``, ``map_mse``, ``map_pearson``, and any
+    ``maps_pair`` metric registered later).
+    """
+    return is_stability_key(metric)
 
 
 def stability_table(alignment: pd.DataFrame) -> pd.DataFrame:

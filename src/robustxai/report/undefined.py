@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from robustxai.metrics import map_metrics
 from robustxai.results.schema import MetricKey
 
-#: Why a base metric (``point_coverage`` for ``point_coverage@15``, ``pearson`` for ``map_pearson``) is NaN.
-CAUSES: dict[str, str] = {
-    "point_coverage": "no expert point",
-    "pointing_game": "neither a mask nor a point",
-    "topk_iou": "no expert mask",
-    "rmse": "no expert mask",
-    "relevance_mass": "no expert mask, or a map without positive attribution",
-    "pearson": "a constant clean or attacked map",
-}
 SHOWN = 4
+
+
+def causes() -> dict[str, str]:
+    """Why each base metric can be NaN: the registered map metrics' declared ``undefined`` reasons.
+
+    Keyed by base metric (``point_coverage`` for ``point_coverage@15``, ``pearson`` for ``map_pearson``).
+    """
+    return {info.name: info.undefined for info in map_metrics() if info.undefined}
 
 
 def base_metric(metric: str) -> str:
@@ -45,8 +45,9 @@ def undefined_note(alignment: pd.DataFrame) -> str | None:
     counts = frame.groupby(["explainer", "base"], sort=True)["n_missing"].sum()
     counts = counts[counts > 0].sort_values(ascending=False, kind="stable")
     parts = []
+    why = causes()
     for (explainer, base), n in list(counts.items())[:SHOWN]:
-        cause = CAUSES.get(str(base))
+        cause = why.get(str(base))
         parts.append(f"{explainer} / {base} {int(n)}" + (f" ({cause})" if cause else ""))
     if len(counts) > SHOWN:
         rest = len(counts) - SHOWN

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustxai._validate import check_epsilon, check_images
+from robustxai._validate import check_epsilon, check_images, check_int
 from robustxai.attacks.gradient_sign import PGD
 from robustxai.data.base import ImageDataset
 from robustxai.errors import DataError, RobustXAIError
@@ -78,12 +78,12 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise RobustXAIError("epochs and batch_size must be ≥ 1")
+        for name, least in (("epochs", 1), ("batch_size", 1), ("attack_steps", 1), ("eps_warmup_epochs", 0)):
+            check_int(getattr(self, name), name, minimum=least)
+        check_int(self.patience, "patience", minimum=0)
+        check_int(self.seed, "seed")
         if self.adversarial not in (None, "pgd"):
             raise RobustXAIError(f"adversarial must be None or 'pgd', got {self.adversarial!r}")
-        if self.eps_warmup_epochs < 0:
-            raise RobustXAIError(f"eps_warmup_epochs must be ≥ 0, got {self.eps_warmup_epochs}")
         if self.adversarial is not None and self.eps_warmup_epochs > self.epochs:
             raise RobustXAIError(
                 f"eps_warmup_epochs ({self.eps_warmup_epochs}) must not exceed epochs ({self.epochs}): "

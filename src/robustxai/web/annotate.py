@@ -8,7 +8,6 @@ each annotator names themselves (``?who=``), and their work is kept apart with w
 from __future__ import annotations
 
 import json
-import math
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from robustxai.data.imageio import image_size
 from robustxai.errors import RobustXAIError
+from robustxai.report.numbers import fmt_number
 from robustxai.web.annotations import (
     AnnotationStore,
     ImageAnnotation,
@@ -80,10 +80,6 @@ def _folder(request: Request) -> Folder:
     return folder
 
 
-def _fmt(v: float) -> str:
-    return "—" if math.isnan(v) else f"{v:.2f}"
-
-
 def register(app: FastAPI) -> None:
     """Add the annotate room's routes to ``app`` (``app.state.folder`` is ``None`` without ``--data``)."""
 
@@ -103,7 +99,7 @@ def register(app: FastAPI) -> None:
                     "image": rel,
                     "annotators": len(done),
                     "mine": any(r["annotator"] == who for r in done),
-                    "agree": {k: _fmt(float(v)) for k, v in agree.items()} if agree else None,
+                    "agree": {k: fmt_number(v) for k, v in agree.items()} if agree else None,
                 }
             )
         return render(request, "annotate_list.html.j2", "admin", rows=rows, who=who, annotators=annotators)

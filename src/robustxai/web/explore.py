@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from robustxai.report.numbers import fmt_number
 from robustxai.web.pages import render
 from robustxai.web.runview import RunView
 
@@ -37,10 +38,6 @@ def _png(data: bytes | None, what: str) -> Response:
     if data is None:
         raise HTTPException(status_code=404, detail=f"no such {what}")
     return Response(content=data, media_type="image/png")
-
-
-def _fmt(v: float) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def _cells(
@@ -107,7 +104,7 @@ def register(app: FastAPI) -> None:
         page = min(page, n_pages)
         shown = rows.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].to_dict("records")
         for r in shown:
-            r["value_text"] = _fmt(r["value"])
+            r["value_text"] = fmt_number(r["value"], 3)
         return render(
             request,
             "explore.html.j2",
@@ -134,7 +131,7 @@ def register(app: FastAPI) -> None:
         groups = _cells(view, index, model, method, live=view.context_error() is None and h > 0)
         metrics = view.sample_metrics(sid).to_dict("records")
         for r in metrics:
-            r["value_text"] = _fmt(r["value"])
+            r["value_text"] = fmt_number(r["value"], 3)
         label = view.samples.iloc[index]
         return render(
             request,

@@ -7,13 +7,13 @@ own order). Every answer is saved in its own transaction the moment it is given.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from robustxai.report.numbers import fmt_number
 from robustxai.web.db import StudioDB
 from robustxai.web.pages import render
 from robustxai.web.runview import MapKey, RunView
@@ -45,10 +45,6 @@ def _item_at(request: Request, rater: dict[str, Any], position: int) -> dict[str
     if item is None:  # pragma: no cover - the order is written with the items
         raise HTTPException(status_code=404, detail=f"no item {position}")
     return item
-
-
-def _fmt(v: float) -> str:
-    return "—" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
 def register(app: FastAPI) -> None:
@@ -116,4 +112,4 @@ def register(app: FastAPI) -> None:
         if study_id not in {s["study_id"] for s in db.studies()}:
             raise HTTPException(status_code=404, detail=f"no study {study_id!r}")
         res = study_results(request.app.state.run, db, study_id)
-        return render(request, "results.html.j2", "admin", study_id=study_id, res=res, fmt=_fmt)
+        return render(request, "results.html.j2", "admin", study_id=study_id, res=res, fmt=fmt_number)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from robustxai._arrays import minmax_array
 from robustxai.errors import RobustXAIError
 from robustxai.results.run import read_rows
 from robustxai.results.schema import MANIPULATION_PREFIX
@@ -83,9 +84,7 @@ def heat_png(m: np.ndarray) -> bytes:
     """A map as an inferno heat-map PNG whose alpha follows the min-max normalised value."""
     import matplotlib
 
-    m = np.nan_to_num(np.asarray(m, dtype=np.float32))
-    lo, hi = float(m.min()), float(m.max())
-    v = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    v = minmax_array(np.nan_to_num(np.asarray(m, dtype=np.float32)))
     rgba = (matplotlib.colormaps["inferno"](v) * 255).astype(np.uint8)
     rgba[..., 3] = (np.sqrt(v) * 255).astype(np.uint8)
     return _to_png(rgba)
