@@ -33,6 +33,7 @@ BUILT_IN = {
     "impact.map_ssim_detects",
     "secure.adversarial_training",
     "secure.robustness_alignment",
+    "trust.auc_kept",
     "trust.ig_transfer",
     "trust.manipulation_succeeds",
 }

@@ -13,8 +13,8 @@ The built-in claims (ids; the papers in ``papers/`` of the design notes):
   map SSIM between clean and attacked maps does register the attack;
 - ``secure.*``: more robust models give maps better aligned with the experts' points; adversarial training
   buys robust accuracy;
-- ``trust.*``: the manipulation attack succeeds on every attacked method, and IG's adversarial images
-  transfer to the other methods.
+- ``trust.*``: the manipulation attack succeeds on every attacked method, the model's AUC is kept, and IG's
+  adversarial images transfer to the other methods.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
     impact_unchanged,
     secure_adversarial_training,
     secure_alignment,
+    trust_auc,
     trust_manipulation,
     trust_transfer,
 )
