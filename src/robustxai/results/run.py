@@ -34,7 +34,7 @@ class RunData:
     metrics: pd.DataFrame
     models: pd.DataFrame
     meta: dict[str, Any]
-    figure_samples: dict[str, dict[str, Any]]
+    figure_samples: dict[str, dict[str, np.ndarray | None]]
     figure_maps: pd.DataFrame
     warnings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
