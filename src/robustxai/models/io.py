@@ -151,9 +151,7 @@ def load_model(directory: str | Path) -> ModelWrapper:
     except RobustXAIError as err:
         raise RobustXAIError(f"{path / SPEC}: {err}") from None
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as err:
-        raise RobustXAIError(
-            f"{path / SPEC}: cannot build {name} ({type(err).__name__}: {err})"
-        ) from None
+        raise RobustXAIError(f"{path / SPEC}: cannot build {name} ({type(err).__name__}: {err})") from None
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error type for corrupt files
@@ -310,7 +308,9 @@ def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torc
     return max(candidates, key=lambda s: len(expected & set(s)))
 
 
-def load_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str, skip: str | None = None) -> None:
+def load_weights(
+    net: torch.nn.Module, state: dict[str, torch.Tensor], source: str, skip: str | None = None
+) -> None:
     """Load ``state`` into ``net`` strictly, except the sub-module ``skip`` (a classifier to be replaced).
 
     Raises:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 from robustxai.errors import RobustXAIError
 from robustxai.models.smallcnn import SmallCNN
 from robustxai.models.wrapper import ModelWrapper, Task

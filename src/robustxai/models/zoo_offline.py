@@ -11,7 +11,6 @@ import threading
 import types
 from collections.abc import Iterator, Sequence
 
-
 _PATCH_LOCK = threading.Lock()
 
 
