@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "_cli_errors",
                 "_cli_help",
                 "_cli_plan",
+                "_cli_train",
                 "_cli_progress",
                 "_cli_trust",
                 "_cli_web",
