@@ -45,30 +45,14 @@ if TYPE_CHECKING:
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 P = ParamSpec("P")
 R = TypeVar("R")
-_V = TypeVar("_V")
 
 #: Header keywords whose values may appear in messages: technical, never identifying.
 TECHNICAL_TAGS = frozenset(
-    {
-        "BitsAllocated",
-        "BitsStored",
-        "Columns",
-        "HighBit",
-        "Modality",
-        "NumberOfFrames",
-        "PhotometricInterpretation",
-        "PixelRepresentation",
-        "PlanarConfiguration",
-        "RescaleIntercept",
-        "RescaleSlope",
-        "Rows",
-        "SamplesPerPixel",
-        "TransferSyntaxUID",
-        "VOILUTFunction",
-        "WindowCenter",
-        "WindowWidth",
-    }
-)
+    {"BitsAllocated", "BitsStored", "Columns", "HighBit", "Modality", "NumberOfFrames",
+     "PhotometricInterpretation", "PixelRepresentation", "PlanarConfiguration", "RescaleIntercept",
+     "RescaleSlope", "Rows", "SamplesPerPixel", "TransferSyntaxUID", "VOILUTFunction", "WindowCenter",
+     "WindowWidth"}
+)  # fmt: skip
 
 _MIN_PHI_LEN = 3
 _NOT_TEXT = frozenset(
@@ -305,7 +289,7 @@ def _read_dataset(path: str | Path, pixels: bool) -> Dataset:
     return ds
 
 
-def _technical(ds: Dataset, keyword: str, value: _V) -> _V:
+def _technical(ds: Dataset, keyword: str, value: R) -> R:
     """Return ``value`` for use in a message, after checking that ``keyword`` is a technical tag."""
     if keyword not in TECHNICAL_TAGS:
         raise AssertionError(f"{keyword} is not a technical DICOM tag; it must not reach a message")
