@@ -17,7 +17,7 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
+from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError

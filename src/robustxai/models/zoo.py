@@ -42,12 +42,12 @@ from typing import Any, cast
 from torch import nn
 
 from robustxai.errors import RobustXAIError
+from robustxai.models._zoo_offline import no_pretrained
 from robustxai.models.heads import HEADS, Head, attach_head, find_feature_layer, freeze_all_but, last_linear
 from robustxai.models.io import load_weights, read_checkpoint
 from robustxai.models.registry import MODEL_FAMILIES, _class_names
 from robustxai.models.tokens import native_size, spatial_layer
 from robustxai.models.wrapper import ModelWrapper, Task
-from robustxai.models.zoo_offline import no_pretrained
 
 log = logging.getLogger(__name__)
 

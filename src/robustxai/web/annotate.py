@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from robustxai.data.imageio import image_size
 from robustxai.errors import RobustXAIError
 from robustxai.report.numbers import fmt_number
+from robustxai.web._pages import render
 from robustxai.web.annotations import (
     AnnotationRecord,
     AnnotationStore,
@@ -28,7 +29,6 @@ from robustxai.web.annotations import (
     to_annotations_json,
     to_coco,
 )
-from robustxai.web.pages import render
 
 WHO = "^[A-Za-z0-9_.@-]{1,40}$"
 Who = Annotated[str, Query(pattern=WHO, description="the annotator's name")]

@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from robustxai.report.numbers import fmt_number
-from robustxai.web.pages import render
+from robustxai.web._pages import render
 from robustxai.web.runview import RunView
 
 PAGE_SIZE = 50

@@ -14,8 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from robustxai.report.numbers import fmt_number
+from robustxai.web._pages import render
 from robustxai.web.db import Rater, StudioDB, StudyItem
-from robustxai.web.pages import render
 from robustxai.web.runview import MapKey, RunView
 
 QUESTION = "Does the highlighted region correspond to the finding?"
