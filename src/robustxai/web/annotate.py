@@ -81,9 +81,6 @@ def _folder(request: Request) -> Folder:
     return folder
 
 
-
-
-
 def _listing(folder: Folder, who: str) -> tuple[list[dict[str, object]], list[str]]:
     """The listing's rows (one per image: who annotated it, how well they agree) and every annotator."""
     by_image: dict[str, list[AnnotationRecord]] = {}

@@ -40,9 +40,6 @@ def _png(data: bytes | None, what: str) -> Response:
     return Response(content=data, media_type="image/png")
 
 
-
-
-
 class _Cell(TypedDict):
     """One map panel: where its PNG is, its condition, and whether it is recomputed on demand."""
 

@@ -47,9 +47,6 @@ def _item_at(request: Request, rater: Rater, position: int) -> StudyItem:
     return item
 
 
-
-
-
 def register(app: FastAPI) -> None:
     """Add the rater pages and the admin's study results to ``app``."""
 
