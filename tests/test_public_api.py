@@ -35,8 +35,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "read_manifest", "split_indices", "stack_images", "write_folder",
     ),
     "robustxai.explain": (
-        "EXPLAINERS", "Explainer", "Explanation", "create_explainer", "list_explainers", "reduce_channels",
-        "resolve_targets",
+        "Attribution", "EXPLAINERS", "Explainer", "Explanation", "create_explainer", "explain_targets",
+        "list_explainers", "reduce_channels", "resolve_targets",
     ),
     "robustxai.manipulate": (
         "BetaSchedule", "Budget", "MANIPULATIONS", "Manipulate", "ManipulationResult", "MaskOrPoints",
@@ -45,10 +45,11 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "manipulation_from_settings",
     ),
     "robustxai.metrics": (
-        "METRICS", "MetricInfo", "accuracy", "auc", "bootstrap_ci", "delta_accuracy", "get_metric",
-        "label_accuracy", "list_metrics", "mask_area", "minmax", "mse", "pearson", "point_coverage",
-        "pointing_game", "predictions", "rankdata", "relevance_mass", "rmse", "spearman_permutation", "ssim",
-        "topk_iou", "topk_mask",
+        "METRICS", "MapInputs", "MetricInfo", "accuracy", "auc", "bootstrap_ci", "delta_accuracy", "evaluate",
+        "get_metric", "headline_metric", "label_accuracy", "list_metrics", "map_metrics", "mask_area",
+        "minmax", "mse", "pearson", "point_coverage", "pointing_game", "predictions", "rankdata",
+        "register_metric", "relevance_mass", "rmse", "spearman_permutation", "ssim", "topk_iou", "topk_mask",
+        "unregister_metric",
     ),
     "robustxai.models": (
         "MODELS", "ModelWrapper", "create_model", "is_multilabel", "list_model_families", "list_models",
