@@ -33,6 +33,7 @@ BUILT_IN = {
     "impact.map_ssim_detects",
     "secure.adversarial_training",
     "secure.robustness_alignment",
+    "trust.auc_kept",
     "trust.ig_transfer",
     "trust.manipulation_succeeds",
 }
@@ -127,3 +128,24 @@ def mine() -> Iterator[None]:
 def test_a_user_claim_in_one_class_joins_the_table(run: RunData, mine: None) -> None:
     results = evaluate_claims(run)
     assert results[-1].claim_id == "zz.mine" and results[-1].verdict == "supported" and results[-1].n == 2
+
+
+class _Broken(Claim):
+    id = "zz.broken"
+    paper = "my notebook"
+    statement = "Needs a table this run lacks."
+
+    def evaluate(self, run: RunData) -> list[ClaimResult]:
+        raise RobustXAIError("no ratings table in this run")
+
+
+def test_a_claim_that_cannot_read_its_data_gives_an_inconclusive_row(run: RunData) -> None:
+    CLAIMS.register(_Broken.id)(_Broken)
+    try:
+        results = evaluate_claims(run)
+    finally:
+        CLAIMS._factories.pop(_Broken.id)
+    broken = [r for r in results if r.claim_id == "zz.broken"]
+    assert len(broken) == 1 and broken[0].verdict == "inconclusive"
+    assert "could not be evaluated on this run: no ratings table" in broken[0].why
+    assert {r.claim_id for r in results} >= BUILT_IN

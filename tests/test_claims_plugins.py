@@ -266,3 +266,48 @@ def test_ig_transfer_per_evaluated_method(tmp_path: Path) -> None:
     )
     stuck = _eval("trust.ig_transfer", write_run(tmp_path / "b", planted))
     assert stuck[0].verdict == "contradicted" and stuck[0].effect == pytest.approx(0.1)
+
+
+def test_secure_leaves_out_a_model_without_maps(tmp_path: Path) -> None:
+    planted = _ladder(6, [0.1, 0.25, 0.4, 0.55, 0.7, 0.85], coverage=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    planted.model("extra")
+    planted.accuracy("extra", CLEAN, 0.95)
+    planted.accuracy("extra", PGD, 0.5)  # predictions, but no maps (a manipulation-only model)
+    r = _one("secure.robustness_alignment", write_run(tmp_path, planted))
+    assert r.verdict == "supported" and r.n == 6
+
+
+def test_a_store_without_a_config_pairs_models_by_the_naming_rule(tmp_path: Path) -> None:
+    """Stores of earlier versions have no ``meta.config``: the ``models`` table's arch and training serve."""
+    planted = _pair(0.6, 0.3)
+    run = write_run(tmp_path, planted)
+    run.meta.pop("config")
+    r = _one("attentive.pgd_robustness", run)
+    assert r.scope == "attention vs standard, pgd ε = 4/255" and r.verdict == "supported"
+
+
+def _auc_rows(planted: Planted, adv_noise: float) -> None:
+    rng = np.random.default_rng(9)
+    y = np.array([i % 2 for i in range(planted.n)], dtype=float)
+    clean = np.clip(0.5 + 0.4 * (2 * y - 1) + rng.normal(0, 0.15, planted.n), 0, 1)
+    adv = np.clip(clean + rng.normal(0, adv_noise, planted.n), 0, 1)
+    cond = ("manipulate:saliency", 0.0)
+    for k, (label, c, a) in enumerate(((1 - y, 1 - clean, 1 - adv), (y, clean, adv))):
+        planted.metric("standard", cond, "", f"label@{k}", label)
+        planted.metric("standard", cond, "", f"clean_score@{k}", c)
+        planted.metric("standard", cond, "", f"adv_score@{k}", a)
+
+
+def test_auc_kept_when_the_scores_barely_move_and_not_when_they_scramble(tmp_path: Path) -> None:
+    kept = _manip(80)
+    _auc_rows(kept, adv_noise=0.005)
+    r = _eval("trust.auc_kept", write_run(tmp_path / "a", kept))
+    saliency = [x for x in r if x.scope == "standard, manipulated saliency"][0]
+    assert saliency.verdict == "supported" and abs(saliency.effect) < 1.0, saliency.why
+    scrambled = _manip(80)
+    _auc_rows(scrambled, adv_noise=1.0)
+    r = _eval("trust.auc_kept", write_run(tmp_path / "b", scrambled))
+    saliency = [x for x in r if x.scope == "standard, manipulated saliency"][0]
+    assert saliency.verdict == "contradicted" and saliency.effect < -10
+    gradcam = [x for x in r if x.scope == "standard, manipulated gradcam"][0]
+    assert gradcam.verdict == "inconclusive" and "AUC undefined" in gradcam.why  # no per-label rows

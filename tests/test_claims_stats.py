@@ -150,3 +150,24 @@ def test_clopper_pearson_matches_scipy_binomtest(k: int, n: int) -> None:
     low, high = clopper_pearson(k, n)
     assert low == pytest.approx(ref.low, abs=1e-9)
     assert high == pytest.approx(ref.high, abs=1e-9)
+
+
+def test_mean_auc_is_mann_whitney_u_over_n_pos_n_neg_like_metrics_auc() -> None:
+    import torch
+
+    from robustxai.claims.trust_auc import mean_auc
+    from robustxai.metrics import auc
+
+    rng = np.random.default_rng(8)
+    labels = (rng.random((3, 30)) < 0.4).astype(float)
+    scores = np.round(rng.random((3, 30)) + 0.3 * labels, 1)  # rounded: ties, counted half
+    per_label = [
+        sps.mannwhitneyu(s[y > 0.5], s[y < 0.5]).statistic / ((y > 0.5).sum() * (y < 0.5).sum())
+        for s, y in zip(scores, labels, strict=True)
+    ]
+    ours = mean_auc(scores[None], labels[None])[0]
+    assert ours == pytest.approx(np.mean(per_label))
+    ref = auc(torch.tensor(scores.T), torch.tensor(labels.T)).numpy()
+    assert ours == pytest.approx(ref.mean())
+    labels[1] = 1.0  # one class only: that label is left out of the mean
+    assert mean_auc(scores[None], labels[None])[0] == pytest.approx(np.mean([per_label[0], per_label[2]]))

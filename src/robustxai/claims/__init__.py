@@ -13,8 +13,8 @@ The built-in claims (ids; the papers in ``papers/`` of the design notes):
   map SSIM between clean and attacked maps does register the attack;
 - ``secure.*``: more robust models give maps better aligned with the experts' points; adversarial training
   buys robust accuracy;
-- ``trust.*``: the manipulation attack succeeds on every attacked method, and IG's adversarial images
-  transfer to the other methods.
+- ``trust.*``: the manipulation attack succeeds on every attacked method, the model's AUC is kept, and IG's
+  adversarial images transfer to the other methods.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
     impact_unchanged,
     secure_adversarial_training,
     secure_alignment,
+    trust_auc,
     trust_manipulation,
     trust_transfer,
 )
@@ -49,6 +50,7 @@ from robustxai.claims.base import (
     ClaimResult,
     Verdict,
 )
+from robustxai.errors import RobustXAIError
 from robustxai.results.layout import refuse_link
 from robustxai.results.run import RunData, load_run, run_dir_of
 
@@ -103,12 +105,18 @@ def evaluate_claims(run: RunData) -> list[ClaimResult]:
     """Decide every registered claim on ``run``.
 
     Claims run in the order of their ids; each gives its rows in its own (deterministic) order, and every
-    statistic is seeded, so the same run always gives the same list.
+    statistic is seeded, so the same run always gives the same list. A claim that cannot read what it needs
+    (it raises a :class:`RobustXAIError`) gives one inconclusive row with the error instead of stopping the
+    others; any other exception is a bug and propagates.
     """
     results: list[ClaimResult] = []
     try:
         for name in CLAIMS.names():
-            results.extend(CLAIMS.create(name).evaluate(run))
+            claim = CLAIMS.create(name)
+            try:
+                results.extend(claim.evaluate(run))
+            except RobustXAIError as err:
+                results.append(claim.undecided(f"the claim could not be evaluated on this run: {err}"))
     finally:
         clear_cache()
     return results

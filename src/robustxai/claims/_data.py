@@ -108,6 +108,11 @@ def metric_rows(run: RunData, metric: str) -> pd.DataFrame:
     return _split(run.metrics, "metric").get(metric, run.metrics.iloc[0:0])
 
 
+def metric_names(run: RunData) -> list[str]:
+    """Every metric name stored in the run, sorted."""
+    return sorted(_split(run.metrics, "metric"))
+
+
 def clear_cache() -> None:
     """Forget the split metrics table (:func:`robustxai.claims.evaluate_claims` calls it when done)."""
     _SPLIT.clear()

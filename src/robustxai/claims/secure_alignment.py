@@ -5,7 +5,8 @@ more robust ones cover more of the surgeon's fracture points with the top 15 % o
 Integrated Gradients and DeepLIFT maps (Table 2, Eq. 14: the point coverage ratio). Here: Spearman's ρ
 over the run's models between robust accuracy under the run's primary attack and the mean point coverage of
 the top 15 % of the clean maps, one row per explainer, with its permutation p (exact for ≤ 7 models) and a
-bootstrap interval over images (every model's images resampled with the same indices).
+bootstrap interval over images (every model's images resampled with the same indices). The explainers are
+tested one by one, without a correction for the three tests: a reader should ask for all three to agree.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class RobustnessAlignment(Claim):
         return [self._one(run, primary, explainer) for explainer in explainers]
 
     def _one(self, run: RunData, primary: tuple[str, float], explainer: str) -> ClaimResult:
-        models = model_names(run)
+        models = _with_both(run, primary, explainer)
         _, acc = correct_matrix(run, primary, models)
         _, cov = metric_matrix(run, CLEAN_CONDITION, ALIGNMENT_METRIC, models, [explainer])
         scope = f"{explainer}; robustness: accuracy under {condition_text(primary)}"
@@ -91,6 +92,21 @@ class RobustnessAlignment(Claim):
             verdict=verdict,
             why=why,
         )
+
+
+def _with_both(run: RunData, primary: tuple[str, float], explainer: str) -> list[str]:
+    """The models with predictions under the primary attack and clean coverage rows of ``explainer``.
+
+    A model the run audited for another stage only (e.g. manipulation) is left out rather than emptying the
+    set of images every model shares.
+    """
+    out = []
+    for model in model_names(run):
+        ids_acc, _ = correct_matrix(run, primary, [model])
+        ids_cov, _ = metric_matrix(run, CLEAN_CONDITION, ALIGNMENT_METRIC, [model], [explainer])
+        if ids_acc and ids_cov:
+            out.append(model)
+    return out
 
 
 def _nanmean_rows(matrix: np.ndarray) -> np.ndarray:
