@@ -56,7 +56,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "load_model", "predict_labels", "read_checkpoint", "read_model_meta", "save_model", "task_loss",
         "wrap_model",
     ),
-    "robustxai.report": ("ReportTables", "build_report", "compute_tables", "load_run", "summarize"),
+    "robustxai.report": (
+        "ReportContext", "ReportTables", "Section", "build_report", "compute_tables", "list_sections",
+        "load_run", "register_section", "report_section", "summarize",
+    ),
     "robustxai.results": (
         "CLEAN", "CLEAN_CONDITION", "Condition", "MANIPULATION_PREFIX", "MetricKey", "ROW_TABLES", "RunData",
         "RunRows", "STORE_FILE", "Store", "load_run", "read_rows",
