@@ -139,3 +139,13 @@ def test_report_opens_the_store_read_only(tmp_path) -> None:
         assert store.get_meta("x") == 1
         with pytest.raises(Exception, match="readonly"):
             store.set_meta("y", 2)
+
+
+def test_manipulation_method_params_params_must_be_a_table() -> None:
+    """``method_params.<method>.params`` that is not a table is one config line, not a TypeError."""
+    from robustxai.audit.stages_manip import check_manipulation_config
+
+    raw = load_config(profile="smoke").model_dump()
+    raw["manipulation"]["method_params"] = {"saliency": {"params": 3}}
+    with pytest.raises(ConfigError, match=r"manipulation.method_params.saliency.params must be a table"):
+        check_manipulation_config(validate_config(raw))

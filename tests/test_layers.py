@@ -19,7 +19,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 #: The layers, lowest first: a module may import only from its own layer or a lower one.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"errors", "_validate", "_arrays", "_atomic", "registry", "runtime", "_version"})),
+    (
+        "base",
+        frozenset({"errors", "_validate", "_arrays", "_atomic", "registry", "runtime", "_version", "_types"}),
+    ),
     ("data", frozenset({"data"})),
     ("models", frozenset({"models"})),
     ("metrics", frozenset({"metrics"})),
@@ -41,6 +44,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "_cli_errors",
                 "_cli_help",
                 "_cli_plan",
+                "_cli_train",
                 "_cli_progress",
                 "_cli_trust",
                 "_cli_web",

@@ -95,3 +95,13 @@ def test_corrupt_model_files_are_clear_errors(tmp_path) -> None:
 def test_attention_dropout_is_not_overridden() -> None:
     model = rx.create_model("smallcnn-attention", dropout=0.2, widths=(4, 8, 8, 8))
     assert model.net.head.dropout.p == 0.2
+
+
+def test_saved_meta_that_is_not_an_object_is_a_clear_error(tmp_path) -> None:
+    """``read_model_meta`` returns a mapping or says why not (a stray ``"meta": [1]`` is no mapping)."""
+    rx.save_model(rx.create_model("smallcnn", num_classes=2), tmp_path / "m", meta={"note": "x"})
+    assert rx.models.read_model_meta(tmp_path / "m") == {"note": "x"}
+    spec = tmp_path / "m" / "model.json"
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "meta": [1]}))
+    with pytest.raises(RobustXAIError, match="meta must be an object"):
+        rx.models.read_model_meta(tmp_path / "m")

@@ -1,9 +1,11 @@
 """The report in a real browser (Debian's chromium through Playwright): screenshots and a layout check.
 
 At 1400 and 1100 px wide, every table's columns must be visible in the viewport or sit inside a scroll box
-of their own whose first column is sticky, and each explanation grid must fill its container (it is drawn at
-page width, so a shrunk grid means labels too small to read). Full-page screenshots go to
-``$ROBUSTXAI_ARTIFACTS`` (default ``tests/artifacts/``, git-ignored) for CI to keep.
+of their own whose first column is sticky, the page itself must not scroll sideways (no table or box wider
+than the window), every column must be reachable inside its box, and each explanation grid must fill its
+container (it is drawn at page width, so a shrunk grid means labels too small to read). A report with wide
+Tables 1, 2 and 6 (16 attack × ε conditions, six top-k levels, long model names) is checked too. Full-page
+screenshots go to ``$ROBUSTXAI_ARTIFACTS`` (default ``tests/artifacts/``, git-ignored) for CI to keep.
 
 Run on any report: ``python tests/test_report_browser.py RUN_DIR/report.html [OUT_DIR]``.
 """
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from chromium import ARGS, CHROMIUM, NEEDS_CHROMIUM, artifacts_dir
@@ -34,9 +37,19 @@ LAYOUT_JS = """
     }
     return null;
   };
+  const page = document.documentElement.scrollWidth;
+  const win = window.innerWidth;
+  if (page > win + 0.5) problems.push(`the page scrolls sideways: ${page} px in ${win}`);
   document.querySelectorAll('table').forEach((table, t) => {
     const name = (table.caption ? table.caption.textContent : `table ${t}`).trim().slice(0, 60);
     const box = scrollBox(table);
+    const outer = (box || table).getBoundingClientRect();
+    const right = outer.right.toFixed(0);
+    if (outer.right > vw + 0.5) problems.push(`${name}: its box ends at ${right} px of ${vw}`);
+    if (box) {  // every column reachable by scrolling the box: the table lies inside the box's scroll width
+      const reach = table.getBoundingClientRect().right - box.getBoundingClientRect().left + box.scrollLeft;
+      if (reach > box.scrollWidth + 0.5) problems.push(`${name}: columns beyond the box's scroll width`);
+    }
     const rows = Array.from(table.rows);
     const last = rows.length ? rows[rows.length - 1] : null;
     if (!last) return;
@@ -63,6 +76,49 @@ LAYOUT_JS = """
   return problems;
 }
 """
+
+
+#: Tables 1, 2 and 6: the table's width, the visible width of its scroll box and the box's overflow-x.
+WIDE_JS = """
+() => Array.from(document.querySelectorAll('table'))
+  .filter((t) => t.caption && /^Table [126] /.test(t.caption.textContent))
+  .map((t) => {
+    const box = t.closest('.scroll');
+    return {table: t.caption.textContent.slice(0, 7), width: t.getBoundingClientRect().width,
+            box: box ? box.clientWidth : null, overflow: box ? getComputedStyle(box).overflowX : null};
+  })
+"""
+WIDE_MODELS = ("resnet50-adversarially-trained-pgd-8", "densenet121-soft-attention-head", "standard")
+WIDE_ATTACKS = ("fgsm", "bim", "pgd", "apgd")
+WIDE_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+
+
+def make_wide_store(run_dir: Path) -> None:
+    """A run whose Tables 1, 2 and 6 are far wider than a 1400-px window (16 attack × ε conditions)."""
+    from robustxai.results.store import Store
+
+    rng = np.random.default_rng(0)
+    conditions = [("clean", 0.0)] + [(a, e) for a in WIDE_ATTACKS for e in WIDE_EPS]
+    metrics = [f"point_coverage@{k}" for k in (5, 10, 15, 25, 50, 85)]
+    with Store(run_dir) as store:
+        store.set_meta("run_name", "wide tables")
+        store.set_meta("primary_attack", {"attack": "pgd", "epsilon": 4 / 255})
+        for model in WIDE_MODELS:
+            store.add_model(model, "smallcnn", "standard", {})
+            rows = []
+            for cond, eps in conditions:
+                store.add_predictions(
+                    (model, cond, eps, f"s{i}", i % 2, int(rng.integers(2)), int(rng.integers(2)))
+                    for i in range(8)
+                )
+                for explainer in ("integrated_gradients", "guided_gradcam", "random"):
+                    names = metrics + ([] if cond == "clean" else ["map_ssim", "map_mse", "map_pearson"])
+                    rows += [
+                        (model, cond, eps, explainer, name, f"s{i}", float(rng.uniform()))
+                        for name in names
+                        for i in range(8)
+                    ]
+            store.add_metrics(rows)
 
 
 def check_report(report: Path, out_dir: Path, stem: str = "report") -> dict[int, list[str]]:
@@ -103,12 +159,40 @@ def test_report_layout_in_chromium(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @NEEDS_CHROMIUM
+def test_wide_tables_1_2_and_6_scroll_inside_their_box_at_1400_px(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from robustxai.report import build_report
+
+    make_wide_store(tmp_path)
+    report = build_report(tmp_path)
+    out = artifacts_dir()
+    found = check_report(report, out, "report-wide")
+    assert found == {w: [] for w in WIDTHS}, json.dumps(found, indent=1)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.resolve().as_uri())
+            wide = page.evaluate(WIDE_JS)
+        finally:
+            browser.close()
+    assert [w["table"] for w in wide] == ["Table 1", "Table 2", "Table 6"]
+    for w in wide:  # wider than their box (so the check above saw real overflow), which scrolls
+        assert w["overflow"] == "auto" and w["width"] > w["box"] + 100, w
+    assert (out / "report-wide-1400.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@NEEDS_CHROMIUM
 def test_layout_check_catches_a_wide_table_without_a_scroll_box(tmp_path: Path) -> None:
     cells = "".join(f"<td>column {i} with a long value</td>" for i in range(40))
     page = tmp_path / "wide.html"
     page.write_text(f"<html><body><table><caption>wide</caption><tr>{cells}</tr></table></body></html>")
     found: dict[int, Any] = check_report(page, tmp_path, "wide")
     assert all(any("no scroll box" in p for p in found[w]) for w in WIDTHS), found
+    assert all(any("the page scrolls sideways" in p for p in found[w]) for w in WIDTHS), found
+    assert all(any("its box ends at" in p for p in found[w]) for w in WIDTHS), found
 
 
 if __name__ == "__main__":

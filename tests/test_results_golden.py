@@ -25,6 +25,9 @@ CONDITIONS = (("clean", 0.0), ("fgsm", EPS), ("pgd", EPS), ("pgd", 8 / 255))
 EXPLAINERS = ("gradcam", "random", "saliency")
 MAP_METRICS = ("point_coverage@5", "point_coverage@15", "mask_area@15", "topk_iou@15", "pointing_game")
 STABILITY = ("map_ssim", "map_mse", "map_pearson")
+#: Tables without a golden file: ``claims`` is decided by the claim plug-ins, which have their own tests on
+#: constructed stores (a table that is new, not a refactoring of one the golden files pin).
+NOT_GOLDEN = frozenset({"claims"})
 
 
 def write_store(store: Any) -> None:
@@ -77,8 +80,9 @@ def test_run_tables_are_byte_identical_to_the_golden_files(tmp_path: Path) -> No
     if os.environ.get("ROBUSTXAI_UPDATE_GOLDEN") == "1":
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for name, path in paths.items():
-            (GOLDEN / f"{name}.csv").write_bytes(path.read_bytes())
+            if name not in NOT_GOLDEN:
+                (GOLDEN / f"{name}.csv").write_bytes(path.read_bytes())
     expected = sorted(p.stem for p in GOLDEN.glob("*.csv"))
-    assert sorted(paths) == expected
-    for name, path in paths.items():
-        assert path.read_bytes() == (GOLDEN / f"{name}.csv").read_bytes(), f"tables/{name}.csv changed"
+    assert sorted(set(paths) - NOT_GOLDEN) == expected
+    for name in expected:
+        assert paths[name].read_bytes() == (GOLDEN / f"{name}.csv").read_bytes(), f"tables/{name}.csv changed"

@@ -8,7 +8,7 @@ them into a report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from robustxai import metrics
 from robustxai._version import __version__
@@ -25,6 +25,8 @@ from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
     from robustxai.audit.config import AuditConfig
+    from robustxai.audit.executor import Executor
+    from robustxai.audit.progress import Progress
     from robustxai.audit.runner import AuditResult
     from robustxai.export import Run
 
@@ -36,18 +38,35 @@ def open_run(path: str | Path) -> Run:
     return _open(path)
 
 
-def load_config(path: str | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:
+def load_config(path: str | None = None, profile: str = "default", **overrides: object) -> AuditConfig:
     """Resolve an audit configuration (see :func:`robustxai.audit.config.load_config`)."""
     from robustxai.audit.config import load_config as _load
 
     return _load(path, profile=profile, **overrides)
 
 
-def run_audit(cfg: AuditConfig, run_dir: str | None = None, **kwargs: Any) -> AuditResult:
+def run_audit(
+    cfg: AuditConfig,
+    run_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    *,
+    fresh: bool = False,
+    executor: Executor | None = None,
+    trust_checkpoint: bool = False,
+    allow_download: bool = False,
+) -> AuditResult:
     """Run an audit and build its report (see :func:`robustxai.pipeline.run_audit`)."""
     from robustxai.pipeline import run_audit as _run
 
-    return _run(cfg, run_dir, **kwargs)
+    return _run(
+        cfg,
+        run_dir,
+        progress,
+        fresh=fresh,
+        executor=executor,
+        trust_checkpoint=trust_checkpoint,
+        allow_download=allow_download,
+    )
 
 
 __all__ = [

@@ -13,7 +13,7 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -62,7 +62,7 @@ def user_errors(console: Console, debug: bool) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

@@ -9,14 +9,17 @@ every parameter the metavar click always printed.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+if TYPE_CHECKING:  # typer's click: vendored as typer._click by newer typers (plain click before)
+    from typer._click.core import Context, Parameter
 
 _TYPE_LABELS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN"}
 
 
-def _type_label(param: TyperOption | TyperArgument, ctx: Any) -> str:
+def _type_label(param: TyperOption | TyperArgument, ctx: Context) -> str:
     """The classic upper-case metavar of a parameter's type: TEXT, INTEGER, FLOAT, PATH."""
     kind = param.display_type(ctx).strip("<>")
     kind = re.sub(r"^list\[(.*)\]$", r"\1", kind)  # a repeatable option shows its element type
@@ -26,7 +29,7 @@ def _type_label(param: TyperOption | TyperArgument, ctx: Any) -> str:
 class _Argument(TyperArgument):
     """An argument shown the classic way: ``RUN_DIR`` in the usage line and ``PATH`` as its type."""
 
-    def display_type_rich(self, ctx: Any) -> str | None:
+    def display_type_rich(self, ctx: Context) -> str | None:
         """The type column of the help table."""
         return _type_label(self, ctx)
 
@@ -35,12 +38,12 @@ class _Argument(TyperArgument):
         return name if self.nargs == 1 else f"{name}..."
 
 
-def _plain_params(params: list[Any], ctx: Any) -> list[Any]:
+def _plain_params(params: list[Parameter], ctx: Context) -> list[Parameter]:
     """Give every parameter the classic metavar, so help reads ``--out PATH`` and ``export RUN_DIR``.
 
     Flags get no metavar, other options their upper-case type, arguments their upper-case
     name. Parameters that set a metavar themselves keep it; older typers (plain click) already print
-    metavars and are left alone. ``ctx`` is typer's click context (vendored by newer typers, hence ``Any``).
+    metavars and are left alone. ``ctx`` is typer's click context.
     """
     for param in params:
         if not hasattr(param, "display_type"):
@@ -57,7 +60,7 @@ def _plain_params(params: list[Any], ctx: Any) -> list[Any]:
 class PlainHelpCommand(TyperCommand):
     """A typer command whose help shows classic metavars (see :func:`_plain_params`)."""
 
-    def get_params(self, ctx: Any) -> list[Any]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         """Parameters, the help option included, with their metavars set."""
         return _plain_params(super().get_params(ctx), ctx)
 
@@ -65,6 +68,6 @@ class PlainHelpCommand(TyperCommand):
 class PlainHelpGroup(TyperGroup):
     """A typer group whose help shows classic metavars (see :func:`_plain_params`)."""
 
-    def get_params(self, ctx: Any) -> list[Any]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         """Parameters, the help option included, with their metavars set."""
         return _plain_params(super().get_params(ctx), ctx)

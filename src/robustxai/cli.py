@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -230,79 +230,14 @@ def train(
     Zoo models start from --checkpoint (or --allow-download) and take grayscale data as it is: the wrapper
     repeats the channel for a 3-channel backbone.
     """
-    import json
+    from robustxai._cli_train import TrainOptions, run_train
 
-    from robustxai.data.base import ImageDataset, SubsetDataset
-    from robustxai.data.folder import FolderDataset
-    from robustxai.data.synthetic import SyntheticFracture
-    from robustxai.models import create_model, save_model
-    from robustxai.training import FitConfig, fit
-
+    opts = TrainOptions(
+        out, model, data, training, head, checkpoint, allow_download, trust_checkpoint, model_option,
+        n, size, epochs, batch_size, eps, attack_steps, lr, seed,
+    )  # fmt: skip
     with _user_errors():
-        if training not in ("standard", "pgd"):
-            raise RobustXAIError(f"--training must be 'standard' or 'pgd', got {training!r}")
-        heads = {"keep": None, "linear": "linear", "linear-probe": "linear", "attention": "attention"}
-        if head not in heads:
-            raise RobustXAIError(f"--head must be one of {', '.join(heads)}, got {head!r}")
-        zoo = ":" in model
-        if not zoo and (head != "keep" or checkpoint or allow_download or trust_checkpoint or model_option):
-            raise RobustXAIError(
-                "--head, --checkpoint, --allow-download, --trust-checkpoint and --model-option apply to zoo "
-                "models (torchvision:<arch>, timm:<name>, robustbench:<id>)"
-            )
-        extra: dict[str, Any] = {}
-        for item in model_option or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise RobustXAIError(f"--model-option must be KEY=VALUE, got {item!r}")
-            try:
-                extra[key] = json.loads(value)
-            except ValueError:
-                extra[key] = value
-        if data == "synthetic-fracture":
-            ds: ImageDataset = SyntheticFracture(n, size=size, seed=seed)
-        else:
-            ds = FolderDataset(Path(data), size=size)
-            if "train" in ds.splits:  # never train on the rows an audit will test on
-                ds = SubsetDataset(ds, [i for i, s in enumerate(ds.splits) if s == "train"])
-        if len(ds) == 0:
-            raise RobustXAIError(f"the data set {data} is empty")
-        kwargs: dict[str, Any] = {"num_classes": len(ds.class_names), "class_names": ds.class_names}
-        if zoo:
-            kwargs |= {
-                "head": heads[head],
-                "freeze_backbone": head == "linear-probe",
-                "checkpoint": str(checkpoint) if checkpoint else None,
-                "allow_download": allow_download,
-                "trust_checkpoint": trust_checkpoint,
-                "in_channels": int(ds[0].image.shape[0]),
-            }
-        net = create_model(model, **(kwargs | extra))
-        cfg = FitConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            adversarial="pgd" if training == "pgd" else None,
-            eps=eps,
-            attack_steps=attack_steps,
-            seed=seed,
-        )
-        with _progress() as prog:
-            task = prog.start(f"training {model} ({training})", epochs)
-            result = fit(net, ds, config=cfg, progress=lambda e, total, row: prog.advance(task))
-            prog.finish(task)
-        save_model(
-            net,
-            out,
-            meta={
-                "training": training,
-                "head": head,
-                "checkpoint": str(checkpoint) if checkpoint else None,
-                "val_accuracy": result.val_accuracy,
-                "best_epoch": result.best_epoch,
-                "fit_config": result.config,
-            },
-        )
+        result = run_train(opts, _progress)
     console.print(
         f"validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}); saved to "
         f"{one_line(str(out))}",

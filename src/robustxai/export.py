@@ -11,14 +11,15 @@ aggregates), which never import each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from robustxai._atomic import replacing
+from robustxai._types import JsonValue
 from robustxai.audit.config import AuditConfig, validate_config
 from robustxai.errors import RobustXAIError
 from robustxai.report.run_tables import report_tables, run_tables
@@ -53,7 +54,7 @@ class Run:
     models: pd.DataFrame
     units: pd.DataFrame
     warnings: pd.DataFrame
-    meta: dict[str, Any]
+    meta: dict[str, JsonValue]
 
     @property
     def config(self) -> AuditConfig:
@@ -116,7 +117,7 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow")
 
 
-def _writer(format: str) -> tuple[str, Any]:
+def _writer(format: str) -> tuple[str, Callable[[pd.DataFrame, Path], object]]:
     if format == "csv":
         return "csv", write_table_csv
     if format == "parquet":

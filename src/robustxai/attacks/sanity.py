@@ -217,33 +217,46 @@ def gradient_masking_check(
             )
         )
     if large_eps_acc is not None:
-        if float(large_eps) >= 0.5 and chance is not None:
-            bound, why = chance + noise, f"chance ({chance:.1%}): every image can be turned mid-grey"
-        elif clean_acc is not None:
-            bound, why = 0.5 * clean_acc, f"half the clean accuracy ({clean_acc:.1%})"
-        else:
-            raise RobustXAIError("large_eps_acc needs clean_acc (or chance when large_eps ≥ 0.5)")
-        if large_eps_acc > bound:
-            found.append(
-                SanityWarning(
-                    "large_eps",
-                    f"robust accuracy {large_eps_acc:.1%} at ε = {large_eps:g} is above {why}: "
-                    "the attack is failing, a sign of gradient masking",
-                )
-            )
+        found += _large_eps_warning(large_eps_acc, large_eps, clean_acc, chance, noise)
     if step_accs:
-        ordered = sorted((int(s), float(_check_acc(a, "step_accs") or 0.0)) for s, a in step_accs.items())
-        best_s, best_a = ordered[0]
-        for s, a in ordered[1:]:
-            if a > best_a + noise:
-                found.append(
-                    SanityWarning(
-                        "steps_increase",
-                        f"robust accuracy rose from {best_a:.1%} at {best_s} steps to {a:.1%} at {s} steps: "
-                        "more steps cannot help a model against a sound attack (randomness or masking)",
-                    )
-                )
-                break
-            if a < best_a:
-                best_s, best_a = s, a
+        found += _steps_warning(step_accs, noise)
     return found
+
+
+def _large_eps_warning(
+    large_eps_acc: float, large_eps: float, clean_acc: float | None, chance: float | None, noise: float
+) -> list[SanityWarning]:
+    """The ``large_eps`` check of :func:`gradient_masking_check`."""
+    if float(large_eps) >= 0.5 and chance is not None:
+        bound, why = chance + noise, f"chance ({chance:.1%}): every image can be turned mid-grey"
+    elif clean_acc is not None:
+        bound, why = 0.5 * clean_acc, f"half the clean accuracy ({clean_acc:.1%})"
+    else:
+        raise RobustXAIError("large_eps_acc needs clean_acc (or chance when large_eps ≥ 0.5)")
+    if not large_eps_acc > bound:
+        return []
+    return [
+        SanityWarning(
+            "large_eps",
+            f"robust accuracy {large_eps_acc:.1%} at ε = {large_eps:g} is above {why}: "
+            "the attack is failing, a sign of gradient masking",
+        )
+    ]
+
+
+def _steps_warning(step_accs: Mapping[int, float], noise: float) -> list[SanityWarning]:
+    """The ``steps_increase`` check of :func:`gradient_masking_check`."""
+    ordered = sorted((int(s), float(_check_acc(a, "step_accs") or 0.0)) for s, a in step_accs.items())
+    best_s, best_a = ordered[0]
+    for s, a in ordered[1:]:
+        if a > best_a + noise:
+            return [
+                SanityWarning(
+                    "steps_increase",
+                    f"robust accuracy rose from {best_a:.1%} at {best_s} steps to {a:.1%} at {s} steps: "
+                    "more steps cannot help a model against a sound attack (randomness or masking)",
+                )
+            ]
+        if a < best_a:
+            best_s, best_a = s, a
+    return []

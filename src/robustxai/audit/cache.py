@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 CACHE_VERSION = "2"  # bump when training or data generation changes what a cached entry holds
 
@@ -25,7 +24,7 @@ def cache_root(configured: str | None) -> Path:
     return Path.home() / ".cache" / "robustxai"
 
 
-def key_of(*parts: Any) -> str:
+def key_of(*parts: object) -> str:
     """A short stable hash of JSON-serialisable parts."""
     blob = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robustxai.audit.config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
+from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
@@ -42,7 +43,7 @@ class DataConfig(_Strict):
     shortcut: float = Field(0.0, ge=0.0, le=1.0)
     write_to_disk: bool = Field(True, description="write the synthetic set as PNGs and read it back")
     channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (gray repeated, or RGB as stored)")
-    transforms: list[str | dict[str, Any]] = Field(
+    transforms: list[str | dict[str, object]] = Field(
         default_factory=list,
         description='intensity transforms after resizing: ["highpass"], [{name = "highpass", sigma = 10}]',
     )
@@ -111,7 +112,7 @@ class ModelConfig(_Strict):
         "standard", description="'none': evaluate the model as built (e.g. zoo weights), without training"
     )
     checkpoint: str | None = Field(None, description="directory written by robustxai.save_model")
-    arch_kwargs: dict[str, Any] = Field(
+    arch_kwargs: dict[str, object] = Field(
         default_factory=dict,
         description="architecture keywords; zoo names (torchvision:…, timm:…, robustbench:…) take head, "
         "freeze_backbone, checkpoint (a weights file), trust_checkpoint, …",
@@ -142,7 +143,7 @@ class AttackConfig(_Strict):
 
     name: str
     epsilons: list[float] = Field(default_factory=lambda: [4 / 255], min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, object] = Field(default_factory=dict)
 
     @field_validator("epsilons")
     @classmethod
@@ -162,7 +163,7 @@ class ExplainConfig(_Strict):
     """Which maps to compute, on how many annotated test images, and how to score them."""
 
     methods: list[str] = Field(default_factory=lambda: ["saliency", "integrated_gradients", "gradcam"])
-    params: dict[str, dict[str, Any]] = Field(
+    params: dict[str, dict[str, object]] = Field(
         default_factory=dict, description="per-method keywords; entries for methods not listed are unused"
     )
     n_images: int = Field(64, ge=1)
@@ -225,8 +226,8 @@ class ManipulationConfig(_Strict):
     eps: float | None = Field(None, ge=0, description="L∞ bound; None = unbounded (clipped to [0, 1])")
     target_size: float = Field(0.25, gt=0, le=1)
     batch_size: int = Field(16, ge=1)
-    params: dict[str, Any] = Field(default_factory=dict, description="other Manipulate keywords")
-    method_params: dict[str, dict[str, Any]] = Field(
+    params: dict[str, object] = Field(default_factory=dict, description="other Manipulate keywords")
+    method_params: dict[str, dict[str, object]] = Field(
         default_factory=dict,
         description="per attacked method: keywords (lr, iterations, params …) that override the ones above",
     )
@@ -321,12 +322,13 @@ class AuditConfig(_Strict):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, object], override: Mapping[str, object]) -> dict[str, object]:
     """Merge ``override`` into ``base`` recursively (tables merge; lists and values replace)."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        previous = out.get(key)
+        if isinstance(value, dict) and isinstance(previous, dict):
+            out[key] = deep_merge(previous, value)
         else:
             out[key] = value
     return out
@@ -341,7 +343,7 @@ def _profile_text(profile: str) -> str:
     return resources.files("robustxai.audit").joinpath("profiles", f"{profile}.toml").read_text()
 
 
-def profile_dict(profile: str) -> dict[str, Any]:
+def profile_dict(profile: str) -> dict[str, object]:
     """The raw settings of a built-in profile."""
     return tomllib.loads(_profile_text(profile))
 
@@ -356,7 +358,7 @@ def _format_error(err: ValidationError, source: str) -> str:
     return format_validation_error(err, source, AuditConfig)
 
 
-def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
+def validate_config(raw: Mapping[str, object], source: str = "") -> AuditConfig:
     """Validate a raw settings dict, turning pydantic errors into one-line messages.
 
     Integers beyond 64 bits are refused here: TOML does not allow them, and torch cannot take them.
@@ -374,7 +376,7 @@ def validate_config(raw: dict[str, Any], source: str = "") -> AuditConfig:
     return cfg
 
 
-def load_config(path: str | Path | None = None, profile: str = "default", **overrides: Any) -> AuditConfig:
+def load_config(path: str | Path | None = None, profile: str = "default", **overrides: object) -> AuditConfig:
     """Resolve a profile, an optional TOML file on top, and keyword overrides into a validated config."""
     raw = profile_dict(profile)
     source = f"(profile {profile})"

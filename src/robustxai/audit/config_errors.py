@@ -10,7 +10,6 @@ import difflib
 import re
 import typing
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -43,7 +42,7 @@ def known_keys(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
     return list(model.model_fields)
 
 
-def field_default(root: type[BaseModel], key: str) -> tuple[bool, Any]:
+def field_default(root: type[BaseModel], key: str) -> tuple[bool, object]:
     """The default of the setting at a dotted key such as ``data.max_pixels`` or ``models[0].lr``.
 
     Returns:
@@ -64,7 +63,7 @@ def field_default(root: type[BaseModel], key: str) -> tuple[bool, Any]:
     return False, None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def _model_in(annotation: object) -> type[BaseModel] | None:
     """The config table class inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -92,7 +91,7 @@ def format_validation_error(err: ValidationError, source: str, root: type[BaseMo
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def huge_ints(value: Any, where: str = "") -> list[str]:
+def huge_ints(value: object, where: str = "") -> list[str]:
     """Dotted keys of integers outside the 64-bit range TOML defines (Python's ``tomllib`` reads any).
 
     Why: such a number passes pydantic's ``int`` and then overflows inside torch with a traceback.

@@ -7,17 +7,18 @@ arrays of tables, strings, numbers, booleans and lists.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeGuard
 
 
-def dump_toml(data: dict[str, Any]) -> str:
+def dump_toml(data: Mapping[str, object]) -> str:
     """Write a resolved config as TOML (scalars, lists, tables and arrays of tables)."""
     lines: list[str] = []
     _emit(data, [], lines)
     return "\n".join(lines).strip() + "\n"
 
 
-def _value(v: Any) -> str:
+def _value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
@@ -31,7 +32,7 @@ def _value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def _emit(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
+def _emit(table: Mapping[str, object], path: list[str], lines: list[str]) -> None:
     scalars = {k: v for k, v in table.items() if v is not None and not _is_table(v) and not _is_table_list(v)}
     for k, v in scalars.items():
         lines.append(f"{k} = {_value(v)}")
@@ -47,9 +48,9 @@ def _emit(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
                 _emit(item, [*path, k], lines)
 
 
-def _is_table(v: Any) -> bool:
+def _is_table(v: object) -> TypeGuard[Mapping[str, object]]:
     return isinstance(v, dict)
 
 
-def _is_table_list(v: Any) -> bool:
+def _is_table_list(v: object) -> TypeGuard[list[Mapping[str, object]]]:
     return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)

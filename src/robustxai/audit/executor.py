@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -46,7 +46,7 @@ class ExecutionContext:
     models: dict[str, ModelWrapper]
     model_keys: dict[str, str] = field(default_factory=dict)  # e.g. the model cache key
 
-    def prepare(self, unit: Unit) -> Any:
+    def prepare(self, unit: Unit) -> object:
         """Load a unit's inputs on the driver."""
         return UNIT_KINDS[unit.kind].prepare(unit, self.cfg, self.data)
 
@@ -86,7 +86,7 @@ def choose_device(requested: str | None, *, cuda_available: bool, gpus_assigned:
     return "cuda" if gpus_assigned and cuda_available else "cpu"
 
 
-def to_device(value: Any, device: str) -> Any:
+def to_device(value: object, device: str) -> object:
     """``value`` with every tensor inside it (dataclass fields, dicts, lists, tuples) moved to ``device``."""
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -104,14 +104,17 @@ def to_device(value: Any, device: str) -> Any:
     return value
 
 
-def run_unit_on(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any, device: str) -> UnitResult:
+def run_unit_on(
+    unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: object, device: str
+) -> UnitResult:
     """Run a unit with ``model`` (already on ``device``): inputs go to the device and results come back.
 
     On the CPU nothing is moved: the unit runs exactly as :func:`robustxai.audit.plan.run_unit` runs it.
     """
     if device == "cpu":
         return run_unit(unit, model, cfg, payload)
-    result: UnitResult = to_device(run_unit(unit, model, cfg, to_device(payload, device)), "cpu")
+    result = to_device(run_unit(unit, model, cfg, to_device(payload, device)), "cpu")
+    assert isinstance(result, UnitResult)  # to_device rebuilds a dataclass as its own type
     return result
 
 

@@ -19,7 +19,8 @@ back on the CPU; a task without a GPU computes on the CPU. ``device="cpu"`` keep
 from __future__ import annotations
 
 import logging
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.executor import Commit, ExecutionContext, choose_device, run_unit_on
@@ -29,12 +30,15 @@ from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.models import ModelWrapper
 from robustxai.runtime import keep_freed_memory
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+
 log = logging.getLogger(__name__)
 
 _WORKER_MODELS: dict[tuple[str, str], ModelWrapper] = {}  # per worker process: (model key, device) → model
 
 
-def _import_ray() -> Any:
+def _import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
@@ -57,7 +61,12 @@ def worker_device(requested: str | None) -> str:
 
 
 def _worker_run(
-    unit: Unit, model_key: str, model_box: list[Any], cfg: AuditConfig, payload: Any, requested: str | None
+    unit: Unit,
+    model_key: str,
+    model_box: list[ObjectRef[ModelWrapper]],
+    cfg: AuditConfig,
+    payload: object,
+    requested: str | None,
 ) -> UnitResult:
     """Run one unit in a Ray worker, fetching its model once per worker process and device."""
     keep_freed_memory()  # as the CLI's own process does (robustxai.runtime); once per worker
@@ -122,11 +131,11 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
-    def _slots(self, ray: Any) -> int:
+    def _slots(self, ray: ModuleType) -> int:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         return max(1, int(cpus // self.num_cpus)) if self.num_cpus > 0 else 1
 
-    def _run(self, ray: Any, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+    def _run(self, ray: ModuleType, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
         if self.num_gpus > gpus:  # Ray would wait for ever for a GPU that no node has
             raise ConfigError(
@@ -140,7 +149,7 @@ class RayExecutor:
         cfg_ref = ray.put(ctx.cfg)
         unfinished = {u.id for u in units}
         waiting = list(units)
-        in_flight: dict[Any, Unit] = {}
+        in_flight: dict[ObjectRef[UnitResult], Unit] = {}
         try:
             while waiting or in_flight:
                 for unit in list(waiting):

@@ -13,7 +13,6 @@ resolved ``config.toml`` saved in a run, a resumed run's store — can grant eit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from robustxai.audit.config import AuditConfig, ModelConfig
 from robustxai.errors import ConfigError
@@ -77,7 +76,7 @@ def model_trust(
     return out
 
 
-def model_kwargs(m: ModelConfig, grants: Grants) -> dict[str, Any]:
+def model_kwargs(m: ModelConfig, grants: Grants) -> dict[str, object]:
     """``m.arch_kwargs`` with the trust keys replaced by what the caller granted (never the file's word).
 
     Raises:

@@ -194,7 +194,7 @@ class UnitKind:
 
     name: str
     plan: Callable[[AuditConfig, AuditData], list[Unit]]
-    prepare: Callable[[Unit, AuditConfig, AuditData], Any]
+    prepare: Callable[[Unit, AuditConfig, AuditData], object]
     run: Callable[[Unit, ModelWrapper, AuditConfig, Any], UnitResult]
     applicable: Callable[[AuditConfig, ModelWrapper], dict[str, str]] | None = None
 
@@ -253,7 +253,7 @@ def plan_units(cfg: AuditConfig, data: AuditData, skipped: Sequence[Skipped] = (
     return units
 
 
-def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: Any) -> UnitResult:
+def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: object) -> UnitResult:
     """Run one unit on its prepared inputs with its own RNG seed (the same wherever and whenever it runs).
 
     A :class:`RobustXAIError` (a problem of the model or the data, such as non-finite outputs) becomes a

@@ -25,7 +25,6 @@ import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from robustxai.audit.plan import (
     unit_seed,
 )
 from robustxai.audit.progress import LogProgress
-from robustxai.audit.stages_data import build_datasets, synthetic_root
+from robustxai.audit.stages_data import DataInfo, build_datasets, synthetic_root
 from robustxai.audit.stages_eval import explainer_for, robustness_shard
 from robustxai.audit.stages_models import build_untrained, copy_shared_weights, model_key, trained_dir
 from robustxai.errors import RobustXAIError
@@ -69,7 +68,7 @@ class RunContext:
     run_dir: Path
     cfg: AuditConfig
     data: AuditData
-    data_info: dict[str, Any]
+    data_info: DataInfo
     _models: dict[str, ModelWrapper] = field(default_factory=dict)
     _keys: dict[str, str] = field(default_factory=dict)
     _adv: OrderedDict[str, torch.Tensor] = field(default_factory=OrderedDict)

@@ -19,11 +19,13 @@ import json
 import os
 import shutil
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
+from robustxai._types import JsonValue
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.config_errors import field_default
 from robustxai.audit.plan import ADV_DIR
@@ -106,14 +108,14 @@ def refuse_foreign(run_dir: Path, fresh: bool) -> RunState:
     return state
 
 
-def _results_config(resolved: dict[str, Any]) -> dict[str, Any]:
+def _results_config(resolved: Mapping[str, object]) -> dict[str, object]:
     """The part of a resolved config that determines the results (what a resume must match)."""
     return {k: v for k, v in resolved.items() if k not in RESUME_NEUTRAL_KEYS}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         for k, v in value.items():
             out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
@@ -125,11 +127,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
+def config_differences(old: Mapping[str, object], new: Mapping[str, object], limit: int = 8) -> list[str]:
     """Dotted keys whose values differ between two resolved configs, as ``key: old → new`` (at most limit)."""
     # Compare as stored (JSON): tuples and lists, or ints and floats that JSON merges, are not differences.
-    old, new = (json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (old, new))
-    a, b = _flatten(_results_config(old)), _flatten(_results_config(new))
+    stored_old, stored_new = (json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (old, new))
+    a, b = _flatten(_results_config(stored_old)), _flatten(_results_config(stored_new))
     missing = object()
     diffs = [
         f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}"
@@ -139,7 +141,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 8)
     return diffs[:limit] + ([f"… and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
-def _is_default(key: str, value: Any) -> bool:
+def _is_default(key: str, value: object) -> bool:
     """Whether ``value`` is the default of the setting ``key`` (as stored: JSON).
 
     Why: a run recorded before a setting existed (an update added ``data.max_pixels``) lacks its key; the
@@ -153,7 +155,7 @@ def _is_default(key: str, value: Any) -> bool:
     return bool(json.loads(json.dumps(default, sort_keys=True, default=str)) == value)
 
 
-def _stored_config(run_dir: Path) -> dict[str, Any] | None:
+def _stored_config(run_dir: Path) -> dict[str, JsonValue] | None:
     """The resolved config recorded in an intact store (``None``: the run stopped before recording it).
 
     Raises:
@@ -196,7 +198,7 @@ def _clear_outputs(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], fresh: bool = False) -> bool:
+def prepare_run_dir(run_dir: Path, resolved: Mapping[str, object], fresh: bool = False) -> bool:
     """Create or reopen a run directory; return whether an earlier run of the same config is resumed.
 
     Call it holding the run's lock (:class:`robustxai.audit.runlock.RunLock`). A folder that is not a run is

@@ -21,7 +21,6 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from robustxai.errors import RobustXAIError
 
@@ -156,7 +155,7 @@ class RunLock:
         return True
 
     @staticmethod
-    def _read(fd: int) -> dict[str, Any]:
+    def _read(fd: int) -> dict[str, object]:
         raw = os.pread(fd, 4096, 0) if hasattr(os, "pread") else b""
         try:
             owner = json.loads(raw.decode("utf-8"))
@@ -164,7 +163,7 @@ class RunLock:
             return {}
         return owner if isinstance(owner, dict) else {}
 
-    def _refuse_unless_stale(self, owner: dict[str, Any], flocked: bool | None) -> None:
+    def _refuse_unless_stale(self, owner: dict[str, object], flocked: bool | None) -> None:
         """Return if the owner is gone; raise :class:`RunLockedError` naming it otherwise."""
         pid, host = owner.get("pid"), owner.get("host")
         who = f"pid {pid} on host {host}, started {owner.get('started', '?')}"

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -173,7 +172,11 @@ def _versions() -> dict[str, str]:
 
 
 def _write_setup(
-    store: Store, cfg: AuditConfig, resolved: dict[str, Any], data: AuditData, infos: Any
+    store: Store,
+    cfg: AuditConfig,
+    resolved: dict[str, object],
+    data: AuditData,
+    infos: dict[str, dict[str, object]],
 ) -> None:
     """Meta, samples, models and figure images: idempotent rows every (re-)run writes before its units."""
     store.set_meta("config", resolved)
@@ -255,7 +258,7 @@ def run_audit(
 def _audit(
     cfg: AuditConfig,
     out: Path,
-    resolved: dict[str, Any],
+    resolved: dict[str, object],
     ex: Executor,
     prog: Progress,
     resumed: bool,

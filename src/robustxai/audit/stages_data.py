@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from robustxai.audit.cache import is_complete, key_of, mark_complete
 from robustxai.audit.config import AuditConfig
@@ -16,8 +16,47 @@ from robustxai.data.transforms import Transform, create_transform
 from robustxai.errors import DataError
 
 
+class DataInfo(TypedDict, total=False):
+    """The description of the audited data: what model cache keys depend on and the run records.
+
+    Synthetic data name their ``size`` and ``shortcut``; a folder its ``split`` rule and a ``fingerprint`` of
+    its files. Both end with the counts, the class names, the task and the channels of the test images.
+    """
+
+    name: str
+    path: str
+    size: int
+    shortcut: float
+    split: str
+    fingerprint: str
+    n_train: int
+    n_test: int
+    class_names: list[str]
+    task: str
+    channels: int
+
+
+class _FolderOptions(TypedDict, total=False):
+    """Keywords of :class:`FolderDataset` that the config decides."""
+
+    size: int
+    channels: int
+    transforms: list[Transform]
+    uncertain: str
+    blank: str
+    max_pixels: int
+    allow_outside_root: bool
+
+
+class _TruthOptions(TypedDict):
+    """Keywords of :class:`FolderDataset` that point it at the test images' ground truth."""
+
+    annotations: str | None
+    annotation_format: str
+
+
 def _synthetic_on_disk(
-    ds: SyntheticFracture, root: Path, progress: Progress, label: str, options: dict[str, Any]
+    ds: SyntheticFracture, root: Path, progress: Progress, label: str, options: _FolderOptions
 ) -> FolderDataset:
     """Write ``ds`` to ``root`` once (cached) and read it back through the folder loader."""
     if not is_complete(root):
@@ -42,7 +81,7 @@ def folder_fingerprint(roots: list[Path]) -> str:
     return key_of("folder", entries)
 
 
-def build_transform_list(specs: list[str | dict[str, Any]]) -> list[Transform]:
+def build_transform_list(specs: list[str | dict[str, object]]) -> list[Transform]:
     """The configured intensity transforms: names, or tables ``{name = ..., <keyword> = ...}``."""
     out = []
     for spec in specs:
@@ -79,28 +118,28 @@ def synthetic_root(cfg: AuditConfig, cache: Path) -> Path:
 
 def build_datasets(
     cfg: AuditConfig, cache: Path, progress: Progress
-) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
+) -> tuple[ImageDataset, ImageDataset, DataInfo]:
     """Return (train, test, description) for the configured data source."""
     d = cfg.data
     transforms = build_transform_list(d.transforms)
     if d.source == "synthetic-fracture":
-        train_ds: ImageDataset = SyntheticFracture(d.n_train, size=d.size, seed=cfg.seed, shortcut=d.shortcut)
-        test_ds: ImageDataset = SyntheticFracture(
-            d.n_test, size=d.size, seed=cfg.seed + 1_000_003, shortcut=d.shortcut
-        )
-        info: dict[str, Any] = {"name": "synthetic-fracture", "size": d.size, "shortcut": d.shortcut}
+        train_syn = SyntheticFracture(d.n_train, size=d.size, seed=cfg.seed, shortcut=d.shortcut)
+        test_syn = SyntheticFracture(d.n_test, size=d.size, seed=cfg.seed + 1_000_003, shortcut=d.shortcut)
+        train_ds: ImageDataset = train_syn
+        test_ds: ImageDataset = test_syn
+        info: DataInfo = {"name": "synthetic-fracture", "size": d.size, "shortcut": d.shortcut}
         if d.write_to_disk:
             root = synthetic_root(cfg, cache)
-            opts: dict[str, Any] = {"channels": d.channels, "transforms": transforms}
-            train_ds = _synthetic_on_disk(train_ds, root / "train", progress, "training", opts)  # type: ignore[arg-type]
-            test_ds = _synthetic_on_disk(test_ds, root / "test", progress, "test", opts)  # type: ignore[arg-type]
+            opts: _FolderOptions = {"channels": d.channels, "transforms": transforms}
+            train_ds = _synthetic_on_disk(train_syn, root / "train", progress, "training", opts)
+            test_ds = _synthetic_on_disk(test_syn, root / "test", progress, "test", opts)
             info["path"] = str(root)
     else:
         assert d.path is not None  # checked by the config
         root = Path(d.path)
         if not root.exists():
             raise DataError(f"data folder not found: {root}")
-        options: dict[str, Any] = {
+        options: _FolderOptions = {
             "size": d.size,
             "channels": d.channels,
             "transforms": transforms,
@@ -109,7 +148,7 @@ def build_datasets(
             "max_pixels": d.max_pixels,
             "allow_outside_root": d.allow_outside_root,
         }
-        truth: dict[str, Any] = {"annotations": d.annotations, "annotation_format": d.annotation_format}
+        truth: _TruthOptions = {"annotations": d.annotations, "annotation_format": d.annotation_format}
         if d.test_path:
             train_ds = FolderDataset(root, manifest=d.manifest, **options)
             # The test folder must use the training folder's class order, or labels would silently flip.

@@ -89,7 +89,10 @@ def _attack(mc: ManipulationConfig, method: str) -> Manipulate:
     directions, so one setting rarely suits both; per-method overrides keep one config honest for each.
     """
     override = dict(mc.method_params.get(method, {}))
-    params = {**mc.params, **override.pop("params", {})}
+    extra = override.pop("params", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"manipulation.method_params.{method}.params must be a table, got {extra!r}")
+    params = {**mc.params, **extra}
     keywords = {
         "method": method,
         "iterations": mc.iterations,

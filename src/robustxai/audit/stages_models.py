@@ -6,7 +6,6 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -14,6 +13,7 @@ from robustxai.audit.cache import is_complete, key_of, mark_complete
 from robustxai.audit.config import DATA_GUARD_KEYS, AuditConfig, ModelConfig
 from robustxai.audit.grants import Grants, model_kwargs
 from robustxai.audit.progress import Progress
+from robustxai.audit.stages_data import DataInfo
 from robustxai.data.base import ImageDataset, stack_images
 from robustxai.errors import RobustXAIError
 from robustxai.models import ModelWrapper, create_model, load_model, read_model_meta, save_model
@@ -147,7 +147,7 @@ def nonfinite_weights(models: dict[str, ModelWrapper]) -> dict[str, str]:
 
 
 def model_key(
-    cfg: AuditConfig, m: ModelConfig, data_info: dict[str, Any], in_channels: int | None, parent: str | None
+    cfg: AuditConfig, m: ModelConfig, data_info: DataInfo, in_channels: int | None, parent: str | None
 ) -> str:
     """The key naming one model (a checkpoint's file, the as-built weights, or the trained cache entry).
 
@@ -181,7 +181,7 @@ def trained_dir(cache: Path, m: ModelConfig, key: str) -> Path:
     return cache / "models" / f"{m.name}-{key}"
 
 
-def models_to_train(cfg: AuditConfig, data_info: dict[str, Any], cache: Path) -> list[str]:
+def models_to_train(cfg: AuditConfig, data_info: DataInfo, cache: Path) -> list[str]:
     """The models an audit of ``cfg`` would train now: neither a checkpoint, nor ``none``, nor cached."""
     in_channels = int(data_info["channels"]) if "channels" in data_info else None
     keys: dict[str, str] = {}
@@ -194,86 +194,107 @@ def models_to_train(cfg: AuditConfig, data_info: dict[str, Any], cache: Path) ->
     return out
 
 
-def get_models(
-    cfg: AuditConfig,
-    train_ds: ImageDataset,
-    data_info: dict[str, Any],
-    cache: Path,
-    progress: Progress,
-    grants: Grants = NO_GRANTS,
-) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, Any]]]:
-    """Return the audited models by name and a description of each (where it came from, its validation).
+class _ModelSource:
+    """Builds the audited models one by one, in config order (a model may start from an earlier one)."""
 
-    ``grants`` is what the caller allows beyond safe loading; a model whose config asks for more is refused.
-    """
-    class_names = list(data_info["class_names"])
-    data_task = str(data_info.get("task", "multiclass"))
-    models: dict[str, ModelWrapper] = {}
-    infos: dict[str, dict[str, Any]] = {}
-    train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
-    in_channels = int(data_info["channels"]) if "channels" in data_info else None
-    for m in cfg.models:
+    def __init__(
+        self,
+        cfg: AuditConfig,
+        train_ds: ImageDataset,
+        data_info: DataInfo,
+        cache: Path,
+        progress: Progress,
+        grants: Grants,
+    ) -> None:
+        self.cfg, self.train_ds, self.data_info = cfg, train_ds, data_info
+        self.cache, self.progress, self.grants = cache, progress, grants
+        self.class_names = list(data_info["class_names"])
+        self.data_task = str(data_info.get("task", "multiclass"))
+        self.in_channels = int(data_info["channels"]) if "channels" in data_info else None
+        self.models: dict[str, ModelWrapper] = {}
+        self.infos: dict[str, dict[str, object]] = {}
+        self._train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, m: ModelConfig) -> None:
+        """Load, build or train model ``m`` and record it with its description."""
         if m.checkpoint:
-            model = load_model(m.checkpoint)
-            if model.class_names != class_names:
-                raise RobustXAIError(
-                    f"model {m.name!r} predicts {model.class_names} but the data has {class_names}"
-                )
-            if model.task != data_task:
-                raise RobustXAIError(f"model {m.name!r} is a {model.task} model but the data are {data_task}")
-            models[m.name] = model
-            infos[m.name] = {
-                "source": "checkpoint",
-                "path": m.checkpoint,
-                **read_model_meta(m.checkpoint),
-                "cache_key": model_key(cfg, m, data_info, in_channels, None),
-            }
-            continue
-        if in_channels is None:
-            in_channels = int(train_ds[0].image.shape[0])
-        parent = infos[m.init_from]["cache_key"] if m.init_from else None
+            self._from_checkpoint(m, m.checkpoint)
+            return
+        if self.in_channels is None:
+            self.in_channels = int(self.train_ds[0].image.shape[0])
+        parent = str(self.infos[m.init_from]["cache_key"]) if m.init_from else None
+        key = model_key(self.cfg, m, self.data_info, self.in_channels, parent)
+        if m.training == "none":
+            self._as_built(m, self.in_channels, key)
+            return
+        directory = trained_dir(self.cache, m, key)
+        if is_complete(directory):
+            self.models[m.name] = load_model(directory)
+            meta = read_model_meta(directory)
+            self.infos[m.name] = {"source": "cache", "path": str(directory), **meta, "cache_key": key}
+            log.info("model %s loaded from cache %s", m.name, directory)
+            return
+        self._train(m, self.in_channels, key, directory)
+
+    def _from_checkpoint(self, m: ModelConfig, checkpoint: str) -> None:
+        model = load_model(checkpoint)
+        if model.class_names != self.class_names:
+            raise RobustXAIError(
+                f"model {m.name!r} predicts {model.class_names} but the data has {self.class_names}"
+            )
+        if model.task != self.data_task:
+            raise RobustXAIError(
+                f"model {m.name!r} is a {model.task} model but the data are {self.data_task}"
+            )
+        self.models[m.name] = model
+        self.infos[m.name] = {
+            "source": "checkpoint",
+            "path": checkpoint,
+            **read_model_meta(checkpoint),
+            "cache_key": model_key(self.cfg, m, self.data_info, self.in_channels, None),
+        }
+
+    def _untrained(self, m: ModelConfig, in_channels: int) -> tuple[ModelWrapper, list[str]]:
+        model = build_untrained(m, self.class_names, in_channels, self.data_task, self.grants)
+        copied = copy_shared_weights(self.models[m.init_from], model) if m.init_from else []
+        return model, copied
+
+    def _as_built(self, m: ModelConfig, in_channels: int, key: str) -> None:
+        """Record ``m`` evaluated as built (e.g. a zoo checkpoint), untrained and uncached.
+
+        Nothing is cached, but the key (which names the model for workers) follows the weights' bytes.
+        """
         weights = weights_path(m)
         fingerprint = weights_fingerprint(weights)
-        if m.training == "none":
-            # Evaluated as built (e.g. a zoo checkpoint): nothing to cache, but the key (which names the
-            # model for workers) follows the weights' bytes.
-            model = build_untrained(m, class_names, in_channels, data_task, grants)
-            copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
-            key = model_key(cfg, m, data_info, in_channels, parent)
-            models[m.name] = model.eval()
-            infos[m.name] = {
-                "source": "checkpoint file" if weights is not None else "as built",
-                "training": "none",
-                "path": str(weights) if weights is not None else None,
-                "weights_sha256": fingerprint,
-                "init_from": m.init_from,
-                "init_tensors": len(copied),
-                "cache_key": key,
-            }
-            log.info("model %s evaluated as built (no training)", m.name)
-            continue
-        fit_cfg = fit_config_for(cfg, m)
-        key = model_key(cfg, m, data_info, in_channels, parent)
-        directory = trained_dir(cache, m, key)
-        if is_complete(directory):
-            models[m.name] = load_model(directory)
-            meta = read_model_meta(directory)
-            infos[m.name] = {"source": "cache", "path": str(directory), **meta, "cache_key": key}
-            log.info("model %s loaded from cache %s", m.name, directory)
-            continue
-        if train_tensors is None:
-            train_tensors = stack_images([train_ds[i] for i in range(len(train_ds))])
-        model = build_untrained(m, class_names, in_channels, data_task, grants)
-        copied = copy_shared_weights(models[m.init_from], model) if m.init_from else []
+        model, copied = self._untrained(m, in_channels)
+        self.models[m.name] = model.eval()
+        self.infos[m.name] = {
+            "source": "checkpoint file" if weights is not None else "as built",
+            "training": "none",
+            "path": str(weights) if weights is not None else None,
+            "weights_sha256": fingerprint,
+            "init_from": m.init_from,
+            "init_tensors": len(copied),
+            "cache_key": key,
+        }
+        log.info("model %s evaluated as built (no training)", m.name)
+
+    def _train(self, m: ModelConfig, in_channels: int, key: str, directory: Path) -> None:
+        fingerprint = weights_fingerprint(weights_path(m))
+        fit_cfg = fit_config_for(self.cfg, m)
+        if self._train_tensors is None:
+            self._train_tensors = stack_images([self.train_ds[i] for i in range(len(self.train_ds))])
+        model, copied = self._untrained(m, in_channels)
+        progress = self.progress
         task = progress.start(f"training {m.name} ({m.training})", fit_cfg.epochs)
         t0 = time.perf_counter()
 
         def on_epoch(epoch: int, total: int, row: dict[str, float], task: int = task) -> None:
             progress.advance(task)
 
-        result = fit(model, train_tensors, config=fit_cfg, progress=on_epoch)
+        result = fit(model, self._train_tensors, config=fit_cfg, progress=on_epoch)
         progress.finish(task)
-        meta = {
+        meta: dict[str, object] = {
             "training": m.training,
             "weights_sha256": fingerprint,
             "init_from": m.init_from,
@@ -287,6 +308,23 @@ def get_models(
         }
         save_model(model, directory, meta=meta)
         mark_complete(directory)
-        models[m.name] = model.eval()
-        infos[m.name] = {"source": "trained", "path": str(directory), **meta, "cache_key": key}
-    return models, infos
+        self.models[m.name] = model.eval()
+        self.infos[m.name] = {"source": "trained", "path": str(directory), **meta, "cache_key": key}
+
+
+def get_models(
+    cfg: AuditConfig,
+    train_ds: ImageDataset,
+    data_info: DataInfo,
+    cache: Path,
+    progress: Progress,
+    grants: Grants = NO_GRANTS,
+) -> tuple[dict[str, ModelWrapper], dict[str, dict[str, object]]]:
+    """Return the audited models by name and a description of each (where it came from, its validation).
+
+    ``grants`` is what the caller allows beyond safe loading; a model whose config asks for more is refused.
+    """
+    source = _ModelSource(cfg, train_ds, data_info, cache, progress, grants)
+    for m in cfg.models:
+        source.add(m)
+    return source.models, source.infos

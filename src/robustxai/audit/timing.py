@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -186,7 +185,7 @@ def _time_train(model: nn.Module, x: torch.Tensor, repeats: int, sync: Callable[
         model.eval()
 
 
-def timing_key(spec: Any, shape: tuple[int, int, int], batch: int, device: str, train: bool) -> str:
+def timing_key(spec: object, shape: tuple[int, int, int], batch: int, device: str, train: bool) -> str:
     """The cache key of one measurement: model spec, input, batch, device, threads and torch version."""
     threads = torch.get_num_threads()
     return key_of(TIMING_VERSION, spec, list(shape), batch, device, threads, torch.__version__, train)
@@ -207,7 +206,7 @@ class TimingCache:
 
     def get(
         self,
-        spec: Any,
+        spec: object,
         model: Callable[[], nn.Module],
         shape: tuple[int, int, int],
         batch: int,

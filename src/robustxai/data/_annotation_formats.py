@@ -21,12 +21,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 from skimage.draw import polygon as draw_polygon
 
+from robustxai._types import JsonValue
 from robustxai.data._files import DEFAULT_MAX_PIXELS, read_text
 from robustxai.data.imageio import open_image
 from robustxai.data.truth import Truth
@@ -41,7 +42,7 @@ Reader = Callable[[Path, "Collector"], None]
 READERS: Registry[None] = Registry("annotation format")
 
 
-def load_json(path: Path) -> dict[str, Any]:
+def load_json(path: Path) -> dict[str, JsonValue]:
     """Parse a JSON file (UTF-8, a regular file) whose top level must be an object."""
     try:
         doc = json.loads(read_text(path, "annotation file"))

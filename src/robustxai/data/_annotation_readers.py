@@ -8,10 +8,10 @@ Mask PNG folders, YOLO label folders and COCO JSON; registered in ``READERS`` on
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from robustxai._types import JsonValue
 from robustxai.data._annotation_formats import (
     Collector,
     _reader,
@@ -117,7 +117,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _coco_annotation(col: Collector, key: str, ann: dict[str, Any], j: int) -> None:
+def _coco_annotation(col: Collector, key: str, ann: dict[str, JsonValue], j: int) -> None:
     """One COCO annotation: its polygons, or else its box (RLE masks are not decoded)."""
     seg, bbox = ann.get("segmentation"), ann.get("bbox")
     if isinstance(seg, list) and seg:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, SupportsFloat, SupportsIndex, TypeVar
 
 import numpy as np
 
@@ -39,32 +39,20 @@ from robustxai._arrays import minmax_array
 from robustxai.data._files import DEFAULT_MAX_PIXELS, check_pixels, open_regular
 from robustxai.errors import DataError
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Header keywords whose values may appear in messages: technical, never identifying.
 TECHNICAL_TAGS = frozenset(
-    {
-        "BitsAllocated",
-        "BitsStored",
-        "Columns",
-        "HighBit",
-        "Modality",
-        "NumberOfFrames",
-        "PhotometricInterpretation",
-        "PixelRepresentation",
-        "PlanarConfiguration",
-        "RescaleIntercept",
-        "RescaleSlope",
-        "Rows",
-        "SamplesPerPixel",
-        "TransferSyntaxUID",
-        "VOILUTFunction",
-        "WindowCenter",
-        "WindowWidth",
-    }
-)
+    {"BitsAllocated", "BitsStored", "Columns", "HighBit", "Modality", "NumberOfFrames",
+     "PhotometricInterpretation", "PixelRepresentation", "PlanarConfiguration", "RescaleIntercept",
+     "RescaleSlope", "Rows", "SamplesPerPixel", "TransferSyntaxUID", "VOILUTFunction", "WindowCenter",
+     "WindowWidth"}
+)  # fmt: skip
 
 _MIN_PHI_LEN = 3
 _NOT_TEXT = frozenset(
@@ -150,7 +138,7 @@ def read_dicom(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         ) from None
 
 
-def _display(raw: np.ndarray, ds: Any, path: str | Path) -> np.ndarray:
+def _display(raw: np.ndarray, ds: Dataset, path: str | Path) -> np.ndarray:
     """The display image of decoded pixels: frame and sample checks, then the grayscale or colour path."""
     frames = int(_technical(ds, "NumberOfFrames", ds.get("NumberOfFrames", 1)) or 1)
     samples = int(_technical(ds, "SamplesPerPixel", ds.get("SamplesPerPixel", 1)) or 1)
@@ -177,7 +165,7 @@ def dicom_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     return _check_size(ds, path, max_pixels)
 
 
-def _check_size(ds: Any, path: str | Path, max_pixels: int) -> tuple[int, int]:
+def _check_size(ds: Dataset, path: str | Path, max_pixels: int) -> tuple[int, int]:
     """``(Rows, Columns)`` from the header, refusing a missing, malformed or oversized geometry."""
     try:
         rows = int(_technical(ds, "Rows", ds.get("Rows")))
@@ -277,7 +265,7 @@ def find_phi(targets: str | Path | Iterable[str | Path], values: Iterable[str]) 
 # ---- internals ---------------------------------------------------------------------------------------------
 
 
-def _read_dataset(path: str | Path, pixels: bool) -> Any:
+def _read_dataset(path: str | Path, pixels: bool) -> Dataset:
     """Read the header (and pixel data when ``pixels``) with pydicom's warnings silenced."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -301,21 +289,23 @@ def _read_dataset(path: str | Path, pixels: bool) -> Any:
     return ds
 
 
-def _technical(ds: Any, keyword: str, value: Any) -> Any:
+def _technical(ds: Dataset, keyword: str, value: R) -> R:
     """Return ``value`` for use in a message, after checking that ``keyword`` is a technical tag."""
     if keyword not in TECHNICAL_TAGS:
         raise AssertionError(f"{keyword} is not a technical DICOM tag; it must not reach a message")
     return value
 
 
-def _first(value: Any) -> float | None:
+def _first(value: object) -> float | None:
     """The first number of a (possibly multi-valued) DS/IS element, or None."""
     if value is None:
         return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):  # a list, tuple or MultiValue
         if len(value) == 0:
             return None
         value = value[0]
+    if not isinstance(value, str | bytes | bytearray | SupportsFloat | SupportsIndex):
+        return None
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -323,7 +313,7 @@ def _first(value: Any) -> float | None:
     return f if np.isfinite(f) else None
 
 
-def _grayscale(raw: np.ndarray, ds: Any) -> np.ndarray:
+def _grayscale(raw: np.ndarray, ds: Dataset) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     with warnings.catch_warnings():
@@ -344,7 +334,7 @@ def _grayscale(raw: np.ndarray, ds: Any) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _colour(raw: np.ndarray, ds: Any, path: str | Path) -> np.ndarray:
+def _colour(raw: np.ndarray, ds: Dataset, path: str | Path) -> np.ndarray:
     if raw.ndim != 3 or raw.shape[-1] != 3:
         raise DataError(f"DICOM {path}: expected colour pixel data [H, W, 3], got shape {raw.shape}")
     bits = int(ds.get("BitsStored", 8) or 8)
@@ -352,7 +342,7 @@ def _colour(raw: np.ndarray, ds: Any, path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(a, -1, 0)).astype(np.float32)
 
 
-def _collect_phi(ds: Any, out: set[str]) -> None:
+def _collect_phi(ds: Dataset, out: set[str]) -> None:
     from pydicom._uid_dict import UID_dictionary
 
     for elem in ds:
@@ -382,7 +372,7 @@ def _collect_phi(ds: Any, out: set[str]) -> None:
                     out.add(f"{parts[0]} {parts[1]}")
 
 
-def _redact(message: str, ds: Any) -> str:
+def _redact(message: str, ds: Dataset) -> str:
     """Replace every identifying header value in ``message`` by ``<redacted>``; the result is one line.
 
     A header too damaged to list its values withholds the whole message rather than risk one.

@@ -42,11 +42,11 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from robustxai._types import JsonValue
 from robustxai.data._annotation_formats import finite_numbers
 from robustxai.data._files import (
     DEFAULT_MAX_PIXELS,
@@ -146,7 +146,7 @@ class FolderDataset(ImageDataset):
         self.warnings: list[str] = []
         self.notices: list[str] = []
         self._warned: set[str] = set()
-        self._annotations: dict[str, dict[str, Any]] = {}
+        self._annotations: dict[str, dict[str, JsonValue]] = {}
         self._truths: dict[str, Truth] | None = None
         self._targets: torch.Tensor | None = None
         self._uncertain: list[tuple[str, ...]] = []

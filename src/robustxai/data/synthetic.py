@@ -19,7 +19,7 @@ without the fracture (used by the tests to check that the mask sits on the rende
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ class SyntheticFracture(ImageDataset):
     def _label(self, i: int) -> int:
         return int(self._rng(i, _LABEL_STREAM).random() < self.fracture_rate)
 
-    def _render(self, i: int, draw_fracture: bool = True) -> tuple[Array, int, Truth, dict[str, Any]]:
+    def _render(self, i: int, draw_fracture: bool = True) -> tuple[Array, int, Truth, dict[str, object]]:
         """Render image ``i``: returns ``(image [S, S] float32 in [0, 1], label, truth, meta)``.
 
         ``draw_fracture=False`` renders the same image (same draws, same noise) without the fracture gap and
@@ -170,7 +170,7 @@ class SyntheticFracture(ImageDataset):
         xx, yy = self._xx, self._yy
         label = self._label(i)
         rng = self._rng(i, _RENDER_STREAM)
-        meta: dict[str, Any] = {"size": S, "seed": self.seed, "index": i}
+        meta: dict[str, object] = {"size": S, "seed": self.seed, "index": i}
 
         # Soft tissue: air level, a smooth limb band along the bone, low-frequency gradients and blobs.
         air = rng.uniform(0.03, 0.12)

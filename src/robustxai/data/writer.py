@@ -14,7 +14,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +66,7 @@ def write_folder(
     out.mkdir(parents=True, exist_ok=True)
     multi = dataset.task == "multilabel"
     rows: list[list[str]] = []
-    images: dict[str, dict[str, Any]] = {}
+    images: dict[str, dict[str, object]] = {}
     seen: set[str] = set()
     for i in range(n):
         sample = dataset[i]
@@ -79,7 +78,7 @@ def write_folder(
             raise DataError(f"write_folder: two images map to the same file {rel!r} (ids must be unique)")
         seen.add(rel)
         _save_png(_to_uint8(sample.image, sample.id), out / rel)
-        entry: dict[str, Any] = {"points": [], "mask": None}
+        entry: dict[str, object] = {"points": [], "mask": None}
         if sample.truth.points is not None:
             entry["points"] = [[float(x), float(y)] for x, y in sample.truth.points]
         if sample.truth.mask is not None:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from robustxai._types import JsonValue
 from robustxai.errors import RobustXAIError
 from robustxai.models.registry import MODELS, create_model
 from robustxai.models.wrapper import ModelWrapper
@@ -45,7 +46,7 @@ _NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "last")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def save_model(model: ModelWrapper, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def save_model(model: ModelWrapper, directory: str | Path, meta: Mapping[str, object] | None = None) -> Path:
     """Write ``model`` to ``directory`` (created if needed) and return the directory."""
     if not model.spec.get("name"):
         raise RobustXAIError("model has no registry spec; only registry-built models can be saved")
@@ -58,31 +59,47 @@ def save_model(model: ModelWrapper, directory: str | Path, meta: dict[str, Any] 
     return out
 
 
-def read_model_meta(directory: str | Path) -> dict[str, Any]:
-    """Return the metadata stored next to a saved model."""
-    doc = _read_spec(Path(directory))
-    meta: dict[str, Any] = doc.get("meta", {})
-    return meta
+def read_model_meta(directory: str | Path) -> dict[str, JsonValue]:
+    """Return the metadata stored next to a saved model.
+
+    Raises:
+        RobustXAIError: For a missing or malformed spec, or metadata that is not a JSON object.
+    """
+    saved = _read_spec(Path(directory))
+    if not isinstance(saved.meta, dict):
+        raise RobustXAIError(f"{Path(directory) / SPEC}: meta must be an object, got {saved.meta!r}")
+    return saved.meta
 
 
-def _read_spec(directory: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _SavedSpec:
+    """What a saved model's ``model.json`` holds: the registry name, its keywords and free-form metadata."""
+
+    name: str
+    kwargs: dict[str, JsonValue]
+    meta: JsonValue
+
+
+def _read_spec(directory: Path) -> _SavedSpec:
     spec_path = directory / SPEC
     if not spec_path.is_file() or not (directory / WEIGHTS).is_file():
         raise RobustXAIError(f"no saved model at {directory} (expected {SPEC} and {WEIGHTS})")
     try:
-        doc: dict[str, Any] = json.loads(spec_path.read_text(encoding="utf-8"))
+        doc = json.loads(spec_path.read_text(encoding="utf-8"))
         spec, kwargs = doc["spec"], doc["spec"].get("kwargs", {})
-        if not isinstance(spec["name"], str) or not isinstance(kwargs, dict):
+        name = spec["name"]
+        if not isinstance(name, str) or not isinstance(kwargs, dict):
             raise TypeError("spec.name must be a string and spec.kwargs an object")
+        saved = _SavedSpec(name, kwargs, doc.get("meta", {}))
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise RobustXAIError(f"{spec_path} is not a robustxai model spec ({err})") from None
     if doc.get("format", FORMAT) != FORMAT:
         raise RobustXAIError(f"{spec_path} has format {doc.get('format')!r}; this version reads {FORMAT!r}")
-    _check_stored_kwargs(spec["name"], kwargs, spec_path)
-    return doc
+    _check_stored_kwargs(saved.name, saved.kwargs, spec_path)
+    return saved
 
 
-def _check_stored_kwargs(name: str, kwargs: dict[str, Any], spec_path: Path) -> None:
+def _check_stored_kwargs(name: str, kwargs: Mapping[str, object], spec_path: Path) -> None:
     """Refuse stored keywords outside the whitelist, so a spec on disk can never widen trust.
 
     Why: a model folder may come from a colleague or a shared drive. Where weights come from and whether a
@@ -123,25 +140,23 @@ def load_model(directory: str | Path) -> ModelWrapper:
             weights, or weights that do not fit the spec (the tensor and both shapes).
     """
     path = Path(directory)
-    doc = _read_spec(path)
-    spec = doc["spec"]
-    kwargs = dict(spec.get("kwargs", {}))
-    if ":" in spec["name"]:
+    saved = _read_spec(path)
+    name = saved.name
+    kwargs = dict(saved.kwargs)
+    if ":" in name:
         kwargs["random_init"] = True  # a saved zoo model's weights come from model.safetensors only
-    _check_size_before_build(spec["name"], kwargs, path)
+    _check_size_before_build(name, kwargs, path)
     try:
-        model = create_model(spec["name"], **kwargs)
+        model = create_model(name, **kwargs)
     except RobustXAIError as err:
         raise RobustXAIError(f"{path / SPEC}: {err}") from None
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as err:
-        raise RobustXAIError(
-            f"{path / SPEC}: cannot build {spec['name']} ({type(err).__name__}: {err})"
-        ) from None
+        raise RobustXAIError(f"{path / SPEC}: cannot build {name} ({type(err).__name__}: {err})") from None
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error type for corrupt files
         raise RobustXAIError(f"cannot read weights {path / WEIGHTS}: {err}") from None
-    _check_state(model, state, path / WEIGHTS, spec["name"])
+    _check_state(model, state, path / WEIGHTS, name)
     model.load_state_dict(state, strict=False)
     return model.eval()
 
@@ -155,7 +170,7 @@ def _header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
         raise RobustXAIError(f"cannot read weights {file}: {err}") from None
 
 
-def _check_size_before_build(name: str, kwargs: dict[str, Any], path: Path) -> None:
+def _check_size_before_build(name: str, kwargs: Mapping[str, object], path: Path) -> None:
     """Refuse a spec that disagrees with its weights file before any real memory is allocated.
 
     Why: a hostile ``model.json`` may ask for huge layers (``widths = [100000, …]``) that the whitelist
@@ -217,7 +232,7 @@ def _checkpoint_file(path: Path) -> Path:
     )
 
 
-def _unwrap(obj: Any, file: Path) -> dict[str, torch.Tensor]:
+def _unwrap(obj: object, file: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     while isinstance(obj, dict):
@@ -257,7 +272,7 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
     file = _checkpoint_file(Path(path))
     try:
         if file.suffix == ".safetensors":
-            obj: Any = load_file(str(file))
+            obj: object = load_file(str(file))
         else:
             try:
                 obj = torch.load(file, map_location="cpu", weights_only=True)
@@ -284,7 +299,7 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
     return state
 
 
-def _align(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
     """Add or remove a ``model.`` key prefix when that makes the checkpoint match the network better."""
     candidates = [state]
     if all(k.startswith("model.") for k in state):
@@ -293,7 +308,9 @@ def _align(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
     return max(candidates, key=lambda s: len(expected & set(s)))
 
 
-def load_weights(net: torch.nn.Module, state: dict[str, Any], source: str, skip: str | None = None) -> None:
+def load_weights(
+    net: torch.nn.Module, state: dict[str, torch.Tensor], source: str, skip: str | None = None
+) -> None:
     """Load ``state`` into ``net`` strictly, except the sub-module ``skip`` (a classifier to be replaced).
 
     Raises:

@@ -11,7 +11,6 @@ Names of the form ``<family>:<arch>`` (``torchvision:resnet50``, ``timm:resnet10
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from robustxai.errors import RobustXAIError
 from robustxai.models.smallcnn import SmallCNN
@@ -45,7 +44,7 @@ def _smallcnn(
     task: Task = "multiclass",
 ) -> ModelWrapper:
     net = SmallCNN(in_channels, num_classes, widths=widths, attention=attention, dropout=dropout)
-    spec: dict[str, Any] = {
+    spec: dict[str, object] = {
         "name": name,
         "kwargs": {
             "num_classes": num_classes,
@@ -107,7 +106,7 @@ def smallcnn_attention(
     )
 
 
-def create_model(name: str, **kwargs: Any) -> ModelWrapper:
+def create_model(name: str, **kwargs: object) -> ModelWrapper:
     """Build the registered model ``name`` with its keywords.
 
     Built-in names give randomly initialised networks; ``<family>:<arch>`` names build a zoo model and load

@@ -6,8 +6,8 @@ A :class:`ModelWrapper` takes images in [0, 1] and returns logits. It owns the n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ class ModelWrapper(nn.Module):
         input_size: tuple[int, int] | None = None,
         in_channels: int = 1,
         cam_layer: str | None = None,
-        spec: dict[str, Any] | None = None,
+        spec: Mapping[str, object] | None = None,
         net_channels: int | None = None,
         cam_layout: str = "nchw",
         cam_prefix: int = 0,

@@ -33,20 +33,21 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
 
 from torch import nn
 
 from robustxai.errors import RobustXAIError
+from robustxai.models._zoo_offline import no_pretrained
 from robustxai.models.heads import HEADS, Head, attach_head, find_feature_layer, freeze_all_but, last_linear
 from robustxai.models.io import load_weights, read_checkpoint
 from robustxai.models.registry import MODEL_FAMILIES, _class_names
 from robustxai.models.tokens import native_size, spatial_layer
 from robustxai.models.wrapper import ModelWrapper, Task
-from robustxai.models.zoo_offline import no_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,14 @@ _RB_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 _RB_SIZE = {"cifar10": 32, "cifar100": 32, "imagenet": 224}
 
 
-def _require(module: str) -> Any:
+def _require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise RobustXAIError(f"{module} needs the optional zoo extra ({err}); {_ZOO_HINT}") from None
 
 
-def _robustbench_zoo() -> Any:
+def _robustbench_zoo() -> ModuleType:
     """Import ``robustbench.model_zoo``, registering ``pyautoattack`` as ``autoattack`` if that is missing."""
     if importlib.util.find_spec("autoattack") is None and importlib.util.find_spec("pyautoattack"):
         sys.modules.setdefault("autoattack", importlib.import_module("pyautoattack"))
@@ -132,7 +133,7 @@ class _Options:
             "(--allow-download) or random_init=True"
         )
 
-    def spec_kwargs(self) -> dict[str, Any]:
+    def spec_kwargs(self) -> dict[str, object]:
         """Keywords that rebuild the architecture; the weights then come from the saved model."""
         keys = ("head", "freeze_backbone", "in_channels", "task", "dropout", "attention_heads")
         return {k: getattr(self, k) for k in keys} | {"random_init": True}
@@ -148,7 +149,7 @@ def _finish(
     classifier: str | None = None,
     probe_size: int = 64,
     input_size: tuple[int, int] | None = None,
-    spec_extra: dict[str, Any] | None = None,
+    spec_extra: Mapping[str, object] | None = None,
 ) -> ModelWrapper:
     """Load weights, replace the head, freeze, wrap and record the spec that rebuilds the model."""
     if source not in (None, "download"):
@@ -245,7 +246,7 @@ def timm_model(
     task: Task = "multiclass",
     dropout: float = 0.0,
     attention_heads: int = 16,
-    model_kwargs: dict[str, Any] | None = None,
+    model_kwargs: dict[str, object] | None = None,
 ) -> ModelWrapper:
     """A timm model (``resnet10t``, ``efficientnet_b0``, ``convnext_tiny``, ``vit_tiny_patch16_224`` …).
 

@@ -3,7 +3,8 @@
 :func:`run_tables` is the only place that decides which tables a run has and what their rows are:
 ``robustness``, ``alignment`` (ground-truth alignment only), ``stability`` (clean vs attacked map),
 ``correlation`` (robustness vs alignment across models), ``manipulation`` and ``multilabel`` (when the run has
-such rows). The report writes them with :func:`write_tables`; :func:`robustxai.export.export_run` and
+such rows), and ``claims`` (the papers' findings, :func:`robustxai.claims.evaluate_claims`).
+The report writes them with :func:`write_tables`; :func:`robustxai.export.export_run` and
 ``rx.open_run(...).tables`` read the very same frames, so an exported table always equals the report's CSV.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustxai.claims import claims_frame, evaluate_claims
 from robustxai.report.explain_tables import add_correlation
 from robustxai.report.manipulation import manipulation_table
 from robustxai.report.multilabel import MULTILABEL_COLUMNS, multilabel_table
@@ -31,9 +33,9 @@ from robustxai.results.run import RunData, load_run
 logger = logging.getLogger(__name__)
 
 #: Every table a run may write, in the order they are written (``tables/<name>.csv``).
-RUN_TABLES = ("robustness", "stability", "alignment", "correlation", "manipulation", "multilabel")
+RUN_TABLES = ("robustness", "stability", "alignment", "correlation", "manipulation", "multilabel", "claims")
 #: Tables written (with their header) even without rows, e.g. ``robustness`` of a run without attacks.
-ALWAYS_WRITTEN = ("robustness", "alignment")
+ALWAYS_WRITTEN = ("robustness", "alignment", "claims")
 
 
 def report_tables(run: RunData) -> ReportTables:
@@ -68,6 +70,7 @@ def run_tables(
     frames["manipulation"] = manipulation_table(run.metrics)
     per_label = per_label if per_label is not None else multilabel_table(run)
     frames["multilabel"] = per_label[MULTILABEL_COLUMNS] if not per_label.empty else per_label
+    frames["claims"] = claims_frame(evaluate_claims(run))
     return {
         name: frame.reset_index(drop=True)
         for name, frame in frames.items()

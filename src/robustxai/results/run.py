@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustxai._types import JsonValue
 from robustxai.errors import RobustXAIError
 from robustxai.results.store import STORE_FILE, Store
 
@@ -33,8 +34,8 @@ class RunData:
     predictions: pd.DataFrame
     metrics: pd.DataFrame
     models: pd.DataFrame
-    meta: dict[str, Any]
-    figure_samples: dict[str, dict[str, Any]]
+    meta: dict[str, Any]  # JSON values; JsonValue once report/html.py narrows what it iterates
+    figure_samples: dict[str, dict[str, np.ndarray | None]]
     figure_maps: pd.DataFrame
     warnings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -46,7 +47,7 @@ class RunRows:
     path: Path
     frames: dict[str, pd.DataFrame]
     warnings: pd.DataFrame
-    meta: dict[str, Any]
+    meta: dict[str, JsonValue]
 
 
 def run_dir_of(path: str | Path) -> Path:
@@ -110,7 +111,7 @@ def load_run(run_dir: str | Path) -> RunData:
             f"the run store {path} holds no predictions: the audit has not produced results yet, "
             "so there is nothing to report"
         )
-    meta: dict[str, Any] = {}
+    meta: dict[str, JsonValue] = {}
     for key, value in zip(meta_rows["key"], meta_rows["value"], strict=True):
         try:
             meta[str(key)] = json.loads(value)

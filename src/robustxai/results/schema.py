@@ -217,5 +217,5 @@ class WarningRow(NamedTuple):
     message: str
 
 
-#: Any row a unit of work may hand to the store.
+#: Every kind of row a unit of work may hand to the store.
 StoreRow = PredictionRow | MetricRow | FigureMapRow | WarningRow

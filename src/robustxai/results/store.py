@@ -25,12 +25,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from robustxai._arrays import minmax_array
+from robustxai._types import JsonValue
 from robustxai.errors import RobustXAIError
 from robustxai.results.schema import (
     FORMAT_KEY,
@@ -143,9 +143,12 @@ def _unit_range(a: np.ndarray) -> np.ndarray:
     return minmax_array(a)
 
 
-def _encode_maps(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    """Figure-map rows with the map as a float16 ``.npy`` blob, min-max normalised."""
-    return [(m, c, e, x, s, array_to_blob(_unit_range(a).astype(np.float16))) for m, c, e, x, s, a in rows]
+def _encode_maps(rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    """Figure-map rows (:class:`FigureMapRow`) with the map as a float16 ``.npy`` blob, min-max normalised."""
+    return [
+        (m, c, e, x, s, array_to_blob(_unit_range(np.asarray(a)).astype(np.float16)))
+        for m, c, e, x, s, a in rows
+    ]
 
 
 def store_problem(path: Path) -> str | None:
@@ -153,7 +156,7 @@ def store_problem(path: Path) -> str | None:
 
     An intact store opens read-only, passes SQLite's ``quick_check`` (which reads every page, so a truncated
     file is caught) and holds robustxai's marker row (or, for stores of earlier versions, a ``versions`` row
-    naming robustxai). Any SQLite error becomes the reason; nothing here deletes or repairs a file.
+    naming robustxai). Every SQLite error becomes the reason; nothing here deletes or repairs a file.
     """
     query = "SELECT key, value FROM meta WHERE key IN (?, 'versions')"
     # Without a write-ahead log there is nothing but the file to read: open it immutable, so not even the
@@ -210,17 +213,17 @@ class Store:
         self.close()
 
     # -- writing -----------------------------------------------------------------------------------------
-    def _insert(self, table: str, rows: Iterable[Sequence[Any]], width: int) -> None:
+    def _insert(self, table: str, rows: Iterable[Sequence[object]], width: int) -> None:
         marks = ",".join("?" * width)
         with self._conn:
             self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", list(rows))
 
-    def set_meta(self, key: str, value: Any) -> None:
+    def set_meta(self, key: str, value: object) -> None:
         """Store a JSON-serialisable value under ``key``."""
         self._insert("meta", [(key, json.dumps(value, sort_keys=True, default=str))], 2)
 
     def add_model(
-        self, model: str, arch: str, training: str, info: dict[str, Any], keep_existing: bool = False
+        self, model: str, arch: str, training: str, info: Mapping[str, object], keep_existing: bool = False
     ) -> None:
         """Record one audited model; with ``keep_existing`` an earlier record (a resumed run's) is kept."""
         row = (model, arch, training, json.dumps(info, sort_keys=True, default=str))
@@ -302,10 +305,13 @@ class Store:
             self._conn.execute("INSERT OR REPLACE INTO units VALUES (?, ?)", (unit, time.time()))
 
     # -- reading -----------------------------------------------------------------------------------------
-    def get_meta(self, key: str, default: Any = None) -> Any:
+    def get_meta(self, key: str, default: JsonValue = None) -> JsonValue:
         """Return the value stored under ``key`` or ``default``."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        value: JsonValue = json.loads(row[0])
+        return value
 
     def unit_done(self, unit: str) -> bool:
         """Whether ``unit`` has finished in this store."""
@@ -333,9 +339,9 @@ class Store:
         df = pd.read_sql_query(f"SELECT * FROM {name}", self._conn)
         return df.sort_values(list(df.columns[: min(len(df.columns), 6)])).reset_index(drop=True)
 
-    def figure_samples(self) -> dict[str, dict[str, Any]]:
+    def figure_samples(self) -> dict[str, dict[str, np.ndarray | None]]:
         """Images and truth stored for figures, keyed by sample id (sorted)."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, np.ndarray | None]] = {}
         for sid, image, mask, points in self._conn.execute(
             "SELECT sample_id, image, mask, points FROM figure_samples ORDER BY sample_id"
         ):

@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -112,7 +112,7 @@ class FitResult:
     val_accuracy: float = float("nan")
     val_loss: float = float("nan")
     robust_val_accuracy: float = float("nan")
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
 
 
 def _as_tensors(
@@ -220,6 +220,88 @@ def _pgd(cfg: FitConfig, eps: float) -> PGD:
     return PGD(eps=eps, steps=cfg.attack_steps, step_size=step, random_start=True, seed=cfg.seed)
 
 
+def _fit_data(
+    model: ModelWrapper,
+    train: ImageDataset | tuple[torch.Tensor, torch.Tensor],
+    val: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None,
+    cfg: FitConfig,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training and validation data ``(images, labels, val_images, val_labels)``: ``val``, or a hold-out."""
+    images, labels = _as_tensors(model, train, "training")
+    check_classes(model, labels)
+    if val is None and cfg.val_fraction > 0 and len(labels) >= 10:
+        perm = torch.from_numpy(rng.permutation(len(labels)))
+        n_val = max(1, int(round(cfg.val_fraction * len(labels))))
+        val_x, val_y = images[perm[:n_val]], labels[perm[:n_val]]
+        images, labels = images[perm[n_val:]], labels[perm[n_val:]]
+    elif val is not None:
+        val_x, val_y = _as_tensors(model, val, "validation")
+    else:
+        val_x, val_y = images, labels
+    return images, labels, val_x, val_y
+
+
+def _train_epoch(
+    model: ModelWrapper,
+    data: tuple[torch.Tensor, torch.Tensor],
+    cfg: FitConfig,
+    opt: torch.optim.Optimizer,
+    attack: PGD | None,
+    weight: torch.Tensor | None,
+    rng: np.random.Generator,
+    epoch: int,
+) -> float:
+    """One pass over the shuffled training data (attacked first when ``attack``); the mean training loss."""
+    images, labels = data
+    order = torch.from_numpy(rng.permutation(len(labels)))
+    train_loss, seen = 0.0, 0
+    for idx in order.split(cfg.batch_size):
+        xb, yb = images[idx], labels[idx]
+        if attack is not None:
+            model.eval()
+            attack.seed = cfg.seed * 100_003 + epoch * 1009 + seen
+            xb = attack(model, xb, yb)
+        model.train()
+        keep_frozen_in_eval(model)
+        loss = task_loss(model, model(xb), yb, weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        train_loss += float(loss.detach()) * len(yb)
+        seen += len(yb)
+    return train_loss / seen
+
+
+def _epoch_row(
+    model: ModelWrapper,
+    epoch: int,
+    train_loss: float,
+    val: tuple[torch.Tensor, torch.Tensor],
+    weight: torch.Tensor | None,
+    val_attack: PGD | None,
+) -> tuple[dict[str, float], float, float]:
+    """The epoch's history row, the loss that selects the epoch, and the clean validation accuracy."""
+    val_x, val_y = val
+    val_loss, val_acc = _evaluate(model, val_x, val_y, weight, 256)
+    row = {
+        "epoch": float(epoch),
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_accuracy": val_acc,
+    }
+    if val_attack is not None:
+        # Robust early stopping (Rice et al. 2020): choose the epoch by the loss on attacked validation
+        # images, since clean validation loss rises while robustness is still improving.
+        model.eval()
+        adv_val = torch.cat(
+            [val_attack(model, x, y) for x, y in zip(val_x.split(256), val_y.split(256), strict=True)]
+        )
+        val_loss, row["robust_val_accuracy"] = _evaluate(model, adv_val, val_y, weight, 256)
+        row["robust_val_loss"] = val_loss
+    return row, val_loss, val_acc
+
+
 def fit(
     model: ModelWrapper,
     train: ImageDataset | tuple[torch.Tensor, torch.Tensor],
@@ -242,24 +324,11 @@ def fit(
     """
     cfg = config or FitConfig()
     torch.manual_seed(cfg.seed)
-    images, labels = _as_tensors(model, train, "training")
-    check_classes(model, labels)
     rng = np.random.default_rng(cfg.seed)
-    if val is None and cfg.val_fraction > 0 and len(labels) >= 10:
-        perm = torch.from_numpy(rng.permutation(len(labels)))
-        n_val = max(1, int(round(cfg.val_fraction * len(labels))))
-        val_x, val_y = images[perm[:n_val]], labels[perm[:n_val]]
-        images, labels = images[perm[n_val:]], labels[perm[n_val:]]
-    elif val is not None:
-        val_x, val_y = _as_tensors(model, val, "validation")
-    else:
-        val_x, val_y = images, labels
+    images, labels, val_x, val_y = _fit_data(model, train, val, cfg, rng)
     weight = _class_weights(labels, model.num_classes) if cfg.class_weights == "balanced" else None
     attack: PGD | None = None
-    val_attack: PGD | None = None
-    if cfg.adversarial == "pgd":
-        val_attack = _pgd(cfg, cfg.eps)
-
+    val_attack = _pgd(cfg, cfg.eps) if cfg.adversarial == "pgd" else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise RobustXAIError("the model has no trainable parameters (everything is frozen)")
@@ -270,38 +339,8 @@ def fit(
         if val_attack is not None:
             ramp = min(1.0, epoch / cfg.eps_warmup_epochs) if cfg.eps_warmup_epochs else 1.0
             attack = _pgd(cfg, cfg.eps * ramp)
-        order = torch.from_numpy(rng.permutation(len(labels)))
-        train_loss, seen = 0.0, 0
-        for idx in order.split(cfg.batch_size):
-            xb, yb = images[idx], labels[idx]
-            if attack is not None:
-                model.eval()
-                attack.seed = cfg.seed * 100_003 + epoch * 1009 + seen
-                xb = attack(model, xb, yb)
-            model.train()
-            keep_frozen_in_eval(model)
-            loss = task_loss(model, model(xb), yb, weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            train_loss += float(loss.detach()) * len(yb)
-            seen += len(yb)
-        val_loss, val_acc = _evaluate(model, val_x, val_y, weight, 256)
-        row = {
-            "epoch": float(epoch),
-            "train_loss": train_loss / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-        }
-        if val_attack is not None:
-            # Robust early stopping (Rice et al. 2020): choose the epoch by the loss on attacked validation
-            # images, since clean validation loss rises while robustness is still improving.
-            model.eval()
-            adv_val = torch.cat(
-                [val_attack(model, x, y) for x, y in zip(val_x.split(256), val_y.split(256), strict=True)]
-            )
-            val_loss, row["robust_val_accuracy"] = _evaluate(model, adv_val, val_y, weight, 256)
-            row["robust_val_loss"] = val_loss
+        train_loss = _train_epoch(model, (images, labels), cfg, opt, attack, weight, rng, epoch)
+        row, val_loss, val_acc = _epoch_row(model, epoch, train_loss, (val_x, val_y), weight, val_attack)
         result.history.append(row)
         log.info("epoch %d/%d: %s", epoch, cfg.epochs, row)
         if progress is not None:

@@ -6,14 +6,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from robustxai.web.runview import MapSource
+
 
 def create_app(
-    run_dir: Any, data_dir: Any = None, admin_token: str | None = None, reopen: Any = None
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    admin_token: str | None = None,
+    reopen: Callable[[Path], MapSource] | None = None,
 ) -> FastAPI:
     """Build the studio for one run (see :func:`robustxai.web.app.create_app`)."""
     from robustxai.web.app import create_app as _create

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -18,7 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from robustxai.data.imageio import image_size
 from robustxai.errors import RobustXAIError
 from robustxai.report.numbers import fmt_number
+from robustxai.web._pages import render
 from robustxai.web.annotations import (
+    AnnotationRecord,
     AnnotationStore,
     ImageAnnotation,
     agreement,
@@ -27,7 +29,6 @@ from robustxai.web.annotations import (
     to_annotations_json,
     to_coco,
 )
-from robustxai.web.pages import render
 
 WHO = "^[A-Za-z0-9_.@-]{1,40}$"
 Who = Annotated[str, Query(pattern=WHO, description="the annotator's name")]
@@ -80,28 +81,44 @@ def _folder(request: Request) -> Folder:
     return folder
 
 
+def _listing(folder: Folder, who: str) -> tuple[list[dict[str, object]], list[str]]:
+    """The listing's rows (one per image: who annotated it, how well they agree) and every annotator."""
+    by_image: dict[str, list[AnnotationRecord]] = {}
+    for row in folder.store.load():
+        by_image.setdefault(row["image"], []).append(row)
+    rows: list[dict[str, object]] = []
+    annotators = sorted({r["annotator"] for rs in by_image.values() for r in rs})
+    for i, rel in enumerate(folder.images):
+        done = by_image.get(rel, [])
+        agree = agreement(done, *folder.size(rel)) if len(done) > 1 else None
+        rows.append(
+            {
+                "index": i,
+                "image": rel,
+                "annotators": len(done),
+                "mine": any(r["annotator"] == who for r in done),
+                "agree": {k: fmt_number(v) for k, v in agree.items()} if agree else None,
+            }
+        )
+    return rows, annotators
+
+
+def _check_shapes(body: ImageAnnotation, w: int, h: int) -> None:
+    """Refuse (422) a shape outside the ``w`` × ``h`` image or with the wrong number of vertices."""
+    for s in body.shapes:
+        n = len(s.points)
+        if any(not (-1 <= x <= w + 1 and -1 <= y <= h + 1) for x, y in s.points):
+            raise HTTPException(status_code=422, detail=f"a {s.type} lies outside the {w} × {h} image")
+        if (s.type == "point" and n != 1) or (s.type == "box" and n != 2) or (s.type == "polygon" and n < 3):
+            raise HTTPException(status_code=422, detail=f"a {s.type} cannot have {n} vertices")
+
+
 def register(app: FastAPI) -> None:
     """Add the annotate room's routes to ``app`` (``app.state.folder`` is ``None`` without ``--data``)."""
 
     @app.get("/annotate", response_class=HTMLResponse)
     def listing(request: Request, who: Who = "annotator") -> HTMLResponse:
-        folder = _folder(request)
-        by_image: dict[str, list[dict[str, Any]]] = {}
-        for row in folder.store.load():
-            by_image.setdefault(row["image"], []).append(row)
-        rows, annotators = [], sorted({r["annotator"] for rs in by_image.values() for r in rs})
-        for i, rel in enumerate(folder.images):
-            done = by_image.get(rel, [])
-            agree = agreement(done, *folder.size(rel)) if len(done) > 1 else None
-            rows.append(
-                {
-                    "index": i,
-                    "image": rel,
-                    "annotators": len(done),
-                    "mine": any(r["annotator"] == who for r in done),
-                    "agree": {k: fmt_number(v) for k, v in agree.items()} if agree else None,
-                }
-            )
+        rows, annotators = _listing(_folder(request), who)
         return render(request, "annotate_list.html.j2", "admin", rows=rows, who=who, annotators=annotators)
 
     @app.get("/annotate/{index}", response_class=HTMLResponse)
@@ -110,10 +127,14 @@ def register(app: FastAPI) -> None:
         rel = folder.check(index)
         _, w, h = folder.png(index)
         mine = [r for r in folder.store.load(rel) if r["annotator"] == who]
-        saved = mine[0] if mine else {"shapes": [], "no_finding": False, "note": ""}
-        state = json.dumps(
-            {"shapes": saved["shapes"], "no_finding": saved["no_finding"], "note": saved["note"]}
-        )
+        saved: dict[str, object] = {"shapes": [], "no_finding": False, "note": ""}
+        if mine:
+            saved = {
+                "shapes": mine[0]["shapes"],
+                "no_finding": mine[0]["no_finding"],
+                "note": mine[0]["note"],
+            }
+        state = json.dumps(saved)
         return render(
             request,
             "annotate.html.j2",
@@ -140,16 +161,7 @@ def register(app: FastAPI) -> None:
         request.app.state.auth.check_csrf(request, "admin")
         rel = folder.check(index)
         _, w, h = folder.png(index)
-        for s in body.shapes:
-            n = len(s.points)
-            if any(not (-1 <= x <= w + 1 and -1 <= y <= h + 1) for x, y in s.points):
-                raise HTTPException(status_code=422, detail=f"a {s.type} lies outside the {w} × {h} image")
-            if (
-                (s.type == "point" and n != 1)
-                or (s.type == "box" and n != 2)
-                or (s.type == "polygon" and n < 3)
-            ):
-                raise HTTPException(status_code=422, detail=f"a {s.type} cannot have {n} vertices")
+        _check_shapes(body, w, h)
         saved_at = folder.store.save(rel, who, body)
         return JSONResponse({"saved": True, "updated_at": saved_at, "shapes": len(body.shapes)})
 

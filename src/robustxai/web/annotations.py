@@ -17,7 +17,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image
@@ -26,6 +26,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from robustxai.data.imageio import is_image_file, read_image
 
 FORMAT = "robustxai-annotations/1"
+
+
+class ShapeRecord(TypedDict):
+    """A saved :class:`Shape` as the store returns it (JSON: the points are lists)."""
+
+    type: str
+    points: list[list[float]]
+
+
+class AnnotationRecord(TypedDict):
+    """One annotator's saved annotation of one image, with who and when."""
+
+    image: str
+    annotator: str
+    shapes: list[ShapeRecord]
+    no_finding: bool
+    note: str
+    updated_at: float
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotations(image TEXT, annotator TEXT, shapes TEXT, no_finding INTEGER,
     note TEXT, updated_at REAL, PRIMARY KEY(image, annotator));
@@ -113,7 +133,7 @@ class AnnotationStore:
             conn.close()
         return now
 
-    def load(self, image: str | None = None) -> list[dict[str, Any]]:
+    def load(self, image: str | None = None) -> list[AnnotationRecord]:
         """Every annotation (of one image when given) as dicts with who and when."""
         conn = self._conn()
         try:
@@ -137,13 +157,13 @@ class AnnotationStore:
         ]
 
 
-def to_annotations_json(rows: list[dict[str, Any]], annotator: str) -> dict[str, Any]:
+def to_annotations_json(rows: list[AnnotationRecord], annotator: str) -> dict[str, object]:
     """One annotator's work in the format the audit reads (``robustxai-annotations/1``)."""
-    images: dict[str, Any] = {}
+    images: dict[str, object] = {}
     for r in rows:
         if r["annotator"] != annotator or (not r["shapes"] and not r["no_finding"]):
             continue
-        kinds: dict[str, list[Any]] = {"points": [], "boxes": [], "polygons": []}
+        kinds: dict[str, list[object]] = {"points": [], "boxes": [], "polygons": []}
         for s in r["shapes"]:
             pts = s["points"]
             if s["type"] == "point":
@@ -157,10 +177,12 @@ def to_annotations_json(rows: list[dict[str, Any]], annotator: str) -> dict[str,
     return {"format": FORMAT, "annotator": annotator, "images": images}
 
 
-def to_coco(rows: list[dict[str, Any]], annotator: str, sizes: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def to_coco(
+    rows: list[AnnotationRecord], annotator: str, sizes: dict[str, tuple[int, int]]
+) -> dict[str, object]:
     """One annotator's boxes and polygons as COCO (points become 1 × 1 boxes around the pixel centre)."""
-    images: list[dict[str, Any]] = []
-    anns: list[dict[str, Any]] = []
+    images: list[dict[str, object]] = []
+    anns: list[dict[str, object]] = []
     for img_id, r in enumerate(x for x in rows if x["annotator"] == annotator):
         w, h = sizes.get(r["image"], (0, 0))
         images.append({"id": img_id, "file_name": r["image"], "width": w, "height": h})
@@ -187,7 +209,7 @@ def to_coco(rows: list[dict[str, Any]], annotator: str, sizes: dict[str, tuple[i
     return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "finding"}]}
 
 
-def region_mask(shapes: list[dict[str, Any]], width: int, height: int) -> np.ndarray:
+def region_mask(shapes: list[ShapeRecord], width: int, height: int) -> np.ndarray:
     """The union of an annotator's boxes and polygons as a mask (pixel centres inside, like the audit)."""
     from skimage.draw import polygon as fill
 
@@ -210,7 +232,7 @@ def _point_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float((d.min(axis=1).mean() + d.min(axis=0).mean()) / 2)
 
 
-def agreement(rows: list[dict[str, Any]], width: int, height: int) -> dict[str, float | int]:
+def agreement(rows: list[AnnotationRecord], width: int, height: int) -> dict[str, float | int]:
     """Agreement between the annotators of one image, averaged over every pair of annotators.
 
     Returns:

@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from robustxai.web._pages import HERE, render
 from robustxai.web.db import StudioDB
-from robustxai.web.pages import HERE, render
 from robustxai.web.runview import MapSource, RunView
 from robustxai.web.security import ADMIN_COOKIE, REPORT_CSP, SECURITY_HEADERS, Auth
 

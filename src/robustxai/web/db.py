@@ -10,10 +10,45 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
+
+from robustxai._types import JsonValue
+
+
+class StudyRecord(TypedDict):
+    """One study as the admin's list shows it."""
+
+    study_id: str
+    created_at: float
+    settings: JsonValue
+    n_items: int
+    n_raters: int
+    n_answers: int
+    links: NotRequired[list[str]]  # the raters' links, added by the admin's page
+
+
+class Rater(TypedDict):
+    """One rater: their study, number, item order (item numbers) and answers so far (item number → value)."""
+
+    token: str
+    study_id: str
+    rater_no: int
+    order: list[int]
+    answers: dict[int, int]
+
+
+class StudyItem(TypedDict):
+    """One item of a study: ``likert`` (one map) or ``pair`` (two), each map a stored map's identity."""
+
+    item_no: int
+    kind: str
+    sample_id: str
+    map_a: dict[str, JsonValue]
+    map_b: dict[str, JsonValue] | None
+
 
 STUDIO_FILE = "studio.sqlite"
 
@@ -53,7 +88,7 @@ class StudioDB:
     def add_study(
         self,
         study_id: str,
-        settings: dict[str, Any],
+        settings: Mapping[str, object],
         items: list[tuple[str, str, str, str | None]],
         raters: list[tuple[str, list[int]]],
     ) -> None:
@@ -69,7 +104,7 @@ class StudioDB:
                 [(tok, study_id, n, json.dumps(order)) for n, (tok, order) in enumerate(raters)],
             )
 
-    def studies(self) -> list[dict[str, Any]]:
+    def studies(self) -> list[StudyRecord]:
         """Every study with its settings, item and rater counts and answers so far."""
         with self._conn() as conn:
             rows = conn.execute(
@@ -91,7 +126,7 @@ class StudioDB:
             for s, t, js, ni, nr, na in rows
         ]
 
-    def rater(self, token: str) -> dict[str, Any] | None:
+    def rater(self, token: str) -> Rater | None:
         """The rater of ``token`` (study, number, item order, answers so far) or ``None``."""
         with self._conn() as conn:
             row = conn.execute(
@@ -108,7 +143,7 @@ class StudioDB:
             "answers": answers,
         }
 
-    def item(self, study_id: str, item_no: int) -> dict[str, Any] | None:
+    def item(self, study_id: str, item_no: int) -> StudyItem | None:
         """One item of a study (its hidden identifiers included) or ``None``."""
         with self._conn() as conn:
             row = conn.execute(
@@ -132,7 +167,7 @@ class StudioDB:
                 "INSERT OR REPLACE INTO answers VALUES (?,?,?,?)", (token, item_no, value, time.time())
             )
 
-    def study_rows(self, study_id: str) -> tuple[list[dict[str, Any]], list[tuple[int, int, int]]]:
+    def study_rows(self, study_id: str) -> tuple[list[StudyItem], list[tuple[int, int, int]]]:
         """A study's items and its answers as ``(rater_no, item_no, value)``."""
         with self._conn() as conn:
             nos = [r[0] for r in conn.execute("SELECT item_no FROM items WHERE study_id = ?", (study_id,))]

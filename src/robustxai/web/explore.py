@@ -10,14 +10,14 @@ run on demand (:mod:`robustxai.audit.reload`) and cached, and the page fetches i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TypedDict
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from robustxai.report.numbers import fmt_number
-from robustxai.web.pages import render
+from robustxai.web._pages import render
 from robustxai.web.runview import RunView
 
 PAGE_SIZE = 50
@@ -40,9 +40,17 @@ def _png(data: bytes | None, what: str) -> Response:
     return Response(content=data, media_type="image/png")
 
 
+class _Cell(TypedDict):
+    """One map panel: where its PNG is, its condition, and whether it is recomputed on demand."""
+
+    src: str
+    cond: str
+    live: bool
+
+
 def _cells(
     view: RunView, index: int, model: str | None, method: str | None, live: bool
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     """The map panels of one image, grouped by model × method, clean first.
 
     Every model × method × condition of the run when maps can be recomputed (``live``): a stored map is
@@ -50,7 +58,7 @@ def _cells(
     after the page shows); otherwise the stored maps only.
     """
     sid = view.sample_ids[index]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[_Cell]] = {}
     for map_id, key in view.maps_of(sid):
         groups.setdefault((key.model, key.explainer), []).append(
             {"src": f"/img/map/{map_id}.png", "cond": key.condition_label, "live": False}
@@ -67,13 +75,53 @@ def _cells(
                     if cond not in have and (m, x, cond) in view.audited:
                         query = urlencode({"model": m, "method": x, "condition": cond})
                         cells.append({"src": f"/img/live/{index}.png?{query}", "cond": cond, "live": True})
-    out = []
+    out: list[dict[str, object]] = []
     for (m, x), cells in sorted(groups.items()):
         if (model and m != model) or (method and x != method):
             continue
         cells.sort(key=lambda c: (c["cond"] != "clean", c["cond"]))
         out.append({"model": m, "method": x, "cells": cells})
     return out
+
+
+def _listing_page(view: RunView, sel: dict[str, str], order: str, page: int) -> dict[str, object]:
+    """One page of the listing: its rows (sorted by the chosen metric), the page number and the counts."""
+    rows = view.listing(sel["model"], sel["method"], sel["condition"], sel["metric"])
+    rows = rows.sort_values("value", ascending=order == "asc", na_position="last", kind="mergesort")
+    n_pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    page = min(page, n_pages)
+    shown = rows.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].to_dict("records")
+    for r in shown:
+        r["value_text"] = fmt_number(r["value"], 3)
+    return {"rows": shown, "page": page, "n_pages": n_pages, "n_rows": len(rows)}
+
+
+def _sample_page(view: RunView, index: int, model: str | None, method: str | None) -> dict[str, object]:
+    """What the image page shows: the image, its truth, its map panels and its metrics."""
+    if not 0 <= index < len(view.sample_ids):
+        raise HTTPException(status_code=404, detail=f"no image {index} in this run")
+    sid = view.sample_ids[index]
+    points, outline, h, w = view.truth(sid)
+    groups = _cells(view, index, model, method, live=view.context_error() is None and h > 0)
+    metrics = view.sample_metrics(sid).to_dict("records")
+    for r in metrics:
+        r["value_text"] = fmt_number(r["value"], 3)
+    label = view.samples.iloc[index]
+    return {
+        "index": index,
+        "sample_id": sid,
+        "label": int(label["label"]),
+        "has_pixels": h > 0,
+        "stored": view.has_pixels(sid),
+        "context_error": view.context_error(),
+        "outline": outline,
+        "width": w,
+        "height": h,
+        "points": [{"x": x + 0.5, "y": y + 0.5} for x, y in points],
+        "groups": groups,
+        "metrics": metrics,
+        "n": len(view.sample_ids),
+    }
 
 
 def register(app: FastAPI) -> None:
@@ -98,58 +146,16 @@ def register(app: FastAPI) -> None:
             "condition": _pick(condition, ch["condition"], "condition"),
             "metric": _pick(metric, ch["metric"], "metric"),
         }
-        rows = view.listing(sel["model"], sel["method"], sel["condition"], sel["metric"])
-        rows = rows.sort_values("value", ascending=order == "asc", na_position="last", kind="mergesort")
-        n_pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
-        page = min(page, n_pages)
-        shown = rows.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].to_dict("records")
-        for r in shown:
-            r["value_text"] = fmt_number(r["value"], 3)
-        return render(
-            request,
-            "explore.html.j2",
-            "admin",
-            choices=ch,
-            sel=sel,
-            order=order,
-            rows=shown,
-            page=page,
-            n_pages=n_pages,
-            n_rows=len(rows),
-        )
+        listing = _listing_page(view, sel, order, page)
+        return render(request, "explore.html.j2", "admin", choices=ch, sel=sel, order=order, **listing)
 
     @app.get("/explore/sample/{index}", response_class=HTMLResponse)
     def sample(
         request: Request, index: int, model: str | None = None, method: str | None = None
     ) -> HTMLResponse:
         request.app.state.auth.require_admin(request)
-        view: RunView = request.app.state.run
-        if not 0 <= index < len(view.sample_ids):
-            raise HTTPException(status_code=404, detail=f"no image {index} in this run")
-        sid = view.sample_ids[index]
-        points, outline, h, w = view.truth(sid)
-        groups = _cells(view, index, model, method, live=view.context_error() is None and h > 0)
-        metrics = view.sample_metrics(sid).to_dict("records")
-        for r in metrics:
-            r["value_text"] = fmt_number(r["value"], 3)
-        label = view.samples.iloc[index]
         return render(
-            request,
-            "sample.html.j2",
-            "admin",
-            index=index,
-            sample_id=sid,
-            label=int(label["label"]),
-            has_pixels=h > 0,
-            stored=view.has_pixels(sid),
-            context_error=view.context_error(),
-            outline=outline,
-            width=w,
-            height=h,
-            points=[{"x": x + 0.5, "y": y + 0.5} for x, y in points],
-            groups=groups,
-            metrics=metrics,
-            n=len(view.sample_ids),
+            request, "sample.html.j2", "admin", **_sample_page(request.app.state.run, index, model, method)
         )
 
     @app.get("/img/sample/{index}.png")

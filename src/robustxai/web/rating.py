@@ -7,15 +7,15 @@ own order). Every answer is saved in its own transaction the moment it is given.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from robustxai.report.numbers import fmt_number
-from robustxai.web.db import StudioDB
-from robustxai.web.pages import render
+from robustxai.web._pages import render
+from robustxai.web.db import Rater, StudioDB, StudyItem
 from robustxai.web.runview import MapKey, RunView
 
 QUESTION = "Does the highlighted region correspond to the finding?"
@@ -30,7 +30,7 @@ class Answer(BaseModel):
     value: int = Field(ge=0, le=5)
 
 
-def _rater(request: Request, token: str) -> dict[str, Any]:
+def _rater(request: Request, token: str) -> Rater:
     db: StudioDB = request.app.state.db
     rater = db.rater(token) if 8 <= len(token) <= 64 else None
     if rater is None:
@@ -38,7 +38,7 @@ def _rater(request: Request, token: str) -> dict[str, Any]:
     return rater
 
 
-def _item_at(request: Request, rater: dict[str, Any], position: int) -> dict[str, Any]:
+def _item_at(request: Request, rater: Rater, position: int) -> StudyItem:
     if not 0 <= position < len(rater["order"]):
         raise HTTPException(status_code=404, detail=f"no item {position}")
     item = request.app.state.db.item(rater["study_id"], rater["order"][position])
@@ -83,8 +83,8 @@ def register(app: FastAPI) -> None:
         view: RunView = request.app.state.run
         if which == "image":
             png = view.image_png(view.sample_index(item["sample_id"]))
-        elif which in ("a", "b") and item["map_" + which] is not None:
-            map_id = view.map_id(MapKey(**item["map_" + which]))
+        elif which in ("a", "b") and (shown := item["map_a"] if which == "a" else item["map_b"]) is not None:
+            map_id = view.map_id(MapKey.from_json(shown))
             png = view.overlay_png(map_id) if map_id is not None else None
         else:
             png = None

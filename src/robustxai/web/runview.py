@@ -14,10 +14,10 @@ import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from robustxai.errors import RobustXAIError
 from robustxai.results.run import read_rows
 from robustxai.results.schema import MANIPULATION_PREFIX
 from robustxai.results.store import Store
+
+if TYPE_CHECKING:
+    import torch
 
 _CACHE_MAX = 2048
 
@@ -47,10 +50,32 @@ class MapKey:
     explainer: str
     sample_id: str
 
+    @classmethod
+    def from_json(cls, fields: Mapping[str, object]) -> MapKey:
+        """The key a study stored as JSON (``dataclasses.asdict`` of a key); a missing field is a KeyError."""
+        epsilon = fields["epsilon"]
+        if not isinstance(epsilon, int | float):
+            raise TypeError(f"a map key's epsilon must be a number, got {epsilon!r}")
+        return cls(
+            str(fields["model"]),
+            str(fields["condition"]),
+            float(epsilon),
+            str(fields["explainer"]),
+            str(fields["sample_id"]),
+        )
+
     @property
     def condition_label(self) -> str:
         """The condition as the studio shows it."""
         return condition_label(self.condition, self.epsilon)
+
+
+def _stored_image(entry: dict[str, np.ndarray | None]) -> np.ndarray:
+    """The image ``[C, H, W]`` of a stored figure sample (the store writes one with every sample)."""
+    image = entry["image"]
+    if image is None:  # pragma: no cover - Store.figure_samples never gives one without its image
+        raise RobustXAIError("a stored figure sample has no image")
+    return image
 
 
 def _to_png(array: np.ndarray) -> bytes:
@@ -67,7 +92,7 @@ class MapSource(Protocol):
         """The test images' ids in test-set order."""
         ...
 
-    def image(self, index: int) -> Any:
+    def image(self, index: int) -> torch.Tensor:
         """Test image ``index`` as a ``[C, H, W]`` tensor in [0, 1]."""
         ...
 
@@ -134,7 +159,7 @@ class RunView:
         self.predictions = run["predictions"]
         store = Store(self.path, readonly=True)
         try:
-            self.pixels: dict[str, dict[str, Any]] = store.figure_samples()
+            self.pixels: dict[str, dict[str, np.ndarray | None]] = store.figure_samples()
             maps: pd.DataFrame = store.figure_maps()
         finally:
             store.close()
@@ -152,7 +177,7 @@ class RunView:
         ]
         self._maps: list[np.ndarray] = list(maps["map"])
         self._map_index = {k: i for i, k in enumerate(self.map_keys)}
-        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, Hashable], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self._conditions = {
             condition_label(c, e): (str(c), float(e))
@@ -193,7 +218,7 @@ class RunView:
         """
         entry = self.pixels.get(sample_id)
         if entry is not None:
-            shape, mask, points = entry["image"].shape, entry["mask"], entry["points"]
+            shape, mask, points = _stored_image(entry).shape, entry["mask"], entry["points"]
         else:
             ctx = self.context()
             if ctx is None:
@@ -203,11 +228,11 @@ class RunView:
             mask, points = ctx.truth(index)
         h, w = shape[-2:]
         outline = outline_path(mask) if mask is not None else ""
-        pts = points if points is not None else []
-        return [(float(x), float(y)) for x, y in pts], outline, int(h), int(w)
+        pts = [] if points is None else [(float(x), float(y)) for x, y in points]
+        return pts, outline, int(h), int(w)
 
     # -- rendering -----------------------------------------------------------------------------------------
-    def _cached(self, kind: str, index: Any, render: Any) -> bytes:
+    def _cached(self, kind: str, index: Hashable, render: Callable[[], bytes]) -> bytes:
         """The PNG of ``(kind, index)`` from the bounded LRU cache, rendered (and kept) on a miss."""
         with self._lock:
             hit = self._cache.get((kind, index))
@@ -230,7 +255,7 @@ class RunView:
             return None
         entry = self.pixels.get(self.sample_ids[index])
         if entry is not None:
-            image = entry["image"]
+            image = _stored_image(entry)
         else:
             ctx = self.context()
             if ctx is None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import secrets
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,11 +23,14 @@ from robustxai.report.ratings import study_results as ratings_results
 from robustxai.web.db import StudioDB
 from robustxai.web.runview import MapKey, RunView
 
+_K = TypeVar("_K")
+_T = TypeVar("_T")
 
-def _round_robin(groups: dict[Any, list[Any]], n: int) -> list[Any]:
+
+def _round_robin(groups: Mapping[_K, list[_T]], n: int) -> list[_T]:
     """Take ``n`` elements from the groups in turn (stratified), each group already shuffled."""
     queues = [list(g) for _, g in sorted(groups.items(), key=lambda kv: str(kv[0]))]
-    out: list[Any] = []
+    out: list[_T] = []
     while len(out) < n and any(queues):
         for q in queues:
             if q and len(out) < n:
@@ -115,7 +119,7 @@ def create_study(
     return study_id, tokens
 
 
-def study_results(view: RunView, db: StudioDB, study_id: str) -> dict[str, Any]:
+def study_results(view: RunView, db: StudioDB, study_id: str) -> dict[str, object]:
     """A study's results (see :func:`robustxai.report.ratings.study_results`) from the studio's database."""
     items, answers = db.study_rows(study_id)
-    return ratings_results(items, answers, view.metrics)
+    return ratings_results([dict(item) for item in items], answers, view.metrics)

@@ -7,7 +7,6 @@ registers it (no import cycle).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from fastapi import Request
@@ -23,7 +22,7 @@ templates = Jinja2Templates(
 )
 
 
-def render(request: Request, name: str, identity: str, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, identity: str, **context: object) -> HTMLResponse:
     """Render a page with the CSRF token of its session (``identity``) in a ``<meta>`` tag."""
     auth: Auth = request.app.state.auth
     return templates.TemplateResponse(request, name, {"csrf": auth.csrf_token(identity), **context})

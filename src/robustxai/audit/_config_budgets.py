@@ -9,7 +9,6 @@ any ``eps`` in the manipulation's keyword tables) are refused; L2 budgets may ex
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 _LINF_HINT = "budgets are in [0, 1] pixel units (4/255 ≈ 0.0157); an L∞ ε ≥ 1 allows any image"
 
@@ -21,14 +20,14 @@ def check_linf(values: list[float | None], where: str) -> None:
         raise ValueError(f"{where}: L∞ budget(s) {big} ≥ 1: {_LINF_HINT}")
 
 
-def check_attack_budgets(name: str, epsilons: list[float], params: Mapping[str, Any]) -> None:
+def check_attack_budgets(name: str, epsilons: list[float], params: Mapping[str, object]) -> None:
     """An attack's budgets: L∞ unless ``params.norm`` says otherwise (built-in attacks default to L∞)."""
     if str(params.get("norm", "linf")).lower() == "linf":
         check_linf(list(epsilons), f"attack {name!r} epsilons")
 
 
 def check_manipulation_budgets(
-    eps: float | None, params: Mapping[str, Any], method_params: Mapping[str, Any]
+    eps: float | None, params: Mapping[str, object], method_params: Mapping[str, Mapping[str, object]]
 ) -> None:
     """The manipulation's L∞ bound, and any ``eps`` its keyword tables (per method too) would pass on."""
     tables = [params] + [
@@ -38,4 +37,5 @@ def check_manipulation_budgets(
     bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
     if bad:
         raise ValueError(f"manipulation eps must be a number, got {bad}")
-    check_linf(values, "manipulation eps (omit it for an unbounded attack)")
+    numbers: list[float | None] = [v for v in values if isinstance(v, int | float)]  # the rest are None
+    check_linf(numbers, "manipulation eps (omit it for an unbounded attack)")

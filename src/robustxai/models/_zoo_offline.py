@@ -10,7 +10,6 @@ import functools
 import threading
 import types
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 _PATCH_LOCK = threading.Lock()
 
@@ -22,10 +21,10 @@ class NoPretrained:
     pretrained=True)``; with the proxy in place of the module they build the same architecture, random.
     """
 
-    def __init__(self, lib: Any) -> None:
+    def __init__(self, lib: object) -> None:
         self._lib = lib
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         attr = getattr(self._lib, name)
         if isinstance(attr, types.ModuleType):
             return NoPretrained(attr)
@@ -33,7 +32,7 @@ class NoPretrained:
             return attr
 
         @functools.wraps(attr)
-        def build(*args: Any, **kwargs: Any) -> Any:
+        def build(*args: object, **kwargs: object) -> object:
             if "pretrained" in kwargs and kwargs["pretrained"]:
                 kwargs["pretrained"] = False
                 if "torchvision" in getattr(attr, "__module__", ""):
@@ -46,7 +45,7 @@ class NoPretrained:
 
 
 @contextlib.contextmanager
-def no_pretrained(modules: Sequence[Any]) -> Iterator[None]:
+def no_pretrained(modules: Sequence[types.ModuleType]) -> Iterator[None]:
     """Put :class:`NoPretrained` proxies in place of ``timm`` and ``pt_models`` in ``modules`` meanwhile."""
     with _PATCH_LOCK:
         saved = []
