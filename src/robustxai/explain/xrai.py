@@ -270,8 +270,8 @@ class XRAI(Explainer, DifferentiableMap):
 
     def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """XRAI map ``[B, 1, H, W]``: each pixel holds the attribution density of the region that added it."""
-        found = as_attribution(self._ig._attribute(model, images, targets)).values.detach()
-        ig = reduce_channels(found, self._ig.reduction)
+        attr = as_attribution(self._ig._attribute(model, images, targets)).values.detach()
+        ig = reduce_channels(attr, self._ig.reduction)
         p = self.pixel_parameters(images.shape[-2], images.shape[-1])
         value, _ = xrai_regions(ig, self.segment(images), int(p["min_pixel_diff"]), self.area_threshold)
         return value[:, None].to(images.dtype)
