@@ -9,7 +9,6 @@ numbers do not depend on how the test set was sharded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -207,9 +206,9 @@ def _maps(
     return torch.cat([e.maps for e in found]), any(e.approximate for e in found)
 
 
-def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, Any]:
+def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, object]:
     """The keywords ``info`` fills from the ``explain`` configuration (its declared ``settings``)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for keyword, field in info.settings:
         if field not in ExplainConfig.model_fields:
             raise RobustXAIError(f"metric {info.name!r} reads explain.{field}, which the configuration lacks")
