@@ -362,8 +362,10 @@ class Manipulate:
 
 
 #: The attacked explainers' keywords inside the attack, where they differ from the explainers' defaults:
-#: the map is evaluated every step, so Integrated Gradients and SmoothGrad use 8 passes, not 20 / 25.
+#: the map is evaluated every step, so Integrated Gradients (and XRAI, steered through its IG map) and
+#: SmoothGrad use 8 passes, not 20 / 25.
 ATTACK_EXPLAINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 8},
+    "xrai": {"n_steps": 8},
     "smoothgrad": {"n_samples": 8},
 }

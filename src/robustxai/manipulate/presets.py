@@ -85,7 +85,7 @@ def _explainer_params(method: str, s: dict[str, Any]) -> dict[str, Any]:
     sg_samples = _integer("sg_samples", s["sg_samples"], 1)
     if not _number("sg_sigma", s["sg_sigma"]) >= 0:
         raise RobustXAIError(f"sg_sigma must be ≥ 0, got {s['sg_sigma']!r}")
-    if method == "integrated_gradients":
+    if method in ("integrated_gradients", "xrai"):  # XRAI is steered through the IG map it segments
         return {"n_steps": ig_steps}
     if method == "smoothgrad":
         seed = _integer("seed", s["seed"], 0)
