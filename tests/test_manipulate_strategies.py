@@ -217,7 +217,7 @@ def test_peak_selection_prefers_maps_that_peak_in_the_target(tiny_model, images,
     )
     assert result.real_scores is not None
     cls = explained_class(tiny_model, images)
-    real = rx.create_explainer("saliency")(tiny_model, result.images, target=cls)
+    real = rx.create_explainer("saliency").explain(tiny_model, result.images, target=cls).maps
     peak = target.flatten()[real.flatten(1).argmax(dim=1)] > 0.5
     ok = torch.isfinite(result.real_scores)
     expected = ssim(result.targets, real) + peak.double()  # SSIM, + 1 where the peak is inside

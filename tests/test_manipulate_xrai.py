@@ -24,7 +24,9 @@ def test_xrai_attack_map_is_igs_with_xrais_settings(tiny_model, images) -> None:
     attr = xrai.map_for_attack(tiny_model, images, cls, create_graph=False)
     p = xrai.pixel_parameters(32, 32)
     value, _ = xrai_regions(attr, xrai.segment(images), int(p["min_pixel_diff"]), xrai.area_threshold)
-    np.testing.assert_allclose(xrai(tiny_model, images, target=cls).numpy(), value.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        xrai.explain(tiny_model, images, target=cls).maps.numpy(), value.numpy(), rtol=1e-6
+    )
 
 
 def test_attack_on_xrai_uses_the_attacks_ig_steps() -> None:
@@ -56,7 +58,8 @@ def test_stage_scores_the_real_xrai_map(tiny_model, images, labels) -> None:
     )[:, None]
     assert not torch.equal(adv, images)
     cls = explained_class(tiny_model, images)
-    real = rx.create_explainer("xrai", **cfg.explain.params.get("xrai", {}))(tiny_model, adv, target=cls)
+    xrai = rx.create_explainer("xrai", **cfg.explain.params.get("xrai", {}))
+    real = xrai.explain(tiny_model, adv, target=cls).maps
     stored = np.stack([m for _, c, _, x, _, m in fig if c == "manipulate:xrai" and x == "xrai"])
     np.testing.assert_allclose(stored, real.numpy(), rtol=1e-5, atol=1e-9)
     ig_map = create_manipulation("manipulate", method="xrai").explainer.map_for_attack(
