@@ -49,6 +49,7 @@ def test_every_gradient_method_offers_a_differentiable_map() -> None:
         "integrated_gradients",
         "saliency",
         "smoothgrad",
+        "xrai",
     ]
 
 
@@ -103,7 +104,7 @@ def test_guided_gradcam_needs_a_surrogate(tiny_model, images) -> None:
         create_manipulation("manipulate", method="occlusion")  # no differentiable map
 
 
-@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "smoothgrad", "gradcam"])
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "smoothgrad", "gradcam", "xrai"])
 def test_maps_stay_on_the_graph(method, tiny_model, images) -> None:
     sur = SoftplusSurrogate(tiny_model, beta=10.0)
     x = images.clone().requires_grad_(True)
@@ -239,7 +240,7 @@ def test_attack_does_not_touch_the_model(tiny_model, images, labels) -> None:
 
 
 @pytest.mark.parametrize(
-    "method", ["input_x_gradient", "integrated_gradients", "smoothgrad", "guided_gradcam"]
+    "method", ["input_x_gradient", "integrated_gradients", "smoothgrad", "guided_gradcam", "xrai"]
 )
 def test_every_method_runs_and_changes_the_image(method, tiny_model, images, labels) -> None:
     attack = create_manipulation("manipulate", method=method, iterations=3, ig_steps=2, sg_samples=2)

@@ -149,7 +149,7 @@ def test_presets_hold_the_default_profiles_settings() -> None:
     assert create_manipulation("manipulate", preset="paper") == Manipulate()  # the class defaults
     override = create_manipulation("manipulate", preset="ssim", alpha_image=0.3)
     assert override.objective.alpha_image == 0.3 and override.selection.rule == "real"
-    assert set(PRESETS) == {"paper", "ssim"}
+    assert set(PRESETS) == {"paper", "ssim", "peak"}
     with pytest.raises(RobustXAIError, match="preset"):
         create_manipulation("manipulate", preset="fast")
 
@@ -189,3 +189,36 @@ def test_run_returns_the_calls_diagnostics(tiny_model, images, labels) -> None:
 def test_flat_keywords_reject_hostile_values_with_one_line(bad) -> None:
     with pytest.raises(RobustXAIError):  # never a ValueError / TypeError traceback from float() or `in`
         create_manipulation("manipulate", **bad)
+
+
+# -- the peak term and the "peak" selection (issue 15: the map's maximum inside the target) --------------
+def test_peak_term_pushes_the_maximum_into_the_target() -> None:
+    inside = torch.zeros(2, 8, 8, dtype=torch.bool)
+    inside[:, :2, :2] = True
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 0, 0], maps[0, 6, 6] = 1.0, 0.2  # peak inside, well above the margin
+    maps[1, 0, 0], maps[1, 6, 6] = 0.2, 1.0  # peak outside
+    objective = Objective(map_loss="ssim", alpha_peak=1.0)
+    per = [objective.peak_term(maps[i : i + 1], inside[i : i + 1]).item() for i in range(2)]
+    assert per[0] < 0.01 and per[1] == pytest.approx(0.9, abs=0.02)  # ≈ relu(out − in + margin)
+    x = maps.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective.peak_term(x, inside), x)
+    assert grad[1, 6, 6] > 0 > grad[1, 0, 0]  # lowers the outside peak, raises the inside one
+    with pytest.raises(RobustXAIError):
+        create_manipulation("manipulate", alpha_peak=-1.0)
+
+
+def test_peak_selection_prefers_maps_that_peak_in_the_target(tiny_model, images, labels) -> None:
+    target = torch.zeros(32, 32)
+    target[:8, 24:] = 1.0
+    kw = {"method": "saliency", "iterations": 4, "lr": 0.05, "preset": "ssim", "refine_iterations": 0}
+    result = create_manipulation("manipulate", select="peak", alpha_peak=1.0, **kw).run(
+        tiny_model, images, labels, target_maps=target
+    )
+    assert result.real_scores is not None
+    cls = explained_class(tiny_model, images)
+    real = rx.create_explainer("saliency").explain(tiny_model, result.images, target=cls).maps
+    peak = target.flatten()[real.flatten(1).argmax(dim=1)] > 0.5
+    ok = torch.isfinite(result.real_scores)
+    expected = ssim(result.targets, real) + peak.double()  # SSIM, + 1 where the peak is inside
+    torch.testing.assert_close(result.real_scores[ok].double(), expected[ok], atol=1e-5, rtol=0)

@@ -5,7 +5,9 @@ An explainer that supports this also derives from :class:`DifferentiableMap` and
 :meth:`~DifferentiableMap.map_for_attack`, built from the same formula as its normal path wherever the
 formula is its own code (saliency, Grad × Input, Integrated Gradients, SmoothGrad); the CAM methods, whose
 normal path is Captum's, keep their differentiable formula next to the explainer (``cam.py``), and the tests
-pin both to Captum.
+pin both to Captum. XRAI offers the Integrated Gradients map it segments (IG's own ``map_for_attack`` with
+XRAI's IG settings): its regions and ranking are piecewise constant, so the attack steers the IG map and the
+audit scores the real XRAI map of the attacked image.
 
 ``map_for_attack`` takes the model itself, or a smooth stand-in for it (:class:`SmoothForward`, e.g. the
 manipulation attack's Softplus surrogate) whose map has a non-zero second derivative, and returns maps

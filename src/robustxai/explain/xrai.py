@@ -31,7 +31,9 @@ from torch import nn
 from robustxai._arrays import minmax_array
 from robustxai._validate import check_images, check_int, check_number, check_optional_int
 from robustxai.errors import RobustXAIError
-from robustxai.explain.base import EXPLAINERS, Explainer, as_attribution, create_explainer
+from robustxai.explain.base import EXPLAINERS, Explainer, as_attribution, reduce_channels
+from robustxai.explain.differentiable import DifferentiableMap, Forward
+from robustxai.explain.gradients import IntegratedGradients
 
 PAIR_SCALES: tuple[float, ...] = (50, 100, 150, 250, 500, 1200)
 
@@ -176,8 +178,12 @@ def _greedy(
 
 
 @EXPLAINERS.register("xrai")
-class XRAI(Explainer):
+class XRAI(Explainer, DifferentiableMap):
     """XRAI on robustxai's batched Integrated Gradients; see the module docstring.
+
+    The manipulation attack steers XRAI through the map it segments: :meth:`map_for_attack` is the IG map
+    with XRAI's own IG settings, reduced by the maximum over channels (the segmentation and the greedy
+    ranking are piecewise constant, so they have no useful gradient); the audit scores the real XRAI map.
 
     Args:
         n_steps: IG steps.
@@ -211,8 +217,9 @@ class XRAI(Explainer):
         reduction: str = "max",
     ) -> None:
         super().__init__(reduction)
-        self._ig = create_explainer(
-            "integrated_gradients", n_steps=n_steps, baseline=baseline, batch_size=batch_size
+        # reduced by the signed maximum over channels, as the attributions XRAI segments
+        self._ig = IntegratedGradients(
+            n_steps=n_steps, baseline=baseline, batch_size=batch_size, reduction="max"
         )
         if isinstance(scales, str) or not isinstance(scales, tuple | list) or not scales:
             raise RobustXAIError(f"scales must be a non-empty list of numbers > 0, got {scales!r}")
@@ -263,7 +270,14 @@ class XRAI(Explainer):
 
     def _attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """XRAI map ``[B, 1, H, W]``: each pixel holds the attribution density of the region that added it."""
-        ig = as_attribution(self._ig._attribute(model, images, targets)).values.detach().amax(dim=1)
+        attr = as_attribution(self._ig._attribute(model, images, targets)).values.detach()
+        ig = reduce_channels(attr, self._ig.reduction)
         p = self.pixel_parameters(images.shape[-2], images.shape[-1])
         value, _ = xrai_regions(ig, self.segment(images), int(p["min_pixel_diff"]), self.area_threshold)
         return value[:, None].to(images.dtype)
+
+    def map_for_attack(
+        self, net: Forward, images: torch.Tensor, targets: torch.Tensor, create_graph: bool = True
+    ) -> torch.Tensor:
+        """The IG map XRAI segments ``[B, H, W]`` (IG's own :meth:`~IntegratedGradients.map_for_attack`)."""
+        return self._ig.map_for_attack(net, images, targets, create_graph)

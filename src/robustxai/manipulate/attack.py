@@ -61,7 +61,13 @@ saliency start per method.
 dominated by the windows outside the square, so a map that is near zero everywhere but a few pixels
 reaches it wherever those pixels lie. On the default benchmark most successful saliency maps peak outside
 the target (1 of 16 peaks inside; Grad-CAM 6 of 16): the attack makes maps sparse more easily than it
-moves them. ``benchmarks/manipulation_acceptance.py`` prints both counts.
+moves them. ``benchmarks/manipulation_acceptance.py`` prints both counts. The ``"peak"`` preset (the paper
+profile's) adds a term that pushes the map's maximum into the target (``alpha_peak``) and prefers, among
+the admissible iterates, those whose real map peaks inside it (``select="peak"``).
+
+**XRAI** is steered through the Integrated Gradients map it segments (its ``map_for_attack``, IG's with
+XRAI's settings and ``ig_steps``): its regions and their ranking are piecewise constant in the image. The
+audit scores the real XRAI map of the attacked image.
 
 **Keeping the prediction.** Besides the α₂ term, the attack returns, per image, the last iterate whose
 prediction (argmax, or the 0/1 vector of a multi-label model) equals the clean one, so an accepted
@@ -362,8 +368,10 @@ class Manipulate:
 
 
 #: The attacked explainers' keywords inside the attack, where they differ from the explainers' defaults:
-#: the map is evaluated every step, so Integrated Gradients and SmoothGrad use 8 passes, not 20 / 25.
+#: the map is evaluated every step, so Integrated Gradients (and XRAI, steered through its IG map) and
+#: SmoothGrad use 8 passes, not 20 / 25.
 ATTACK_EXPLAINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 8},
+    "xrai": {"n_steps": 8},
     "smoothgrad": {"n_samples": 8},
 }

@@ -118,6 +118,8 @@ def descend(
         map_term = p.objective.map_term(maps, p.target_sum, p.target_loss)
         img_term = p.objective.image_term(adv, images)
         loss = a_map * map_term + a_pred * ((logits - p.clean_logits) ** 2).sum() + a_img * img_term
+        if p.objective.alpha_peak:
+            loss = loss + p.objective.alpha_peak * p.objective.peak_term(maps, p.target_01 > 0.5)
         (grad,) = torch.autograd.grad(loss, delta)
         stepper.step(grad)
         with torch.no_grad():  # keeps the perturbation in the ε-ball (a blur never exceeds its input)
@@ -180,11 +182,18 @@ def to_floor(p: Problem, delta: torch.Tensor) -> torch.Tensor:
 
 
 def real_score(p: Problem, adv: torch.Tensor) -> torch.Tensor:
-    """SSIM(target, min-max normalised map of the real ReLU model) per image ``[B]`` (no graph kept)."""
+    """SSIM(target, min-max normalised map of the real ReLU model) per image ``[B]`` (no graph kept).
+
+    With the ``"peak"`` selection, + 1 where the map's maximum lies inside the target.
+    """
     with torch.enable_grad():
         maps = p.explainer.map_for_attack(p.scorer, adv, p.classes, create_graph=False)
     with torch.no_grad():
-        return ssim_per_image(p.target_01, minmax(maps.detach()))
+        score = ssim_per_image(p.target_01, minmax(maps.detach()))
+        if p.selection.rule == "peak":
+            peak = maps.detach().flatten(1).argmax(dim=1, keepdim=True)
+            score = score + (p.target_01.flatten(1).gather(1, peak).squeeze(1) > 0.5).to(score.dtype)
+        return score
 
 
 def same_prediction(model: nn.Module, logits: torch.Tensor, clean_pred: torch.Tensor) -> torch.Tensor:
