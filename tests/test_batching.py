@@ -142,7 +142,9 @@ def test_batch_size_and_layout_change_no_number(tiny_model: rx.ModelWrapper) -> 
 
 def test_channels_last_never_converts_a_transformer(tiny_model: rx.ModelWrapper) -> None:
     timm = pytest.importorskip("timm")
-    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=16, num_heads=2)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=16, num_heads=2
+    )
     assert is_convolutional(tiny_model) and not is_convolutional(vit)
     cfg = _config([{"name": "a", "channels_last": True}])
     settled, lines = settle_models(cfg, {"a": vit}, (3, 32, 32), TimingCache(None))
