@@ -16,8 +16,10 @@ fits :data:`AUTO_MEMORY_FRACTION` of the free memory (``MemAvailable`` of ``/pro
 ``torch.cuda.mem_get_info``), and (c) the measured per-image time of a forward+backward pass at the doubled
 batch is at least :data:`AUTO_MIN_GAIN` below the current one. The pass times come from
 :class:`~robustxai.audit.timing.TimingCache` (cached per model, batch and device), so a second plan times
-nothing. ``channels_last = true`` or ``"auto"`` converts convolutional models (a ``Conv2d`` and no
-self-attention) to the channels-last layout; a transformer is never converted.
+nothing. ``channels_last = true`` converts a convolutional model (a ``Conv2d`` and no self-attention) to
+the channels-last layout; ``"auto"`` does so only where a timed forward+backward pass of
+:data:`AUTO_LAYOUT_BATCH` images is at least :data:`AUTO_MIN_GAIN` faster in it (ResNet-50: yes; timm's
+ConvNeXt, which permutes to channels-last itself: no). A transformer is never converted.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 AUTO_MEMORY_FRACTION = 0.25
 #: A doubled batch must cut the per-image forward+backward time by at least this share to be taken.
 AUTO_MIN_GAIN = 0.05
+#: Rows of the two timed passes (default and channels-last layout) that decide ``channels_last = "auto"``.
+AUTO_LAYOUT_BATCH = 2
 
 
 def model_config(cfg: AuditConfig, name: str) -> ModelConfig | None:
@@ -73,11 +77,6 @@ def is_convolutional(model: nn.Module) -> bool:
     mods = list(model.modules())
     attention = any(isinstance(m, nn.MultiheadAttention) or hasattr(m, "qkv") for m in mods)
     return not attention and any(isinstance(m, nn.Conv2d) for m in mods)
-
-
-def wants_channels_last(m: ModelConfig, model: nn.Module) -> bool:
-    """Whether the model's layout is switched: ``channels_last`` true or ``"auto"``, and convolutional."""
-    return m.channels_last is not False and is_convolutional(model)
 
 
 def free_memory(device: str = "cpu") -> int:
@@ -135,11 +134,13 @@ def timing_spec(cfg: AuditConfig, name: str, shape: tuple[int, int, int]) -> lis
     """What identifies model ``name``'s pass times in the timing cache (its layout included)."""
     m = model_config(cfg, name)
     assert m is not None
-    spec: list[Any] = (
-        ["checkpoint", str(Path(m.checkpoint).resolve())] if m.checkpoint else [m.arch, m.arch_kwargs]
-    )
-    spec.append(list(shape))
-    return [*spec, "channels_last"] if m.channels_last is True else spec
+    return _spec(m, shape, m.channels_last is True)
+
+
+def _spec(m: ModelConfig, shape: tuple[int, int, int], channels_last: bool) -> list[Any]:
+    where = ["checkpoint", str(Path(m.checkpoint).resolve())] if m.checkpoint else [m.arch, m.arch_kwargs]
+    spec: list[Any] = [*where, list(shape)]
+    return [*spec, "channels_last"] if channels_last else spec
 
 
 def settle_models(
@@ -150,27 +151,50 @@ def settle_models(
     device: str = "cpu",
     earlier: dict[str, int] | None = None,
 ) -> tuple[AuditConfig, list[str]]:
-    """Switch layouts (in place) and resolve ``"auto"`` batch sizes; the settled config and one line each.
+    """Switch layouts (in place) and resolve ``"auto"`` settings; the settled config and one line each.
 
     ``earlier``: batch sizes a resumed run settled before (kept, so its shards stay the same).
     """
-    settled, lines = [], []
+    settled: list[ModelConfig] = []
+    lines: list[str] = []
     for m in cfg.models:
         model = models.get(m.name)
-        update: dict[str, Any] = {}
         if model is not None and m.channels_last is not False:
-            update["channels_last"] = wants_channels_last(m, model)
-            if update["channels_last"]:
-                model.to(memory_format=torch.channels_last)
-                lines.append(f"{m.name}: channels_last memory layout")
-            elif m.channels_last is True:
-                lines.append(f"{m.name}: channels_last ignored (not a convolutional model)")
+            m = m.model_copy(update={"channels_last": _layout(m, model, shape, timing, device, lines)})
         if m.batch_size == "auto":
-            update["batch_size"] = _auto(
-                cfg, m, model, shape, timing, device, (earlier or {}).get(m.name), lines
-            )
-        settled.append(m.model_copy(update=update) if update else m)
+            chosen = _auto(cfg, m, model, shape, timing, device, (earlier or {}).get(m.name), lines)
+            m = m.model_copy(update={"batch_size": chosen})
+        settled.append(m)
     return cfg.model_copy(update={"models": settled}), lines
+
+
+def _layout(
+    m: ModelConfig,
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    timing: TimingCache,
+    device: str,
+    lines: list[str],
+) -> bool:
+    """Whether model ``m`` runs channels-last (switched in place): true, or ``"auto"`` and measured faster."""
+    if not is_convolutional(model):
+        if m.channels_last is True:
+            lines.append(f"{m.name}: channels_last ignored (not a convolutional model)")
+        return False
+    if m.channels_last == "auto":
+        default = timing.get(_spec(m, shape, False), lambda: model, shape, AUTO_LAYOUT_BATCH, device)
+        model.to(memory_format=torch.channels_last)
+        last = timing.get(_spec(m, shape, True), lambda: model, shape, AUTO_LAYOUT_BATCH, device)
+        ms = f"{1000 * default.per_row('gradient'):.1f} → {1000 * last.per_row('gradient'):.1f} ms per image"
+        if last.gradient > (1.0 - AUTO_MIN_GAIN) * default.gradient:
+            model.to(memory_format=torch.contiguous_format)
+            lines.append(f"{m.name}: default memory layout (auto: channels_last {ms} forward+backward)")
+            return False
+        lines.append(f"{m.name}: channels_last memory layout (auto: {ms} forward+backward)")
+        return True
+    model.to(memory_format=torch.channels_last)
+    lines.append(f"{m.name}: channels_last memory layout")
+    return True
 
 
 def _auto(
@@ -189,10 +213,7 @@ def _auto(
         return int(earlier)
     if model is None:
         return cfg.batch_size
-    probe = cfg.model_copy(
-        update={"models": [m.model_copy(update={"channels_last": wants_channels_last(m, model)})]}
-    )
-    spec = timing_spec(probe, m.name, shape)
+    spec = _spec(m, shape, m.channels_last is True)
     free = free_memory(device)
     batch, times = auto_batch(
         lambda b: timing.get(spec, lambda: model, shape, b, device), free, cfg.batch_size
