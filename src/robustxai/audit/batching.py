@@ -237,7 +237,8 @@ def settle_for_run(
     if not any(m.batch_size == "auto" or m.channels_last is not False for m in cfg.models):
         return cfg
     c, h, w = (int(v) for v in shape)
-    earlier = store.get_meta(BATCHES_META, {}) or {}
+    saved = store.get_meta(BATCHES_META, {})
+    earlier = {str(k): v for k, v in saved.items() if isinstance(v, int)} if isinstance(saved, dict) else {}
     device = cfg.executor.device or "cpu"
     cfg, lines = settle_models(cfg, dict(models), (c, h, w), TimingCache(cache), device, earlier)
     for line in lines:
