@@ -7,9 +7,10 @@ its peak RSS is its own:
   median of a few passes (:func:`robustxai.audit.timing.measure`); saved activations per image;
 - the same forward+backward pass in the ``channels_last`` layout (convolutional models only);
 - each stage — PGD-10, saliency, integrated gradients, Grad-CAM, occlusion, and attention rollout where the
-  model has attention — timed after one untimed warm-up call (a cheap one: the best of 3), divided by its pass-count lower bound: the rows its ``passes()``
-  declares, times per-row forward and backward costs measured *right after the stage* at the rows per pass
-  the method uses, so a change of machine load reaches both sides of the ratio;
+  model has attention — timed after one untimed warm-up call (a cheap one: the best of 3), then divided by
+  its pass-count lower bound: the rows its ``passes()`` declares, times per-row forward and backward costs
+  measured *right after the stage* at the rows per pass the method uses, so a change of machine load
+  reaches both sides of the ratio;
 - peak RSS of the process (``ru_maxrss``).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/zoo.py [--models resnet50,vit] [--images 2] [--ig-steps 8]
