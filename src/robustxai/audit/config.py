@@ -12,10 +12,17 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
@@ -124,6 +131,14 @@ class ModelConfig(_Strict):
     )
     reference_rank: int | None = Field(
         None, ge=1, description="the model's rank in a published leaderboard or paper, shown beside ours"
+    )
+    batch_size: Annotated[int, Field(strict=True, ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="rows per pass of this model's attacks and explainers (None: the audit's batch_size; "
+        "'auto': chosen from its measured pass times and free memory, printed in the plan)",
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        False, description="channels_last memory layout (true, or 'auto': convolutional models only)"
     )
 
 
