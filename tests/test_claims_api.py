@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from claims_fixtures import CLEAN, PGD, Planted, write_run
+from robustxai._types import JsonValue
 from robustxai.claims import (
     CLAIM_COLUMNS,
     CLAIMS,
@@ -149,3 +150,13 @@ def test_a_claim_that_cannot_read_its_data_gives_an_inconclusive_row(run: RunDat
     assert len(broken) == 1 and broken[0].verdict == "inconclusive"
     assert "could not be evaluated on this run: no ratings table" in broken[0].why
     assert {r.claim_id for r in results} >= BUILT_IN
+
+
+@pytest.mark.parametrize("epsilon", [[0.01], {"eps": 0.01}, "four"])
+def test_a_primary_attack_without_a_numeric_epsilon_makes_its_claims_inconclusive(
+    run: RunData, epsilon: JsonValue
+) -> None:
+    run.meta["primary_attack"] = {"attack": "pgd", "epsilon": epsilon}
+    results = {r.claim_id: r for r in evaluate_claims(run)}
+    assert results["secure.robustness_alignment"].verdict == "inconclusive"
+    assert "no primary attack" in results["secure.robustness_alignment"].why

@@ -29,6 +29,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "is_correct", "list_attacks", "project", "robust_accuracy", "sanity_checks", "sweep",
     ),
     "robustxai.audit": ("AuditConfig", "PROFILES", "load_config", "validate_config"),
+    "robustxai.claims": (
+        "CLAIMS", "CLAIM_COLUMNS", "Claim", "ClaimResult", "claims_frame", "evaluate_claims", "list_claims",
+        "write_claims_csv",
+    ),
     "robustxai.data": (
         "AnnotationResult", "FolderDataset", "ImageDataset", "Sample", "SubsetDataset", "SyntheticFracture",
         "Transform", "Truth", "create_transform", "list_formats", "list_transforms", "read_annotations",

@@ -12,10 +12,17 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
@@ -128,13 +135,20 @@ class ModelConfig(_Strict):
     reference_rank: int | None = Field(
         None, ge=1, description="the model's rank in a published leaderboard or paper, shown beside ours"
     )
+    batch_size: Annotated[int, Field(strict=True, ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="rows per pass of this model's attacks and explainers (None: the audit's batch_size; "
+        "'auto': chosen from its measured pass times and free memory, printed in the plan)",
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        False, description="channels_last memory layout (true, or 'auto': convolutional models only)"
+    )
 
     @model_validator(mode="after")
     def _eps_needs_pgd(self) -> ModelConfig:
-        if self.eps is not None:
-            if self.training != "pgd":
-                raise ValueError(f"model {self.name!r}: eps is a PGD training budget; needs training = 'pgd'")
-            check_linf([self.eps], f"model {self.name!r} eps (PGD adversarial training)")
+        if self.eps is not None and self.training != "pgd":
+            raise ValueError(f"model {self.name!r}: eps is a PGD training budget; needs training = 'pgd'")
+        check_linf([self.eps or 0.0], f"model {self.name!r} eps (PGD adversarial training)")
         return self
 
 
@@ -172,7 +186,7 @@ class ExplainConfig(_Strict):
     attacks: list[str] | None = Field(
         None, description="attacks whose adversarial images are explained too (default: every attack)"
     )
-    epsilons: list[float] | None = Field(
+    epsilons: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
         None, description="budgets whose adversarial images are explained (default: every budget)"
     )
     pointing_radius: float = Field(
@@ -180,21 +194,9 @@ class ExplainConfig(_Strict):
     )
 
     def explains(self, condition: tuple[str, float]) -> bool:
-        """Whether the adversarial images of an attacked ``condition`` (attack, ε) are explained.
-
-        ``epsilons`` lets a profile sweep an attack over many budgets for the accuracy curves while
-        explaining only the budgets that matter (ε compared to 1e-9: TOML and float spellings of 4/255).
-        """
-        if self.attacks is not None and condition[0] not in self.attacks:
-            return False
-        return self.epsilons is None or any(abs(condition[1] - e) <= 1e-9 for e in self.epsilons)
-
-    @field_validator("epsilons")
-    @classmethod
-    def _budgets(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and any(not 0 <= e < float("inf") for e in v):
-            raise ValueError(f"epsilons must be ≥ 0 and finite, got {v}")
-        return v
+        """Whether an attacked ``condition`` (attack, ε) is explained (ε within 1e-9 of ``epsilons``)."""
+        chosen = self.attacks is None or condition[0] in self.attacks
+        return chosen and (self.epsilons is None or any(abs(condition[1] - e) <= 1e-9 for e in self.epsilons))
 
     @field_validator("tops")
     @classmethod

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from robustxai.audit.batching import settle_models, timing_spec
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
@@ -92,6 +93,7 @@ class AuditEstimate:
     workers: int
     to_train: list[str]
     measured: int = 0
+    settled: list[str] = field(default_factory=list)  # per-model layout and "auto" batch size, one line each
 
     @property
     def seconds(self) -> float:
@@ -109,13 +111,6 @@ class AuditEstimate:
         fixed = sum(s.seconds for s in self.stages if s.name in ("training", "report"))
         parallel = self.seconds - fixed
         return fixed + parallel / n + RAY_START_S + RAY_WORKER_S
-
-
-def _timing_spec(cfg: AuditConfig, name: str, shape: Shape) -> object:
-    m = next(mc for mc in cfg.models if mc.name == name)
-    if m.checkpoint:
-        return ["checkpoint", str(Path(m.checkpoint).resolve())]
-    return [m.arch, m.arch_kwargs, list(shape)]
 
 
 def _same(model: ModelWrapper) -> ModelWrapper:
@@ -180,9 +175,10 @@ class Planner:
         self.data = AuditData(test_ds, cfg.explain.n_images, Path("."))
         self.shape: Shape = tuple(int(v) for v in test_ds[0].image.shape)  # type: ignore[assignment]
         self.models = {m.name: self._model(m.name) for m in cfg.models}
+        self.device = cfg.executor.device or "cpu"
+        self.cfg, self.settled = settle_models(cfg, dict(self.models), self.shape, self.timing, self.device)
         self.skipped = inapplicable(cfg, self.models)
         self.to_train = models_to_train(cfg, self.data_info, cache)
-        self.device = cfg.executor.device or "cpu"
         self.step_cache = StepCache(self.timing)
 
     def _model(self, name: str) -> ModelWrapper:
@@ -217,7 +213,7 @@ class Planner:
             rows[u.model] += [w.rows for w in works]
         out: dict[str, dict[int, PassTime]] = {}
         for name, model in self.models.items():
-            spec = _timing_spec(self.cfg, name, self.shape)
+            spec = timing_spec(self.cfg, name, self.shape)
             batches = _pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
             get = partial(self.timing.get, spec, partial(_same, model), self.shape)
             out[name] = {b: get(b, device) for b in batches}
@@ -240,7 +236,7 @@ class Planner:
                 if w.rows in found:
                     continue
                 images, labels = self._first_images(w.rows)
-                spec = _timing_spec(self.cfg, u.model, self.shape)
+                spec = timing_spec(self.cfg, u.model, self.shape)
                 attack = manipulation_attack(mc, u.explainer)
                 model = self.models[u.model]
                 found[w.rows] = self.step_cache.get(spec, model, attack, images, labels, device)
@@ -302,6 +298,7 @@ def estimate_audit(
         ConfigError: When even one explained and one manipulated image cannot fit ``max_minutes``.
     """
     planner = Planner(cfg, progress, timing)
+    cfg = planner.cfg  # layouts and "auto" batch sizes settled
     per_unit, training = planner.works(cfg)
     times = planner.times(per_unit, training, planner.device)
     steps = planner.step_times(per_unit, planner.device)
@@ -334,6 +331,7 @@ def estimate_audit(
         workers=workers,
         to_train=planner.to_train,
         measured=planner.timing.measured,
+        settled=planner.settled,
     )
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from robustxai.attacks import create_attack
 from robustxai.attacks.sanity import SANITY_PASSES
+from robustxai.audit.batching import model_batch
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import Unit, explained_conditions
-from robustxai.audit.stages_eval import explainer_for
+from robustxai.audit.stages_eval import explain_batch, explainer_for
 from robustxai.audit.stages_manip import _attack as manipulation_attack
 from robustxai.audit.timing_manip import total_steps
 from robustxai.explain import Explainer, create_explainer
@@ -93,7 +94,7 @@ def explainer_work(
 @register_pass_count("robustness")
 def robustness_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
     """The attack's passes per batch, then one forward pass to score the (attacked) images."""
-    n, bs = len(unit.indices), cfg.batch_size
+    n, bs = len(unit.indices), model_batch(cfg, unit.model)
     assert unit.condition is not None
     out = []
     if unit.condition != CLEAN_CONDITION:
@@ -110,10 +111,10 @@ def robustness_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
 def explanation_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
     """The explainer's passes on the clean and every explained attacked version of the shard."""
     assert unit.explainer is not None
-    explainer = explainer_for(cfg, unit.explainer)
+    explainer = explainer_for(cfg, unit.explainer, unit.model)
     n = len(unit.indices)
     conditions = [c for c in explained_conditions(cfg) if c == CLEAN_CONDITION or _dep_of(unit, c)]
-    one = explainer_work(explainer, unit.explainer, n, cfg.explain.batch_size, shape)
+    one = explainer_work(explainer, unit.explainer, n, explain_batch(cfg, unit.model), shape)
     return one * len(conditions)
 
 

@@ -14,11 +14,10 @@ Unit kinds (registered in :data:`UNIT_KINDS`, planned in registry order):
   unit because ``map_ssim`` compares each attacked map with the clean map of the same image (splitting the
   condition out would recompute or persist the clean maps). Rows: ``metrics`` and ``figure_maps``.
 
-Shards are whole multiples of the batch size, so batches — and therefore the numbers — are the same as in an
-unsharded run. Adding a kind (e.g. explanation manipulation, sanity checks) is one :class:`UnitKind` with a
-``plan`` (config + data → units), a ``prepare`` (driver side: load the unit's inputs) and a pure ``run``
-(worker side: model + inputs → rows by table, see :data:`robustxai.results.store.UNIT_TABLES`), registered
-with :func:`register_unit_kind`; the executors and the store need no change.
+Shards are whole multiples of the model's batch size, so batches are those of an unsharded run. A new kind
+is one :class:`UnitKind` (``plan``: config + data → units; ``prepare``: the driver loads a unit's inputs; a
+pure ``run``: model + inputs → rows by table, :data:`robustxai.results.store.UNIT_TABLES`), registered with
+:func:`register_unit_kind`; the executors and the store need no change.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from robustxai._atomic import replacing
 from robustxai.audit.applicability import Skipped, attacks_applicable, explainers_applicable
+from robustxai.audit.batching import model_batch
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.stages_eval import ExplainShard, conditions_of, explanation_shard, robustness_shard
 from robustxai.data.base import ImageDataset, stack_images
@@ -87,8 +87,7 @@ class UnitResult:
 class AuditData:
     """The driver's view of the test set: per-sample ids and labels, the annotated subset, and lazy images.
 
-    Only ids, labels and the subset's truth stay in memory; images are read shard by shard, so memory does
-    not grow with the data set.
+    Only ids, labels and the subset's truth stay in memory; images are read shard by shard.
 
     Args:
         dataset: The test set.
@@ -274,13 +273,14 @@ def _robustness_id(model: str, cond: Condition, shard: int) -> str:
 
 
 def _plan_robustness(cfg: AuditConfig, data: AuditData) -> list[Unit]:
-    # Shard-major order: consecutive units read the same images, which are loaded once.
-    units = []
-    for k, indices in enumerate(shards(len(data), ROBUSTNESS_SHARD_BATCHES * cfg.batch_size)):
-        for m in cfg.models:
-            for cond in conditions_of(cfg):
-                units.append(Unit(_robustness_id(m.name, cond, k), ROBUSTNESS_UNIT, m.name, k, indices, cond))
-    return units
+    """Shard-major (by first image; a model's own batch size gives its own shards): images load once."""
+    units: list[tuple[int, int, Unit]] = []
+    for order, m in enumerate(cfg.models):
+        for k, idx in enumerate(shards(len(data), ROBUSTNESS_SHARD_BATCHES * model_batch(cfg, m.name))):
+            for c in conditions_of(cfg):
+                unit = Unit(_robustness_id(m.name, c, k), ROBUSTNESS_UNIT, m.name, k, idx, c)
+                units.append((idx[0], order, unit))
+    return [u for *_, u in sorted(units, key=lambda t: t[:2])]
 
 
 @dataclass
@@ -326,10 +326,10 @@ def explained_conditions(cfg: AuditConfig) -> list[Condition]:
 
 
 def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:
-    rob_size = ROBUSTNESS_SHARD_BATCHES * cfg.batch_size
     attacked = [c for c in explained_conditions(cfg) if c != CLEAN_CONDITION]
     units = []
     for m in cfg.models:
+        rob_size = ROBUSTNESS_SHARD_BATCHES * model_batch(cfg, m.name)
         for method in explanation_methods(cfg):
             for k, positions in enumerate(
                 shards(len(data.subset), EXPLANATION_SHARD_BATCHES * cfg.explain.batch_size)

@@ -30,6 +30,7 @@ from robustxai._atomic import write_text
 from robustxai._version import __version__
 from robustxai.attacks import create_attack
 from robustxai.audit.applicability import skipped_warnings
+from robustxai.audit.batching import settle_for_run
 from robustxai.audit.cache import cache_root
 from robustxai.audit.config import AuditConfig
 from robustxai.audit.config_toml import dump_toml
@@ -289,9 +290,10 @@ def _audit(
     not_run = inapplicable(cfg, models)  # model × method pairs that cannot run: listed, never fatal
     for pair in not_run:
         log.warning("%s: %s", pair.model, pair.line())
-    units = plan_units(cfg, data, not_run)
     store = Store(out / STORE_FILE)
     try:
+        cfg = settle_for_run(cfg, models, test_ds[0].image.shape, cache, store)
+        units = plan_units(cfg, data, not_run)
         store.set_meta("dataset", data_info)
         _write_setup(store, cfg, resolved, data, model_infos)
         store.replace_warnings(TRUTH_CODE, truth_lines)

@@ -9,13 +9,13 @@ numbers do not depend on how the test set was sharded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from robustxai._validate import check_images
 from robustxai.attacks import create_attack
+from robustxai.audit.batching import explain_rows, model_batch
 from robustxai.audit.config import AuditConfig, ExplainConfig
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
@@ -104,7 +104,7 @@ def robustness_shard(
         (multi-label models only; empty otherwise).
     """
     model.eval()
-    bs = cfg.batch_size
+    bs = model_batch(cfg, name)
     if cond == CLEAN_CONDITION:
         adv = images
     else:
@@ -207,9 +207,9 @@ def _maps(
     return torch.cat([e.maps for e in found]), any(e.approximate for e in found)
 
 
-def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, Any]:
+def _settings(info: MetricInfo, explain: ExplainConfig) -> dict[str, object]:
     """The keywords ``info`` fills from the ``explain`` configuration (its declared ``settings``)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for keyword, field in info.settings:
         if field not in ExplainConfig.model_fields:
             raise RobustXAIError(f"metric {info.name!r} reads explain.{field}, which the configuration lacks")
@@ -248,10 +248,24 @@ def metric_rows(
     return rows
 
 
-def explainer_for(cfg: AuditConfig, method: str) -> Explainer:
-    """The configured explainer ``method`` (the random baseline is seeded by the audit seed)."""
+def explainer_for(cfg: AuditConfig, method: str, model: str | None = None) -> Explainer:
+    """The configured explainer ``method`` (the random baseline is seeded by the audit seed).
+
+    With ``model`` set to a model that has its own ``batch_size``, that caps the explainer's rows per pass
+    (where it takes a ``batch_size`` keyword the config leaves unset).
+    """
     params = {"seed": cfg.seed} if method == "random" else cfg.explain.params.get(method, {})
-    return create_explainer(method, **params)
+    explainer = create_explainer(method, **params)
+    rows = None if model is None else explain_rows(cfg, model)
+    if rows is not None and "batch_size" in explainer.params() and "batch_size" not in params:
+        explainer = create_explainer(method, **params, batch_size=rows)
+    return explainer
+
+
+def explain_batch(cfg: AuditConfig, model: str) -> int:
+    """Images per explainer call of ``model``: ``explain.batch_size``, at most the model's own batch size."""
+    rows = explain_rows(cfg, model)
+    return cfg.explain.batch_size if rows is None else min(cfg.explain.batch_size, rows)
 
 
 def explanation_shard(
@@ -283,13 +297,13 @@ def explanation_shard(
         difference on this model: :data:`SUMMATION_WARNING`).
     """
     model.eval()
-    explainer = explainer_for(cfg, method)
+    explainer = explainer_for(cfg, method, name)
     rows: list[MetricRow] = []
     fig_rows: list[FigureMapRow] = []
     clean_maps: torch.Tensor | None = None
     approximate = False
     for cond, images in shard.images.items():
-        maps, approx = _maps(explainer, model, images, cfg.explain.batch_size)
+        maps, approx = _maps(explainer, model, images, explain_batch(cfg, name))
         approximate = approximate or approx
         key = (name, cond[0], cond[1], method)
         reference = clean_maps if cond != CLEAN_CONDITION else None

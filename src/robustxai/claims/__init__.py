@@ -40,31 +40,18 @@ from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
     trust_transfer,
 )
 from robustxai.claims._data import clear_cache
-from robustxai.claims.base import (
-    CLAIMS,
-    CONTRADICTED,
-    INCONCLUSIVE,
-    SUPPORTED,
-    VERDICTS,
-    Claim,
-    ClaimResult,
-    Verdict,
-)
+from robustxai.claims.base import CLAIMS, Claim, ClaimResult
 from robustxai.errors import RobustXAIError
 from robustxai.results.layout import refuse_link
 from robustxai.results.run import RunData, load_run, run_dir_of
 
+# What users run and extend: the claim registry and base class, evaluating a run, the table and its CSV.
+# The verdict constants (``SUPPORTED`` …) stay in :mod:`robustxai.claims.base`, beside the class using them.
 __all__ = [
     "CLAIMS",
-    "CLAIMS_CSV",
     "CLAIM_COLUMNS",
-    "CONTRADICTED",
-    "INCONCLUSIVE",
-    "SUPPORTED",
-    "VERDICTS",
     "Claim",
     "ClaimResult",
-    "Verdict",
     "claims_frame",
     "evaluate_claims",
     "list_claims",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from robustxai._types import JsonObject
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN, Condition, is_manipulation
 
@@ -52,15 +52,15 @@ def model_names(run: RunData) -> list[str]:
     return [m for m in configured if m in stored] + [m for m in stored if m not in configured]
 
 
-def _config_models(run: RunData) -> list[dict[str, Any]]:
+def _config_models(run: RunData) -> list[JsonObject]:
     config = run.meta.get("config")
     models = config.get("models") if isinstance(config, dict) else None
     return [m for m in models if isinstance(m, dict) and "name" in m] if isinstance(models, list) else []
 
 
-def model_configs(run: RunData) -> dict[str, dict[str, Any]]:
+def model_configs(run: RunData) -> dict[str, dict[str, object]]:
     """Per model: ``arch``, ``training`` and ``init_from`` from the run's config, else its ``models`` row."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, object]] = {}
     if not run.models.empty:
         for row in run.models.to_dict("records"):
             out[str(row["model"])] = {"arch": row.get("arch"), "training": row.get("training")}
@@ -72,10 +72,19 @@ def model_configs(run: RunData) -> dict[str, dict[str, Any]]:
 
 
 def primary_condition(run: RunData) -> Condition | None:
-    """The run's primary attack and budget (``meta.primary_attack``), ``None`` when it is not recorded."""
+    """The run's primary attack and budget (``meta.primary_attack``).
+
+    ``None`` when it is not recorded, or its ε is not a number (a hand-edited store): the claims that need it
+    are then inconclusive instead of failing.
+    """
     primary = run.meta.get("primary_attack")
     if isinstance(primary, dict) and primary.get("attack"):
-        return (str(primary["attack"]), float(primary.get("epsilon") or 0.0))
+        eps = primary.get("epsilon") or 0.0
+        if isinstance(eps, int | float | str):
+            try:
+                return (str(primary["attack"]), float(eps))
+            except ValueError:
+                return None
     return None
 
 

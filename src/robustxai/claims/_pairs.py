@@ -21,7 +21,6 @@ A model without a counterpart is reported, with the reason, instead of being pai
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from robustxai.claims._data import model_configs, model_names
 from robustxai.results.run import RunData
@@ -38,7 +37,7 @@ def is_attention(arch: object) -> bool:
 
 
 def _counterpart(
-    name: str, configs: dict[str, dict[str, Any]], models: list[str], arch: str, training: str
+    name: str, configs: dict[str, dict[str, object]], models: list[str], arch: str, training: str
 ) -> tuple[str | None, str]:
     """The counterpart of ``name`` by ``init_from`` or else the unique model of ``arch`` and ``training``."""
     cfg = configs[name]

@@ -52,6 +52,17 @@ def index(values: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(values.reshape(-1), dtype=torch.long, device=device)
 
 
+def tensor(value: object) -> torch.Tensor:
+    """``value``, which the engine's plan makes a tensor (a traced node's output on a box, the logits).
+
+    Raises:
+        TypeError: If it is not one (an engine bug: incremental occlusion then falls back to Captum).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"the incremental engine expected a tensor, got {type(value).__name__}")
+    return value
+
+
 def _pixels(
     b: np.ndarray, y: np.ndarray, x: np.ndarray, h: int, w: int, height: int, width: int
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,8 @@ from torch.utils.hooks import RemovableHandle
 from robustxai.errors import RobustXAIError
 
 ELEMENTWISE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
-MAX_POOLS: dict[type[nn.Module], Callable[..., Any]] = {
+#: Per max-pool module type, its functional form (called with ``return_indices=True``: values and argmax).
+MAX_POOLS: dict[type[nn.Module], Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     nn.MaxPool1d: F.max_pool1d,
     nn.MaxPool2d: F.max_pool2d,
     nn.MaxPool3d: F.max_pool3d,
@@ -42,6 +43,21 @@ _LOCK = threading.RLock()  # one DeepLIFT hook context at a time, process-wide (
 # as-is would become an autograd view, which a later in-place operation of the model (``h += …``) may not
 # modify; a tensor that is no argument is a plain output of the rule.
 _Held = tuple[torch.Tensor]
+_MaxPool = nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d
+_Inplace = nn.ReLU | nn.ELU | nn.LeakyReLU  # the element-wise modules with an ``inplace`` flag
+_INPLACE = (nn.ReLU, nn.ELU, nn.LeakyReLU)
+_PoolOut = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a max-pool's output, with or without argmax
+
+
+class _Ctx(Protocol):
+    """What the rules use of autograd's context object: saved tensors and their own fields."""
+
+    saved_tensors: tuple[torch.Tensor, ...]
+    in_shape: torch.Size  # _MaxPoolRule: the input's shape
+    module: nn.Module  # _SoftmaxRule: the softmax module
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        """Keep ``tensors`` for :meth:`backward` (autograd's own method)."""
 
 
 class _Rescale(torch.autograd.Function):
@@ -51,12 +67,12 @@ class _Rescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, out: _Held, mult: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: _Ctx, h: torch.Tensor, out: _Held, mult: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(mult)
         return out[0]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: _Ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (mult,) = ctx.saved_tensors
         halves = grad.view(2, grad.shape[0] // 2, *grad.shape[1:])
         return (halves * mult).view(grad.shape), None, None
@@ -73,7 +89,7 @@ class _MaxPoolRule(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
+        ctx: _Ctx,
         h: torch.Tensor,
         out: _Held,
         idx: torch.Tensor,
@@ -85,7 +101,7 @@ class _MaxPoolRule(torch.autograd.Function):
         return out[0]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: _Ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         idx, coef, own = ctx.saved_tensors  # [2, B, C, L_out] each: indices, a, a + s
         b2, c = ctx.in_shape[:2]
         g = grad.reshape(2, b2 // 2, c, -1)
@@ -105,7 +121,7 @@ class _SoftmaxRule(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
+        ctx: _Ctx,
         h: torch.Tensor,
         out: _Held,
         mult: torch.Tensor,
@@ -117,7 +133,7 @@ class _SoftmaxRule(torch.autograd.Function):
         return out[0]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: _Ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         half = grad.shape[0] // 2
         g = grad.view(2, half, *grad.shape[1:])
         mult, small, h = ctx.saved_tensors
@@ -168,7 +184,7 @@ class _Rules:
         # (output, Δout, the output's version) of the last element-wise module
         self.last: tuple[torch.Tensor, torch.Tensor, int] | None = None
 
-    def applies(self, h: Any) -> bool:
+    def applies(self, h: object) -> TypeGuard[torch.Tensor]:
         """Whether ``h`` is an input of this context's pass (see the class docstring)."""
         return (
             threading.get_ident() == self.thread
@@ -179,19 +195,21 @@ class _Rules:
         )
 
     def _split(
-        self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor
+        self, module: nn.Module, args: tuple[object, ...], out: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """A hooked module's input ``h`` and its input and output halves ``(h, h_x, h_r, o_x, o_r)``.
 
         Image rows first, reference rows second; ``None`` when the call is not this context's pass (the
         module then behaves normally).
         """
-        h: Any = args[0] if args else None
+        h = args[0] if args else None
         if not self.applies(h):
             return None
         return (h, *_halves(h, module), *_halves(out, module))
 
-    def elementwise(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+    def elementwise(
+        self, module: nn.Module, args: tuple[object, ...], out: torch.Tensor
+    ) -> torch.Tensor | None:
         split = self._split(module, args, out)
         if split is None:
             return None
@@ -215,7 +233,7 @@ class _Rules:
         self.last = (result, d_out, result._version)
         return result
 
-    def softmax(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+    def softmax(self, module: nn.Module, args: tuple[object, ...], out: torch.Tensor) -> torch.Tensor | None:
         split = self._split(module, args, out)
         if split is None:
             return None
@@ -225,7 +243,7 @@ class _Rules:
         result: torch.Tensor = _SoftmaxRule.apply(h, (out.detach(),), (ox - orf).div_(d_in), small, module)
         return result
 
-    def pool_forward(self, module: nn.Module) -> Callable[[torch.Tensor], Any]:
+    def pool_forward(self, module: _MaxPool) -> Callable[[torch.Tensor], _PoolOut]:
         """A max-pool's forward that also returns the argmax for this context's pass, and only for it.
 
         Installed as the module instance's ``forward`` instead of switching its ``return_indices`` flag,
@@ -233,17 +251,19 @@ class _Rules:
         """
         own = module.forward  # before the instance forward is set: the class's, or an existing override
         pool = MAX_POOLS[type(module)]
-        m: Any = module
+        m = module
 
-        def forward(h: torch.Tensor) -> Any:
+        def forward(h: torch.Tensor) -> _PoolOut:
             if not self.applies(h):
                 return own(h)
             return pool(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
 
         return forward
 
-    def max_pool(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-        h: Any = args[0] if args else None
+    def max_pool(
+        self, module: nn.Module, args: tuple[object, ...], output: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
+        h = args[0] if args else None
         if not self.applies(h):  # the same test as pool_forward's: the module's own output
             return None
         out, indices = output
@@ -282,19 +302,18 @@ def rescale_rules(model: nn.Module, eps: float) -> Iterator[_Rules]:
     with _LOCK:
         rules = _Rules(eps)
         handles: list[RemovableHandle] = []
-        flags: list[tuple[Any, bool]] = []  # (in-place activation, its flag)
-        forwards: list[tuple[nn.Module, Any]] = []  # (max-pool, its own instance forward or None)
+        flags: list[tuple[_Inplace, bool]] = []  # (in-place activation, its flag)
+        forwards: list[tuple[nn.Module, object]] = []  # (max-pool, its own instance forward or None)
         try:
             for module in model.modules():
                 if type(module) in ELEMENTWISE:
                     handles.append(module.register_forward_hook(rules.elementwise))
-                    if getattr(module, "inplace", False):  # the hook needs the input and output apart
-                        act: Any = module
-                        flags.append((act, True))
-                        act.inplace = False
+                    if isinstance(module, _INPLACE) and module.inplace:  # the hook needs input, output apart
+                        flags.append((module, True))
+                        module.inplace = False
                 elif type(module) is nn.Softmax:
                     handles.append(module.register_forward_hook(rules.softmax))
-                elif type(module) in MAX_POOLS:
+                elif type(module) in MAX_POOLS and isinstance(module, _MaxPool):
                     handles.append(module.register_forward_hook(rules.max_pool))
                     forwards.append((module, module.__dict__.get("forward")))
                     module.__dict__["forward"] = rules.pool_forward(module)  # this instance only

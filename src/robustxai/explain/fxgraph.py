@@ -25,14 +25,15 @@ from __future__ import annotations
 import operator
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.fx.node import Argument
 
 from robustxai.models.wrapper import ModelWrapper
 
@@ -41,7 +42,7 @@ POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
     nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
 )  # fmt: skip
-POINTWISE_FUNCTIONS: set[Any] = {
+POINTWISE_FUNCTIONS: set[Callable[..., object]] = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.iadd, operator.imul,
     torch.add, torch.sub, torch.mul, torch.div, torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs,
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish, F.softplus, F.hardtanh,
@@ -52,7 +53,7 @@ POINTWISE_METHODS = {
     "expand",
 }  # fmt: skip
 SATURATING_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.MaxPool2d)
-SATURATING_FUNCTIONS: set[Any] = {
+SATURATING_FUNCTIONS: set[Callable[..., object]] = {
     torch.relu,
     F.relu,
     F.relu6,
@@ -95,7 +96,7 @@ class WindowOp:
     fn: Callable[[torch.Tensor], torch.Tensor]
 
 
-def _pair(value: Any) -> tuple[int, int]:
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
@@ -143,12 +144,12 @@ def node_args(node: fx.Node) -> list[fx.Node]:
     return found
 
 
-def is_map(value: Any, like: torch.Tensor) -> bool:
+def is_map(value: object, like: torch.Tensor) -> TypeGuard[torch.Tensor]:
     """Whether ``value`` is a ``[B, C, H, W]`` feature map with ``like``'s batch."""
     return isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[0] == like.shape[0]
 
 
-def spatially_constant(value: Any) -> bool:
+def spatially_constant(value: object) -> bool:
     """A constant operand that broadcasts over rows and pixels (a scalar, a per-channel vector)."""
     if isinstance(value, list | tuple):
         return all(spatially_constant(v) for v in value)
@@ -211,12 +212,12 @@ def needs_contiguous(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
 
 def call(
     node: fx.Node,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    args: tuple[Argument, ...],
+    kwargs: Mapping[str, Argument],
     root: nn.Module,
     modules: dict[str, nn.Module],
-) -> Any:
-    """Evaluate one node on concrete arguments."""
+) -> Argument:
+    """Evaluate one node on concrete arguments (the values of its argument nodes)."""
     if node.op == "call_module":
         return modules[str(node.target)](*args, **kwargs)
     if node.op == "call_function":
@@ -226,10 +227,11 @@ def call(
     if node.op == "get_attr":
         if "constant" in node.meta:  # a tensor made inside forward (see trace)
             return node.meta["constant"]
-        value: Any = root
-        for part in str(node.target).split("."):
-            value = getattr(value, part)
-        return value
+        owner: object = root
+        *path, name = str(node.target).split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        return getattr(owner, name)
     raise ValueError(f"cannot evaluate a {node.op} node")
 
 
@@ -338,13 +340,12 @@ class _Gate:
 
 GATE = _Gate()
 _CACHE_LOCK = threading.Lock()
+_Key = tuple[torch.dtype, tuple[tuple[str, int, type[nn.Module]], ...]]  # dtype; (name, id, type) per module
 # per model: (dtype, module tree) it was traced for, and its graph or the reason it is not supported
-_GRAPHS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], fx.Graph | str]] = (
-    weakref.WeakKeyDictionary()
-)
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, tuple[_Key, fx.Graph | str]] = weakref.WeakKeyDictionary()
 
 
-def _key(model: nn.Module, dtype: torch.dtype) -> tuple[Any, ...]:
+def _key(model: nn.Module, dtype: torch.dtype) -> _Key:
     return (dtype, tuple((name, id(m), type(m)) for name, m in model.named_modules()))
 
 

@@ -22,12 +22,12 @@ return ``None`` (the caller falls back to Captum).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.fx.node import Argument
 
 from robustxai.explain.boxes import (
     Box,
@@ -39,6 +39,7 @@ from robustxai.explain.boxes import (
     settle,
     slide,
     spread,
+    tensor,
     union,
 )
 from robustxai.explain.fxgraph import (
@@ -85,7 +86,8 @@ class Engine:
             raise decline(model, images.dtype, f"the traced forward takes {len(inputs)} inputs, not one")
         self.input = inputs[0]
         self.var: set[fx.Node] = set()
-        self.clean: dict[fx.Node, Any] = {}
+        self.images = images
+        self.clean: dict[fx.Node, Argument] = {}
         for node in self.nodes:
             if node is self.input:
                 self.var.add(node)
@@ -104,7 +106,7 @@ class Engine:
         }
         self._nhwc: dict[tuple[fx.Node, tuple[int, int], float], torch.Tensor] = {}
 
-    def _run(self, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
+    def _run(self, node: fx.Node, values: dict[fx.Node, Argument]) -> Argument:
         args, kwargs = fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
         if is_inplace(node, self.modules):
             clone = lambda v: v.clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
@@ -125,7 +127,7 @@ class Engine:
                 continue
             plan[node] = None
             out, args = self.clean[node], [a for a in node_args(node) if a in self.var]
-            if not is_map(out, self.clean[self.input]) or any(plan[a] is None for a in args):
+            if not is_map(out, self.images) or any(plan[a] is None for a in args):
                 continue
             height, width = out.shape[-2:]
             op = self.window[node]
@@ -136,7 +138,7 @@ class Engine:
                 x, w = slide(src.x, src.w, width, op.extent[1], op.stride[1], op.pad[1])
                 new: Box | None = Box(h, w, y, x)
             elif is_pointwise(node, self.modules) and all(
-                is_map(self.clean[a], out) and self.clean[a].shape[-2:] == out.shape[-2:] for a in args
+                is_map(v := self.clean[a], out) and v.shape[-2:] == out.shape[-2:] for a in args
             ):
                 ok = spatially_constant([self.clean[a] for a in node_args(node) if a not in self.var])
                 new = (
@@ -154,7 +156,7 @@ class Engine:
         """The clean activation of ``node``, padded by ``pad`` with ``fill``, as ``[B, H, W, C]``."""
         key = (node, pad, fill)
         if key not in self._nhwc:
-            (ph, pw), t = pad, self.clean[node]
+            (ph, pw), t = pad, tensor(self.clean[node])
             self._nhwc[key] = nhwc(F.pad(t, (pw, pw, ph, ph), value=fill) if ph or pw else t)
         return self._nhwc[key]
 
@@ -167,41 +169,42 @@ class Engine:
         any box entering the whole-tensor part of the network differs from the clean activation: where none
         does, the row's output is the clean output exactly (the caller scores it 0, as Captum does).
         """
-        state: dict[fx.Node, Any] = {self.input: first}
+        state: dict[fx.Node, Argument] = {}  # outputs of the nodes evaluated on whole tensors
+        boxed: dict[fx.Node, torch.Tensor] = {self.input: first}  # outputs of the nodes evaluated on a box
         whole: dict[fx.Node, torch.Tensor] = {}
         moved = torch.zeros(len(b), dtype=torch.bool, device=first.device)
         same = {self.input: moved.clone()}  # per box node: rows equal to the clean activation
 
-        def full(a: fx.Node) -> Any:
+        def full(a: fx.Node) -> Argument:
             if a not in self.var:
                 return self.clean[a]
             box = plan[a]
             if box is None:
                 return state[a]
             if a not in whole:
-                h, w = self.clean[a].shape[-2:]
+                h, w = tensor(self.clean[a]).shape[-2:]
                 moved.logical_or_(~same[a])
                 whole[a] = paste(
                     gather(self.clean_nhwc(a), b, box.y, box.x, h, w),
-                    state[a],
+                    boxed[a],
                     box.y[windows],
                     box.x[windows],
                 )
             return whole[a]
 
-        def crop(a: fx.Node, to: Box) -> Any:
+        def crop(a: fx.Node, to: Box) -> Argument:
             if a not in self.var:
                 return self.clean[a]
             box = plan[a]
             assert box is not None
             if box.same(to):
-                return state[a]
+                return boxed[a]
             base = gather(self.clean_nhwc(a), b, to.y[windows], to.x[windows], to.h, to.w)
-            return paste(base, state[a], (box.y - to.y)[windows], (box.x - to.x)[windows])
+            return paste(base, boxed[a], (box.y - to.y)[windows], (box.x - to.x)[windows])
 
         for i, node in enumerate(self.nodes):
             if node.op == "output":
-                return full(self.output), moved
+                return tensor(full(self.output)), moved
             if node not in self.var or node is self.input:
                 continue
             box = plan[node]
@@ -215,22 +218,23 @@ class Engine:
                 hh, ww = (box.h - 1) * op.stride[0] + op.extent[0], (box.w - 1) * op.stride[1] + op.extent[1]
                 region = gather(self.clean_nhwc(src, op.pad, op.fill), b, ys, xs, hh, ww)
                 region = paste(
-                    region, state[src], in_box.y[windows] + op.pad[0] - ys, in_box.x[windows] + op.pad[1] - xs
+                    region, boxed[src], in_box.y[windows] + op.pad[0] - ys, in_box.x[windows] + op.pad[1] - xs
                 )
-                state[node] = op.fn(region)
+                boxed[node] = op.fn(region)
             else:
-                state[node] = self._run(node, {a: crop(a, box) for a in node_args(node)})
+                boxed[node] = tensor(self._run(node, {a: crop(a, box) for a in node_args(node)}))
             if box is not None:
                 # a box from clean inputs can differ from the clean map in its last bits: use the clean one,
                 # so that a change a ReLU or a max removes stays exactly removed, as in Captum's passes
                 keep = torch.stack([same[a] for a in node_args(node) if a in self.var]).all(0)
                 if (check := can_saturate(node, self.modules)) or bool(keep.any()):
                     t, ys, xs = self.clean_nhwc(node), box.y[windows], box.x[windows]
-                    state[node], keep = settle(state[node], keep, t, b, ys, xs, check)
+                    boxed[node], keep = settle(boxed[node], keep, t, b, ys, xs, check)
                 same[node] = keep
             for a in node_args(node):
                 if self.last_use.get(a) == i and a is not self.output:
                     state.pop(a, None)
+                    boxed.pop(a, None)
                     whole.pop(a, None)
         raise ValueError("the traced graph has no output")
 
@@ -238,7 +242,7 @@ class Engine:
         """Memory one image's clean activations take here, counting the channels-last copies."""
         tensors = [v for v in self.clean.values() if isinstance(v, torch.Tensor)]
         held = sum(v.nbytes for v in tensors) + sum(v.nbytes for v in self._nhwc.values())
-        return max(1, held // max(1, len(self.clean[self.input])))
+        return max(1, held // max(1, len(self.images)))
 
     def row_size(self, plan: dict[fx.Node, Box | None]) -> int:
         """Numbers held by the largest activation of one row (one image with one window occluded)."""
@@ -360,12 +364,12 @@ def _differences(
     the whole-tensor part of the network (:meth:`Engine.run`) is not read: their difference is exactly 0, as
     in Captum (whose perturbed passes then repeat the clean pass), not the rounding of the box computation.
     """
-    images = engine.clean[engine.input]
+    images = engine.images
     b_all, window, n_windows = images.shape[0], box.h, len(box.y)
     plan = engine.plan(box)
     budget = chunk_elements(images.dtype, images.device)
     chunk = rows if rows is not None else max(1, budget // engine.row_size(plan))
-    picked = engine.clean[engine.output].gather(1, targets[:, None])[:, 0]
+    picked = tensor(engine.clean[engine.output]).gather(1, targets[:, None])[:, 0]
     diff = torch.zeros(b_all * n_windows, dtype=picked.dtype, device=images.device)
     ar = np.arange(window)
     for start in range(0, len(diff), chunk):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class MetricInfo:
     """
 
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[..., object]
     higher_is_better: bool | None
     needs: Needs
     description: str
@@ -211,7 +211,7 @@ class MapInputs:
     reference: torch.Tensor | None = None
 
 
-def evaluate(info: MetricInfo, inputs: MapInputs, **params: Any) -> torch.Tensor:
+def evaluate(info: MetricInfo, inputs: MapInputs, **params: object) -> torch.Tensor:
     """One value per image of the per-sample map metric ``info`` (``params``: ``top`` and its settings).
 
     The call follows ``info.needs``: ``fn(maps)``, ``fn(maps, points)``, ``fn(maps, masks)``,

@@ -11,7 +11,6 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ class RunData:
     predictions: pd.DataFrame
     metrics: pd.DataFrame
     models: pd.DataFrame
-    meta: dict[str, Any]  # JSON values; JsonValue once report/html.py narrows what it iterates
+    meta: dict[str, JsonValue]
     figure_samples: dict[str, dict[str, np.ndarray | None]]
     figure_maps: pd.DataFrame
     warnings: pd.DataFrame = field(default_factory=pd.DataFrame)
