@@ -28,7 +28,7 @@ MaxMinutes = Annotated[
 #: The config argument and profile option that ``audit`` and ``plan`` share.
 ConfigArg = Annotated[Path | None, typer.Argument(help="TOML config; its keys override the profile's.")]
 ProfileOpt = Annotated[
-    str, typer.Option(help="Built-in base settings: default or smoke (robustxai list profiles).")
+    str, typer.Option(help="Built-in base settings: default, smoke or paper (robustxai list profiles).")
 ]
 Workers = Annotated[int, typer.Option(min=1, help="Ray workers of the cluster projection in the plan.")]
 GpuSpeedup = Annotated[

@@ -29,7 +29,7 @@ from robustxai.audit.config_errors import did_you_mean, format_validation_error,
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 from robustxai.errors import ConfigError
 
-PROFILES = ("smoke", "default")
+PROFILES = ("smoke", "default", "paper")
 #: Data keys that only refuse input, never change an image read: left out of trained-model cache keys.
 DATA_GUARD_KEYS = ("max_pixels", "allow_outside_root")
 
@@ -129,6 +129,9 @@ class ModelConfig(_Strict):
     init_from: str | None = Field(
         None, description="start from the weights of an earlier model in this list (shared layers only)"
     )
+    eps: float | None = Field(
+        None, ge=0, description="overrides training.eps for this model (training = 'pgd' only): a ladder"
+    )
     reference_rank: int | None = Field(
         None, ge=1, description="the model's rank in a published leaderboard or paper, shown beside ours"
     )
@@ -140,6 +143,13 @@ class ModelConfig(_Strict):
     channels_last: bool | Literal["auto"] = Field(
         False, description="channels_last memory layout (true, or 'auto': convolutional models only)"
     )
+
+    @model_validator(mode="after")
+    def _eps_needs_pgd(self) -> ModelConfig:
+        if self.eps is not None and self.training != "pgd":
+            raise ValueError(f"model {self.name!r}: eps is a PGD training budget; needs training = 'pgd'")
+        check_linf([self.eps or 0.0], f"model {self.name!r} eps (PGD adversarial training)")
+        return self
 
 
 class AttackConfig(_Strict):
@@ -176,9 +186,17 @@ class ExplainConfig(_Strict):
     attacks: list[str] | None = Field(
         None, description="attacks whose adversarial images are explained too (default: every attack)"
     )
+    epsilons: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        None, description="budgets whose adversarial images are explained (default: every budget)"
+    )
     pointing_radius: float = Field(
         3.0, ge=0, description="pointing game: a hit within this many pixels of an expert point"
     )
+
+    def explains(self, condition: tuple[str, float]) -> bool:
+        """Whether an attacked ``condition`` (attack, ε) is explained (ε within 1e-9 of ``epsilons``)."""
+        chosen = self.attacks is None or condition[0] in self.attacks
+        return chosen and (self.epsilons is None or any(abs(condition[1] - e) <= 1e-9 for e in self.epsilons))
 
     @field_validator("tops")
     @classmethod

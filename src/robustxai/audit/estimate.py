@@ -29,8 +29,10 @@ from robustxai.audit.passes import Shape, Work, unit_work
 from robustxai.audit.plan import AuditData, Unit, inapplicable, plan_units
 from robustxai.audit.progress import LogProgress, Progress, format_seconds, stage_name
 from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_manip import _attack as manipulation_attack
 from robustxai.audit.stages_models import build_architecture, fit_config_for, models_to_train
 from robustxai.audit.timing import PassTime, TimingCache
+from robustxai.audit.timing_manip import StepCache, StepTime
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper, load_model
 from robustxai.training.fit import epoch_passes
@@ -45,6 +47,8 @@ RAY_START_S, RAY_WORKER_S = 4.0, 3.0
 #: Report: seconds fixed and per unit of work (rough: tables, figures and HTML are not passes).
 REPORT_S_FIXED, REPORT_S_PER_UNIT = 3.0, 0.05
 MAX_TIMED_BATCHES = 3
+#: Measured manipulation steps by (model, work label) and batch size.
+StepTimes = dict[tuple[str, str], dict[int, StepTime]]
 
 
 @dataclass
@@ -136,6 +140,15 @@ def work_seconds(work: Work, times: dict[int, PassTime]) -> float:
     return work.forward * fwd + work.backward * max(grad - fwd, 0.0) + work.train * t.per_row("train")
 
 
+def step_seconds(work: Work, model: str, steps: StepTimes) -> float | None:
+    """Seconds of a manipulation call from its measured steps (``None``: not one, or not measured)."""
+    measured = steps.get((model, work.label))
+    if not work.steps or not measured:
+        return None
+    t = min(measured.values(), key=lambda m: max(m.batch / work.rows, work.rows / m.batch))
+    return t.seconds(work.steps, work.rows)
+
+
 def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
     """Peak bytes of one piece of work: parameters (×4 when training: gradients and Adam) + activations."""
     t = nearest(times, max(work.rows, 1))
@@ -166,6 +179,7 @@ class Planner:
         self.cfg, self.settled = settle_models(cfg, dict(self.models), self.shape, self.timing, self.device)
         self.skipped = inapplicable(cfg, self.models)
         self.to_train = models_to_train(cfg, self.data_info, cache)
+        self.step_cache = StepCache(self.timing)
 
     def _model(self, name: str) -> ModelWrapper:
         m = next(mc for mc in self.cfg.models if mc.name == name)
@@ -207,17 +221,46 @@ class Planner:
                 out[name][w.rows] = get(w.rows, device, train=True)
         return out
 
+    def step_times(self, per_unit: list[tuple[Unit, list[Work]]], device: str) -> StepTimes:
+        """Measured (or cached) manipulation steps of each attacked model × method at its batch sizes.
+
+        Timed on the first annotated test images (the attack's SSIM floor acts on real images, not noise).
+        """
+        out: StepTimes = {}
+        mc = self.cfg.manipulation
+        for u, works in per_unit:
+            for w in works:
+                if not w.steps or mc is None or u.explainer is None:
+                    continue
+                found = out.setdefault((u.model, w.label), {})
+                if w.rows in found:
+                    continue
+                images, labels = self._first_images(w.rows)
+                spec = timing_spec(self.cfg, u.model, self.shape)
+                attack = manipulation_attack(mc, u.explainer)
+                model = self.models[u.model]
+                found[w.rows] = self.step_cache.get(spec, model, attack, images, labels, device)
+        return out
+
+    def _first_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` annotated test images (repeated when there are fewer) and their labels."""
+        subset = self.data.subset or list(range(len(self.data)))
+        idx = tuple(subset[i % len(subset)] for i in range(n))
+        return self.data.load(idx)
+
 
 def _stages(
     per_unit: list[tuple[Unit, list[Work]]],
     training: dict[str, list[Work]],
     times: dict[str, dict[int, PassTime]],
+    steps: StepTimes | None = None,
 ) -> tuple[list[StagePlan], dict[str, float]]:
     stages = {name: StagePlan(name) for name in STAGES}
     unit_seconds: dict[str, float] = {}
 
     def add(stage: StagePlan, work: Work, model: str) -> float:
-        seconds = work_seconds(work, times[model])
+        measured = step_seconds(work, model, steps or {})
+        seconds = work_seconds(work, times[model]) if measured is None else measured
         stage.forward += work.forward
         stage.backward += work.backward
         stage.train += work.train
@@ -258,13 +301,14 @@ def estimate_audit(
     cfg = planner.cfg  # layouts and "auto" batch sizes settled
     per_unit, training = planner.works(cfg)
     times = planner.times(per_unit, training, planner.device)
+    steps = planner.step_times(per_unit, planner.device)
     trimmed: list[str] = []
     if max_minutes is not None:
         from robustxai.audit.estimate_trim import trim_to_fit
 
-        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times))
+        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps))
         per_unit, training = planner.works(cfg)
-    stages, unit_seconds = _stages(per_unit, training, times)
+    stages, unit_seconds = _stages(per_unit, training, times, steps)
     total = sum(s.seconds for s in stages)
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
@@ -291,9 +335,11 @@ def estimate_audit(
     )
 
 
-def _total(planner: Planner, cfg: AuditConfig, times: dict[str, dict[int, PassTime]]) -> float:
+def _total(
+    planner: Planner, cfg: AuditConfig, times: dict[str, dict[int, PassTime]], steps: StepTimes
+) -> float:
     per_unit, training = planner.works(cfg)
-    return sum(s.seconds for s in _stages(per_unit, training, times)[0])
+    return sum(s.seconds for s in _stages(per_unit, training, times, steps)[0])
 
 
 def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:

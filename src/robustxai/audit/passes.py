@@ -19,6 +19,7 @@ from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import Unit, explained_conditions
 from robustxai.audit.stages_eval import explain_batch, explainer_for
 from robustxai.audit.stages_manip import _attack as manipulation_attack
+from robustxai.audit.timing_manip import total_steps
 from robustxai.explain import Explainer, create_explainer
 from robustxai.results.schema import CLEAN_CONDITION
 
@@ -35,6 +36,8 @@ class Work:
         backward: Rows through a backward pass to the input (a double backward counts twice).
         rows: Rows per pass (the batch the method runs at).
         train: Rows through a training step (forward, backward with parameter gradients, optimiser step).
+        steps: Steps of a manipulation attack call (0: not one); the plan prices those by measured steps
+            (:mod:`robustxai.audit.timing_manip`), the passes stay for the breakdown.
     """
 
     label: str
@@ -42,6 +45,7 @@ class Work:
     backward: int
     rows: int
     train: int = 0
+    steps: int = 0
 
 
 PassCount = Callable[[Unit, AuditConfig, Shape], list[Work]]
@@ -138,7 +142,7 @@ def manipulation_work(unit: Unit, cfg: AuditConfig, shape: Shape) -> list[Work]:
     for lo in range(0, n, bs):
         b = min(bs, n - lo)
         fwd, bwd = attack.passes(b, shape[1], shape[2])
-        out.append(Work(f"manipulate:{unit.explainer}", fwd, bwd, b))
+        out.append(Work(f"manipulate:{unit.explainer}", fwd, bwd, b, steps=total_steps(attack)))
         out.append(Work(f"manipulate:{unit.explainer}", 3 * b, 0, b))  # explained class, clean, attacked
     evaluated = [unit.explainer]
     if unit.explainer in mc.transfer_from:

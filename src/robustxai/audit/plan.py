@@ -322,8 +322,7 @@ def explanation_methods(cfg: AuditConfig) -> list[str]:
 
 def explained_conditions(cfg: AuditConfig) -> list[Condition]:
     """Clean, then the attack × ε conditions whose adversarial images are explained (``explain.attacks``)."""
-    chosen = getattr(cfg.explain, "attacks", None)
-    return [c for c in conditions_of(cfg) if c == CLEAN_CONDITION or chosen is None or c[0] in chosen]
+    return [c for c in conditions_of(cfg) if c == CLEAN_CONDITION or cfg.explain.explains(c)]
 
 
 def _plan_explanations(cfg: AuditConfig, data: AuditData) -> list[Unit]:

@@ -149,6 +149,10 @@ def check_config(cfg: AuditConfig) -> list[str]:
         warnings.append(
             f"explain.attacks names attacks that are not configured, ignored: {', '.join(unknown)}"
         )
+    budgets = {e for a in cfg.attacks for e in a.epsilons}
+    stray = [e for e in cfg.explain.epsilons or [] if not any(abs(e - b) <= 1e-9 for b in budgets)]
+    if stray:
+        warnings.append(f"explain.epsilons names budgets no attack is run at, ignored: {stray}")
     if cfg.attacks and cfg.report.primary_attack not in {a.name for a in cfg.attacks}:
         warnings.append(
             f"report.primary_attack {cfg.report.primary_attack!r} is not among the configured attacks; "

@@ -32,7 +32,7 @@ def fit_config_for(cfg: AuditConfig, m: ModelConfig) -> FitConfig:
         batch_size=t.batch_size,
         lr=m.lr or t.lr,
         adversarial="pgd" if m.training == "pgd" else None,
-        eps=t.eps,
+        eps=t.eps if m.eps is None else m.eps,
         attack_steps=t.attack_steps,
         eps_warmup_epochs=t.eps_warmup_epochs if m.training == "pgd" else 0,
         val_fraction=t.val_fraction,
