@@ -82,3 +82,50 @@ def test_plugins_refuse_non_numbers(make, name, value) -> None:
 def test_fit_config_refuses_fractional_and_boolean_counts(name, value) -> None:
     with pytest.raises(RobustXAIError, match=rf"^{name} must be an integer"):
         rx.FitConfig(**{name: value})
+
+
+
+def _manipulate(**kw):
+    from robustxai.manipulate import Manipulate
+
+    return Manipulate(**kw)
+
+
+def _selection(**kw):
+    from robustxai.manipulate.strategies import Selection
+
+    return Selection(rule="real", **kw)
+
+
+def _budget(**kw):
+    from robustxai.manipulate.strategies import Budget
+
+    return Budget(**kw)
+
+
+def _schedule(**kw):
+    from robustxai.manipulate.softplus import beta_schedule
+
+    return beta_schedule(**{"start": 3.0, "end": 100.0, "steps": 10, **kw})
+
+
+@pytest.mark.parametrize(
+    ("build", "keyword", "value"),
+    [
+        (_manipulate, "iterations", 2.7),
+        (_manipulate, "iterations", True),
+        (_manipulate, "lr", True),
+        (_manipulate, "lr", float("nan")),
+        (_manipulate, "target_size", True),
+        (_selection, "refine_iterations", 1.5),
+        (_selection, "refine_lr", True),
+        (_budget, "ssim_floor", True),
+        (_budget, "smooth", float("nan")),
+        (_schedule, "steps", 2.7),
+        (_schedule, "start", True),
+    ],
+)
+def test_the_manipulation_attack_refuses_what_is_not_a_count_or_a_number(build, keyword, value) -> None:
+    """Manipulate and its strategies used ``int(v) < 1`` and ``float(v)``: 2.7 iterations ran as 2, True as 1."""
+    with pytest.raises(RobustXAIError, match=keyword.replace("start", "beta_start")):
+        build(**{keyword: value})

@@ -98,7 +98,7 @@ import torch
 from torch import nn
 
 from robustxai._arrays import minmax
-from robustxai._validate import check_images, check_maps
+from robustxai._validate import check_images, check_int, check_maps, check_number
 from robustxai.attacks.norms import project
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer, create_explainer
@@ -189,12 +189,9 @@ class Manipulate:
         known = differentiable_methods()
         if self.method not in known:
             raise RobustXAIError(f"unknown manipulation method {self.method!r}; known: {', '.join(known)}")
-        if isinstance(self.iterations, bool) or int(self.iterations) < 1:
-            raise RobustXAIError(f"iterations must be ≥ 1, got {self.iterations}")
-        if not float(self.lr) > 0:
-            raise RobustXAIError(f"lr must be > 0, got {self.lr!r}")
-        if not 0 < float(self.target_size) <= 1:
-            raise RobustXAIError(f"target_size must be a fraction in (0, 1], got {self.target_size!r}")
+        check_int(self.iterations, "iterations", minimum=1)
+        check_number(self.lr, "lr", above=0.0)
+        check_number(self.target_size, "target_size (a fraction of the image side)", above=0.0, maximum=1.0)
         params = {**ATTACK_EXPLAINER_DEFAULTS.get(self.method, {}), **self.explainer_params}
         explainer = create_explainer(self.method, **params)
         assert isinstance(explainer, DifferentiableMap)

@@ -20,9 +20,9 @@ both presets: the paper's value scaled to the image size).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from robustxai._validate import check_int, check_number
 from robustxai.errors import RobustXAIError
 from robustxai.manipulate.attack import MANIPULATIONS, Manipulate
 from robustxai.manipulate.strategies import BetaSchedule, Budget, Objective, Optimiser, Selection
@@ -81,15 +81,11 @@ _BASE: dict[str, Any] = {
 
 
 def _integer(name: str, value: Any, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise RobustXAIError(f"{name} must be an integer ≥ {least}, got {value!r}")
-    return value
+    return check_int(value, name, minimum=least)
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RobustXAIError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    return check_number(value, name)
 
 
 def _optional(name: str, value: Any) -> float | None:

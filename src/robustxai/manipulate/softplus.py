@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from robustxai._validate import check_int, check_number
 from robustxai.errors import RobustXAIError
 
 _FUNCTIONAL_RELUS: tuple[Callable[..., Any], ...] = (
@@ -180,10 +181,10 @@ def beta_schedule(start: float, end: float, steps: int, rule: str = "geometric")
     Raises:
         RobustXAIError: On a non-positive β, ``end < start``, ``steps < 1`` or an unknown rule.
     """
-    if not (float(start) > 0 and float(end) >= float(start)):
-        raise RobustXAIError(f"beta_start must be > 0 and ≤ beta_end, got {start!r} and {end!r}")
-    if int(steps) < 1:
-        raise RobustXAIError(f"steps must be ≥ 1, got {steps}")
+    check_number(start, "beta_start", above=0.0)
+    if not check_number(end, "beta_end", above=0.0) >= float(start):
+        raise RobustXAIError(f"beta_start must be ≤ beta_end, got {start!r} and {end!r}")
+    check_int(steps, "steps", minimum=1)
     if rule not in ("geometric", "linear"):
         raise RobustXAIError(f"beta schedule must be 'geometric' or 'linear', got {rule!r}")
     if steps == 1:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from robustxai._arrays import minmax
-from robustxai._validate import check_epsilon
+from robustxai._validate import check_epsilon, check_int, check_number
 from robustxai.errors import RobustXAIError
 from robustxai.manipulate.softplus import beta_schedule
 from robustxai.metrics.similarity import ssim_per_image
@@ -53,8 +53,7 @@ def _choice(option: str, value: str, known: tuple[str, ...]) -> None:
 
 
 def _sigma(option: str, value: float) -> None:
-    if not float(value) >= 0:
-        raise RobustXAIError(f"{option} must be ≥ 0 (Gaussian σ in pixels), got {value!r}")
+    check_number(value, f"{option} (Gaussian σ in pixels)", minimum=0.0)
 
 
 def image_ssim(adv: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -214,9 +213,9 @@ class Selection:
 
     def __post_init__(self) -> None:
         _choice("select", self.rule, SELECTIONS)
-        if int(self.refine_iterations) < 0 or not 0 < float(self.refine_lr) <= 1:
-            raise RobustXAIError("refine_iterations must be ≥ 0 and refine_lr a fraction in (0, 1]")
-        if int(self.refine_iterations) and not self.real:
+        check_int(self.refine_iterations, "refine_iterations", minimum=0)
+        check_number(self.refine_lr, "refine_lr (a fraction of lr)", above=0.0, maximum=1.0)
+        if self.refine_iterations and not self.real:
             raise RobustXAIError(
                 'refine_iterations needs select="real" (it refines the best real-map iterate)'
             )
@@ -245,8 +244,8 @@ class Budget:
     def __post_init__(self) -> None:
         if self.eps is not None:
             check_epsilon(self.eps)
-        if self.ssim_floor is not None and not 0 < float(self.ssim_floor) <= 1:
-            raise RobustXAIError(f"ssim_floor must lie in (0, 1], got {self.ssim_floor!r}")
+        if self.ssim_floor is not None:
+            check_number(self.ssim_floor, "ssim_floor", above=0.0, maximum=1.0)
         _sigma("smooth", self.smooth)
 
     @property
