@@ -22,12 +22,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "robustxai"
 #: and internal invariants a user cannot reach (caught and re-raised as RobustXAIError where they could be).
 ALLOWED = {
     "audit/config.py": "pydantic validators",
-    "audit/config_budgets.py": "pydantic validators",
+    "audit/_config_budgets.py": "pydantic validators",
     "audit/config_toml.py": "TOML writer of a validated config",
     "web/annotations.py": "pydantic validator",
     "data/base.py": "IndexError of the sequence protocol",
     "explain/incremental.py": "internal invariant of a traced graph",
     "explain/fxgraph.py": "internal invariant of a traced graph",
+    "explain/boxes.py": "internal invariant of a traced graph (the engine falls back to Captum on it)",
     "models/io.py": "caught on the next line and re-raised as RobustXAIError",
 }
 BUILTIN = {"ValueError", "TypeError", "KeyError", "IndexError", "RuntimeError"}
@@ -71,3 +72,20 @@ def test_a_bad_truth_mask_is_a_data_error_and_still_a_value_error() -> None:
         Truth(mask=np.zeros((2, 3, 4), dtype=bool))
     with pytest.raises(ValueError, match="2-D"):  # callers that catch ValueError still do
         Truth(mask=np.zeros(4, dtype=bool))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "m", "condition": "clean", "explainer": "saliency", "sample_id": "s"},  # no epsilon
+        {"model": "m", "condition": "clean", "epsilon": "0", "explainer": "saliency", "sample_id": "s"},
+        {"model": "m", "condition": "clean", "epsilon": True, "explainer": "saliency", "sample_id": "s"},
+        {"condition": "clean", "epsilon": 0.0, "explainer": "saliency", "sample_id": "s"},  # no model
+    ],
+)
+def test_a_damaged_stored_map_key_is_a_robustxai_error(fields) -> None:
+    """A study database's map key is read back with checks: a KeyError or TypeError was a server error."""
+    from robustxai.web.runview import MapKey
+
+    with pytest.raises(RobustXAIError, match="damaged"):
+        MapKey.from_json(fields)

@@ -13,6 +13,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from robustxai.errors import RobustXAIError
 from robustxai.report.numbers import fmt_number
 from robustxai.web._pages import render
 from robustxai.web.db import Rater, StudioDB, StudyItem
@@ -84,7 +85,10 @@ def register(app: FastAPI) -> None:
         if which == "image":
             png = view.image_png(view.sample_index(item["sample_id"]))
         elif which in ("a", "b") and (shown := item["map_a"] if which == "a" else item["map_b"]) is not None:
-            map_id = view.map_id(MapKey.from_json(shown))
+            try:
+                map_id = view.map_id(MapKey.from_json(shown))
+            except RobustXAIError:  # a damaged study database: no such image, not a server error
+                map_id = None
             png = view.overlay_png(map_id) if map_id is not None else None
         else:
             png = None

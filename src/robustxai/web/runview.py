@@ -52,10 +52,15 @@ class MapKey:
 
     @classmethod
     def from_json(cls, fields: Mapping[str, object]) -> MapKey:
-        """The key a study stored as JSON (``dataclasses.asdict`` of a key); a missing field is a KeyError."""
-        epsilon = fields["epsilon"]
-        if not isinstance(epsilon, int | float):
-            raise TypeError(f"a map key's epsilon must be a number, got {epsilon!r}")
+        """The key a study stored as JSON (``dataclasses.asdict`` of a key).
+
+        Raises:
+            RobustXAIError: If a field is missing or the epsilon is not a number (a damaged study database).
+        """
+        missing = [f for f in ("model", "condition", "epsilon", "explainer", "sample_id") if f not in fields]
+        epsilon = fields.get("epsilon")
+        if missing or isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+            raise RobustXAIError(f"a stored map key is damaged (missing {missing}, epsilon {epsilon!r})")
         return cls(
             str(fields["model"]),
             str(fields["condition"]),
