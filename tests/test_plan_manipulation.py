@@ -86,3 +86,25 @@ def test_the_plan_times_manipulation_steps_once_then_reads_the_cache(tmp_path: P
     assert timing.measured == 0  # pass times and step times both read back
     again = next(s for s in second.stages if s.name == "manipulate")
     assert again.seconds == pytest.approx(manip.seconds)
+
+
+def test_a_cached_step_timing_with_batch_0_is_measured_again_not_divided_by(tmp_path: Path) -> None:
+    """``StepTime(**json)`` took ``batch: 0`` from a damaged cache file, and ``seconds()`` divided by it."""
+    path = tmp_path / "small.toml"
+    path.write_text(
+        f'cache_dir = "{tmp_path / "cache"}"\n'
+        "[data]\nn_train = 40\nn_test = 8\nsize = 16\n"
+        '[[models]]\nname = "m"\narch = "smallcnn"\narch_kwargs = { widths = [4, 4, 4, 4] }\n'
+        "[training]\nepochs = 1\n[explain]\nn_images = 3\nbatch_size = 3\n"
+        "[manipulation]\nn_images = 2\niterations = 20\nbatch_size = 2\n"
+        'methods = ["saliency"]\ntransfer_from = []\n'
+    )
+    cfg = load_config(path, profile="smoke")
+    estimate_audit(cfg)
+    steps = [p for p in (tmp_path / "cache" / "timing").glob("*.json") if '"step"' in p.read_text()]
+    assert steps
+    for p in steps:
+        p.write_text('{"batch": 0, "step": 1.0, "call": 0.0}')
+    timing = TimingCache(Path(str(cfg.cache_dir)))
+    again = next(s for s in estimate_audit(cfg, timing=timing).stages if s.name == "manipulate")
+    assert timing.measured >= 1 and again.seconds > 0

@@ -126,6 +126,6 @@ def _schedule(**kw):
     ],
 )
 def test_the_manipulation_attack_refuses_what_is_not_a_count_or_a_number(build, keyword, value) -> None:
-    """Manipulate and its strategies used ``int(v) < 1`` and ``float(v)``: 2.7 iterations ran as 2, True as 1."""
+    """Manipulate and its strategies used ``int(v) < 1`` and ``float(v)``: 2.7 ran as 2, True as 1."""
     with pytest.raises(RobustXAIError, match=keyword.replace("start", "beta_start")):
         build(**{keyword: value})

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from robustxai._atomic import write_text
 from robustxai.audit.cache import key_of
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,5 @@ class TimingCache:
         self._memory[key] = found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(found)))
-            tmp.replace(path)
+            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
         return found

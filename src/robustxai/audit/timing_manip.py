@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustxai._atomic import write_text
 from robustxai.audit.timing import TimingCache, timing_key
+from robustxai.errors import RobustXAIError
 from robustxai.manipulate import Manipulate
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,15 @@ class StepTime:
     batch: int
     step: float
     call: float
+
+    def __post_init__(self) -> None:
+        """A cached file with a batch < 1 or a time that is not a finite non-negative number is refused."""
+        times = (self.step, self.call)
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise RobustXAIError(f"a step timing's batch must be an integer ≥ 1, got {self.batch!r}")
+        finite = (isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < math.inf for t in times)
+        if not all(finite):
+            raise RobustXAIError(f"a step timing's seconds must be finite and ≥ 0, got {times!r}")
 
     def seconds(self, steps: int, rows: int) -> float:
         """Predicted seconds of a call of ``steps`` steps on ``rows`` images; scaled per image."""
@@ -133,7 +144,5 @@ class StepCache:
         self._memory[key] = found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(found)))
-            tmp.replace(path)
+            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
         return found
