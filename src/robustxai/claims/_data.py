@@ -59,16 +59,42 @@ def _config_models(run: RunData) -> list[JsonObject]:
 
 
 def model_configs(run: RunData) -> dict[str, dict[str, object]]:
-    """Per model: ``arch``, ``training`` and ``init_from`` from the run's config, else its ``models`` row."""
+    """Per model: ``arch``, ``training``, ``init_from``, ``eps`` from the config, else the ``models`` row.
+
+    ``eps`` is the resolved training budget: 0 for standard training; for PGD the model's own ``eps``, else
+    the run's ``training.eps``; ``None`` when the store does not say (a PGD model of a store without config).
+    """
     out: dict[str, dict[str, object]] = {}
     if not run.models.empty:
         for row in run.models.to_dict("records"):
             out[str(row["model"])] = {"arch": row.get("arch"), "training": row.get("training")}
     for m in _config_models(run):
         out.setdefault(str(m["name"]), {}).update(
-            {k: m.get(k) for k in ("arch", "training", "init_from") if m.get(k) is not None}
+            {k: m.get(k) for k in ("arch", "training", "init_from", "eps") if m.get(k) is not None}
         )
+    default = _number(_config_section(run, "training").get("eps"))
+    for cfg in out.values():
+        own = _number(cfg.get("eps"))
+        cfg["eps"] = 0.0 if cfg.get("training") == "standard" else own if own is not None else default
     return out
+
+
+def _config_section(run: RunData, name: str) -> JsonObject:
+    """One table of the run's stored config (``{}`` when absent or not a table)."""
+    config = run.meta.get("config")
+    section = config.get(name) if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, else ``None`` (a missing or hand-edited entry)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def primary_condition(run: RunData) -> Condition | None:

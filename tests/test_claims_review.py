@@ -1,0 +1,39 @@
+"""Defects a review of the claims found: each test plants the case that went wrong."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from claims_fixtures import Planted, write_run
+from robustxai.claims._pairs import adversarial_pairs, attention_pairs
+
+PAPER = Path(__file__).resolve().parents[1] / "src" / "robustxai" / "audit" / "profiles" / "paper.toml"
+
+
+def _paper_models(tmp_path: Path) -> Planted:
+    planted = Planted(6)
+    planted.models = tomllib.loads(PAPER.read_text(encoding="utf-8"))["models"]
+    for m in planted.models:
+        planted.accuracy(str(m["name"]), ("clean", 0.0), 0.5)
+    return planted
+
+
+def test_paper_profile_pairs_each_attention_model_with_the_model_trained_at_its_eps(tmp_path: Path) -> None:
+    """``attention-4`` (pgd 4/255, init_from ``standard``) pairs with ``adv-4``, not refused as ambiguous."""
+    pairs, notes = attention_pairs(write_run(tmp_path, _paper_models(tmp_path)))
+    assert pairs == [("attention", "standard"), ("attention-4", "adv-4")] and notes == []
+
+
+def test_the_run_s_training_eps_stands_in_for_a_model_without_its_own(tmp_path: Path) -> None:
+    planted = Planted(6)
+    planted.model("standard")
+    planted.model("adv", training="pgd", init_from="standard")  # trained at training.eps = 4/255
+    planted.model("adv-8", training="pgd", init_from="standard", eps=8 / 255)
+    planted.model("att", arch="smallcnn-attention", training="pgd", init_from="standard", eps=4 / 255)
+    for m in planted.models:
+        planted.accuracy(str(m["name"]), ("clean", 0.0), 0.5)
+    run = write_run(tmp_path, planted)
+    run.meta["config"]["training"] = {"eps": 4 / 255}
+    assert attention_pairs(run) == ([("att", "adv")], [])
+    assert adversarial_pairs(run) == ([("adv", "standard"), ("adv-8", "standard")], [])
