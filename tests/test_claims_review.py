@@ -5,7 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from claims_fixtures import Planted, write_run
+from claims_fixtures import CLEAN, FGSM, Planted, write_run
+from robustxai.claims import CLAIMS
 from robustxai.claims._pairs import adversarial_pairs, attention_pairs
 
 PAPER = Path(__file__).resolve().parents[1] / "src" / "robustxai" / "audit" / "profiles" / "paper.toml"
@@ -37,3 +38,21 @@ def test_the_run_s_training_eps_stands_in_for_a_model_without_its_own(tmp_path: 
     run.meta["config"]["training"] = {"eps": 4 / 255}
     assert attention_pairs(run) == ([("att", "adv")], [])
     assert adversarial_pairs(run) == ([("adv", "standard"), ("adv-8", "standard")], [])
+
+
+def _impact_store(n: int = 30) -> Planted:
+    """One model, clean + FGSM 4/255 predictions and ``saliency`` maps compared under FGSM."""
+    planted = Planted(n)
+    planted.model("standard")
+    planted.accuracy("standard", CLEAN, 0.9)
+    planted.accuracy("standard", FGSM, 0.3)
+    planted.metric("standard", FGSM, "saliency", "map_ssim", [0.5] * n)
+    return planted
+
+
+def test_map_ssim_ignores_the_methods_only_the_manipulation_stage_compared(tmp_path: Path) -> None:
+    """``gradcam`` has map_ssim rows only from the manipulation stage: FGSM is judged on ``saliency``."""
+    planted = _impact_store()
+    planted.metric("standard", ("manipulate:gradcam", 0.0), "gradcam", "map_ssim", [0.9] * planted.n)
+    (row,) = CLAIMS.create("impact.map_ssim_detects").evaluate(write_run(tmp_path, planted))
+    assert row.scope == "standard, fgsm ε = 4/255 (saliency)" and row.n == planted.n, row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -189,10 +190,22 @@ def metric_matrix(
     return _matrix(rows, models, "value")
 
 
-def explainers_of(run: RunData, metric: str) -> list[str]:
-    """The map methods (controls left out) that have ``metric`` rows, sorted."""
+def explainers_of(run: RunData, metric: str, conditions: Iterable[Condition] | None = None) -> list[str]:
+    """The map methods (controls left out) that have ``metric`` rows, sorted.
+
+    With ``conditions``, only rows under one of them count: the manipulation stage stores ``map_ssim`` of
+    the methods it attacked, which say nothing about which methods explained the FGSM/BIM images.
+    """
     rows = metric_rows(run, metric)
+    if conditions is not None:
+        rows = pd.concat([rows.iloc[0:0], *(_at(rows, c) for c in conditions)])
     return sorted({str(e) for e in rows["explainer"].unique()} - CONTROL_EXPLAINERS - {""})
+
+
+def conditions_with(run: RunData, metric: str, conditions: Iterable[Condition]) -> list[Condition]:
+    """Those of ``conditions`` (in order) under which the run stored ``metric`` rows (an explained budget)."""
+    rows = metric_rows(run, metric)
+    return [c for c in conditions if not _at(rows, c).empty]
 
 
 def nan_mean(values: np.ndarray) -> float:

@@ -26,6 +26,6 @@ def impact_conditions(run: RunData) -> list[Condition]:
 
 
 def impact_explainers(run: RunData, metric: str) -> list[str]:
-    """The paper's methods among those with ``metric`` rows, else every map method with them."""
-    present = explainers_of(run, metric)
+    """The paper's methods among those with ``metric`` rows under FGSM/BIM, else every method with them."""
+    present = explainers_of(run, metric, impact_conditions(run))
     return [e for e in PAPER_EXPLAINERS if e in present] or present
