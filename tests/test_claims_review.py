@@ -6,8 +6,14 @@ import tomllib
 from pathlib import Path
 
 from claims_fixtures import CLEAN, FGSM, Planted, write_run
-from robustxai.claims import CLAIMS
+from robustxai.claims import CLAIMS, ClaimResult
 from robustxai.claims._pairs import adversarial_pairs, attention_pairs
+from robustxai.results.run import RunData
+
+
+def _eval(claim_id: str, run: RunData) -> list[ClaimResult]:
+    return CLAIMS.create(claim_id).evaluate(run)
+
 
 PAPER = Path(__file__).resolve().parents[1] / "src" / "robustxai" / "audit" / "profiles" / "paper.toml"
 
@@ -56,3 +62,25 @@ def test_map_ssim_ignores_the_methods_only_the_manipulation_stage_compared(tmp_p
     planted.metric("standard", ("manipulate:gradcam", 0.0), "gradcam", "map_ssim", [0.9] * planted.n)
     (row,) = CLAIMS.create("impact.map_ssim_detects").evaluate(write_run(tmp_path, planted))
     assert row.scope == "standard, fgsm ε = 4/255 (saliency)" and row.n == planted.n, row
+
+
+def test_impact_claims_leave_out_a_budget_attacked_but_never_explained(tmp_path: Path) -> None:
+    """FGSM 2/255 has predictions but no maps (``explain.epsilons = [4/255]``): no n = 0 row for it."""
+    planted = _impact_store()
+    planted.accuracy("standard", ("fgsm", 2 / 255), 0.6)
+    for cond in (CLEAN, FGSM):
+        for metric in ("topk_iou@15", "rmse@15"):
+            planted.metric("standard", cond, "saliency", metric, [0.3] * planted.n)
+    run = write_run(tmp_path, planted)
+    rows = [*_eval("impact.map_ssim_detects", run), *_eval("impact.iou_rmse_unchanged", run)]
+    assert len(rows) == 3 and all("4/255" in r.scope and r.n == planted.n for r in rows), rows
+
+
+def test_impact_claims_say_when_no_attacked_image_was_explained(tmp_path: Path) -> None:
+    planted = Planted(10)
+    planted.model("standard")
+    planted.accuracy("standard", CLEAN, 0.9)
+    planted.accuracy("standard", FGSM, 0.3)
+    planted.metric("standard", CLEAN, "saliency", "topk_iou@15", [0.3] * planted.n)
+    rows = _eval("impact.iou_rmse_unchanged", write_run(tmp_path, planted))
+    assert "explain.epsilons" in rows[0].why and rows[0].verdict == "inconclusive", rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robustxai.claims._data import attack_conditions, explainers_of
+from robustxai.claims._data import attack_conditions, conditions_with, explainers_of
 from robustxai.results.run import RunData
 from robustxai.results.schema import Condition
 
@@ -23,6 +23,19 @@ EQUIVALENCE_MARGIN = 0.05
 def impact_conditions(run: RunData) -> list[Condition]:
     """The run's FGSM and BIM conditions (every budget), sorted."""
     return [c for c in attack_conditions(run) if c[0] in ATTACKS]
+
+
+def explained_conditions(run: RunData, metric: str) -> list[Condition]:
+    """The FGSM/BIM conditions with ``metric`` rows: a budget attacked but never explained is left out.
+
+    ``explain.epsilons`` (or ``explain.attacks``) can leave an attacked budget without maps; its rows would
+    rest on no image, so the claims judge only the explained budgets.
+    """
+    return conditions_with(run, metric, impact_conditions(run))
+
+
+#: Why a metric claim has no row when the run attacked with FGSM/BIM but explained none of those images.
+NOT_EXPLAINED = "no FGSM/BIM budget was explained (explain.attacks / explain.epsilons)"
 
 
 def impact_explainers(run: RunData, metric: str) -> list[str]:
