@@ -1,4 +1,4 @@
-"""The claims' public interface: evaluate_claims, claims_frame, CLAIM_COLUMNS, tables/claims.csv, and a user's
+"""The claims' public interface: evaluate_claims, claims_frame, CLAIM_COLUMNS, and a user's
 own claim in one file."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from claims_fixtures import CLEAN, PGD, Planted, write_run
@@ -21,7 +20,6 @@ from robustxai.claims import (
     claims_frame,
     evaluate_claims,
     list_claims,
-    write_claims_csv,
 )
 from robustxai.errors import RobustXAIError
 from robustxai.results.run import RunData
@@ -74,27 +72,6 @@ def test_claims_frame_has_the_documented_columns(run: RunData) -> None:
     assert frame["p_value"].dtype == float and frame["n"].dtype == int
     empty = claims_frame([])
     assert tuple(empty.columns) == CLAIM_COLUMNS and empty.empty
-
-
-def test_write_claims_csv_writes_tables_claims_csv(run: RunData, tmp_path: Path) -> None:
-    path = write_claims_csv(tmp_path)
-    assert path == tmp_path / "tables" / "claims.csv"
-    frame = pd.read_csv(path)
-    assert tuple(frame.columns) == CLAIM_COLUMNS
-    assert len(frame) == len(evaluate_claims(run))
-    assert path.read_bytes() == write_claims_csv(tmp_path / "results.sqlite", run).read_bytes()
-
-
-def test_write_claims_csv_refuses_a_link_and_a_missing_store(run: RunData, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.csv"
-    outside.write_text("keep")
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "claims.csv").symlink_to(outside)
-    with pytest.raises(RobustXAIError, match="symbolic link"):
-        write_claims_csv(tmp_path, run)
-    assert outside.read_text() == "keep"
-    with pytest.raises(RobustXAIError, match="no run store"):
-        write_claims_csv(tmp_path / "nowhere")
 
 
 def test_an_inconclusive_result_must_say_why() -> None:
