@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
+
 from claims_fixtures import CLEAN, FGSM, Planted, write_run
 from robustxai.claims import CLAIMS, ClaimResult
 from robustxai.claims._pairs import adversarial_pairs, attention_pairs
@@ -84,3 +86,29 @@ def test_impact_claims_say_when_no_attacked_image_was_explained(tmp_path: Path) 
     planted.metric("standard", CLEAN, "saliency", "topk_iou@15", [0.3] * planted.n)
     rows = _eval("impact.iou_rmse_unchanged", write_run(tmp_path, planted))
     assert "explain.epsilons" in rows[0].why and rows[0].verdict == "inconclusive", rows
+
+
+def _one_class_store(drop: float, n: int = 40) -> Planted:
+    """Every manipulated image fractured (label 1): AUC is undefined; the true class's probability falls by
+    ``drop`` (absolute) on average."""
+    planted = Planted(n)
+    planted.model("standard")
+    planted.accuracy("standard", CLEAN, 0.9)
+    rng = np.random.default_rng(3)
+    clean = np.clip(0.8 + rng.normal(0, 0.05, n), 0, 1)
+    adv = np.clip(clean - drop + rng.normal(0, 0.005, n), 0, 1)
+    cond = ("manipulate:saliency", 0.0)
+    for k, (label, c, a) in enumerate(((np.zeros(n), 1 - clean, 1 - adv), (np.ones(n), clean, adv))):
+        planted.metric("standard", cond, "", f"label@{k}", label)
+        planted.metric("standard", cond, "", f"clean_score@{k}", c)
+        planted.metric("standard", cond, "", f"adv_score@{k}", a)
+    planted.metric("standard", cond, "saliency", "unsuccessful", [0.0] * n)
+    return planted
+
+
+def test_auc_kept_on_one_class_images_says_so_and_judges_the_true_class_probability(tmp_path: Path) -> None:
+    (kept,) = _eval("trust.auc_kept", write_run(tmp_path / "a", _one_class_store(drop=0.002)))
+    assert "one class only, so AUC cannot be computed" in kept.why and "too few" not in kept.why
+    assert kept.verdict == "supported" and kept.n == 40 and abs(kept.effect) < 1.0, kept
+    (fell,) = _eval("trust.auc_kept", write_run(tmp_path / "b", _one_class_store(drop=0.2)))
+    assert fell.verdict == "contradicted" and fell.effect < -20 and "one class only" in fell.why, fell
