@@ -1,4 +1,4 @@
-"""The claims' public interface: evaluate_claims, claims_frame, CLAIM_COLUMNS, tables/claims.csv, and a user's
+"""The claims' public interface: evaluate_claims, claims_frame, CLAIM_COLUMNS, and a user's
 own claim in one file."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from claims_fixtures import CLEAN, PGD, Planted, write_run
@@ -21,7 +20,6 @@ from robustxai.claims import (
     claims_frame,
     evaluate_claims,
     list_claims,
-    write_claims_csv,
 )
 from robustxai.errors import RobustXAIError
 from robustxai.results.run import RunData
@@ -76,31 +74,10 @@ def test_claims_frame_has_the_documented_columns(run: RunData) -> None:
     assert tuple(empty.columns) == CLAIM_COLUMNS and empty.empty
 
 
-def test_write_claims_csv_writes_tables_claims_csv(run: RunData, tmp_path: Path) -> None:
-    path = write_claims_csv(tmp_path)
-    assert path == tmp_path / "tables" / "claims.csv"
-    frame = pd.read_csv(path)
-    assert tuple(frame.columns) == CLAIM_COLUMNS
-    assert len(frame) == len(evaluate_claims(run))
-    assert path.read_bytes() == write_claims_csv(tmp_path / "results.sqlite", run).read_bytes()
-
-
-def test_write_claims_csv_refuses_a_link_and_a_missing_store(run: RunData, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.csv"
-    outside.write_text("keep")
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "claims.csv").symlink_to(outside)
-    with pytest.raises(RobustXAIError, match="symbolic link"):
-        write_claims_csv(tmp_path, run)
-    assert outside.read_text() == "keep"
-    with pytest.raises(RobustXAIError, match="no run store"):
-        write_claims_csv(tmp_path / "nowhere")
-
-
 def test_an_inconclusive_result_must_say_why() -> None:
-    with pytest.raises(ValueError, match="must say why"):
+    with pytest.raises(RobustXAIError, match="must say why"):
         ClaimResult("x", "p", "s", "", math.nan, "", math.nan, math.nan, "", None, 0, "", "inconclusive", " ")
-    with pytest.raises(ValueError, match="verdict must be one of"):
+    with pytest.raises(RobustXAIError, match="verdict must be one of"):
         ClaimResult("x", "p", "s", "", 0.0, "", 0.0, 0.0, "", None, 0, "", "maybe", "")  # type: ignore[arg-type]
 
 
@@ -149,6 +126,29 @@ def test_a_claim_that_cannot_read_its_data_gives_an_inconclusive_row(run: RunDat
     broken = [r for r in results if r.claim_id == "zz.broken"]
     assert len(broken) == 1 and broken[0].verdict == "inconclusive"
     assert "could not be evaluated on this run: no ratings table" in broken[0].why
+    assert {r.claim_id for r in results} >= BUILT_IN
+
+
+class _BadVerdict(_Mine):
+    id = "zz.bad_verdict"
+
+    def evaluate(self, run: RunData) -> list[ClaimResult]:
+        return [
+            self.result(
+                scope="", effect=1.0, effect_label="x", ci=(1.0, 1.0), test="t", p_value=None,
+                n=1, n_unit="models", verdict="maybe", why="",  # type: ignore[arg-type]
+            )
+        ]  # fmt: skip
+
+
+def test_a_plug_in_with_a_bad_verdict_gives_one_inconclusive_row_not_a_traceback(run: RunData) -> None:
+    CLAIMS.register(_BadVerdict.id)(_BadVerdict)
+    try:
+        results = evaluate_claims(run)
+    finally:
+        CLAIMS._factories.pop(_BadVerdict.id)
+    (bad,) = [r for r in results if r.claim_id == "zz.bad_verdict"]
+    assert bad.verdict == "inconclusive" and "verdict must be one of" in bad.why
     assert {r.claim_id for r in results} >= BUILT_IN
 
 

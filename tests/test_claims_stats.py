@@ -18,6 +18,7 @@ from robustxai.claims.stats import (
     spearman_test,
     tost,
 )
+from robustxai.errors import RobustXAIError
 
 
 def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -95,7 +96,7 @@ def test_paired_difference_drops_incomplete_pairs_and_handles_tiny_inputs() -> N
     d = paired_difference(np.array([1.0, np.nan, 3.0]), np.array([0.0, 2.0, np.nan]))
     assert d.n == 1 and d.mean == 1.0 and math.isnan(d.ci_low) and math.isnan(d.p_value)
     assert paired_difference(np.array([]), np.array([])).n == 0
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(RobustXAIError, match="same shape"):
         paired_difference(np.zeros(3), np.zeros(4))
 
 
@@ -140,7 +141,7 @@ def test_tost_is_two_one_sided_t_tests() -> None:
 def test_tost_of_constant_differences_and_bad_margin() -> None:
     assert tost(np.full(5, 0.01), 0.05).p_value == 0.0
     assert tost(np.full(5, 0.09), 0.05).p_value == 1.0
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(RobustXAIError, match="positive"):
         tost(np.zeros(3), 0.0)
 
 

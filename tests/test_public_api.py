@@ -31,7 +31,6 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "robustxai.audit": ("AuditConfig", "PROFILES", "load_config", "validate_config"),
     "robustxai.claims": (
         "CLAIMS", "CLAIM_COLUMNS", "Claim", "ClaimResult", "claims_frame", "evaluate_claims", "list_claims",
-        "write_claims_csv",
     ),
     "robustxai.data": (
         "AnnotationResult", "FolderDataset", "ImageDataset", "Sample", "SubsetDataset", "SyntheticFracture",

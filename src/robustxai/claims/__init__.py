@@ -3,8 +3,8 @@
 Each claim is a plug-in (one file, registered in :data:`CLAIMS`) that reads only :mod:`robustxai.results`
 and returns :class:`ClaimResult` rows: the measured effect, its 95 % interval (paired on the same images
 where possible), the test, ``n`` and a verdict — *supported*, *contradicted* or *inconclusive* with the
-reason. :func:`evaluate_claims` runs every registered claim on a run, :func:`claims_frame` makes the table
-and :func:`write_claims_csv` writes ``tables/claims.csv``.
+reason. :func:`evaluate_claims` runs every registered claim on a run and :func:`claims_frame` makes the table
+(the report writes it to ``tables/claims.csv``, with its other tables).
 
 The built-in claims (ids; the papers in ``papers/`` of the design notes):
 
@@ -22,11 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import astuple
-from pathlib import Path
 
 import pandas as pd
 
-from robustxai._atomic import replacing
 from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
     attentive_clean,
     attentive_robustness,
@@ -42,10 +40,9 @@ from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
 from robustxai.claims._data import clear_cache
 from robustxai.claims.base import CLAIMS, Claim, ClaimResult
 from robustxai.errors import RobustXAIError
-from robustxai.results.layout import refuse_link
-from robustxai.results.run import RunData, load_run, run_dir_of
+from robustxai.results.run import RunData
 
-# What users run and extend: the claim registry and base class, evaluating a run, the table and its CSV.
+# What users run and extend: the claim registry and base class, evaluating a run, the table.
 # The verdict constants (``SUPPORTED`` …) stay in :mod:`robustxai.claims.base`, beside the class using them.
 __all__ = [
     "CLAIMS",
@@ -55,7 +52,6 @@ __all__ = [
     "claims_frame",
     "evaluate_claims",
     "list_claims",
-    "write_claims_csv",
 ]
 
 #: Columns of :func:`claims_frame` and of ``tables/claims.csv`` in order (the :class:`ClaimResult` fields):
@@ -79,8 +75,6 @@ CLAIM_COLUMNS: tuple[str, ...] = (
     "verdict",
     "why",
 )
-#: Where :func:`write_claims_csv` writes, relative to the run directory (beside the report's tables).
-CLAIMS_CSV = Path("tables") / "claims.csv"
 
 
 def list_claims() -> list[str]:
@@ -114,26 +108,3 @@ def claims_frame(results: Iterable[ClaimResult]) -> pd.DataFrame:
     frame = pd.DataFrame([astuple(r) for r in results], columns=list(CLAIM_COLUMNS))
     frame["p_value"] = [math.nan if p is None else p for p in frame["p_value"]]
     return frame.astype({"effect": float, "ci_low": float, "ci_high": float, "p_value": float, "n": int})
-
-
-def write_claims_csv(run_dir: str | Path, run: RunData | None = None) -> Path:
-    """Evaluate the claims of the run at ``run_dir`` and write them to ``tables/claims.csv`` there.
-
-    Args:
-        run_dir: The run directory (or its ``results.sqlite``).
-        run: The run when the caller has loaded it already (else it is loaded here).
-
-    Returns:
-        The path written (atomically; a link in its place is refused).
-
-    Raises:
-        RobustXAIError: If there is no readable run store, or the output path is a link.
-    """
-    folder = run_dir_of(run_dir)
-    data = run if run is not None else load_run(folder)
-    path = folder / CLAIMS_CSV
-    refuse_link(path.parent)
-    refuse_link(path)
-    with replacing(path) as tmp:
-        claims_frame(evaluate_claims(data)).to_csv(tmp, index=False, lineterminator="\n")
-    return path

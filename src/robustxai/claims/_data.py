@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -59,16 +60,42 @@ def _config_models(run: RunData) -> list[JsonObject]:
 
 
 def model_configs(run: RunData) -> dict[str, dict[str, object]]:
-    """Per model: ``arch``, ``training`` and ``init_from`` from the run's config, else its ``models`` row."""
+    """Per model: ``arch``, ``training``, ``init_from``, ``eps`` from the config, else the ``models`` row.
+
+    ``eps`` is the resolved training budget: 0 for standard training; for PGD the model's own ``eps``, else
+    the run's ``training.eps``; ``None`` when the store does not say (a PGD model of a store without config).
+    """
     out: dict[str, dict[str, object]] = {}
     if not run.models.empty:
         for row in run.models.to_dict("records"):
             out[str(row["model"])] = {"arch": row.get("arch"), "training": row.get("training")}
     for m in _config_models(run):
         out.setdefault(str(m["name"]), {}).update(
-            {k: m.get(k) for k in ("arch", "training", "init_from") if m.get(k) is not None}
+            {k: m.get(k) for k in ("arch", "training", "init_from", "eps") if m.get(k) is not None}
         )
+    default = _number(_config_section(run, "training").get("eps"))
+    for cfg in out.values():
+        own = _number(cfg.get("eps"))
+        cfg["eps"] = 0.0 if cfg.get("training") == "standard" else own if own is not None else default
     return out
+
+
+def _config_section(run: RunData, name: str) -> JsonObject:
+    """One table of the run's stored config (``{}`` when absent or not a table)."""
+    config = run.meta.get("config")
+    section = config.get(name) if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, else ``None`` (a missing or hand-edited entry)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def primary_condition(run: RunData) -> Condition | None:
@@ -163,10 +190,22 @@ def metric_matrix(
     return _matrix(rows, models, "value")
 
 
-def explainers_of(run: RunData, metric: str) -> list[str]:
-    """The map methods (controls left out) that have ``metric`` rows, sorted."""
+def explainers_of(run: RunData, metric: str, conditions: Iterable[Condition] | None = None) -> list[str]:
+    """The map methods (controls left out) that have ``metric`` rows, sorted.
+
+    With ``conditions``, only rows under one of them count: the manipulation stage stores ``map_ssim`` of
+    the methods it attacked, which say nothing about which methods explained the FGSM/BIM images.
+    """
     rows = metric_rows(run, metric)
+    if conditions is not None:
+        rows = pd.concat([rows.iloc[0:0], *(_at(rows, c) for c in conditions)])
     return sorted({str(e) for e in rows["explainer"].unique()} - CONTROL_EXPLAINERS - {""})
+
+
+def conditions_with(run: RunData, metric: str, conditions: Iterable[Condition]) -> list[Condition]:
+    """Those of ``conditions`` (in order) under which the run stored ``metric`` rows (an explained budget)."""
+    rows = metric_rows(run, metric)
+    return [c for c in conditions if not _at(rows, c).empty]
 
 
 def nan_mean(values: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robustxai.claims._data import attack_conditions, explainers_of
+from robustxai.claims._data import attack_conditions, conditions_with, explainers_of
 from robustxai.results.run import RunData
 from robustxai.results.schema import Condition
 
@@ -25,7 +25,20 @@ def impact_conditions(run: RunData) -> list[Condition]:
     return [c for c in attack_conditions(run) if c[0] in ATTACKS]
 
 
+def explained_conditions(run: RunData, metric: str) -> list[Condition]:
+    """The FGSM/BIM conditions with ``metric`` rows: a budget attacked but never explained is left out.
+
+    ``explain.epsilons`` (or ``explain.attacks``) can leave an attacked budget without maps; its rows would
+    rest on no image, so the claims judge only the explained budgets.
+    """
+    return conditions_with(run, metric, impact_conditions(run))
+
+
+#: Why a metric claim has no row when the run attacked with FGSM/BIM but explained none of those images.
+NOT_EXPLAINED = "no FGSM/BIM budget was explained (explain.attacks / explain.epsilons)"
+
+
 def impact_explainers(run: RunData, metric: str) -> list[str]:
-    """The paper's methods among those with ``metric`` rows, else every map method with them."""
-    present = explainers_of(run, metric)
+    """The paper's methods among those with ``metric`` rows under FGSM/BIM, else every method with them."""
+    present = explainers_of(run, metric, impact_conditions(run))
     return [e for e in PAPER_EXPLAINERS if e in present] or present

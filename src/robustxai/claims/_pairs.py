@@ -6,10 +6,12 @@ A run says it through its config (``meta.config.models``, else the ``models`` ta
   Its **standard counterpart** is
 
   1. the model named in its ``init_from``, when that model's arch has no attention and it was trained the
-     same way (``training``: standard with standard, pgd with pgd) — the attention head was put on that
-     model's backbone, so the pair differs by the head alone; else
-  2. the one model trained the same way whose arch is the attention arch without ``attention`` (and the
-     ``-``/``_`` before it): ``smallcnn-attention`` → ``smallcnn``. None or several such models: no pair.
+     same way (``training``: standard with standard, pgd with pgd, at the same training ε) — the attention
+     head was put on that model's backbone, so the pair differs by the head alone; else
+  2. the one model trained the same way at the same training ε (the model's ``eps``, else the run's
+     ``training.eps``; within 1e-9) whose arch is the attention arch without ``attention`` (and the
+     ``-``/``_`` before it; the ``init_from`` model's arch when it names one): ``smallcnn-attention`` →
+     ``smallcnn``. None or several such models: no pair.
 
 - An **adversarially trained model** is a model with ``training = "pgd"`` and no attention. Its standard
   counterpart is its ``init_from`` when that one has ``training = "standard"`` and the same arch, else the
@@ -36,19 +38,37 @@ def is_attention(arch: object) -> bool:
     return ATTENTION in str(arch or "").lower()
 
 
+def _same_eps(a: object, b: object) -> bool:
+    """Whether two resolved training budgets agree (within 1e-9); an unknown one agrees with any."""
+    if not isinstance(a, float) or not isinstance(b, float):
+        return True
+    return abs(a - b) <= 1e-9
+
+
 def _counterpart(
-    name: str, configs: dict[str, dict[str, object]], models: list[str], arch: str, training: str
+    name: str,
+    configs: dict[str, dict[str, object]],
+    models: list[str],
+    arch: str,
+    training: str,
+    eps: object,
 ) -> tuple[str | None, str]:
-    """The counterpart of ``name`` by ``init_from`` or else the unique model of ``arch`` and ``training``."""
+    """The counterpart of ``name``: its ``init_from``, else the one model of that arch, training, ε."""
     cfg = configs[name]
     parent = cfg.get("init_from")
     if parent in configs and parent in models:
         p = configs[str(parent)]
-        if not is_attention(p.get("arch")) and p.get("training") == training and p.get("arch") == arch:
+        if (
+            not is_attention(p.get("arch"))
+            and p.get("training") == training
+            and p.get("arch") == arch
+            and _same_eps(p.get("eps"), eps)
+        ):
             return str(parent), ""
     same = [
         m for m in models
         if m != name and configs[m].get("arch") == arch and configs[m].get("training") == training
+        and _same_eps(configs[m].get("eps"), eps)
     ]  # fmt: skip
     if len(same) == 1:
         return same[0], ""
@@ -72,7 +92,7 @@ def attention_pairs(run: RunData) -> tuple[list[tuple[str, str]], list[str]]:
         base_arch = _STRIP.sub("", arch, count=1)
         if parent in configs and not is_attention(configs[str(parent)].get("arch")):
             base_arch = str(configs[str(parent)].get("arch"))  # the head sits on the parent's backbone
-        other, why = _counterpart(name, configs, models, base_arch, training)
+        other, why = _counterpart(name, configs, models, base_arch, training, configs[name].get("eps"))
         if other is None:
             notes.append(why)
         else:
@@ -90,7 +110,7 @@ def adversarial_pairs(run: RunData) -> tuple[list[tuple[str, str]], list[str]]:
         cfg = configs[name]
         if cfg.get("training") != "pgd" or is_attention(cfg.get("arch")):
             continue
-        other, why = _counterpart(name, configs, models, str(cfg.get("arch") or ""), "standard")
+        other, why = _counterpart(name, configs, models, str(cfg.get("arch") or ""), "standard", 0.0)
         if other is None:
             notes.append(why)
         else:

@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from robustxai.errors import RobustXAIError
 from robustxai.registry import Registry
 from robustxai.results.run import RunData
 
@@ -92,9 +93,11 @@ class ClaimResult:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {self.verdict!r}")
+            raise RobustXAIError(
+                f"claim {self.claim_id}: verdict must be one of {', '.join(VERDICTS)}, got {self.verdict!r}"
+            )
         if self.verdict == INCONCLUSIVE and not self.why.strip():
-            raise ValueError(f"claim {self.claim_id}: an inconclusive verdict must say why")
+            raise RobustXAIError(f"claim {self.claim_id}: an inconclusive verdict must say why")
 
 
 class Claim(ABC):

@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from robustxai.claims._data import condition_text, metric_matrix, model_names
-from robustxai.claims._impact import ATTACKS, EQUIVALENCE_MARGIN, impact_conditions, impact_explainers
+from robustxai.claims._impact import (
+    ATTACKS,
+    EQUIVALENCE_MARGIN,
+    NOT_EXPLAINED,
+    explained_conditions,
+    impact_conditions,
+    impact_explainers,
+)
 from robustxai.claims._papers import IMPACT
 from robustxai.claims.base import CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
 from robustxai.claims.stats import paired_difference
@@ -41,8 +48,9 @@ class MapSsimDetects(Claim):
             return [self.undecided(f"the run has none of the paper's attacks ({', '.join(ATTACKS)})")]
         explainers = impact_explainers(run, MAP_SSIM)
         if not explainers:
-            return [self.undecided("no map_ssim rows: the run compared no clean and attacked maps")]
-        return [self._one(run, m, c, explainers) for m in model_names(run) for c in conditions]
+            return [self.undecided(f"no map_ssim rows under FGSM/BIM: {NOT_EXPLAINED}")]
+        explained = explained_conditions(run, MAP_SSIM)
+        return [self._one(run, m, c, explainers) for m in model_names(run) for c in explained]
 
     def _one(self, run: RunData, model: str, condition: Condition, explainers: list[str]) -> ClaimResult:
         _, ssim = metric_matrix(run, condition, MAP_SSIM, [model], explainers)

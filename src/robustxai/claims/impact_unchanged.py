@@ -10,12 +10,14 @@ images. ``impact.map_ssim_detects`` sets beside it the map-SSIM change that does
 
 from __future__ import annotations
 
-from robustxai.claims._data import condition_text, model_names
+from robustxai.claims._data import condition_text, explainers_of, model_names
 from robustxai.claims._impact import (
     ATTACKS,
     EQUIVALENCE_MARGIN,
     IOU,
+    NOT_EXPLAINED,
     RMSE,
+    explained_conditions,
     impact_conditions,
     impact_explainers,
 )
@@ -47,12 +49,15 @@ class IouRmseUnchanged(Claim):
             return [self.undecided(f"the run has none of the paper's attacks ({', '.join(ATTACKS)})")]
         out = []
         for metric in (IOU, RMSE):
+            explained = explained_conditions(run, metric)
             explainers = impact_explainers(run, metric)
             if not explainers:
-                out.append(self.undecided(f"no {metric} rows: the run has no images with a mask"))
+                unexplained = not explained and explainers_of(run, metric)
+                why = NOT_EXPLAINED if unexplained else "no images with a mask"
+                out.append(self.undecided(f"no {metric} rows under FGSM/BIM: {why}"))
                 continue
             for model in model_names(run):
-                for condition in conditions:
+                for condition in explained:
                     out.append(self._one(run, model, condition, metric, explainers))
         return out
 

@@ -55,7 +55,7 @@ class RobustnessAlignment(Claim):
         primary = primary_condition(run)
         if primary is None:
             return [self.undecided("the run records no primary attack to measure robustness with")]
-        present = explainers_of(run, ALIGNMENT_METRIC)
+        present = explainers_of(run, ALIGNMENT_METRIC, [CLEAN_CONDITION])
         explainers = [e for e in PAPER_EXPLAINERS if e in present] or present
         if not explainers:
             return [self.undecided(f"no {ALIGNMENT_METRIC} rows: the run has no images with expert points")]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from robustxai.errors import RobustXAIError
 from robustxai.metrics.statistics import spearman_permutation
 
 __all__ = [
@@ -133,7 +134,7 @@ def paired_difference(
     """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
-        raise ValueError(f"paired values need the same shape, got {x.shape} and {y.shape}")
+        raise RobustXAIError(f"paired values need the same shape, got {x.shape} and {y.shape}")
     d = (x - y)[np.isfinite(x) & np.isfinite(y)]
     n = int(d.size)
     if n == 0:
@@ -216,10 +217,10 @@ def tost(differences: np.ndarray, margin: float) -> Tost:
     t statistic is undefined; the p-values are then 0 (the mean lies inside the margin) or 1 (it does not).
 
     Raises:
-        ValueError: If ``margin`` is not positive.
+        RobustXAIError: If ``margin`` is not positive.
     """
     if not margin > 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin!r}")
+        raise RobustXAIError(f"the equivalence margin must be positive, got {margin!r}")
     d = np.asarray(differences, dtype=np.float64)
     d = d[np.isfinite(d)]
     n = int(d.size)

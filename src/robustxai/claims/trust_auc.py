@@ -6,6 +6,10 @@ attacked method: the mean over labels (classes) of the ROC AUC on the manipulate
 relative to the clean images' (in %, as the paper's row "AUC (change %)"), and a percentile-bootstrap
 interval over images (clean and manipulated scores of an image resampled together), against
 :data:`MAX_AUC_DROP_PCT`. Read from the stage's ``label@k``, ``clean_score@k`` and ``adv_score@k`` rows.
+
+Where the manipulated images hold one class only (the built-in benchmark manipulates the annotated, i.e.
+fractured, images) AUC is undefined; the row then judges, against the same bound, the relative change of
+the mean probability of each image's true class (paired bootstrap over images) and says so.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ class AucKept(Claim):
     paper = TRUST
     statement = (
         "The manipulated images keep the model's performance: the mean AUC over labels falls by less than "
-        "2.5 % relative to the clean images."
+        "2.5 % relative to the clean images (where they hold one class only, AUC is undefined: the mean "
+        "probability of the true class, by the same bound)."
     )
 
     def evaluate(self, run: RunData) -> list[ClaimResult]:
@@ -100,8 +105,14 @@ class AucKept(Claim):
         scope = f"{model}, manipulated {method}"
         n = labels.shape[1]
         change = _change(mean_auc(clean[None], labels[None]), mean_auc(adv[None], labels[None]))[0]
+        if n >= 2 and math.isnan(change) and _one_class(labels):
+            return self._true_class(scope, labels, clean, adv)
         if n < 2 or math.isnan(change):
-            why = f"AUC undefined on these {n} images (no labels, or only one class among them)"
+            why = (
+                f"AUC undefined on {n} image{'s' * (n != 1)}"
+                if n
+                else "AUC undefined: the run stores no per-label scores of these manipulated images"
+            )
             return self.undecided(why, scope=scope, effect_label=_LABEL, n=n, n_unit="images")
         idx = resample(n)  # [B, n]: every label's clean and manipulated scores of an image move together
         y = labels[:, idx].transpose(1, 0, 2)
@@ -123,8 +134,50 @@ class AucKept(Claim):
             why=why,
         )
 
+    def _true_class(self, scope: str, labels: np.ndarray, clean: np.ndarray, adv: np.ndarray) -> ClaimResult:
+        """Where AUC is undefined (one class only): the change of the true class's mean probability.
+
+        What "AUC kept" stands for on such data: the manipulated images leave the model's confidence in
+        the right class where it was. Per image the probability of its true class (mean over its positive
+        labels), the change of the mean relative to the clean images' (%), a paired percentile bootstrap
+        over images, judged against the paper's bound :data:`MAX_AUC_DROP_PCT`.
+        """
+        pos = labels > 0.5
+        has = pos.any(axis=0)
+        count = np.maximum(pos.sum(axis=0), 1)
+        c, a = ((v * pos).sum(axis=0)[has] / count[has] for v in (clean, adv))
+        n = int(c.size)
+        one = (
+            f"the {labels.shape[1]} manipulated images hold one class only, so AUC cannot be computed on them"
+        )
+        if n < 3:
+            why = f"{one}; too few images with a true class to compare its probability (n = {n})"
+            return self.undecided(why, scope=scope, effect_label=_TRUE_LABEL, n=n, n_unit="images")
+        idx = resample(n)  # [B, n]: an image's clean and manipulated probabilities move together
+        ci = percentile_interval(_change(c[idx].mean(axis=1), a[idx].mean(axis=1)))
+        change = float(_change(np.array(c.mean()), np.array(a.mean())))
+        verdict, why = _decide(change, ci, n, "true-class probability")
+        return self.result(
+            scope=scope,
+            effect=change,
+            effect_label=_TRUE_LABEL,
+            ci=ci,
+            test=f"paired percentile bootstrap over images vs −{MAX_AUC_DROP_PCT:g} % (non-inferiority)",
+            p_value=None,
+            n=n,
+            n_unit="images",
+            verdict=verdict,
+            why=f"{one}; instead: {why}",
+        )
+
 
 _LABEL = "AUC change (manipulated vs clean, % of clean), mean over labels"
+_TRUE_LABEL = "true-class probability change (manipulated vs clean, % of clean), mean over images"
+
+
+def _one_class(labels: np.ndarray) -> bool:
+    """Whether every label is one value on every image (no label has both classes: AUC is undefined)."""
+    return bool(labels.size) and bool(np.all(labels.min(axis=1) == labels.max(axis=1)))
 
 
 def _change(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
@@ -132,13 +185,13 @@ def _change(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
         return np.where(clean > 0, 100.0 * (adv - clean) / clean, np.nan)
 
 
-def _decide(change: float, ci: tuple[float, float], n: int) -> tuple[Verdict, str]:
+def _decide(change: float, ci: tuple[float, float], n: int, name: str = "AUC") -> tuple[Verdict, str]:
     bound = -MAX_AUC_DROP_PCT
-    numbers = f"AUC change {change:+.1f} % on {n} images, 95 % CI [{ci[0]:+.1f}, {ci[1]:+.1f}] %"
+    numbers = f"{name} change {change:+.1f} % on {n} images, 95 % CI [{ci[0]:+.1f}, {ci[1]:+.1f}] %"
     if math.isnan(ci[0]):
         return INCONCLUSIVE, f"no interval: {numbers}"
     if ci[0] > bound:
         return SUPPORTED, f"{numbers}: the drop stays under {MAX_AUC_DROP_PCT:g} %"
     if ci[1] < bound:
-        return CONTRADICTED, f"{numbers}: the AUC falls by more than {MAX_AUC_DROP_PCT:g} %"
+        return CONTRADICTED, f"{numbers}: the {name} falls by more than {MAX_AUC_DROP_PCT:g} %"
     return INCONCLUSIVE, f"interval spans −{MAX_AUC_DROP_PCT:g} %: {numbers}"
