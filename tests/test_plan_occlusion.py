@@ -93,3 +93,27 @@ def test_the_plan_times_occlusion_once_then_reads_the_cache(tmp_path: Path) -> N
     assert timing.measured == 0  # pass times and the occlusion call both read back
     again = next(s for s in second.stages if s.name == "explain")
     assert again.seconds == pytest.approx(explain.seconds)
+
+
+def test_a_damaged_cached_occlusion_timing_is_measured_again(tmp_path: Path) -> None:
+    """A cache file with ``images: 0`` or a negative time is refused and the call timed again."""
+    path = tmp_path / "small.toml"
+    path.write_text(
+        f'cache_dir = "{tmp_path / "cache"}"\n'
+        "[data]\nn_train = 40\nn_test = 8\nsize = 16\n"
+        '[[models]]\nname = "m"\narch = "smallcnn"\narch_kwargs = { widths = [4, 4, 4, 4] }\n'
+        '[training]\nepochs = 1\n[explain]\nn_images = 2\nbatch_size = 2\nmethods = ["occlusion"]\n'
+    )
+    cfg = load_config(path, profile="smoke")
+    estimate_audit(cfg)
+    calls = [p for p in (tmp_path / "cache" / "timing").glob("*.json") if '"per_image"' in p.read_text()]
+    assert len(calls) == 1
+    bad_files = (
+        '{"images": 0, "per_image": 1.0, "engine": null}',
+        '{"images": 2, "per_image": -1.0, "engine": "x"}',
+    )
+    for bad in bad_files:
+        calls[0].write_text(bad)
+        timing = TimingCache(Path(str(cfg.cache_dir)))
+        again = next(s for s in estimate_audit(cfg, timing=timing).stages if s.name == "explain")
+        assert timing.measured == 1 and again.seconds > 0

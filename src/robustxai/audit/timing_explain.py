@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustxai._atomic import write_text
 from robustxai.audit.timing import TimingCache, timing_key
+from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,16 @@ class CallTime:
     images: int
     per_image: float
     engine: str | None
+
+    def __post_init__(self) -> None:
+        """A cached file with images < 1, a time that is not finite and ≥ 0, or an odd engine is refused."""
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
+            raise RobustXAIError(f"a call timing's images must be an integer ≥ 1, got {self.images!r}")
+        t = self.per_image
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t < math.inf:
+            raise RobustXAIError(f"an explainer call timing's seconds must be finite and ≥ 0, got {t!r}")
+        if self.engine is not None and not isinstance(self.engine, str):
+            raise RobustXAIError(f"an explainer call timing's engine must be a name, got {self.engine!r}")
 
     @property
     def applies(self) -> bool:
@@ -111,7 +123,5 @@ class CallCache:
         self._memory[key] = found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(found)))
-            tmp.replace(path)
+            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
         return found
