@@ -29,9 +29,11 @@ from robustxai.audit.passes import Shape, Work, unit_work
 from robustxai.audit.plan import AuditData, Unit, inapplicable, plan_units
 from robustxai.audit.progress import LogProgress, Progress, format_seconds, stage_name
 from robustxai.audit.stages_data import build_datasets
+from robustxai.audit.stages_eval import explainer_for
 from robustxai.audit.stages_manip import _attack as manipulation_attack
 from robustxai.audit.stages_models import build_architecture, fit_config_for, models_to_train
 from robustxai.audit.timing import PassTime, TimingCache
+from robustxai.audit.timing_explain import TIMED_IMAGES, CallCache, CallTime
 from robustxai.audit.timing_manip import StepCache, StepTime
 from robustxai.errors import ConfigError
 from robustxai.models import ModelWrapper, load_model
@@ -49,6 +51,8 @@ REPORT_S_FIXED, REPORT_S_PER_UNIT = 3.0, 0.05
 MAX_TIMED_BATCHES = 3
 #: Measured manipulation steps by (model, work label) and batch size.
 StepTimes = dict[tuple[str, str], dict[int, StepTime]]
+#: Measured explainer calls (occlusion) by (model, explainer).
+CallTimes = dict[tuple[str, str], CallTime]
 
 
 @dataclass
@@ -62,6 +66,7 @@ class StagePlan:
     seconds: float = 0.0
     peak_bytes: int = 0
     by_method: dict[str, list[int]] = field(default_factory=dict)  # label → [forward, backward, train]
+    priced: dict[str, str] = field(default_factory=dict)  # label → how a measured call priced it
     note: str = ""
 
 
@@ -149,6 +154,14 @@ def step_seconds(work: Work, model: str, steps: StepTimes) -> float | None:
     return t.seconds(work.steps, work.rows)
 
 
+def call_seconds(work: Work, model: str, calls: CallTimes) -> float | None:
+    """Seconds of an explainer call from its measured per-image time (``None``: priced by its passes)."""
+    measured = calls.get((model, work.label))
+    if not work.images or measured is None or not measured.applies:
+        return None
+    return measured.per_image * work.images
+
+
 def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
     """Peak bytes of one piece of work: parameters (×4 when training: gradients and Adam) + activations."""
     t = nearest(times, max(work.rows, 1))
@@ -180,6 +193,7 @@ class Planner:
         self.skipped = inapplicable(cfg, self.models)
         self.to_train = models_to_train(cfg, self.data_info, cache)
         self.step_cache = StepCache(self.timing)
+        self.call_cache = CallCache(self.timing)
 
     def _model(self, name: str) -> ModelWrapper:
         m = next(mc for mc in self.cfg.models if mc.name == name)
@@ -242,6 +256,25 @@ class Planner:
                 found[w.rows] = self.step_cache.get(spec, model, attack, images, labels, device)
         return out
 
+    def call_times(self, per_unit: list[tuple[Unit, list[Work]]], device: str) -> CallTimes:
+        """Measured (or cached) calls of each model × explainer priced by a call (occlusion).
+
+        Timed on :data:`TIMED_IMAGES` of the first annotated test images, with the explainer configured
+        as the explanation stage runs it.
+        """
+        out: CallTimes = {}
+        for u, works in per_unit:
+            for w in works:
+                if not w.images or (u.model, w.label) in out:
+                    continue
+                images, _ = self._first_images(TIMED_IMAGES)
+                spec = timing_spec(self.cfg, u.model, self.shape)
+                explainer = explainer_for(self.cfg, w.label, u.model)
+                out[(u.model, w.label)] = self.call_cache.get(
+                    spec, self.models[u.model], explainer, images, device
+                )
+        return out
+
     def _first_images(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` annotated test images (repeated when there are fewer) and their labels."""
         subset = self.data.subset or list(range(len(self.data)))
@@ -254,12 +287,17 @@ def _stages(
     training: dict[str, list[Work]],
     times: dict[str, dict[int, PassTime]],
     steps: StepTimes | None = None,
+    calls: CallTimes | None = None,
 ) -> tuple[list[StagePlan], dict[str, float]]:
     stages = {name: StagePlan(name) for name in STAGES}
     unit_seconds: dict[str, float] = {}
 
     def add(stage: StagePlan, work: Work, model: str) -> float:
         measured = step_seconds(work, model, steps or {})
+        if measured is None:
+            measured = call_seconds(work, model, calls or {})
+            if measured is not None:
+                stage.priced[work.label] = "its time measured per image"
         seconds = work_seconds(work, times[model]) if measured is None else measured
         stage.forward += work.forward
         stage.backward += work.backward
@@ -302,13 +340,14 @@ def estimate_audit(
     per_unit, training = planner.works(cfg)
     times = planner.times(per_unit, training, planner.device)
     steps = planner.step_times(per_unit, planner.device)
+    calls = planner.call_times(per_unit, planner.device)
     trimmed: list[str] = []
     if max_minutes is not None:
         from robustxai.audit.estimate_trim import trim_to_fit
 
-        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps))
+        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps, calls))
         per_unit, training = planner.works(cfg)
-    stages, unit_seconds = _stages(per_unit, training, times, steps)
+    stages, unit_seconds = _stages(per_unit, training, times, steps, calls)
     total = sum(s.seconds for s in stages)
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
@@ -336,10 +375,14 @@ def estimate_audit(
 
 
 def _total(
-    planner: Planner, cfg: AuditConfig, times: dict[str, dict[int, PassTime]], steps: StepTimes
+    planner: Planner,
+    cfg: AuditConfig,
+    times: dict[str, dict[int, PassTime]],
+    steps: StepTimes,
+    calls: CallTimes | None = None,
 ) -> float:
     per_unit, training = planner.works(cfg)
-    return sum(s.seconds for s in _stages(per_unit, training, times, steps)[0])
+    return sum(s.seconds for s in _stages(per_unit, training, times, steps, calls)[0])
 
 
 def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:

@@ -62,8 +62,10 @@ def plan_lines(est: AuditEstimate) -> list[str]:
     for s in est.stages:
         lines.append(_stage_line(s))
         for label, (fwd, bwd, train) in s.by_method.items():
-            if len(s.by_method) > 1:
-                lines.append(f"      {label}: {_passes(fwd, bwd, train)}")
+            priced = s.priced.get(label)
+            if len(s.by_method) > 1 or priced:
+                note = f" (the full computation's passes; priced by {priced}, not by these)" if priced else ""
+                lines.append(f"      {label}: {_passes(fwd, bwd, train)}{note}")
     lines.append(f"  {'total':<11}{format_seconds(est.seconds):>9}   peak memory ≈ {_mb(est.peak_bytes)}")
     gpu = (
         "measured on this machine's GPU"

@@ -19,6 +19,7 @@ from robustxai.audit.config import AuditConfig
 from robustxai.audit.plan import Unit, explained_conditions
 from robustxai.audit.stages_eval import explain_batch, explainer_for
 from robustxai.audit.stages_manip import _attack as manipulation_attack
+from robustxai.audit.timing_explain import timed
 from robustxai.audit.timing_manip import total_steps
 from robustxai.explain import Explainer, create_explainer
 from robustxai.results.schema import CLEAN_CONDITION
@@ -38,6 +39,8 @@ class Work:
         train: Rows through a training step (forward, backward with parameter gradients, optimiser step).
         steps: Steps of a manipulation attack call (0: not one); the plan prices those by measured steps
             (:mod:`robustxai.audit.timing_manip`), the passes stay for the breakdown.
+        images: Images of an explainer call the plan prices by a measured call (0: priced by its passes;
+            :mod:`robustxai.audit.timing_explain`: occlusion, whose pass count is the full computation's).
     """
 
     label: str
@@ -46,6 +49,7 @@ class Work:
     rows: int
     train: int = 0
     steps: int = 0
+    images: int = 0
 
 
 PassCount = Callable[[Unit, AuditConfig, Shape], list[Work]]
@@ -79,13 +83,15 @@ def explainer_work(
     """An explainer on ``n`` images in calls of at most ``batch``: its passes and the target's.
 
     When it explains the predicted class (``predicted``) without finding it in its own passes, the forward
-    pass that finds it is counted too.
+    pass that finds it is counted too. A call of an explainer priced by a measured call
+    (:func:`robustxai.audit.timing_explain.timed`) says how many images it explains.
     """
     out = []
+    per_image = timed(explainer)
     for lo in range(0, n, batch):
         b = min(batch, n - lo)
         fwd, bwd = explainer.passes(b, shape[1], shape[2])
-        out.append(Work(label, fwd, bwd, explainer.pass_rows(b)))
+        out.append(Work(label, fwd, bwd, explainer.pass_rows(b), images=b if per_image else 0))
         if predicted and _targets_cost(explainer):
             out.append(Work(label, b, 0, b))
     return out
