@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
@@ -31,6 +32,12 @@ from robustxai._atomic import write_text
 from robustxai.audit.cache import key_of
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+#: A cached measurement: a dataclass written as JSON and read back with its constructor's checks.
+_T = TypeVar("_T", bound="DataclassInstance")
 
 TIMING_DIR = "timing"
 TIMING_VERSION = "timing-2"  # bump when what a measurement means changes (2: the median, not the best)
@@ -217,19 +224,32 @@ class TimingCache:
     ) -> PassTime:
         """The cached measurement of ``spec`` at ``batch``, or a new one of ``model()`` (then cached)."""
         key = timing_key(spec, shape, batch, device, train)
-        if key in self._memory:
-            return self._memory[key]
+        return self.remember(
+            self._memory, key, PassTime, lambda: measure(model(), shape, batch, device, train=train)
+        )
+
+    def remember(
+        self, memory: dict[str, _T], key: str, kind: Callable[..., _T], measure: Callable[[], _T]
+    ) -> _T:
+        """The measurement stored under ``key``: from ``memory``, else its JSON file, else ``measure()``.
+
+        The file is read back as ``kind(**fields)``; a torn, foreign or refused one (``kind`` raises) is
+        measured again. A new measurement is counted in :attr:`measured` and written atomically. Pass times,
+        manipulation step times and explainer call times all go through here, each with its own ``memory``.
+        """
+        if key in memory:
+            return memory[key]
         path = None if self.root is None else self.root / f"{key}.json"
         if path is not None and path.is_file():
             try:
-                found = PassTime(**json.loads(path.read_text()))
-                self._memory[key] = found
+                found = kind(**json.loads(path.read_text()))
+                memory[key] = found
                 return found
             except (ValueError, TypeError):  # a torn or foreign file: measure again
                 log.warning("ignoring unreadable timing cache %s", path)
-        found = measure(model(), shape, batch, device, train=train)
+        found = measure()
         self.measured += 1
-        self._memory[key] = found
+        memory[key] = found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace

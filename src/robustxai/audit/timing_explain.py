@@ -13,23 +13,17 @@ per image. Where the engine does not apply (a model it cannot box, e.g. attentio
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustxai._atomic import write_text
 from robustxai.audit.timing import TimingCache, timing_key
 from robustxai.errors import RobustXAIError
 from robustxai.explain import Explainer
-
-log = logging.getLogger(__name__)
 
 CALL_VERSION = "explain-call-1"  # bump when what a call measurement means changes
 #: Explainers priced by a measured call instead of their pass count.
@@ -105,23 +99,11 @@ class CallCache:
         shape = tuple(int(v) for v in images.shape[1:])
         what = [CALL_VERSION, spec, explainer.name, explainer.params()]
         key = timing_key(what, shape, int(images.shape[0]), device, False)  # type: ignore[arg-type]
-        if key in self._memory:
-            return self._memory[key]
-        root = self.timing.root
-        path = None if root is None else Path(root) / f"{key}.json"
-        if path is not None and path.is_file():
-            try:
-                found = CallTime(**json.loads(path.read_text()))
-                self._memory[key] = found
-                return found
-            except (ValueError, TypeError):  # a torn or foreign file: measure again
-                log.warning("ignoring unreadable timing cache %s", path)
-        home = next((p.device for p in model.parameters()), torch.device("cpu"))
-        found = measure_call(model.to(device), explainer, images.to(device))
-        model.to(home)
-        self.timing.measured += 1
-        self._memory[key] = found
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
-        return found
+
+        def measured() -> CallTime:
+            home = next((p.device for p in model.parameters()), torch.device("cpu"))
+            found = measure_call(model.to(device), explainer, images.to(device))
+            model.to(home)
+            return found
+
+        return self.timing.remember(self._memory, key, CallTime, measured)

@@ -14,23 +14,17 @@ every step at its steady-state cost (:func:`with_steps`).
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustxai._atomic import write_text
 from robustxai.audit.timing import TimingCache, timing_key
 from robustxai.errors import RobustXAIError
 from robustxai.manipulate import Manipulate
-
-log = logging.getLogger(__name__)
 
 STEP_VERSION = "manip-step-2"  # bump when what a step measurement means changes
 SHORT, LONG = 1, 3  # steps of the two timed calls
@@ -126,23 +120,11 @@ class StepCache:
         shape = tuple(int(v) for v in images.shape[1:])
         what = [STEP_VERSION, spec, repr(with_steps(attack, SHORT))]
         key = timing_key(what, shape, int(images.shape[0]), device, False)  # type: ignore[arg-type]
-        if key in self._memory:
-            return self._memory[key]
-        root = self.timing.root
-        path = None if root is None else Path(root) / f"{key}.json"
-        if path is not None and path.is_file():
-            try:
-                found = StepTime(**json.loads(path.read_text()))
-                self._memory[key] = found
-                return found
-            except (ValueError, TypeError):  # a torn or foreign file: measure again
-                log.warning("ignoring unreadable timing cache %s", path)
-        home = next((p.device for p in model.parameters()), torch.device("cpu"))
-        found = measure_steps(model.to(device), attack, images.to(device), labels.to(device))
-        model.to(home)
-        self.timing.measured += 1
-        self._memory[key] = found
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
-        return found
+
+        def measured() -> StepTime:
+            home = next((p.device for p in model.parameters()), torch.device("cpu"))
+            found = measure_steps(model.to(device), attack, images.to(device), labels.to(device))
+            model.to(home)
+            return found
+
+        return self.timing.remember(self._memory, key, StepTime, measured)
