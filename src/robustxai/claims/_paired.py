@@ -5,12 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from robustxai.claims._data import correct_matrix, metric_matrix
-from robustxai.claims.base import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Verdict
+from robustxai.claims.base import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
 from robustxai.claims.stats import ALPHA, PairedDifference, clopper_pearson, paired_difference
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN_CONDITION, Condition
 
-__all__ = ["PAIRED_TEST", "better_verdict", "chance_problem", "paired_accuracy", "paired_metric"]
+__all__ = [
+    "PAIRED_TEST",
+    "accuracy_gain_result",
+    "better_verdict",
+    "chance_problem",
+    "paired_accuracy",
+    "paired_metric",
+]
 
 #: The test behind every paired accuracy difference.
 PAIRED_TEST = "paired difference on the same images: percentile bootstrap CI, sign-flip permutation p"
@@ -93,3 +100,29 @@ def chance_problem(run: RunData, models: list[str]) -> str | None:
                 f"from {low:.0%}; majority class {majority:.0%}): its accuracy under attack means nothing"
             )
     return None
+
+
+def accuracy_gain_result(
+    claim: Claim, run: RunData, a: tuple[str, Condition], b: tuple[str, Condition], *, scope: str, label: str
+) -> ClaimResult:
+    """``claim``'s row for "model ``a[0]`` under ``a[1]`` is more accurate than ``b[0]`` under ``b[1]``".
+
+    The paired difference on the same images decides it (:func:`better_verdict`), unless either model is no
+    better than chance on clean images (:func:`chance_problem`): then the row is inconclusive.
+    """
+    diff, acc_a, acc_b = paired_accuracy(run, a, b)
+    verdict, why = better_verdict(diff, acc_a, acc_b)
+    if problem := chance_problem(run, list(dict.fromkeys([a[0], b[0]]))):
+        verdict, why = INCONCLUSIVE, problem
+    return claim.result(
+        scope=scope,
+        effect=diff.mean,
+        effect_label=label,
+        ci=(diff.ci_low, diff.ci_high),
+        test=PAIRED_TEST,
+        p_value=diff.p_value,
+        n=diff.n,
+        n_unit="images",
+        verdict=verdict,
+        why=why,
+    )

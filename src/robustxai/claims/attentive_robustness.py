@@ -11,10 +11,10 @@ each PGD budget of the run, with a bootstrap interval and a sign-flip permutatio
 from __future__ import annotations
 
 from robustxai.claims._data import attack_conditions, condition_text
-from robustxai.claims._paired import PAIRED_TEST, better_verdict, chance_problem, paired_accuracy
+from robustxai.claims._paired import accuracy_gain_result
 from robustxai.claims._pairs import attention_pairs
 from robustxai.claims._papers import ATTENTIVE
-from robustxai.claims.base import CLAIMS, INCONCLUSIVE, Claim, ClaimResult
+from robustxai.claims.base import CLAIMS, Claim, ClaimResult
 from robustxai.results.run import RunData
 
 #: The attack of the paper (Foolbox's L∞ PGD).
@@ -44,22 +44,14 @@ class AttentionRobustness(Claim):
         out = []
         for attention, standard in pairs:
             for condition in conditions:
-                diff, acc_a, acc_s = paired_accuracy(run, (attention, condition), (standard, condition))
-                verdict, why = better_verdict(diff, acc_a, acc_s)
-                if problem := chance_problem(run, [attention, standard]):
-                    verdict, why = INCONCLUSIVE, problem
                 out.append(
-                    self.result(
+                    accuracy_gain_result(
+                        self,
+                        run,
+                        (attention, condition),
+                        (standard, condition),
                         scope=f"{attention} vs {standard}, {condition_text(condition)}",
-                        effect=diff.mean,
-                        effect_label="accuracy difference (attention − standard), paired images",
-                        ci=(diff.ci_low, diff.ci_high),
-                        test=PAIRED_TEST,
-                        p_value=diff.p_value,
-                        n=diff.n,
-                        n_unit="images",
-                        verdict=verdict,
-                        why=why,
+                        label="accuracy difference (attention − standard), paired images",
                     )
                 )
         return out

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from robustxai.claims._data import condition_text, model_names
 from robustxai.claims._impact import ATTACKS, impact_conditions
-from robustxai.claims._paired import PAIRED_TEST, better_verdict, chance_problem, paired_accuracy
+from robustxai.claims._paired import accuracy_gain_result
 from robustxai.claims._papers import IMPACT
-from robustxai.claims.base import CLAIMS, INCONCLUSIVE, Claim, ClaimResult
+from robustxai.claims.base import CLAIMS, Claim, ClaimResult
 from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN_CONDITION
 
@@ -32,22 +32,14 @@ class AccuracyFalls(Claim):
         out = []
         for model in model_names(run):
             for condition in conditions:
-                diff, clean, attacked = paired_accuracy(run, (model, CLEAN_CONDITION), (model, condition))
-                verdict, why = better_verdict(diff, clean, attacked)
-                if problem := chance_problem(run, [model]):
-                    verdict, why = INCONCLUSIVE, problem
                 out.append(
-                    self.result(
+                    accuracy_gain_result(
+                        self,
+                        run,
+                        (model, CLEAN_CONDITION),
+                        (model, condition),
                         scope=f"{model}, {condition_text(condition)}",
-                        effect=diff.mean,
-                        effect_label="accuracy drop (clean − attacked), paired images",
-                        ci=(diff.ci_low, diff.ci_high),
-                        test=PAIRED_TEST,
-                        p_value=diff.p_value,
-                        n=diff.n,
-                        n_unit="images",
-                        verdict=verdict,
-                        why=why,
+                        label="accuracy drop (clean − attacked), paired images",
                     )
                 )
         return out

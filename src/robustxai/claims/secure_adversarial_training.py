@@ -9,10 +9,10 @@ of :mod:`robustxai.claims._pairs`), the paired accuracy difference under the run
 from __future__ import annotations
 
 from robustxai.claims._data import condition_text, primary_condition
-from robustxai.claims._paired import PAIRED_TEST, better_verdict, chance_problem, paired_accuracy
+from robustxai.claims._paired import accuracy_gain_result
 from robustxai.claims._pairs import adversarial_pairs
 from robustxai.claims._papers import SECURE
-from robustxai.claims.base import CLAIMS, INCONCLUSIVE, Claim, ClaimResult
+from robustxai.claims.base import CLAIMS, Claim, ClaimResult
 from robustxai.results.run import RunData
 
 
@@ -38,22 +38,14 @@ class AdversarialTrainingRobustness(Claim):
             return [self.undecided(f"no adversarial/standard pair: {why}")]
         out = []
         for robust, standard in pairs:
-            diff, acc_r, acc_s = paired_accuracy(run, (robust, primary), (standard, primary))
-            verdict, why = better_verdict(diff, acc_r, acc_s)
-            if problem := chance_problem(run, [robust, standard]):
-                verdict, why = INCONCLUSIVE, problem
             out.append(
-                self.result(
+                accuracy_gain_result(
+                    self,
+                    run,
+                    (robust, primary),
+                    (standard, primary),
                     scope=f"{robust} vs {standard}, {condition_text(primary)}",
-                    effect=diff.mean,
-                    effect_label="accuracy difference (adversarially trained − standard), paired images",
-                    ci=(diff.ci_low, diff.ci_high),
-                    test=PAIRED_TEST,
-                    p_value=diff.p_value,
-                    n=diff.n,
-                    n_unit="images",
-                    verdict=verdict,
-                    why=why,
+                    label="accuracy difference (adversarially trained − standard), paired images",
                 )
             )
         return out
