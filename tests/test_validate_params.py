@@ -84,7 +84,6 @@ def test_fit_config_refuses_fractional_and_boolean_counts(name, value) -> None:
         rx.FitConfig(**{name: value})
 
 
-
 def _manipulate(**kw):
     from robustxai.manipulate import Manipulate
 

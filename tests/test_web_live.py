@@ -49,7 +49,7 @@ def test_a_map_the_run_does_not_store_is_computed_on_demand(admin: TestClient, r
     index = next(i for i, s in enumerate(view.sample_ids) if not view.has_pixels(s))
     page = admin.get(f"/explore/sample/{index}")
     assert page.status_code == 200
-    assert "data-src=\"/img/live/" in page.text and "computing…" in page.text
+    assert 'data-src="/img/live/' in page.text and "computing…" in page.text
     assert '<path class="outline"' in page.text
     assert admin.get(f"/img/sample/{index}.png").status_code == 200
     r = admin.get(live(index))

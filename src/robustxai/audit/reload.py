@@ -109,7 +109,9 @@ class RunContext:
         key = model_key(self.cfg, m, self.data_info, int(self.data_info["channels"]), parent)
         if m.training == "none":
             model = build_untrained(
-                m, list(self.data_info["class_names"]), int(self.data_info["channels"]),
+                m,
+                list(self.data_info["class_names"]),
+                int(self.data_info["channels"]),
                 str(self.data_info.get("task", "multiclass")),
             )
             if m.init_from:
