@@ -91,8 +91,7 @@ def _model_line(
         facts.sizes += (n,)
         text = (
             f"'{model}' has the highest clean accuracy, {fmt_percent(float(best['accuracy']))} (n = {n} "
-            "images), "
-            "but no attack was run, so how it holds up under perturbation is unknown."
+            "images), but no attack was run, so how it holds up under perturbation is unknown."
         )
     else:
         label = condition_label(*tables.primary)
@@ -144,8 +143,7 @@ def _method_line(tables: ReportTables, model: str, facts: _Facts) -> tuple[str |
     facts.sizes += (n,)
     text = (
         f"{method}, the best of {len(rows)} on clean images: {fmt_percent(float(best['value']))} of the "
-        "expert "
-        "points lie in its top 15 % pixels"
+        "expert points lie in its top 15 % pixels"
     )
     g = _gap(tables, model, method, (CLEAN, 0.0))
     if g is None:

@@ -99,8 +99,8 @@ def chance_warnings(levels: list[ChanceLevel]) -> list[str]:
         k = f"; with {c.n_classes} classes, 1/K = {fmt_percent(1.0 / c.n_classes)}" if c.n_classes > 1 else ""
         where = "lies below" if c.ci_high < c.chance else "includes"
         out.append(
-            f"Model '{c.model}' is at chance level on clean images: {fmt_percent(c.accuracy)} accuracy (95 "
-            "% CI "
+            f"Model '{c.model}' is at chance level on clean images: {fmt_percent(c.accuracy)} accuracy "
+            "(95 % CI "
             f"{fmt_number(c.ci_low, 1, 100.0)}–{fmt_number(c.ci_high, 1, 100.0)} %, n = {c.n} images), and "
             f"always answering the most common label ('{c.majority}', {fmt_percent(c.chance)} of these "
             f"images{k}) "
@@ -184,8 +184,7 @@ def manipulation_sentences(outcome: pd.DataFrame) -> list[str]:
     for method, g in outcome.groupby("method", sort=True):
         models = ", ".join(
             f"'{r.model}' {r.successes} of {r.n} (unsuccessful ratio {fmt_percent(r.unsuccessful_ratio)}; "
-            "map peak "
-            f"inside the target on {r.peak_in_target} of {r.n})"
+            f"map peak inside the target on {r.peak_in_target} of {r.n})"
             for r in g.itertuples(index=False)
         )
         per_method.append(f"{method}: {models}")
