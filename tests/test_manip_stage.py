@@ -137,6 +137,10 @@ def test_peak_in_target_is_where_the_attacked_map_peaks() -> None:
     m[2, 4, 11] = 1.0  # on its corner: inside
     peak = map_metrics(m, m, t)["peak_in_target"]
     assert peak.tolist() == [1.0, 0.0, 1.0] and peak.dtype == torch.float64
+    tied = m.clone()
+    tied[0, 10, 2] = tied[0, 12, 3] = 1.0  # argmax keeps (2, 13), inside; two of three maxima are outside
+    tied[1, 0, 12] = tied[1, 1, 12] = 1.0  # and here two of three are inside
+    assert map_metrics(tied, tied, t)["peak_in_target"].tolist() == [0.0, 1.0, 1.0]
 
 
 def test_config_and_checks() -> None:

@@ -35,7 +35,7 @@ from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitKind, UnitResu
 from robustxai.errors import ConfigError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.manipulate import Manipulate, MaskOrPoints, create_manipulation, explained_class
-from robustxai.metrics import MapInputs, evaluate, ssim
+from robustxai.metrics import MapInputs, evaluate, peak_in_region, ssim
 from robustxai.metrics import map_metrics as registered_map_metrics
 from robustxai.models import ModelWrapper
 from robustxai.models.losses import is_multilabel
@@ -257,20 +257,18 @@ def map_metrics(
 
     Returns:
         ``target_ssim``, ``unsuccessful`` (SSIM(target, map) < 0.6 as 0/1), ``peak_in_target`` (0/1: the
-        attacked map's maximum lies inside the target region), and every registered ``maps_pair`` metric
+        attacked map's maximum lies inside the target region; with tied maxima, most of them — see
+        :func:`~robustxai.metrics.peak_in_region`), and every registered ``maps_pair`` metric
         of original vs attacked under its stored name (``map_ssim``, ``map_mse``, ``map_pearson``: the metric
         registry says what to compute, as in the explanation stage), each ``[B]``. ``peak_in_target`` is not
         the paper's criterion; it is reported beside it because SSIM against a small target is dominated by
         the area outside it, so a sparse map can pass the 0.6 threshold without pointing at the target.
     """
     target_ssim = ssim(targets.to(attacked.dtype), attacked)
-    flat = attacked.flatten(1)
-    peak = flat.argmax(dim=1, keepdim=True)
-    inside = targets.flatten(1).gather(1, peak).squeeze(1) > 0.5
     out = {
         "target_ssim": target_ssim,
         "unsuccessful": (target_ssim < SUCCESS_SSIM).to(torch.float64),
-        "peak_in_target": inside.to(torch.float64),
+        "peak_in_target": peak_in_region(attacked, targets > 0.5),
     }
     pair = MapInputs(maps=attacked, reference=original)
     for info in registered_map_metrics():
