@@ -24,7 +24,7 @@ from robustxai.audit.stages_manip import (
 from robustxai.data.synthetic import SyntheticFracture
 from robustxai.errors import ConfigError, RobustXAIError
 from robustxai.manipulate import SoftplusSurrogate, create_manipulation, explained_class
-from robustxai.metrics import minmax, ssim
+from robustxai.metrics import MetricInfo, minmax, mse, pearson, register_metric, ssim, unregister_metric
 from robustxai.report.manipulation import COLUMNS, manipulation_section, manipulation_table
 from robustxai.results.store import Store
 
@@ -106,6 +106,28 @@ def test_map_metrics_against_skimage() -> None:
     assert same["unsuccessful"].sum() == 0 and same["map_mse"].sum() == 0
 
 
+def test_map_metrics_iterate_the_registrys_pair_metrics() -> None:
+    """The stability columns come from the metric registry: the same numbers; a new pair metric appears."""
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.rand(2, 12, 12, generator=gen), torch.rand(2, 12, 12, generator=gen)
+    t = torch.zeros(2, 12, 12)
+    t[:, :4, :4] = 1
+    out = map_metrics(a, b, t)
+    for key, fn in {"map_ssim": ssim, "map_mse": mse, "map_pearson": pearson}.items():
+        assert torch.equal(out[key], fn(a, b))  # bit for bit what the stage computed by hand before
+
+    def l1(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor:
+        return (minmax(maps_a.double()) - minmax(maps_b.double())).abs().flatten(1).mean(dim=1)
+
+    register_metric(MetricInfo("throwaway_l1", l1, False, "maps_pair", "mean absolute difference"))
+    try:
+        extra = map_metrics(a, b, t)
+    finally:
+        unregister_metric("throwaway_l1")
+    assert torch.equal(extra["map_throwaway_l1"], l1(a, b))
+    assert list(out) == [k for k in extra if k != "map_throwaway_l1"]
+
+
 def test_peak_in_target_is_where_the_attacked_map_peaks() -> None:
     t = torch.zeros(3, 16, 16)
     t[:, :5, -5:] = 1
@@ -115,6 +137,10 @@ def test_peak_in_target_is_where_the_attacked_map_peaks() -> None:
     m[2, 4, 11] = 1.0  # on its corner: inside
     peak = map_metrics(m, m, t)["peak_in_target"]
     assert peak.tolist() == [1.0, 0.0, 1.0] and peak.dtype == torch.float64
+    tied = m.clone()
+    tied[0, 10, 2] = tied[0, 12, 3] = 1.0  # argmax keeps (2, 13), inside; two of three maxima are outside
+    tied[1, 0, 12] = tied[1, 1, 12] = 1.0  # and here two of three are inside
+    assert map_metrics(tied, tied, t)["peak_in_target"].tolist() == [0.0, 1.0, 1.0]
 
 
 def test_config_and_checks() -> None:

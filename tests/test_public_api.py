@@ -50,9 +50,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "robustxai.metrics": (
         "METRICS", "MapInputs", "MetricInfo", "accuracy", "auc", "bootstrap_ci", "delta_accuracy", "evaluate",
         "get_metric", "headline_metric", "label_accuracy", "list_metrics", "map_metrics", "mask_area",
-        "minmax", "mse", "pearson", "point_coverage", "pointing_game", "predictions", "rankdata",
-        "register_metric", "relevance_mass", "rmse", "spearman_permutation", "ssim", "topk_iou", "topk_mask",
-        "unregister_metric",
+        "minmax", "mse", "peak_in_region", "pearson", "point_coverage", "pointing_game", "predictions",
+        "rankdata", "register_metric", "relevance_mass", "rmse", "spearman_permutation", "ssim", "topk_iou",
+        "topk_mask", "unregister_metric",
     ),
     "robustxai.models": (
         "MODELS", "ModelWrapper", "create_model", "is_multilabel", "list_model_families", "list_models",

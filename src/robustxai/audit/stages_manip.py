@@ -8,7 +8,8 @@ with ``condition = "manipulate:<attacked method>"``, ``epsilon`` the L∞ bound 
 ``explainer`` the method whose map is scored (``""`` for metrics of the image or the prediction):
 
 - ``target_ssim``: SSIM(target, attacked map); ``unsuccessful`` = 1 when it is below 0.6 (the paper);
-- ``map_ssim``, ``map_mse``, ``map_pearson``: original vs attacked map (min-max normalised);
+- ``map_ssim``, ``map_mse``, ``map_pearson``: original vs attacked map (min-max normalised), i.e. every
+  registered ``maps_pair`` metric under its stored name, computed through the metric registry;
 - ``image_ssim`` and ``prediction_unchanged`` (explainer ``""``);
 - ``label@k``, ``clean_score@k``, ``adv_score@k`` (explainer ``""``): 0/1 target and probability of
   label/class k on the clean and attacked image, from which the report computes the AUC change.
@@ -34,9 +35,11 @@ from robustxai.audit.plan import UNIT_KINDS, AuditData, Unit, UnitKind, UnitResu
 from robustxai.errors import ConfigError
 from robustxai.explain import Explainer, create_explainer
 from robustxai.manipulate import Manipulate, MaskOrPoints, create_manipulation, explained_class
-from robustxai.metrics import mse, pearson, ssim
+from robustxai.metrics import MapInputs, evaluate, peak_in_region, ssim
+from robustxai.metrics import map_metrics as registered_map_metrics
 from robustxai.models import ModelWrapper
 from robustxai.models.losses import is_multilabel
+from robustxai.results.metric_keys import stored_keys
 from robustxai.results.schema import (
     ADV_SCORE,
     CLEAN_SCORE,
@@ -254,23 +257,25 @@ def map_metrics(
 
     Returns:
         ``target_ssim``, ``unsuccessful`` (SSIM(target, map) < 0.6 as 0/1), ``peak_in_target`` (0/1: the
-        attacked map's maximum lies inside the target region), ``map_ssim``, ``map_mse`` and ``map_pearson``
-        (original vs attacked), each ``[B]``. ``peak_in_target`` is not the paper's criterion; it is reported
-        beside it because SSIM against a small target is dominated by the area outside it, so a sparse map
-        can pass the 0.6 threshold without pointing at the target.
+        attacked map's maximum lies inside the target region; with tied maxima, most of them — see
+        :func:`~robustxai.metrics.peak_in_region`), and every registered ``maps_pair`` metric
+        of original vs attacked under its stored name (``map_ssim``, ``map_mse``, ``map_pearson``: the metric
+        registry says what to compute, as in the explanation stage), each ``[B]``. ``peak_in_target`` is not
+        the paper's criterion; it is reported beside it because SSIM against a small target is dominated by
+        the area outside it, so a sparse map can pass the 0.6 threshold without pointing at the target.
     """
     target_ssim = ssim(targets.to(attacked.dtype), attacked)
-    flat = attacked.flatten(1)
-    peak = flat.argmax(dim=1, keepdim=True)
-    inside = targets.flatten(1).gather(1, peak).squeeze(1) > 0.5
-    return {
+    out = {
         "target_ssim": target_ssim,
         "unsuccessful": (target_ssim < SUCCESS_SSIM).to(torch.float64),
-        "peak_in_target": inside.to(torch.float64),
-        "map_ssim": ssim(original, attacked),
-        "map_mse": mse(original, attacked),
-        "map_pearson": pearson(original, attacked),
+        "peak_in_target": peak_in_region(attacked, targets > 0.5),
     }
+    pair = MapInputs(maps=attacked, reference=original)
+    for info in registered_map_metrics():
+        if info.needs == "maps_pair":
+            for key, _ in stored_keys(info, ()):
+                out[str(key)] = evaluate(info, pair)
+    return out
 
 
 def _same_prediction(model: ModelWrapper, clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:

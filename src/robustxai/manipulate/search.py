@@ -21,6 +21,7 @@ from robustxai.attacks.norms import project
 from robustxai.explain.differentiable import DifferentiableMap, Forward
 from robustxai.manipulate.softplus import SoftplusSurrogate
 from robustxai.manipulate.strategies import Budget, Objective, Optimiser, Selection, image_ssim
+from robustxai.metrics.localisation import peak_in_region
 from robustxai.metrics.similarity import ssim_per_image
 from robustxai.models.losses import is_multilabel, predict_labels
 
@@ -184,15 +185,15 @@ def to_floor(p: Problem, delta: torch.Tensor) -> torch.Tensor:
 def real_score(p: Problem, adv: torch.Tensor) -> torch.Tensor:
     """SSIM(target, min-max normalised map of the real ReLU model) per image ``[B]`` (no graph kept).
 
-    With the ``"peak"`` selection, + 1 where the map's maximum lies inside the target.
+    With the ``"peak"`` selection, + 1 where the map's maximum lies inside the target (most of its tied
+    maxima: :func:`~robustxai.metrics.localisation.peak_in_region`).
     """
     with torch.enable_grad():
         maps = p.explainer.map_for_attack(p.scorer, adv, p.classes, create_graph=False)
     with torch.no_grad():
         score = ssim_per_image(p.target_01, minmax(maps.detach()))
         if p.selection.rule == "peak":
-            peak = maps.detach().flatten(1).argmax(dim=1, keepdim=True)
-            score = score + (p.target_01.flatten(1).gather(1, peak).squeeze(1) > 0.5).to(score.dtype)
+            score = score + peak_in_region(maps.detach(), p.target_01 > 0.5).to(score.dtype)
         return score
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from robustxai.metrics import builtin as _builtin  # noqa: F401  (registers the built-in metrics)
 from robustxai.metrics.alignment import mask_area, point_coverage, rmse, topk_iou, topk_mask
 from robustxai.metrics.classification import accuracy, delta_accuracy, predictions
-from robustxai.metrics.localisation import pointing_game, relevance_mass
+from robustxai.metrics.localisation import peak_in_region, pointing_game, relevance_mass
 from robustxai.metrics.multilabel import auc, label_accuracy
 from robustxai.metrics.registry import (
     METRICS,
@@ -45,6 +45,7 @@ __all__ = [
     "mask_area",
     "minmax",
     "mse",
+    "peak_in_region",
     "pearson",
     "point_coverage",
     "pointing_game",

@@ -27,6 +27,63 @@ from robustxai.metrics.alignment import _as_points, _check_masks
 
 Ties = Literal["any", "all"]
 
+#: Pixels within this fraction of a map's maximum count as tied with it (:func:`peak_in_region`): about
+#: eight float32 rounding steps, so maps that reach one peak by two arithmetic paths still tie.
+PEAK_RTOL = 1e-6
+
+
+def peak_pixels(maps: torch.Tensor, rtol: float = 0.0) -> torch.Tensor:
+    """Bool ``[B, H, W]``: every pixel at its map's maximum, within ``rtol × |max|`` of it.
+
+    All tied maxima, not the first one ``argmax`` returns (which would favour the top-left corner). A NaN
+    pixel counts as −∞, so a map without any number is flat: every pixel ties.
+    """
+    flat = torch.nan_to_num(maps.reshape(maps.shape[0], -1), nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    top = flat.max(dim=1, keepdim=True).values
+    band = top - rtol * top.abs() if rtol else top
+    band = torch.where(torch.isfinite(band), band, top)
+    return (flat >= band).reshape(maps.shape)
+
+
+def peak_in_region(
+    maps: torch.Tensor, regions: torch.Tensor | np.ndarray, rtol: float = PEAK_RTOL
+) -> torch.Tensor:
+    """1 where a map's peak lies inside its region, 0 where it does not: the majority of the tied maxima.
+
+    The manipulation attack's "map peak inside the target" (the audit's ``peak_in_target`` and the attack's
+    ``"peak"`` selection rule). A map with one maximum is inside when that pixel is. Where several pixels
+    tie (within :data:`PEAK_RTOL`) — XRAI's flat regions, a bilinearly upsampled Grad-CAM's 2×2 blocks, a
+    constant map — the image counts as inside when more than half of them lie in the region: the side a
+    random tie-break would more likely land on, decided without randomness. ``"any"`` (the pointing game's
+    default) would let a flat map score for free, ``"all"`` would fail a 2×2 peak that straddles the
+    region's edge; an exact split counts as outside, since success must be shown.
+
+    Args:
+        maps: Maps ``[B, H, W]``; NaN pixels are never above a number.
+        regions: Bool ``[B, H, W]`` (or one ``[H, W]``; 0/1 values are accepted): the target of each image.
+        rtol: Relative tolerance of a tie with the maximum (0: exact ties only).
+
+    Returns:
+        Float64 tensor ``[B]`` of 1.0 / 0.0 on the maps' device (0 for an empty region).
+
+    Raises:
+        RobustXAIError: On a non-tensor, a shape other than ``[B, H, W]``, a mismatched region or a
+            negative or non-finite ``rtol``.
+    """
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or not maps.is_floating_point():
+        raise RobustXAIError(f"maps must be a float tensor [B, H, W], got {_describe(maps)}")
+    if not math.isfinite(rtol) or rtol < 0:
+        raise RobustXAIError(f"rtol must be a finite number ≥ 0, got {rtol!r}")
+    inside = _check_masks(regions, maps.shape, maps.device)
+    b = maps.shape[0]
+    peak = peak_pixels(maps.detach(), rtol).reshape(b, -1)
+    n_in = (peak & inside.reshape(b, -1)).sum(dim=1)
+    return (2 * n_in > peak.sum(dim=1)).to(torch.float64)
+
+
+def _describe(x: object) -> str:
+    return f"shape {tuple(x.shape)}, {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+
 
 def _check_radius(radius: float) -> float:
     try:
@@ -91,8 +148,7 @@ def pointing_game(
         raise RobustXAIError(f"ties must be 'any' or 'all', got {ties!r}")
     radius = _check_radius(radius)
     b = maps.shape[0]
-    flat = maps.reshape(b, -1)
-    peak = (flat == flat.max(dim=1, keepdim=True).values).reshape(maps.shape)
+    peak = peak_pixels(maps)
     gt = None if masks is None else _check_masks(masks, maps.shape, maps.device)
     # Every maximum of every image, as (image, row, col); usually one per image.
     bi, rows, cols = torch.nonzero(peak, as_tuple=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from robustxai.metrics import get_metric
-from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
+from robustxai.report.numbers import difference_interval, fmt_number, fmt_percent, wilson_interval
 from robustxai.report.tables import (
     HEADLINE_METRIC,
     RANDOM_EXPLAINER,
@@ -54,10 +54,6 @@ class _Facts:
     sizes: tuple[int, ...] = ()
 
 
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{fmt_number(x, 1, 100.0)} %"
-
-
 def _versus(low: float, high: float) -> str | None:
     if math.isnan(low) or math.isnan(high):
         return None
@@ -94,8 +90,8 @@ def _model_line(
         model, n = str(best["model"]), int(best["n"])
         facts.sizes += (n,)
         text = (
-            f"'{model}' has the highest clean accuracy, {_pct(float(best['accuracy']))} (n = {n} images), "
-            "but no attack was run, so how it holds up under perturbation is unknown."
+            f"'{model}' has the highest clean accuracy, {fmt_percent(float(best['accuracy']))} (n = {n} "
+            "images), but no attack was run, so how it holds up under perturbation is unknown."
         )
     else:
         label = condition_label(*tables.primary)
@@ -108,9 +104,9 @@ def _model_line(
         low, high = wilson_interval(acc, n)
         facts.sizes += (n,)
         text = (
-            f"'{model}', the most robust under {label}: {_pct(acc)} accuracy (95 % CI "
+            f"'{model}', the most robust under {label}: {fmt_percent(acc)} accuracy (95 % CI "
             f"{fmt_number(low, 1, 100.0)}–{fmt_number(high, 1, 100.0)} %, n = {n} images) against "
-            f"{_pct(float(best['clean_accuracy']))} on clean images"
+            f"{fmt_percent(float(best['clean_accuracy']))} on clean images"
         )
         if len(rows) > 1:
             runner = rows.iloc[1]
@@ -146,8 +142,8 @@ def _method_line(tables: ReportTables, model: str, facts: _Facts) -> tuple[str |
     method, n = str(best["explainer"]), int(best["n"])
     facts.sizes += (n,)
     text = (
-        f"{method}, the best of {len(rows)} on clean images: {_pct(float(best['value']))} of the expert "
-        "points lie in its top 15 % pixels"
+        f"{method}, the best of {len(rows)} on clean images: {fmt_percent(float(best['value']))} of the "
+        "expert points lie in its top 15 % pixels"
     )
     g = _gap(tables, model, method, (CLEAN, 0.0))
     if g is None:

@@ -8,7 +8,6 @@ layout when the report is mailed.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import PurePath
 from typing import Any
 
@@ -51,14 +50,6 @@ def dataset_description(dataset: Any) -> str:
     return name + (": " + ", ".join(parts) if parts else "")
 
 
-def _fmt_pct(value: Any) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return ""
-    return "" if math.isnan(v) else fmt_number(v, 1, 100.0)
-
-
 def models_rows(run: RunData) -> list[list[str]]:
     """Model, architecture, training, where it came from, and its validation accuracy (clean, robust)."""
     rows = []
@@ -76,8 +67,8 @@ def models_rows(run: RunData) -> list[list[str]]:
                 str(r["arch"] or ""),
                 str(r["training"] or ""),
                 origin,
-                _fmt_pct(info.get("val_accuracy")),
-                _fmt_pct(info.get("robust_val_accuracy")),
+                fmt_number(info.get("val_accuracy"), 1, 100.0),
+                fmt_number(info.get("robust_val_accuracy"), 1, 100.0),
             ]
         )
     return rows

@@ -29,7 +29,7 @@ __all__ = [
     "metric_table",
     "stat_cell",
 ]
-_NUMBER = re.compile(r"^\s*(?:[-+−]?\d[\d,]*(?:\.\d+)?\s*%?(?:\s*\(.*\))?|—|n/a)\s*$")
+_NUMBER = re.compile(r"^\s*(?:[-+−]?\d[\d,]*(?:\.\d+)?\s*%?(?:\s*\(.*\))?|—)\s*$")
 
 
 @dataclass

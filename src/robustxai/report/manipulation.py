@@ -134,11 +134,6 @@ def _nanmean(values: list[float]) -> float:
     return float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
 
 
-def _fmt(v: float, scale: float = 1.0, digits: int = 2, suffix: str = "") -> str:
-    text = fmt_number(v, digits, scale)
-    return text if text == DASH else text + suffix
-
-
 def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any]:
     """The paper's Table 1 for one model (each attacked method scored on its own map).
 
@@ -150,11 +145,11 @@ def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any
     methods = list(own["attacked_via"])
     a = aucs[aucs["model"] == model].set_index("attacked_via")
     rows = [
-        ["prediction unchanged (%)"] + [_fmt(v, 100, 1) for v in own["prediction_unchanged"]],
-        ["unsuccessful attack ratio (%)"] + [_fmt(v, 100, 1) for v in own["unsuccessful_ratio"]],
-        ["SSIM(target, map)"] + [_fmt(v) for v in own["target_ssim"]],
-        ["map peak inside the target (%)"] + [_fmt(v, 100, 1) for v in own["peak_in_target"]],
-        ["SSIM(image, attacked image)"] + [_fmt(v, digits=3) for v in own["image_ssim"]],
+        ["prediction unchanged (%)"] + [fmt_number(v, 1, 100.0) for v in own["prediction_unchanged"]],
+        ["unsuccessful attack ratio (%)"] + [fmt_number(v, 1, 100.0) for v in own["unsuccessful_ratio"]],
+        ["SSIM(target, map)"] + [fmt_number(v) for v in own["target_ssim"]],
+        ["map peak inside the target (%)"] + [fmt_number(v, 1, 100.0) for v in own["peak_in_target"]],
+        ["SSIM(image, attacked image)"] + [fmt_number(v, 3) for v in own["image_ssim"]],
         ["images (n)"] + [str(int(v)) for v in own["n"]],
     ]
     defined = [m for m in methods if m in a.index and not math.isnan(float(a.at[m, "auc_attacked"]))]
@@ -163,9 +158,10 @@ def table1(table: pd.DataFrame, aucs: pd.DataFrame, model: str) -> dict[str, Any
             0,
             ["AUC (change %)"]
             + [
-                f"{_fmt(a.at[m, 'auc_attacked'], digits=3)} ({_fmt(a.at[m, 'auc_change_pct'], digits=1)} %)"
+                f"{fmt_number(a.at[m, 'auc_attacked'], 3)} "
+                f"({fmt_number(a.at[m, 'auc_change_pct'], 1, unit=' %')})"
                 if m in defined
-                else "—"
+                else DASH
                 for m in methods
             ],
         )
@@ -336,7 +332,8 @@ def manipulation_section(
         section["transfer"][model] = {
             "columns": ["attacked via ↓ / evaluated →", *map(str, tm.columns)],
             "rows": [
-                [str(via), *(_fmt(v) for v in r)] for via, r in zip(tm.index, tm.to_numpy(), strict=True)
+                [str(via), *(fmt_number(v) for v in r)]
+                for via, r in zip(tm.index, tm.to_numpy(), strict=True)
             ],
         }
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in model)
@@ -363,5 +360,5 @@ def manipulation_section(
 
 def _cell(v: Any) -> str:
     if isinstance(v, float):
-        return _fmt(v, digits=3)
+        return fmt_number(v, 3)
     return str(v)

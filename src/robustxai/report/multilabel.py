@@ -101,10 +101,6 @@ def multilabel_table(run: RunData) -> pd.DataFrame:
     )
 
 
-def _pct(value: float) -> str:
-    return fmt_number(value, 1, 100.0)
-
-
 def multilabel_html(table: pd.DataFrame) -> HtmlTable | None:
     """One row per model × label; AUC and accuracy (%) clean and under each attack × ε. None when empty."""
     if table.empty:
@@ -124,7 +120,10 @@ def multilabel_html(table: pd.DataFrame) -> HtmlTable | None:
                 row += [Cell(DASH), Cell(DASH)]
                 continue
             title = f"n = {int(r['n'])} images"
-            row += [Cell(_pct(float(r["auc"])), title=title), Cell(_pct(float(r["accuracy"])), title=title)]
+            row += [
+                Cell(fmt_number(r["auc"], 1, 100.0), title=title),
+                Cell(fmt_number(r["accuracy"], 1, 100.0), title=title),
+            ]
         rows.append(row)
     columns = ["model", "label"] + ["AUC (%)", "accuracy (%)"] * len(conds)
     groups = [("", 2)] + [(condition_label(c, e), 2) for c, e in conds]

@@ -22,6 +22,7 @@ import pandas as pd
 
 from robustxai.metrics.agreement import bradley_terry, krippendorff_alpha, spearman_ci
 from robustxai.metrics.statistics import bootstrap_ci
+from robustxai.report.numbers import fmt_number
 from robustxai.results.metric_keys import alignment_scores
 
 STUDIO_FILE = "studio.sqlite"
@@ -165,10 +166,6 @@ def load_studies(run_dir: Path) -> list[tuple[str, list[dict[str, Any]], list[tu
         conn.close()
 
 
-def _fmt(v: float) -> str:
-    return "—" if v is None or math.isnan(v) else f"{v:.2f}"
-
-
 def ratings_section(run_dir: Path, metrics: pd.DataFrame) -> list[dict[str, Any]]:
     """The report's "Expert ratings" section: one entry per study with answers (``[]``: no section)."""
     out = []
@@ -176,5 +173,5 @@ def ratings_section(run_dir: Path, metrics: pd.DataFrame) -> list[dict[str, Any]
         if not answers:
             continue
         res = study_results(items, answers, metrics)
-        out.append({"study_id": study_id, **res, "fmt": _fmt})
+        out.append({"study_id": study_id, **res, "fmt": fmt_number})
     return out

@@ -16,7 +16,7 @@ import pandas as pd
 
 from robustxai.metrics import get_metric
 from robustxai.metrics.registry import REFERENCE_TOP
-from robustxai.report.numbers import difference_interval, fmt_number, wilson_interval
+from robustxai.report.numbers import difference_interval, fmt_number, fmt_percent, wilson_interval
 from robustxai.report.tables import (
     HEADLINE_METRIC,
     RANDOM_EXPLAINER,
@@ -38,10 +38,6 @@ from robustxai.results.run import RunData
 from robustxai.results.schema import CLEAN, Condition
 
 __all__ = ["SummarySection", "difference_interval", "summarize", "summary_sections", "wilson_interval"]
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{fmt_number(x, 1, 100.0)} %"
 
 
 def _ci(low: float, high: float, scale: float = 100.0, unit: str = " %") -> str:
@@ -73,14 +69,14 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
     out: list[str] = []
     if len(rows) == 1:
         out.append(
-            f"Under {label} (the primary attack), the only model, '{best['model']}', keeps {_pct(acc)} "
-            f"accuracy ({_ci(*ci)}, n = {n} images), against {_pct(float(best['clean_accuracy']))} on clean "
-            "images."
+            f"Under {label} (the primary attack), the only model, '{best['model']}', keeps "
+            f"{fmt_percent(acc)} accuracy ({_ci(*ci)}, n = {n} images), against "
+            f"{fmt_percent(float(best['clean_accuracy']))} on clean images."
         )
     elif len(top) > 1:
         out.append(
             f"Under {label} (the primary attack), {_names([str(m) for m in top['model']])} tie for the "
-            f"highest accuracy, {_pct(acc)} ({_ci(*ci)}, n = {n} images)."
+            f"highest accuracy, {fmt_percent(acc)} ({_ci(*ci)}, n = {n} images)."
         )
     else:
         runner = rows.iloc[1]
@@ -88,8 +84,8 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
         low, high = difference_interval(acc, n, acc2, n2)
         out.append(
             f"Under {label} (the primary attack), '{best['model']}' is the most robust model: "
-            f"{_pct(acc)} accuracy ({_ci(*ci)}, n = {n} images), "
-            f"against {_pct(float(best['clean_accuracy']))} "
+            f"{fmt_percent(acc)} accuracy ({_ci(*ci)}, n = {n} images), "
+            f"against {fmt_percent(float(best['clean_accuracy']))} "
             "on clean images."
         )
         gap = f"{fmt_number(acc - acc2, 1, 100.0)} points"
@@ -98,13 +94,13 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
         )
         if low <= 0.0:
             out.append(
-                f"Its lead over the runner-up '{runner['model']}' ({_pct(acc2)}) is {gap}, which is within "
-                f"sampling noise ({interval}); the ranking of these two is not established."
+                f"Its lead over the runner-up '{runner['model']}' ({fmt_percent(acc2)}) is {gap}, which is "
+                f"within sampling noise ({interval}); the ranking of these two is not established."
             )
         else:
             out.append(
-                f"Its lead over the runner-up '{runner['model']}' ({_pct(acc2)}) is {gap} ({interval}), "
-                "larger than sampling noise alone would explain."
+                f"Its lead over the runner-up '{runner['model']}' ({fmt_percent(acc2)}) is {gap} "
+                f"({interval}), larger than sampling noise alone would explain."
             )
     drops = rows.dropna(subset=["delta_accuracy"])
     if not drops.empty:
@@ -114,7 +110,8 @@ def _robustness_sentences(tables: ReportTables) -> list[str]:
         out.append(
             f"The largest drop under {label} is '{worst['model']}': "
             f"{fmt_number(worst['delta_accuracy'], 1, 100.0)} points "
-            f"({_pct(float(worst['clean_accuracy']))} → {_pct(float(worst['adversarial_accuracy']))})."
+            f"({fmt_percent(float(worst['clean_accuracy']))} → "
+            f"{fmt_percent(float(worst['adversarial_accuracy']))})."
         )
     return out
 
@@ -154,7 +151,7 @@ def _per_model_leads(tables: ReportTables, rows: pd.DataFrame) -> str | None:
         best = group.iloc[0]  # rows are sorted best first
         g = _gap(tables, best)
         if g is not None:
-            parts.append(f"'{model}' {best['explainer']} {_pct(float(best['value']))} ({_points(g)})")
+            parts.append(f"'{model}' {best['explainer']} {fmt_percent(float(best['value']))} ({_points(g)})")
     if not parts:
         return None
     return "Best method per model against the random map on the same images: " + "; ".join(parts) + "."
@@ -189,9 +186,9 @@ def _chance(tables: ReportTables, row: pd.Series, base: pd.Series | None) -> str
         return "no random-map baseline was stored, so chance level cannot be judged"
     verdict = _versus_random(tables, row, base)
     if verdict is None:
-        return f"random map {_pct(float(base['value']))}; too few images to tell them apart"
+        return f"random map {fmt_percent(float(base['value']))}; too few images to tell them apart"
     base_ci = _ci(float(base["ci_low"]), float(base["ci_high"]))
-    return f"random map {_pct(float(base['value']))} ({base_ci}): {_VERDICTS[verdict]}"
+    return f"random map {fmt_percent(float(base['value']))} ({base_ci}): {_VERDICTS[verdict]}"
 
 
 def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
@@ -209,7 +206,7 @@ def _alignment_sentences(tables: ReportTables, cond: Condition) -> list[str]:
     where = "On clean images" if cond[0] == CLEAN else f"Under {condition_label(*cond)}"
     out = [
         f"{where}, the maps that best cover the expert points within their top 15 % are "
-        f"'{best['model']}' with {best['explainer']}: {_pct(float(best['value']))} of points "
+        f"'{best['model']}' with {best['explainer']}: {fmt_percent(float(best['value']))} of points "
         f"({_ci(float(best['ci_low']), float(best['ci_high']))}, n = {int(best['n'])}); "
         f"{_chance(tables, best, base)}{_gap_clause(tables, best) if base is not None else ''}."
     ]
@@ -286,7 +283,8 @@ def _tie_sentences(tables: ReportTables, slack: float = 0.05) -> list[str]:
     worst = inflated.sort_values(["value", "model", "explainer"], ascending=[False, True, True]).iloc[0]
     combos = sorted({f"{r['model']}/{r['explainer']}" for _, r in inflated.iterrows()})
     return [
-        f"Ties enlarge the 'top 15 %' region of {_names(combos)}: up to {_pct(float(worst['value']))} of "
+        f"Ties enlarge the 'top 15 %' region of {_names(combos)}: up to "
+        f"{fmt_percent(float(worst['value']))} of "
         f"the image for '{worst['model']}' / {worst['explainer']} ({worst['condition']}), so their point "
         "coverage is inflated; flat or mostly-zero maps cover points without locating anything."
     ]

@@ -26,6 +26,7 @@ import pandas as pd
 from robustxai._atomic import replacing
 from robustxai.metrics.statistics import bootstrap_ci
 from robustxai.report.gaps import random_gaps, random_per_image
+from robustxai.report.numbers import fmt_general
 from robustxai.report.undefined import undefined_note
 from robustxai.results.metric_keys import headline_key, is_stability_key
 from robustxai.results.run import RunData
@@ -228,8 +229,8 @@ def resolve_primary(meta: dict[str, Any], robustness: pd.DataFrame) -> tuple[Con
             best = min(candidates, key=lambda e: (abs(e - eps), e))
             if not math.isclose(best, eps, rel_tol=0.05, abs_tol=1e-4):
                 notes.append(
-                    f"The primary attack {attack} at ε = {eps:g} was not evaluated; "
-                    f"the nearest evaluated ε = {best:g} is used instead."
+                    f"The primary attack {attack} at ε = {fmt_general(eps)} was not evaluated; "
+                    f"the nearest evaluated ε = {fmt_general(best)} is used instead."
                 )
             return (attack, best), notes
         notes.append(f"The primary attack {attack!r} was not evaluated; a fallback is used.")
@@ -264,7 +265,7 @@ def format_epsilon(eps: float) -> str:
     levels = eps * 255.0
     if eps < 0.25 and abs(levels - round(levels)) < 0.02 and round(levels) >= 1:
         return f"{round(levels)}/255"
-    return f"{eps:.4g}"
+    return fmt_general(eps, 4)
 
 
 def condition_label(condition: str, eps: float) -> str:

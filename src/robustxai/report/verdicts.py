@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustxai.report.numbers import fmt_number, wilson_interval
+from robustxai.report.numbers import fmt_general, fmt_number, fmt_percent, wilson_interval
 from robustxai.report.tables import HEADLINE_METRIC, ReportTables, condition_label, select_condition
 from robustxai.results.schema import CLEAN, MANIPULATION_PREFIX
 
@@ -45,10 +45,6 @@ class ChanceLevel:
     def at_chance(self) -> bool:
         """Whether the accuracy's 95 % interval reaches down to chance level (or the model is below it)."""
         return not math.isnan(self.ci_low) and self.ci_low <= self.chance + 1e-12
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{fmt_number(x, 1, 100.0)} %"
 
 
 def class_names(meta: dict[str, Any]) -> list[str] | None:
@@ -100,13 +96,15 @@ def chance_warnings(levels: list[ChanceLevel]) -> list[str]:
     for c in levels:
         if not c.at_chance:
             continue
-        k = f"; with {c.n_classes} classes, 1/K = {_pct(1.0 / c.n_classes)}" if c.n_classes > 1 else ""
+        k = f"; with {c.n_classes} classes, 1/K = {fmt_percent(1.0 / c.n_classes)}" if c.n_classes > 1 else ""
         where = "lies below" if c.ci_high < c.chance else "includes"
         out.append(
-            f"Model '{c.model}' is at chance level on clean images: {_pct(c.accuracy)} accuracy (95 % CI "
+            f"Model '{c.model}' is at chance level on clean images: {fmt_percent(c.accuracy)} accuracy "
+            "(95 % CI "
             f"{fmt_number(c.ci_low, 1, 100.0)}–{fmt_number(c.ci_high, 1, 100.0)} %, n = {c.n} images), and "
-            f"always answering the most common label ('{c.majority}', {_pct(c.chance)} of these images{k}) "
-            f"scores {_pct(c.chance)}; the interval of its accuracy {where} that level. None of its "
+            f"always answering the most common label ('{c.majority}', {fmt_percent(c.chance)} of these "
+            f"images{k}) "
+            f"scores {fmt_percent(c.chance)}; the interval of its accuracy {where} that level. None of its "
             "explanation maps, alignment or robustness figures mean anything until it learns the task."
         )
     return out
@@ -185,15 +183,16 @@ def manipulation_sentences(outcome: pd.DataFrame) -> list[str]:
     per_method = []
     for method, g in outcome.groupby("method", sort=True):
         models = ", ".join(
-            f"'{r.model}' {r.successes} of {r.n} (unsuccessful ratio {_pct(r.unsuccessful_ratio)}; map peak "
-            f"inside the target on {r.peak_in_target} of {r.n})"
+            f"'{r.model}' {r.successes} of {r.n} (unsuccessful ratio {fmt_percent(r.unsuccessful_ratio)}; "
+            f"map peak inside the target on {r.peak_in_target} of {r.n})"
             for r in g.itertuples(index=False)
         )
         per_method.append(f"{method}: {models}")
     total, n = int(outcome["successes"].sum()), int(outcome["n"].sum())
     return [
         f"Explanation manipulation (a perturbation that moves the map onto a target square while keeping the "
-        f"prediction; success = SSIM(target, map) ≥ {SUCCESS_SSIM:g}, each method attacked through itself) "
+        f"prediction; success = SSIM(target, map) ≥ {fmt_general(SUCCESS_SSIM)}, each method attacked "
+        "through itself) "
         f"succeeded on {total} of {n} attempts; images manipulated per method and model: "
         + "; ".join(per_method)
         + ". An SSIM success with the peak outside the square means the map became flat or sparse rather "

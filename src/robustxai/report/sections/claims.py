@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from robustxai.report.blocks import Block, Paragraph, Snippet
-from robustxai.report.numbers import DASH, fmt_number
+from robustxai.report.numbers import DASH, fmt_effect, fmt_number
 from robustxai.report.section import ReportContext, report_section
 
 __all__ = ["claim_rows", "claims_section"]
@@ -24,17 +24,6 @@ __all__ = ["claim_rows", "claims_section"]
 #: The verdicts in the order a reader weighs them (the badge colours follow the template's CSS).
 VERDICT_ORDER = ("supported", "contradicted", "inconclusive")
 PAPER_PROFILE = "paper"
-
-
-def _num(value: object) -> str:
-    """An effect or bound: three decimals, or two significant digits below 0.001; NaN a dash."""
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return DASH
-    if math.isfinite(v) and v != 0.0 and abs(v) < 0.001:
-        return f"{v:.2g}"
-    return fmt_number(v, 3)
 
 
 def _p(value: object) -> str:
@@ -47,12 +36,12 @@ def _p(value: object) -> str:
 def _evidence(r: dict[str, Any]) -> dict[str, str]:
     """One result's effect, interval, n, test and why as display strings."""
     low, high = float(r["ci_low"]), float(r["ci_high"])
-    ci = "" if math.isnan(low) or math.isnan(high) else f"[{_num(low)} to {_num(high)}]"
+    ci = "" if math.isnan(low) or math.isnan(high) else f"[{fmt_effect(low)} to {fmt_effect(high)}]"
     n = int(r["n"])
     return {
         "scope": str(r["scope"] or ""),
         "verdict": str(r["verdict"]),
-        "effect": _num(r["effect"]),
+        "effect": fmt_effect(r["effect"]),
         "ci": ci,
         "label": str(r["effect_label"] or ""),
         "n": f"{n} {r['n_unit']}".strip() if n else DASH,
