@@ -33,6 +33,7 @@ from torch import nn
 from robustxai._atomic import write_text
 from robustxai.audit.cache import key_of
 from robustxai.audit.timing_conditions import FIELD, Conditions, Stale, stale, summary
+from robustxai.errors import RobustXAIError
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class TimingCache:
             try:
                 fields = json.loads(path.read_text())
                 if not isinstance(fields, dict):
-                    raise TypeError(f"not a JSON object: {type(fields).__name__}")
+                    raise RobustXAIError(f"not a JSON object: {type(fields).__name__}")
                 then = fields.pop(FIELD, None)
                 found = kind(**fields)
                 why = stale(None if then is None else Conditions.read(then), now)

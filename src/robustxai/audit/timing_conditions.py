@@ -77,9 +77,9 @@ class Conditions:
 
     @classmethod
     def read(cls, fields: object) -> Conditions:
-        """The conditions stored in a cached file (raises ``ValueError``/``TypeError`` on a damaged one)."""
+        """The conditions stored in a cached file (a damaged one raises ``ValueError`` or ``TypeError``)."""
         if not isinstance(fields, Mapping):
-            raise TypeError(f"a timing's conditions must be an object, got {fields!r}")
+            raise RobustXAIError(f"a timing's conditions must be an object, got {fields!r}")
         return cls(**fields)
 
 
