@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -140,7 +141,7 @@ class ModelConfig(_Strict):
         description="rows per pass of this model's attacks and explainers (None: the audit's batch_size; "
         "'auto': chosen from its measured pass times and free memory, printed in the plan)",
     )
-    channels_last: bool | Literal["auto"] = Field(
+    channels_last: StrictBool | Literal["auto"] = Field(
         False, description="channels_last memory layout (true, or 'auto': convolutional models only)"
     )
 
