@@ -80,11 +80,15 @@ def test_config_batch_size_and_layout() -> None:
     assert explain_rows(cfg, "a") == 4 and explain_rows(cfg, "b") is None
     with pytest.raises(ConfigError, match="must be resolved"):
         model_batch(cfg, "c")
-    for bad in (0, -2, "big", 2.5, True):
+    for bad in (0, -2, "big", 2.5, True, "8", 8.0, "Auto"):
         with pytest.raises(ConfigError, match="batch_size"):
             _config([{"name": "a", "batch_size": bad}])
-    with pytest.raises(ConfigError, match="channels_last"):
-        _config([{"name": "a", "channels_last": "always"}])
+    refused = r"^[^\n]*models\.0\.channels_last: Input should be a valid boolean or 'auto', got [^\n]*$"
+    for bad_layout in ("always", "yes", "true", "no", 1, 0, "AUTO", None):  # "yes" was read as true
+        with pytest.raises(ConfigError, match=refused):
+            _config([{"name": "a", "channels_last": bad_layout}])
+    for good in (True, False, "auto"):
+        assert _config([{"name": "a", "channels_last": good}]).models[0].channels_last == good
     assert profile_dict("default")["models"][0].get("batch_size") is None  # defaults: the audit's batch
 
 

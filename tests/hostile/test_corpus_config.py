@@ -109,6 +109,10 @@ TOML_CASES = [
     ),
     Case("cfg-attack-param-typo", setkey("attacks.0.params", {"stepz": 2}), "error", "stepz"),
     Case("cfg-executor-kind", setkey("executor.kind", "mpi"), "error", "executor.kind"),
+    Case("cfg-channels-last-yes", setkey("models.0.channels_last", "yes"), "error", "models.0.channels_last"),
+    Case("cfg-channels-last-one", setkey("models.0.channels_last", 1), "error", "models.0.channels_last"),
+    Case("cfg-model-batch-string", setkey("models.0.batch_size", "8"), "error", "models.0.batch_size"),
+    Case("cfg-model-batch-float", setkey("models.0.batch_size", 8.0), "error", "models.0.batch_size"),
     Case("cfg-data-path-missing", setkey("data.path", "/nonexistent/robustxai"), "error", "not found"),
     Case(
         "cfg-checkpoint-missing",

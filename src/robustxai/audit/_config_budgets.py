@@ -3,12 +3,14 @@
 Images are in [0, 1], so an L∞ budget ε ≥ 1 allows any image: it bounds nothing, and a run with
 ``epsilons = [2.0]`` would report "robust accuracy" under an unbounded attack without a word. Such budgets
 (attack ``epsilons`` of an L∞ attack, ``training.eps`` of PGD adversarial training, ``manipulation.eps`` and
-any ``eps`` in the manipulation's keyword tables) are refused; L2 budgets may exceed 1.
+any ``eps`` in the manipulation's keyword tables) are refused; L2 budgets may exceed 1. Also here: a
+model's float16 precision needs a GPU (:func:`check_precisions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 _LINF_HINT = "budgets are in [0, 1] pixel units (4/255 ≈ 0.0157); an L∞ ε ≥ 1 allows any image"
 
@@ -39,3 +41,14 @@ def check_manipulation_budgets(
         raise ValueError(f"manipulation eps must be a number, got {bad}")
     numbers: list[float | None] = [v for v in values if isinstance(v, int | float)]  # the rest are None
     check_linf(numbers, "manipulation eps (omit it for an unbounded attack)")
+
+
+def check_precisions(models: Sequence[Any], executor: Any) -> None:
+    """float16 autocast only on a CUDA device: ``executor.device = 'cuda'``, or Ray tasks given a GPU."""
+    bad = [i for i, m in enumerate(models) if m.precision == "float16"]
+    device, num_gpus = executor.device, executor.num_gpus
+    if bad and not (device == "cuda" or (device is None and executor.kind == "ray" and num_gpus > 0)):
+        raise ValueError(
+            f"models.{bad[0]}.precision = 'float16' needs a CUDA device (executor.device = 'cuda'); "
+            "on the CPU use 'bfloat16' (or 'float32')"
+        )

@@ -1,4 +1,9 @@
-"""Per-model batch size and memory layout (``batch_size``, ``channels_last``), settled before the plan.
+"""Per-model batch size, memory layout and precision (``batch_size``, ``channels_last``, ``precision``).
+
+All three are settled before the plan and again before the run. ``precision = "bfloat16"`` (or
+``"float16"`` on a GPU) runs the model's forward passes under ``torch.autocast``
+(:meth:`~robustxai.models.ModelWrapper.set_precision`: logits, maps and input gradients stay float32); the
+pass times are cached per precision.
 
 A model's ``batch_size`` is the rows per pass of its robustness units (attacks and predictions, in shards of
 :data:`~robustxai.audit.plan.ROBUSTNESS_SHARD_BATCHES` batches) and of its explainers (images per call and,
@@ -35,6 +40,7 @@ from torch import nn
 from robustxai.audit.config import AuditConfig, ModelConfig
 from robustxai.audit.timing import PassTime, TimingCache
 from robustxai.errors import ConfigError
+from robustxai.models import ModelWrapper
 from robustxai.results.store import Store
 
 log = logging.getLogger(__name__)
@@ -140,6 +146,8 @@ def timing_spec(cfg: AuditConfig, name: str, shape: tuple[int, int, int]) -> lis
 def _spec(m: ModelConfig, shape: tuple[int, int, int], channels_last: bool) -> list[Any]:
     where = ["checkpoint", str(Path(m.checkpoint).resolve())] if m.checkpoint else [m.arch, m.arch_kwargs]
     spec: list[Any] = [*where, list(shape)]
+    if m.precision != "float32":  # float32 keeps the spec (and the cached times) it always had
+        spec.append(m.precision)
     return [*spec, "channels_last"] if channels_last else spec
 
 
@@ -159,6 +167,9 @@ def settle_models(
     lines: list[str] = []
     for m in cfg.models:
         model = models.get(m.name)
+        if isinstance(model, ModelWrapper) and m.precision != model.precision:
+            model.set_precision(m.precision)
+            lines.append(f"{m.name}: forward passes in {m.precision} (autocast; maps, gradients float32)")
         if model is not None and m.channels_last is not False:
             m = m.model_copy(update={"channels_last": _layout(m, model, shape, timing, device, lines)})
         if m.batch_size == "auto":
@@ -230,11 +241,16 @@ def _auto(
 BATCHES_META = "model_batches"
 
 
+def _settles(m: ModelConfig) -> bool:
+    """Whether settling changes anything of model ``m``: an "auto" batch size, a layout or a precision."""
+    return m.batch_size == "auto" or m.channels_last is not False or m.precision != "float32"
+
+
 def settle_for_run(
     cfg: AuditConfig, models: Mapping[str, nn.Module], shape: Sequence[int], cache: Path, store: Store
 ) -> AuditConfig:
     """:func:`settle_models` for the runner: logs its lines and keeps a resumed run's batch sizes."""
-    if not any(m.batch_size == "auto" or m.channels_last is not False for m in cfg.models):
+    if not any(_settles(m) for m in cfg.models):
         return cfg
     c, h, w = (int(v) for v in shape)
     saved = store.get_meta(BATCHES_META, {})

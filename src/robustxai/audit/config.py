@@ -19,11 +19,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from robustxai.audit import _config_budgets
 from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit.config_errors import did_you_mean, format_validation_error, huge_ints
 from robustxai.data._files import DEFAULT_MAX_PIXELS
@@ -54,9 +56,7 @@ class DataConfig(_Strict):
         default_factory=list,
         description='intensity transforms after resizing: ["highpass"], [{name = "highpass", sigma = 10}]',
     )
-    manifest: str | None = Field(
-        None, description="CSV manifest (relative to data.path); default manifest.csv"
-    )
+    manifest: str | None = Field(None, description="CSV manifest in data.path (default manifest.csv)")
     annotations: str | None = Field(
         None, description="ground-truth file or folder (points, boxes, masks) of the test images"
     )
@@ -140,8 +140,11 @@ class ModelConfig(_Strict):
         description="rows per pass of this model's attacks and explainers (None: the audit's batch_size; "
         "'auto': chosen from its measured pass times and free memory, printed in the plan)",
     )
-    channels_last: bool | Literal["auto"] = Field(
+    channels_last: StrictBool | Literal["auto"] = Field(
         False, description="channels_last memory layout (true, or 'auto': convolutional models only)"
+    )
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="forward passes under torch.autocast in this type, not training (float16: GPU)"
     )
 
     @model_validator(mode="after")
@@ -255,10 +258,7 @@ class SanityConfig(_Strict):
     enabled: bool = True
     n_images: int = Field(16, ge=1, description="images the checks probe")
     masking_gap: float = Field(
-        0.10,
-        ge=0,
-        le=1,
-        description="flag gradient masking when PGD's robust accuracy exceeds APGD's by this",
+        0.10, ge=0, le=1, description="flag gradient masking when PGD's robust accuracy tops APGD's by this"
     )
 
 
@@ -314,6 +314,7 @@ class AuditConfig(_Strict):
                 raise ValueError(
                     f"model {m.name!r}: init_from must name an earlier model, got {m.init_from!r}"
                 )
+        _config_budgets.check_precisions(self.models, self.executor)
         attacks = [a.name for a in self.attacks]
         if len(set(attacks)) != len(attacks):
             raise ValueError(f"attack names must be unique, got {attacks}")

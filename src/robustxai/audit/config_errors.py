@@ -74,18 +74,36 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
     return None
 
 
+#: The last part of an error's location that names a branch of a union type (``bool``, ``literal['auto']``).
+_UNION_BRANCH = re.compile(r"^(bool|int|float|str|none|constrained-\w+|literal\[.*\]|function-\w+\[.*\])$")
+
+
 def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:
-    """All of a validation's errors on one line; an unknown key names the closest known one."""
-    parts = []
+    """All of a validation's errors on one line; an unknown key names the closest known one.
+
+    A value refused by every branch of a union (``channels_last = "yes"`` against ``bool | "auto"``) is one
+    part naming the setting, the branches' messages joined by "or", and the value given.
+    """
+    parts: dict[str, list[str]] = {}
+    given: dict[str, object] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = list(e["loc"])
+        branch = len(where) > 1 and isinstance(where[-1], str) and _UNION_BRANCH.match(where[-1])
+        loc = ".".join(str(p) for p in (where[:-1] if branch else where)) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             known = known_keys(root, e["loc"][:-1])
             hint = did_you_mean(str(e["loc"][-1]), known)
             msg = "unknown key" + (hint or (f" (known keys: {', '.join(known)})" if known else ""))
-        parts.append(f"{loc}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
+        if branch:
+            given[loc] = e.get("input")
+        found = parts.setdefault(loc, [])
+        found.append(msg if not found else msg.removeprefix("Input should be "))
+    lines = [
+        f"{loc}: {' or '.join(msgs)}" + (f", got {given[loc]!r}" if loc in given else "")
+        for loc, msgs in parts.items()
+    ]
+    return f"invalid config {source}: " + "; ".join(lines)
 
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -98,6 +98,7 @@ class AuditEstimate:
     workers: int
     to_train: list[str]
     measured: int = 0
+    remeasured: str = ""  # cached timings measured again and why (TimingCache.remeasured_text)
     settled: list[str] = field(default_factory=list)  # per-model layout and "auto" batch size, one line each
 
     @property
@@ -370,6 +371,7 @@ def estimate_audit(
         workers=workers,
         to_train=planner.to_train,
         measured=planner.timing.measured,
+        remeasured=planner.timing.remeasured_text(),
         settled=planner.settled,
     )
 

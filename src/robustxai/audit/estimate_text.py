@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from robustxai.audit.progress import format_seconds
+from robustxai.audit.timing_conditions import Conditions
 
 if TYPE_CHECKING:
     from robustxai.audit.estimate import AuditEstimate, StagePlan
@@ -42,9 +43,12 @@ def _stage_line(s: StagePlan) -> str:
 def plan_lines(est: AuditEstimate) -> list[str]:
     """Header, measured pass times per model, one line per stage (and per method), total, GPU and Ray."""
     threads = torch.get_num_threads()
+    load = Conditions.now().load
+    here = f"{est.device}, {threads} threads" + ("" if load is None else f", load {load:.2f}/core")
+    again = f" ({est.remeasured})" if est.remeasured else ""
     lines = [
         f"plan of audit {est.cfg.name!r}: passes × per-pass times measured here "
-        f"({est.device}, {threads} threads; {est.measured} new measurements, the rest cached)"
+        f"({here}; {est.measured} new measurements{again}, the rest cached)"
     ]
     for name, times in est.models.items():
         cells = []

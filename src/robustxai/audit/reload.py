@@ -96,7 +96,8 @@ class RunContext:
         """
         with self._lock:
             if name not in self._models:
-                self._models[name] = self._load(name)
+                precision = next((m.precision for m in self.cfg.models if m.name == name), "float32")
+                self._models[name] = self._load(name).set_precision(precision)  # as the audit ran it
             return self._models[name]
 
     def _load(self, name: str) -> ModelWrapper:

@@ -11,7 +11,9 @@ of three kinds:
 Memory: the bytes autograd saves for the backward pass (every tensor a ``gradient`` pass keeps, counted once)
 are the activations; on a CUDA device ``torch.cuda.max_memory_allocated`` is used instead. Results are cached
 as JSON under ``<cache>/timing/``, keyed by the model's specification, the input shape, the batch size, the
-device, the number of threads and the torch version, so a second plan does not time again.
+device, the number of threads and the torch version, so a second plan does not time again; each file also
+records the load, threads and date it was measured under, and a timing whose conditions no longer hold is
+measured again (:mod:`robustxai.audit.timing_conditions`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from torch import nn
 
 from robustxai._atomic import write_text
 from robustxai.audit.cache import key_of
+from robustxai.audit.timing_conditions import FIELD, Conditions, Stale, stale, summary
+from robustxai.errors import RobustXAIError
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +215,12 @@ class TimingCache:
         self._memory: dict[str, PassTime] = {}
         #: How many measurements this cache made (a test checks that a second plan makes none).
         self.measured = 0
+        #: Why each cached timing that no longer held was measured again (in :attr:`measured` too).
+        self.remeasured: list[Stale] = []
+
+    def remeasured_text(self) -> str:
+        """The plan header's account of re-measurements, e.g. ``3 re-measured: measured under load …``."""
+        return summary(self.remeasured)
 
     def get(
         self,
@@ -234,17 +244,27 @@ class TimingCache:
         """The measurement stored under ``key``: from ``memory``, else its JSON file, else ``measure()``.
 
         The file is read back as ``kind(**fields)``; a torn, foreign or refused one (``kind`` raises) is
-        measured again. A new measurement is counted in :attr:`measured` and written atomically. Pass times,
-        manipulation step times and explainer call times all go through here, each with its own ``memory``.
+        measured again, and so is one whose recorded conditions no longer hold (:func:`stale`: recorded in
+        :attr:`remeasured`). A new measurement is counted in :attr:`measured` and written atomically with
+        the conditions it ran under. Pass times, manipulation step times and explainer call times all go
+        through here, each with its own ``memory``.
         """
         if key in memory:
             return memory[key]
         path = None if self.root is None else self.root / f"{key}.json"
+        now = Conditions.now()
         if path is not None and path.is_file():
             try:
-                found = kind(**json.loads(path.read_text()))
-                memory[key] = found
-                return found
+                fields = json.loads(path.read_text())
+                if not isinstance(fields, dict):
+                    raise RobustXAIError(f"not a JSON object: {type(fields).__name__}")
+                then = fields.pop(FIELD, None)
+                found = kind(**fields)
+                why = stale(None if then is None else Conditions.read(then), now)
+                if why is None:
+                    memory[key] = found
+                    return found
+                self.remeasured.append(why)
             except (ValueError, TypeError):  # a torn or foreign file: measure again
                 log.warning("ignoring unreadable timing cache %s", path)
         found = measure()
@@ -252,5 +272,6 @@ class TimingCache:
         memory[key] = found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(path, json.dumps(asdict(found)))  # a unique temporary file, then os.replace
+            # a unique temporary file, then os.replace
+            write_text(path, json.dumps({**asdict(found), FIELD: asdict(now)}))
         return found

@@ -271,6 +271,8 @@ class Explainer(ABC):
             with torch.enable_grad():
                 found = as_attribution(self._attribute(model, images.detach(), targets))
         attr = found.values.detach()
+        if attr.dtype in (torch.bfloat16, torch.float16):  # a layer under autocast: metrics read float32
+            attr = attr.float()
         maps = self.to_maps(attr, images.shape[-2:])
         return Explanation(attr, maps, targets, approximate=found.approximate, engine=found.engine)
 

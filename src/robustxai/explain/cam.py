@@ -96,6 +96,7 @@ def grid_gradcam(
     if layout is None:
         layout, prefix = infer_layout(act, (int(images.shape[-2]), int(images.shape[-1])))
     hw = (int(images.shape[-2]), int(images.shape[-1]))
+    act, grad = act.float(), grad.float()  # a half-precision layer under autocast: weights in float32
     grid, grid_grad = to_grid(act.detach(), layout, prefix, hw), to_grid(grad, layout, prefix, hw)
     weights = grid_grad.mean(dim=(2, 3), keepdim=True)
     return torch.relu((weights * grid).sum(dim=1, keepdim=True))
@@ -120,6 +121,7 @@ def gradcam_coarse(
     acts = captured[0]
     picked = logits.gather(1, targets[:, None]).sum()
     (grads,) = torch.autograd.grad(picked, acts, create_graph=create_graph)
+    acts, grads = acts.float(), grads.float()  # a half-precision layer under autocast: weights in float32
     weights = grads.mean(dim=(2, 3), keepdim=True)
     return (weights * acts).sum(dim=1, keepdim=True).clamp(min=0)
 

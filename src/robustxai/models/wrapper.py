@@ -17,6 +17,12 @@ from robustxai.errors import RobustXAIError
 from robustxai.models.tokens import CAM_LAYOUTS
 
 Task = Literal["multiclass", "multilabel"]
+#: Forward-pass precisions (:meth:`ModelWrapper.set_precision`): the autocast type of each; float32: none.
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:
@@ -100,8 +106,22 @@ class ModelWrapper(nn.Module):
         self.cam_layout = cam_layout
         self.cam_prefix = int(cam_prefix)
         self.spec = dict(spec or {})
+        self.precision = "float32"
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def set_precision(self, precision: str) -> ModelWrapper:
+        """Run the network's forward passes under ``torch.autocast`` in ``precision`` (``"float32"``: not).
+
+        A run setting, not saved with the model: ``"bfloat16"`` (CPU or GPU) or ``"float16"`` (CUDA only,
+        refused on another device when a pass runs) trade a little accuracy for speed on hardware with fast
+        half-precision units. The logits are returned as float32, and the gradient to the input keeps the
+        input's float32, so attacks, maps and metrics read float32 values.
+        """
+        if precision not in PRECISIONS:
+            raise RobustXAIError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -121,7 +141,7 @@ class ModelWrapper(nn.Module):
             x = x.expand(-1, self.net_channels, -1, -1)
         mean = self.get_buffer("mean").to(dtype=x.dtype)
         std = self.get_buffer("std").to(dtype=x.dtype)
-        logits = self.net((x - mean) / std)
+        logits = self._net((x - mean) / std)
         if isinstance(logits, torch.Tensor) and (
             logits.ndim != 2 or logits.shape[1] != len(self.class_names)
         ):
@@ -130,6 +150,21 @@ class ModelWrapper(nn.Module):
                 f"{len(self.class_names)} class names: class_names must name every output logit ([B, K])"
             )
         return logits
+
+    def _net(self, z: torch.Tensor) -> torch.Tensor:
+        """The network's output, under autocast when :attr:`precision` asks for it (float32 logits then)."""
+        dtype = PRECISIONS.get(getattr(self, "precision", "float32"))  # an older pickle has no precision
+        if dtype is None:
+            plain: torch.Tensor = self.net(z)
+            return plain
+        if dtype is torch.float16 and z.device.type != "cuda":
+            raise RobustXAIError(
+                f"precision 'float16' needs a CUDA device, the model runs on {z.device.type}: "
+                "use 'bfloat16' there (or 'float32')"
+            )
+        with torch.autocast(z.device.type, dtype=dtype):
+            out = self.net(z)
+        return out.float() if isinstance(out, torch.Tensor) else out
 
     def get_cam_layer(self) -> nn.Module:
         """Return the module whose activations Grad-CAM uses."""

@@ -61,6 +61,8 @@ def models_rows(run: RunData) -> list[list[str]]:
         origin = str(info.get("source", ""))
         if info.get("init_from"):
             origin += f", initialised from {info['init_from']}"
+        if info.get("precision"):
+            origin += f", evaluated in {info['precision']} (autocast)"
         rows.append(
             [
                 str(r["model"]),

@@ -1,0 +1,141 @@
+"""``[[models]] precision``: forward passes under ``torch.autocast`` (issue 16 item 4), float32 by default.
+
+float16 needs CUDA and is refused elsewhere; bfloat16 runs on the CPU too, so the tolerance of the audit's
+tables is checked here on the smoke profile. The CUDA path (float16, and bfloat16 on a GPU) is not tested
+on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import robustxai as rx
+from robustxai.audit.batching import settle_models, timing_spec
+from robustxai.audit.config import profile_dict, validate_config
+from robustxai.audit.config_toml import dump_toml
+from robustxai.audit.timing import TimingCache
+from robustxai.cli import app
+from robustxai.errors import ConfigError, RobustXAIError
+
+runner = CliRunner()
+
+#: The tables' stated tolerances, bfloat16 against float32 on the smoke profile (40 test images, 6 explained).
+#: Measured (2026-12-06, this machine): robust accuracy max 5.0 points per row (APGD, 2 of 40 images), mean
+#: 0.4; alignment max 0.075 on clean images, 0.34 on attacked ones, mean 0.016, continuous metrics ≤ 0.012.
+ROBUST_ACCURACY_POINTS = 7.5  # per (model, attack, ε) row: three of 40 images (one image is 2.5 points)
+MEAN_ROBUST_ACCURACY_POINTS = 2.0  # over the 12 rows
+#: Alignment rows of clean images (point coverage and pointing game move by 1/6 per image of 6).
+CLEAN_ALIGNMENT_ABS = 0.10
+#: Alignment rows of attacked images: the attacked images themselves differ (a bfloat16 gradient's sign
+#: flips where it is near 0), and the discrete metrics on 6 images move by up to two images' worth; even the
+#: random baseline's do, as its noise is seeded by each image's pixels.
+ATTACKED_ALIGNMENT_ABS = 0.5
+CONTINUOUS_ALIGNMENT_ABS = 0.03  # mask area, relevance mass, RMSE, top-k IoU: every row
+MEAN_ALIGNMENT_ABS = 0.03  # over every row
+CONTINUOUS = ("mask_area", "relevance_mass", "rmse", "topk_iou")
+
+
+def _raw(precision: str | None = None, **executor: Any) -> dict[str, Any]:
+    raw = profile_dict("smoke")
+    if precision is not None:
+        for m in raw["models"]:  # type: ignore[union-attr]
+            m["precision"] = precision
+    raw["executor"] = executor
+    return raw
+
+
+def test_precision_settings_are_checked_in_one_line() -> None:
+    assert [m.precision for m in validate_config(_raw()).models] == ["float32"] * 3
+    assert validate_config(_raw("bfloat16")).models[0].precision == "bfloat16"
+    assert validate_config(_raw("float16", device="cuda")).models[0].precision == "float16"
+    assert validate_config(_raw("float16", kind="ray", num_gpus=1)).models[0].precision == "float16"
+    for bad in ("double", "bf16", "FLOAT32", 16, True):
+        with pytest.raises(ConfigError, match=r"^[^\n]*models\.0\.precision[^\n]*$"):
+            validate_config(_raw(bad))  # type: ignore[arg-type]
+    for executor in ({}, {"device": "cpu"}, {"num_gpus": 1}):
+        with pytest.raises(ConfigError, match=r"^[^\n]*float16' needs a CUDA device[^\n]*bfloat16[^\n]*$"):
+            validate_config(_raw("float16", **executor))
+
+
+def test_bfloat16_logits_and_input_gradients_are_float32_and_close(tiny_model: rx.ModelWrapper) -> None:
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    reference = tiny_model(x)
+    with pytest.raises(RobustXAIError, match="precision must be one of"):
+        tiny_model.set_precision("half")
+    assert tiny_model.set_precision("float32")(x).equal(reference)  # float32: the path it always took
+    tiny_model.set_precision("bfloat16")
+    xi = x.clone().requires_grad_(True)
+    logits = tiny_model(xi)
+    (grad,) = torch.autograd.grad(logits[:, 0].sum(), xi)
+    assert logits.dtype == torch.float32 and grad.dtype == torch.float32
+    assert not logits.equal(reference)  # autocast did run the network in bfloat16
+    assert torch.allclose(logits, reference, atol=0.05, rtol=0.05)
+    for method in ("saliency", "integrated_gradients", "gradcam", "guided_gradcam"):
+        found = rx.create_explainer(method).explain(tiny_model, x)
+        assert found.maps.dtype == torch.float32 and found.attributions.dtype == torch.float32, method
+        assert torch.isfinite(found.maps).all(), method
+
+
+def test_float16_on_the_cpu_is_refused_in_one_line(tiny_model: rx.ModelWrapper) -> None:
+    tiny_model.set_precision("float16")  # a Python caller may set it; a pass on the CPU refuses
+    refused = r"^precision 'float16' needs a CUDA device, the model runs on cpu: use 'bfloat16'"
+    with pytest.raises(RobustXAIError, match=refused) as info:
+        tiny_model(torch.rand(1, 1, 32, 32))
+    assert "\n" not in str(info.value)
+
+
+def test_settling_sets_the_precision_and_the_plan_says_so(tiny_model: rx.ModelWrapper) -> None:
+    cfg = validate_config(_raw("bfloat16") | {"models": [{"name": "a", "precision": "bfloat16"}]})
+    settled, lines = settle_models(cfg, {"a": tiny_model}, (1, 32, 32), TimingCache(None))
+    assert tiny_model.precision == "bfloat16"
+    assert lines == ["a: forward passes in bfloat16 (autocast; maps, gradients float32)"]
+    # its pass times are cached apart from float32's, and float32's cache keys stay what they were
+    plain = validate_config(_raw() | {"models": [{"name": "a"}]})
+    assert timing_spec(settled, "a", (1, 32, 32)) == [*timing_spec(plain, "a", (1, 32, 32)), "bfloat16"]
+    assert timing_spec(plain, "a", (1, 32, 32)) == ["smallcnn", {}, [1, 32, 32]]
+
+
+def _audit(tmp_path: Path, name: str, precision: str | None) -> tuple[Path, str]:
+    config = tmp_path / f"{name}.toml"
+    config.write_text(dump_toml(_raw(precision)))
+    out = tmp_path / name
+    argv = ["audit", str(config), "--profile", "smoke", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_the_smoke_audit_in_bfloat16_stays_within_the_stated_tolerances(tmp_path: Path) -> None:
+    """Robust accuracy and map metrics of bfloat16 against float32 (the same trained models: cached)."""
+    base, _ = _audit(tmp_path, "float32", None)
+    half, output = _audit(tmp_path, "bfloat16", "bfloat16")
+    assert "standard: forward passes in bfloat16 (autocast; maps, gradients float32)" in output
+    assert "evaluated in bfloat16 (autocast)" in (half / "report.html").read_text()
+    keys = ["model", "attack", "epsilon"]
+    rob = pd.read_csv(base / "tables" / "robustness.csv").merge(
+        pd.read_csv(half / "tables" / "robustness.csv"), on=keys, suffixes=("", "_bf16")
+    )
+    assert len(rob) == 12
+    assert (rob["clean_accuracy"] == rob["clean_accuracy_bf16"]).all()
+    gap = 100 * (rob["adversarial_accuracy"] - rob["adversarial_accuracy_bf16"]).abs()
+    assert gap.max() <= ROBUST_ACCURACY_POINTS and gap.mean() <= MEAN_ROBUST_ACCURACY_POINTS, gap.tolist()
+    keys = ["model", "condition", "epsilon", "explainer", "metric"]
+    ali = pd.read_csv(base / "tables" / "alignment.csv").merge(
+        pd.read_csv(half / "tables" / "alignment.csv"), on=keys, suffixes=("", "_bf16")
+    )
+    assert len(ali) > 100
+    diff = (ali["value"] - ali["value_bf16"]).abs()
+    clean = ali["condition"] == "clean"
+    continuous = ali["metric"].str.startswith(CONTINUOUS)
+    assert diff.mean() <= MEAN_ALIGNMENT_ABS, diff.describe()
+    assert diff[clean].max() <= CLEAN_ALIGNMENT_ABS, ali[clean & (diff > CLEAN_ALIGNMENT_ABS)]
+    assert diff[~clean].max() <= ATTACKED_ALIGNMENT_ABS, ali[~clean & (diff > ATTACKED_ALIGNMENT_ABS)]
+    assert diff[continuous].max() <= CONTINUOUS_ALIGNMENT_ABS, ali[continuous].assign(diff=diff)
+    assert (diff[(ali["explainer"] == "random") & clean] == 0).all()  # the same clean images: the same noise
