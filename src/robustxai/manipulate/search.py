@@ -145,18 +145,22 @@ def keep_best(
     if not p.selection.real:
         assert logits is not None
         return torch.where(same_prediction(p.model, logits, p.clean_pred), adv, best), best_score
-    score = accepted_score(p, adv)
+    score = accepted_score(p, adv, logits)
     better = score > best_score
     return torch.where(better.view(-1, 1, 1, 1), adv, best), torch.where(better, score, best_score)
 
 
-def accepted_score(p: Problem, adv: torch.Tensor) -> torch.Tensor:
+def accepted_score(p: Problem, adv: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
     """Per image: SSIM(target, real map) where the iterate is admissible, −∞ where it is not ``[B]``.
 
-    Admissible: the prediction is unchanged and, with a floor, the image SSIM reaches it.
+    Admissible: the prediction is unchanged and, with a floor, the image SSIM reaches it. ``logits``: the
+    real model's logits of ``adv`` when the caller has them (the descent's step computes them for its loss;
+    the same forward pass, so the same numbers), else one forward pass computes them here.
     """
     with torch.no_grad():
-        ok = same_prediction(p.model, p.model(adv), p.clean_pred).view(-1)
+        if logits is None:
+            logits = p.model(adv)
+        ok = same_prediction(p.model, logits, p.clean_pred).view(-1)
         if p.budget.ssim_floor is not None:
             ok = ok & (image_ssim(adv, p.images) >= p.budget.ssim_floor)
     score = real_score(p, adv)
