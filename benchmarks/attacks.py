@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import robustxai as rx
-from robustxai.runtime import OPT_OUT, keep_freed_memory
+from robustxai._runtime import OPT_OUT, keep_freed_memory
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument(
         "--system-malloc",
         action="store_true",
-        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (_runtime.py)",
     )
     args = parser.parse_args()
     if args.system_malloc:  # the environment reaches child processes and Ray workers too

@@ -41,19 +41,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from robustxai._pipeline import run_audit
+from robustxai._runtime import OPT_OUT, keep_freed_memory
 from robustxai.attacks import create_attack
-from robustxai.audit.cache import cache_root
-from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.executor import ExecutionContext, LocalExecutor
-from robustxai.audit.plan import Unit, explained_conditions, explanation_methods
-from robustxai.audit.progress import LogProgress
-from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_manip import _attack
-from robustxai.audit.stages_models import get_models
+from robustxai.audit._cache import cache_root
+from robustxai.audit._config import AuditConfig, load_config
+from robustxai.audit._executor import ExecutionContext, LocalExecutor
+from robustxai.audit._plan import Unit, explained_conditions, explanation_methods
+from robustxai.audit._progress import LogProgress
+from robustxai.audit._stages_data import build_datasets
+from robustxai.audit._stages_manip import _attack
+from robustxai.audit._stages_models import get_models
 from robustxai.explain import create_explainer
-from robustxai.pipeline import run_audit
-from robustxai.results.store import Store
-from robustxai.runtime import OPT_OUT, keep_freed_memory
+from robustxai.results._store import Store
 
 # Per image: (forward, backward) passes of each explainer, for explainers without a ``passes`` method
 # (Captum batches its perturbations into these). Called with the explainer's parameters and the image size.
@@ -310,7 +310,7 @@ def bench_rss(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def bench_ray(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import ray
 
-    from robustxai.audit.executor_ray import RayExecutor
+    from robustxai.audit._executor_ray import RayExecutor
 
     cfg = load_config(profile="smoke")
     run_audit(cfg, tmp / "ray-warm-local")  # trains or loads the models; untimed
@@ -362,7 +362,7 @@ def main() -> None:
     parser.add_argument(
         "--system-malloc",
         action="store_true",
-        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (_runtime.py)",
     )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()

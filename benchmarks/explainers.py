@@ -15,7 +15,7 @@ A call is timed as the best of ``max(repeats, 7)`` after a warm-up, unless its b
 (best of 3 each), and the bound takes the best of those, so a change of load reaches both sides.
 ``--clock cpu`` times part 1 in this process's CPU time instead of wall time, for a machine others are using
 (run it with one torch thread, ``OMP_NUM_THREADS=1``). The process keeps freed memory for reuse, as the CLI
-does (:mod:`robustxai.runtime`); ``--system-malloc`` leaves glibc's malloc as it is.
+does (:mod:`robustxai._runtime`); ``--system-malloc`` leaves glibc's malloc as it is.
 
 Part 2. The explanation grid of an audit — saliency, integrated_gradients, gradcam, smoothgrad and occlusion
 on 64 images, each scored by point coverage of the top 15 % — done with robustxai's batched explainers and
@@ -45,7 +45,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
 import robustxai as rx
-from robustxai.runtime import OPT_OUT, keep_freed_memory
+from robustxai._runtime import OPT_OUT, keep_freed_memory
 
 warnings.filterwarnings("ignore")
 
@@ -290,7 +290,7 @@ def main() -> None:
     parser.add_argument(
         "--system-malloc",
         action="store_true",
-        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (_runtime.py)",
     )
     args = parser.parse_args()
     if args.system_malloc:  # the environment reaches child processes and Ray workers too

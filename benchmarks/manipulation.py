@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 import robustxai as rx
-from robustxai.audit.config import load_config, validate_config
-from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+from robustxai._runtime import OPT_OUT, keep_freed_memory
+from robustxai.audit._config import load_config, validate_config
+from robustxai.audit._stages_manip import ManipulationShard, manipulation_shard
 from robustxai.manipulate import SoftplusSurrogate, create_manipulation
-from robustxai.runtime import OPT_OUT, keep_freed_memory
 
 METHODS = ["saliency", "input_x_gradient", "gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad"]
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument(
         "--system-malloc",
         action="store_true",
-        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (runtime.py)",
+        help="leave glibc's malloc as it is instead of keeping freed memory, as the CLI does (_runtime.py)",
     )
     args = parser.parse_args()
     if args.system_malloc:  # the environment reaches child processes and Ray workers too

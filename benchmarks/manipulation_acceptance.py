@@ -26,13 +26,13 @@ from typing import Any
 import torch
 
 import robustxai as rx
-from robustxai.audit.cache import cache_root
-from robustxai.audit.config import ManipulationConfig, profile_dict, validate_config
-from robustxai.audit.plan import AuditData
-from robustxai.audit.progress import LogProgress
-from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_manip import _attack, _truths, map_metrics
-from robustxai.audit.stages_models import get_models
+from robustxai.audit._cache import cache_root
+from robustxai.audit._config import ManipulationConfig, profile_dict, validate_config
+from robustxai.audit._plan import AuditData
+from robustxai.audit._progress import LogProgress
+from robustxai.audit._stages_data import build_datasets
+from robustxai.audit._stages_manip import _attack, _truths, map_metrics
+from robustxai.audit._stages_models import get_models
 from robustxai.explain import create_explainer
 from robustxai.manipulate import explained_class
 from robustxai.metrics import ssim

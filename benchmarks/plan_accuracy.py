@@ -20,12 +20,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import estimate_audit
-from robustxai.audit.estimate_text import plan_lines
-from robustxai.audit.progress import ProgressTracker
-from robustxai.pipeline import run_audit
-from robustxai.runtime import keep_freed_memory
+from robustxai._pipeline import run_audit
+from robustxai._runtime import keep_freed_memory
+from robustxai.audit._config import load_config
+from robustxai.audit._estimate import estimate_audit
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._progress import ProgressTracker
 
 STAGE_OF_TASK = {"training": "training", "attack": "attack", "explain": "explain", "manipulate": "manipulate"}
 

@@ -2,7 +2,7 @@
 
 For each attacked method of a profile's ``[manipulation]`` block (at a quarter of its steps, on synthetic
 64-px images and an untrained smallcnn), prints the CPU time of one call, the plan's step-priced prediction
-(:mod:`robustxai.audit.timing_manip`) and the old pass-priced one (the attack's pass counts × plain gradient
+(:mod:`robustxai.audit._timing_manip`) and the old pass-priced one (the attack's pass counts × plain gradient
 passes). CPU time on both sides (``time.process_time``), so the load of a shared machine does not decide it.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/plan_manipulation.py --profile paper
@@ -16,16 +16,16 @@ import time
 
 import torch
 
-import robustxai.audit.timing as timing_module
-import robustxai.audit.timing_manip as timing_manip
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import work_seconds
-from robustxai.audit.passes import Work
-from robustxai.audit.stages_manip import _attack
-from robustxai.audit.timing import measure
-from robustxai.audit.timing_manip import measure_steps, total_steps
-from robustxai.data.base import stack_images
-from robustxai.data.synthetic import SyntheticFracture
+import robustxai.audit._timing as timing_module
+import robustxai.audit._timing_manip as timing_manip
+from robustxai.audit._config import load_config
+from robustxai.audit._estimate import work_seconds
+from robustxai.audit._passes import Work
+from robustxai.audit._stages_manip import _attack
+from robustxai.audit._timing import measure
+from robustxai.audit._timing_manip import measure_steps, total_steps
+from robustxai.data._base import stack_images
+from robustxai.data._synthetic import SyntheticFracture
 from robustxai.models import create_model
 
 

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from robustxai.web.study import create_study  # noqa: E402
+from robustxai.web._study import create_study  # noqa: E402
 from web_fixtures import make_run  # noqa: E402
 
 SERVER = """

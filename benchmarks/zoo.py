@@ -4,7 +4,7 @@ For each model (random-initialised, built locally: nothing is downloaded), in a 
 its peak RSS is its own:
 
 - per-pass time at ``--images`` rows: forward (inference mode) and forward+backward to the input, the
-  median of a few passes (:func:`robustxai.audit.timing.measure`); saved activations per image;
+  median of a few passes (:func:`robustxai.audit._timing.measure`); saved activations per image;
 - the same forward+backward pass in the ``channels_last`` layout (convolutional models only);
 - each stage — PGD-10, saliency, integrated gradients, Grad-CAM, occlusion, and attention rollout where the
   model has attention — timed after one untimed warm-up call (a cheap one: the best of 3), then divided by
@@ -41,7 +41,7 @@ ZOO = {
 
 def _bound(model: Any, method: Any, n: int, size: int, fwd_bwd: tuple[int, int]) -> float:
     """Seconds of the method's declared passes at per-row costs measured now, at its rows per pass."""
-    from robustxai.audit.timing import measure
+    from robustxai.audit._timing import measure
 
     rows = method.pass_rows(n) if hasattr(method, "pass_rows") else n
     t = measure(model, (3, size, size), max(rows, 1), repeats=1)
@@ -91,8 +91,8 @@ def one(key: str, n: int, size: int, ig_steps: int) -> dict[str, Any]:
     """Everything measured for one model (run in its own process)."""
     import robustxai as rx
     from robustxai.attacks import create_attack
-    from robustxai.audit.batching import is_convolutional
-    from robustxai.audit.timing import _saved_bytes, measure
+    from robustxai.audit._batching import is_convolutional
+    from robustxai.audit._timing import _saved_bytes, measure
 
     rx.keep_freed_memory()  # as the CLI does (BENCHMARKS.md, "Explainers")
     torch.manual_seed(0)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from robustxai.results.run import RunData, load_run
-from robustxai.results.schema import MetricRow, PredictionRow, SampleRow
-from robustxai.results.store import Store
+from robustxai.results import RunData, Store, load_run
+from robustxai.results._schema import MetricRow, PredictionRow, SampleRow
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.results._schema"
 
 EPS = 4 / 255
 PGD = ("pgd", EPS)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustxai.errors import RobustXAIError
-from robustxai.metrics.agreement import bradley_terry, krippendorff_alpha, spearman_ci
+from robustxai import RobustXAIError
+from robustxai.metrics._agreement import bradley_terry, krippendorff_alpha, spearman_ci
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.metrics._agreement"
 
 
 def test_bradley_terry_two_players_by_hand() -> None:

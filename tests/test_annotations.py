@@ -10,16 +10,19 @@ import pytest
 from matplotlib.path import Path as MplPath
 from PIL import Image
 
-from robustxai.data.annotations import (
+from robustxai import DataError, RobustXAIError, UnknownNameError
+from robustxai.data import SyntheticFracture
+from robustxai.data._annotations import (
     AnnotationResult,
     detect_format,
     list_formats,
     match_key,
     read_annotations,
 )
-from robustxai.data.folder import write_folder
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import DataError, RobustXAIError, UnknownNameError
+from robustxai.data._folder import write_folder
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._annotations, robustxai.data._folder"
 
 H, W = 40, 50
 SIZES = {"fracture/img_001.png": (H, W), "fracture/img_002.png": (H, W), "normal/img_003.png": (32, 32)}

@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 import robustxai as rx
-from robustxai.attacks.apgd import dlr_loss
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
+from robustxai.attacks._apgd import dlr_loss
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.attacks._apgd"
 
 
 def _net(num_classes: int, task: str = "multiclass", seed: int = 0) -> rx.ModelWrapper:

@@ -8,8 +8,11 @@ import torch
 
 from robustxai._arrays import minmax, minmax_array
 from robustxai.metrics import minmax as metric_minmax
-from robustxai.report.figures import minmax_normalise
-from robustxai.results.store import _unit_range
+from robustxai.report._figures import minmax_normalise
+from robustxai.results._store import _unit_range
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._arrays, robustxai.report._figures, robustxai.results._store"
 
 
 def _numpy_minmax(a: np.ndarray) -> np.ndarray:  # what the store and the figures computed before

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai.attacks import ATTACKS
-from robustxai.errors import RobustXAIError
 
 
 def _configs() -> list[tuple[str, str | None]]:

@@ -20,10 +20,12 @@ from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian,
 from typer.testing import CliRunner
 
 from robustxai.cli import app
-from robustxai.data.dicom import find_phi, phi_values, read_dicom
-from robustxai.data.folder import FolderDataset
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.results.store import Store
+from robustxai.data import FolderDataset, SyntheticFracture
+from robustxai.data._dicom import find_phi, phi_values, read_dicom
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._dicom"
 
 NAME = "Doe^Jane"
 PATIENT_ID = "PID-778899"

@@ -15,11 +15,16 @@ from typer.testing import CliRunner
 
 import robustxai as rx
 from robustxai.cli import app
-from robustxai.data.base import SubsetDataset, split_indices
-from robustxai.data.folder import FolderDataset, write_folder
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.data.writer import ANNOTATION_FORMAT
-from robustxai.results.store import Store
+from robustxai.data import SubsetDataset, SyntheticFracture, split_indices
+from robustxai.data._folder import FolderDataset, write_folder
+from robustxai.data._writer import ANNOTATION_FORMAT
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._config, robustxai.audit._progress, "
+    "robustxai.audit._stages_data, robustxai.data._folder, robustxai.data._writer"
+)
 
 runner = CliRunner()
 
@@ -75,9 +80,9 @@ def test_checkpoint_with_other_classes_is_refused(tmp_path: Path) -> None:
 
 
 def test_separate_test_folder_uses_the_training_class_order(tmp_path: Path) -> None:
-    from robustxai.audit.config import load_config
-    from robustxai.audit.progress import LogProgress
-    from robustxai.audit.stages_data import build_datasets
+    from robustxai.audit import load_config
+    from robustxai.audit._progress import LogProgress
+    from robustxai.audit._stages_data import build_datasets
 
     write_folder(SyntheticFracture(12, size=32, seed=1), tmp_path / "train")
     test = tmp_path / "test"
@@ -99,9 +104,9 @@ def test_separate_test_folder_uses_the_training_class_order(tmp_path: Path) -> N
 
 
 def test_manifest_split_column_is_used(tmp_path: Path) -> None:
-    from robustxai.audit.config import load_config
-    from robustxai.audit.progress import LogProgress
-    from robustxai.audit.stages_data import build_datasets
+    from robustxai.audit import load_config
+    from robustxai.audit._progress import LogProgress
+    from robustxai.audit._stages_data import build_datasets
 
     splits = ["test" if i % 4 == 0 else "train" for i in range(16)]
     write_folder(SyntheticFracture(16, size=32, seed=4), tmp_path / "d", split=splits)
@@ -147,9 +152,9 @@ def _write_bad_truth(test: Path) -> dict[str, str]:
 def test_audit_with_bad_ground_truth_leaves_samples_out_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from robustxai.audit.config import profile_dict, validate_config
-    from robustxai.audit.progress import LogProgress
-    from robustxai.pipeline import run_audit
+    from robustxai._pipeline import run_audit
+    from robustxai.audit._config import profile_dict, validate_config
+    from robustxai.audit._progress import LogProgress
 
     write_folder(SyntheticFracture(8, size=32, seed=1), tmp_path / "train")
     test = tmp_path / "test"

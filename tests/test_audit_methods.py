@@ -12,10 +12,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.config import load_config
-from robustxai.audit.stages_sanity import masking_warnings
+from robustxai.audit import load_config
+from robustxai.audit._stages_sanity import masking_warnings
 from robustxai.cli import app
 from robustxai.models import MODELS, ModelWrapper
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._stages_manip, robustxai.audit._stages_sanity"
 
 runner = CliRunner()
 ALL_METHODS = [
@@ -157,8 +160,8 @@ def test_smoke_models_pass_the_sanity_checks() -> None:
 
 
 def test_manipulation_method_params_override_per_method() -> None:
-    from robustxai.audit.stages_manip import _attack, check_manipulation_config
-    from robustxai.errors import ConfigError
+    from robustxai import ConfigError
+    from robustxai.audit._stages_manip import _attack, check_manipulation_config
 
     cfg = load_config(profile="default")
     mc = cfg.manipulation

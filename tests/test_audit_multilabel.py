@@ -12,14 +12,21 @@ import pytest
 import torch
 
 import robustxai as rx
-from robustxai.audit.config import profile_dict, validate_config
-from robustxai.audit.stages_eval import label_code, robustness_shard
-from robustxai.data.folder import FolderDataset, write_folder
-from robustxai.data.synthetic import SyntheticFracture
+from robustxai._pipeline import run_audit
+from robustxai.audit._config import profile_dict, validate_config
+from robustxai.audit._stages_eval import label_code, robustness_shard
+from robustxai.data import SyntheticFracture
+from robustxai.data._folder import FolderDataset, write_folder
 from robustxai.metrics import auc, label_accuracy
-from robustxai.pipeline import run_audit
-from robustxai.report.multilabel import MULTILABEL_COLUMNS
-from robustxai.results.store import Store
+from robustxai.report._multilabel import MULTILABEL_COLUMNS
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._config, robustxai.audit._progress, "
+    "robustxai.audit._stages_data, robustxai.audit._stages_eval, robustxai.data._folder, "
+    "robustxai.report._multilabel"
+)
 
 LABELS = ["A", "B", "C"]
 
@@ -143,8 +150,8 @@ def test_multilabel_audit_end_to_end(tmp_path: Path) -> None:
 
 
 def test_uncertain_and_blank_policies_reach_the_loader(tmp_path: Path) -> None:
-    from robustxai.audit.progress import LogProgress
-    from robustxai.audit.stages_data import build_datasets
+    from robustxai.audit._progress import LogProgress
+    from robustxai.audit._stages_data import build_datasets
 
     data = multilabel_folder(tmp_path / "data", n=12)
     lines = (data / "manifest.csv").read_text().splitlines()

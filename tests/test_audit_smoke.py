@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 
 from robustxai.cli import app
 
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._pipeline, robustxai.audit._runner"
+
 runner = CliRunner()
 ROBUSTNESS_COLUMNS = [
     "model",
@@ -73,7 +76,7 @@ def test_smoke_audit_writes_all_artifacts(smoke_run: Path) -> None:
     assert "Best method per model against the random map on the same images: &#39;adversarial&#39; " in html
 
 
-# The column lists of issue 4 and README.md, written out (not imported from robustxai.report.tables).
+# The column lists of issue 4 and README.md, written out (not imported from robustxai.report._tables).
 ALIGNMENT_CSV_COLUMNS = [
     "model",
     "condition",
@@ -149,7 +152,7 @@ def test_deeplift_on_the_attention_model_is_flagged_once(smoke_run: Path) -> Non
 
 @pytest.mark.slow
 def test_resolved_config_is_saved_and_reusable(smoke_run: Path, tmp_path: Path) -> None:
-    from robustxai.audit.config import load_config
+    from robustxai.audit import load_config
 
     cfg = load_config(smoke_run / "config.toml", profile="smoke")
     assert cfg.name == "smoke" and cfg.data.size == 32
@@ -265,8 +268,8 @@ def test_changed_config_into_same_dir_is_refused(smoke_run: Path, tmp_path: Path
 
 
 def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustxai import pipeline
-    from robustxai.audit import runner as runner_mod
+    from robustxai import _pipeline as pipeline
+    from robustxai.audit import _runner as runner_mod
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise runner_mod.AuditInterrupted(
@@ -279,8 +282,8 @@ def test_ctrl_c_exits_130_with_resume_hint(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_cli_passes_fresh_and_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustxai import pipeline
-    from robustxai.audit import runner as runner_mod
+    from robustxai import _pipeline as pipeline
+    from robustxai.audit import _runner as runner_mod
 
     seen: dict[str, object] = {}
 

@@ -14,15 +14,22 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from robustxai.attacks.gradient_sign import PGD
-from robustxai.audit.applicability import NOT_APPLICABLE_CODE
-from robustxai.audit.config import AuditConfig, profile_dict, validate_config
-from robustxai.audit.plan import inapplicable, plan_units
-from robustxai.data.folder import write_folder
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.models.heads import wrap_model
-from robustxai.pipeline import run_audit
-from robustxai.results.store import Store
+from robustxai._pipeline import run_audit
+from robustxai.attacks._gradient_sign import PGD
+from robustxai.audit._applicability import NOT_APPLICABLE_CODE
+from robustxai.audit._config import AuditConfig, profile_dict, validate_config
+from robustxai.audit._plan import inapplicable, plan_units
+from robustxai.data import SyntheticFracture
+from robustxai.data._folder import write_folder
+from robustxai.models import wrap_model
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.attacks._gradient_sign, "
+    "robustxai.audit._applicability, robustxai.audit._config, robustxai.audit._plan, "
+    "robustxai.audit._stages_manip, robustxai.data._folder"
+)
 
 timm = pytest.importorskip("timm")
 
@@ -147,8 +154,8 @@ def test_audit_of_a_vit_and_a_swin_completes_and_lists_what_it_skipped(tmp_path:
 def test_manipulation_transfer_leaves_out_the_methods_a_model_cannot_have() -> None:
     import numpy as np
 
-    from robustxai.audit.config import load_config
-    from robustxai.audit.stages_manip import ManipulationShard, manipulation_shard
+    from robustxai.audit import load_config
+    from robustxai.audit._stages_manip import ManipulationShard, manipulation_shard
 
     raw = load_config(profile="smoke").model_dump()
     raw["manipulation"] = {

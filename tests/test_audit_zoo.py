@@ -13,16 +13,23 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from robustxai.audit.config import AuditConfig, profile_dict, validate_config
-from robustxai.audit.progress import LogProgress
-from robustxai.audit.runner import check_config
-from robustxai.audit.stages_data import build_datasets
-from robustxai.audit.stages_models import get_models
-from robustxai.data.folder import write_folder
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import ConfigError, UnknownNameError
-from robustxai.pipeline import run_audit
-from robustxai.results.store import Store
+from robustxai import ConfigError, UnknownNameError
+from robustxai._pipeline import run_audit
+from robustxai.audit._config import AuditConfig, profile_dict, validate_config
+from robustxai.audit._progress import LogProgress
+from robustxai.audit._runner import check_config
+from robustxai.audit._stages_data import build_datasets
+from robustxai.audit._stages_models import get_models
+from robustxai.data import SyntheticFracture
+from robustxai.data._folder import write_folder
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._config, robustxai.audit._progress, "
+    "robustxai.audit._runner, robustxai.audit._stages_data, robustxai.audit._stages_models, "
+    "robustxai.data._folder"
+)
 
 
 def _checkpoint(path: Path, seed: int = 0) -> Path:
@@ -149,8 +156,7 @@ def test_audit_of_a_zoo_checkpoint_as_built_and_as_a_linear_probe(tmp_path: Path
 
 def test_data_options_reach_the_folder_loader(tmp_path: Path, folder: Path) -> None:
     """channels, transforms, manifest and an external annotations file are applied by build_datasets."""
-    from robustxai.data.folder import FolderDataset
-    from robustxai.data.transforms import create_transform
+    from robustxai.data import FolderDataset, create_transform
 
     base = FolderDataset(folder)
     first = base.paths[0]

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import robustxai as rx
-from robustxai.audit.batching import (
+from robustxai import ConfigError
+from robustxai.audit._batching import (
     auto_batch,
     choose_batch,
     explain_rows,
@@ -19,13 +20,18 @@ from robustxai.audit.batching import (
     settle_models,
     timing_spec,
 )
-from robustxai.audit.config import AuditConfig, profile_dict, validate_config
-from robustxai.audit.passes import unit_work
-from robustxai.audit.plan import AuditData, plan_units
-from robustxai.audit.stages_eval import ExplainShard, explanation_shard, robustness_shard
-from robustxai.audit.timing import PassTime, TimingCache
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import ConfigError
+from robustxai.audit._config import AuditConfig, profile_dict, validate_config
+from robustxai.audit._passes import unit_work
+from robustxai.audit._plan import AuditData, plan_units
+from robustxai.audit._stages_eval import ExplainShard, explanation_shard, robustness_shard
+from robustxai.audit._timing import PassTime, TimingCache
+from robustxai.data import SyntheticFracture
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._batching, robustxai.audit._config, robustxai.audit._passes, "
+    "robustxai.audit._plan, robustxai.audit._stages_eval, robustxai.audit._timing"
+)
 
 MiB = 1 << 20
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from claims_fixtures import CLEAN, PGD, Planted, write_run
+from robustxai import RobustXAIError
 from robustxai._types import JsonValue
 from robustxai.claims import (
     CLAIM_COLUMNS,
@@ -21,8 +22,10 @@ from robustxai.claims import (
     evaluate_claims,
     list_claims,
 )
-from robustxai.errors import RobustXAIError
-from robustxai.results.run import RunData
+from robustxai.results import RunData
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._types"
 
 BUILT_IN = {
     "attentive.clean_accuracy_kept",

@@ -10,7 +10,7 @@ import pytest
 
 from claims_fixtures import BIM, CLEAN, FGSM, PGD, Planted, manipulation, write_run
 from robustxai.claims import CLAIMS, ClaimResult
-from robustxai.results.run import RunData
+from robustxai.results import RunData
 
 
 def _eval(claim_id: str, run: RunData) -> list[ClaimResult]:

@@ -10,7 +10,10 @@ import numpy as np
 from claims_fixtures import CLEAN, FGSM, Planted, write_run
 from robustxai.claims import CLAIMS, ClaimResult
 from robustxai.claims._pairs import adversarial_pairs, attention_pairs
-from robustxai.results.run import RunData
+from robustxai.results import RunData
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.claims._pairs"
 
 
 def _eval(claim_id: str, run: RunData) -> list[ClaimResult]:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from robustxai.claims.stats import (
+from robustxai import RobustXAIError
+from robustxai.claims._stats import (
     clopper_pearson,
     paired_difference,
     percentile_interval,
@@ -18,7 +19,9 @@ from robustxai.claims.stats import (
     spearman_test,
     tost,
 )
-from robustxai.errors import RobustXAIError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.claims._stats, robustxai.claims._trust_auc"
 
 
 def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -156,7 +159,7 @@ def test_clopper_pearson_matches_scipy_binomtest(k: int, n: int) -> None:
 def test_mean_auc_is_mann_whitney_u_over_n_pos_n_neg_like_metrics_auc() -> None:
     import torch
 
-    from robustxai.claims.trust_auc import mean_auc
+    from robustxai.claims._trust_auc import mean_auc
     from robustxai.metrics import auc
 
     rng = np.random.default_rng(8)

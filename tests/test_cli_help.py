@@ -8,8 +8,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from robustxai.audit.config import PROFILES, profile_description
+from robustxai.audit._config import PROFILES, profile_description
 from robustxai.cli import app
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._config"
 
 runner = CliRunner()
 # Typer's own type labels (``<str>``, ``<bool>``, ``<path>`` …) and brace placeholders (``{run_dir}``):

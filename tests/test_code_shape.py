@@ -18,7 +18,7 @@ MAX_FUNCTION_LINES = 80
 #: Functions allowed over :data:`MAX_FUNCTION_LINES`, as ``(path relative to the package, qualified name)``,
 #: each with the reason.
 ALLOWED_LONG_FUNCTIONS: dict[tuple[str, str], str] = {
-    ("data/synthetic.py", "SyntheticFracture._render"): (
+    ("data/_synthetic.py", "SyntheticFracture._render"): (
         "the synthetic image renderer: one straight sequence of drawing steps sharing one random stream, "
         "whose order fixes the benchmark's pixels"
     ),

@@ -6,10 +6,16 @@ import tomllib
 
 import pytest
 
-from robustxai.audit.config import PROFILES, deep_merge, load_config, validate_config
-from robustxai.audit.config_toml import dump_toml
-from robustxai.audit.runner import check_config, primary_condition
-from robustxai.errors import ConfigError, RobustXAIError, UnknownNameError
+from robustxai import ConfigError, RobustXAIError, UnknownNameError
+from robustxai.audit._config import PROFILES, deep_merge, load_config, validate_config
+from robustxai.audit._config_toml import dump_toml
+from robustxai.audit._runner import check_config, primary_condition
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._config, robustxai.audit._config_toml, robustxai.audit._runner, "
+    "robustxai.audit._stages_manip"
+)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -131,7 +137,7 @@ def test_tops_that_round_to_the_same_metric_name_are_refused(tmp_path) -> None:
 
 
 def test_report_opens_the_store_read_only(tmp_path) -> None:
-    from robustxai.results.store import Store
+    from robustxai.results import Store
 
     with Store(tmp_path) as store:
         store.set_meta("x", 1)
@@ -143,7 +149,7 @@ def test_report_opens_the_store_read_only(tmp_path) -> None:
 
 def test_manipulation_method_params_params_must_be_a_table() -> None:
     """``method_params.<method>.params`` that is not a table is one config line, not a TypeError."""
-    from robustxai.audit.stages_manip import check_manipulation_config
+    from robustxai.audit._stages_manip import check_manipulation_config
 
     raw = load_config(profile="smoke").model_dump()
     raw["manipulation"]["method_params"] = {"saliency": {"params": 3}}

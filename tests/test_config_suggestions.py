@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from robustxai.audit.config import AuditConfig, ModelConfig, load_config
-from robustxai.audit.config_errors import known_keys
+from robustxai import ConfigError
+from robustxai.audit._config import AuditConfig, ModelConfig, load_config
+from robustxai.audit._config_errors import known_keys
 from robustxai.cli import app
-from robustxai.errors import ConfigError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._config, robustxai.audit._config_errors"
 
 
 @pytest.mark.parametrize(

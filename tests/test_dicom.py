@@ -13,9 +13,12 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from robustxai.data.dicom import find_phi, is_dicom_file, phi_values, read_dicom, window_linear
-from robustxai.data.folder import FolderDataset, write_folder
-from robustxai.errors import DataError
+from robustxai import DataError
+from robustxai.data._dicom import find_phi, is_dicom_file, phi_values, read_dicom, window_linear
+from robustxai.data._folder import FolderDataset, write_folder
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._dicom, robustxai.data._folder"
 
 NAME = "Doe^Jane"
 PATIENT_ID = "PID-98765"

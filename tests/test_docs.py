@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from robustxai.audit import config as config_module
-from robustxai.audit.config import deep_merge, profile_dict, validate_config
+from robustxai.audit import _config as config_module
+from robustxai.audit._config import deep_merge, profile_dict, validate_config
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._config"
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustxai.audit.plan import UNIT_KINDS, register_unit_kind
-from robustxai.data.truth import Truth
-from robustxai.errors import DataError, RobustXAIError
-from robustxai.registry import Registry
+from robustxai import DataError, RobustXAIError
+from robustxai._registry import Registry
+from robustxai.audit._plan import UNIT_KINDS, register_unit_kind
+from robustxai.data import Truth
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._registry, robustxai.audit._plan, robustxai.web._runview"
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustxai"
 
@@ -21,15 +24,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "robustxai"
 #: the config's one-line ConfigError), ``Dataset.__getitem__`` must raise IndexError (the sequence protocol),
 #: and internal invariants a user cannot reach (caught and re-raised as RobustXAIError where they could be).
 ALLOWED = {
-    "audit/config.py": "pydantic validators",
+    "audit/_config.py": "pydantic validators",
     "audit/_config_budgets.py": "pydantic validators",
-    "audit/config_toml.py": "TOML writer of a validated config",
-    "web/annotations.py": "pydantic validator",
-    "data/base.py": "IndexError of the sequence protocol",
-    "explain/incremental.py": "internal invariant of a traced graph",
-    "explain/fxgraph.py": "internal invariant of a traced graph",
-    "explain/boxes.py": "internal invariant of a traced graph (the engine falls back to Captum on it)",
-    "models/io.py": "caught on the next line and re-raised as RobustXAIError",
+    "audit/_config_toml.py": "TOML writer of a validated config",
+    "web/_annotations.py": "pydantic validator",
+    "data/_base.py": "IndexError of the sequence protocol",
+    "explain/_incremental.py": "internal invariant of a traced graph",
+    "explain/_fxgraph.py": "internal invariant of a traced graph",
+    "explain/_boxes.py": "internal invariant of a traced graph (the engine falls back to Captum on it)",
+    "models/_io.py": "caught on the next line and re-raised as RobustXAIError",
 }
 BUILTIN = {"ValueError", "TypeError", "KeyError", "IndexError", "RuntimeError"}
 
@@ -85,7 +88,7 @@ def test_a_bad_truth_mask_is_a_data_error_and_still_a_value_error() -> None:
 )
 def test_a_damaged_stored_map_key_is_a_robustxai_error(fields) -> None:
     """A study database's map key is read back with checks: a KeyError or TypeError was a server error."""
-    from robustxai.web.runview import MapKey
+    from robustxai.web._runview import MapKey
 
     with pytest.raises(RobustXAIError, match="damaged"):
         MapKey.from_json(fields)

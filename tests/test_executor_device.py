@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.executor import LocalExecutor, choose_device, to_device
-from robustxai.audit.executors import create_executor
-from robustxai.audit.plan import ExplanationInput, RobustnessInput, UnitResult
-from robustxai.audit.stages_eval import ExplainShard
-from robustxai.errors import ConfigError
-from robustxai.pipeline import run_audit
+from robustxai import ConfigError
+from robustxai._pipeline import run_audit
+from robustxai.audit import AuditConfig, load_config
+from robustxai.audit._executor import LocalExecutor, choose_device, to_device
+from robustxai.audit._executors import create_executor
+from robustxai.audit._plan import ExplanationInput, RobustnessInput, UnitResult
+from robustxai.audit._stages_eval import ExplainShard
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._executor, robustxai.audit._executors, "
+    "robustxai.audit._plan, robustxai.audit._stages_eval"
+)
 
 TINY: dict[str, Any] = {
     "name": "tiny-device",
@@ -129,7 +135,7 @@ def test_units_run_end_to_end_on_the_cpu_exactly_as_before(tmp_path: Path) -> No
 
 
 def _units(store: Path) -> list[str]:
-    from robustxai.results.store import Store
+    from robustxai.results import Store
 
     with Store(store, readonly=True) as s:
         return sorted(s.done_units())

@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-from robustxai.audit.config import load_config
-from robustxai.audit.executor import LocalExecutor
-from robustxai.audit.executors import create_executor
-from robustxai.errors import ConfigError, RobustXAIError
-from robustxai.pipeline import run_audit
-from robustxai.results.store import Store
+from robustxai import ConfigError, RobustXAIError
+from robustxai._pipeline import run_audit
+from robustxai.audit import load_config
+from robustxai.audit._executor import LocalExecutor
+from robustxai.audit._executors import create_executor
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._pipeline, robustxai.audit._executor, robustxai.audit._executors"
 
 TINY = {
     "name": "tiny-ray",

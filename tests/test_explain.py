@@ -7,7 +7,10 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError, UnknownNameError
+from robustxai import RobustXAIError, UnknownNameError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._base"
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
@@ -194,7 +197,7 @@ def test_out_of_range_target_on_a_plain_module_is_a_clear_error(images) -> None:
 
 
 def test_rows_per_pass_default_depends_on_the_device() -> None:
-    from robustxai.explain.base import rows_per_pass
+    from robustxai.explain._base import rows_per_pass
 
     assert rows_per_pass(None, "cpu") == 32
     assert rows_per_pass(None, torch.device("cuda")) == 256
@@ -203,7 +206,7 @@ def test_rows_per_pass_default_depends_on_the_device() -> None:
 
 @pytest.mark.parametrize(("total", "most"), [(400, 32), (320, 32), (5, 32), (33, 32), (7, 1), (10, 3)])
 def test_row_chunks_are_balanced_and_cover_every_row(total, most) -> None:
-    from robustxai.explain.base import balanced_rows, row_chunks
+    from robustxai.explain._base import balanced_rows, row_chunks
 
     chunks = row_chunks(total, most)
     sizes = [c.stop - c.start for c in chunks]

@@ -13,15 +13,18 @@ from skimage.segmentation import slic
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError, UnknownNameError
-from robustxai.explain.lime import (
+from robustxai import RobustXAIError, UnknownNameError
+from robustxai.explain._lime import (
     Lime,
     segment_images,
     superpixel_means,
     top_superpixel_mask,
     weighted_ridge,
 )
-from robustxai.explain.xrai import XRAI, felzenszwalb_masks, xrai_regions
+from robustxai.explain._xrai import XRAI, felzenszwalb_masks, xrai_regions
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._lime, robustxai.explain._xrai"
 
 
 @pytest.fixture

@@ -22,10 +22,13 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError, UnknownNameError
+from robustxai import RobustXAIError, UnknownNameError
 from robustxai.explain import explain_targets
-from robustxai.explain.references import gaussian_blur
-from robustxai.models.smallcnn import SmallCNN
+from robustxai.explain._references import gaussian_blur
+from robustxai.models._smallcnn import SmallCNN
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._references, robustxai.models._smallcnn"
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 

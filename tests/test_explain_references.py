@@ -12,10 +12,15 @@ from captum.attr import InputXGradient, IntegratedGradients, Saliency
 from torch import nn
 
 import robustxai as rx
-from robustxai.explain import incremental
-from robustxai.explain.boxes import Box
-from robustxai.explain.fxgraph import cached_trace
+from robustxai.explain import _incremental as incremental
+from robustxai.explain._boxes import Box
+from robustxai.explain._fxgraph import cached_trace
 from test_explain_methods import _exact_occlusion, _fixed_captum_deeplift
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.explain._boxes, robustxai.explain._fxgraph, robustxai.explain._incremental"
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 

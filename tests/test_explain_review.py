@@ -11,7 +11,7 @@ from captum.attr import DeepLift, InputXGradient, Saliency
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 from robustxai.explain import explain_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
@@ -150,17 +150,17 @@ def test_deeplift_warns_once_when_the_sums_miss_the_gap(caplog) -> None:
     x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2)).double()
     gelu = gelu.double().eval()
     gelu(x)  # materialise the lazy layer
-    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain._deeplift"):
         rx.create_explainer("deeplift", baseline="mean").explain(gelu, x, target=0)
     found = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
     assert len(found) == 1 and found[0].levelno == logging.WARNING
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="robustxai.explain.deeplift"):
+    with caplog.at_level(logging.DEBUG, logger="robustxai.explain._deeplift"):
         rx.create_explainer("deeplift", baseline="mean").explain(gelu, x, target=1)  # same model: DEBUG only
     again = [r for r in caplog.records if "f(x) − f(x₀)" in r.getMessage()]
     assert len(again) == 1 and again[0].levelno == logging.DEBUG
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain._deeplift"):
         rx.create_explainer("deeplift", baseline="mean").explain(_pooled_cnn().double(), x, target=0)
     assert caplog.records == []
 
@@ -172,7 +172,7 @@ def test_deeplift_says_whether_the_sums_held(tiny_attention_model, caplog) -> No
     explainer = rx.create_explainer("deeplift")
     before = explainer.params()
     assert explainer.explain(_pooled_cnn(), rgb, target=0).approximate is False
-    with caplog.at_level(logging.WARNING, logger="robustxai.explain.deeplift"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.explain._deeplift"):
         missed = explainer.explain(tiny_attention_model, grey, target=0)
     assert missed.approximate is True  # the attention product: differentiated, not decomposed
     assert caplog.records == []  # softmax models miss by design: not logged

@@ -12,10 +12,13 @@ from captum.attr import LayerGradCam
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
-from robustxai.explain.cam import grid_gradcam
-from robustxai.explain.rollout import attention_modules
-from robustxai.models.heads import wrap_model
+from robustxai import RobustXAIError
+from robustxai.explain._cam import grid_gradcam
+from robustxai.explain._rollout import attention_modules
+from robustxai.models import wrap_model
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._cam, robustxai.explain._rollout"
 
 timm = pytest.importorskip("timm")
 pytestmark = pytest.mark.usefixtures("one_thread")

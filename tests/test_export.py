@@ -11,11 +11,17 @@ import pytest
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.config import load_config
+from robustxai import RobustXAIError
+from robustxai._export import export_run, open_run
+from robustxai.audit import load_config
 from robustxai.cli import app
-from robustxai.errors import RobustXAIError
-from robustxai.export import export_run, open_run
-from robustxai.results.store import Store
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._export, robustxai._pipeline, robustxai.audit._config, "
+    "robustxai.audit._progress"
+)
 
 IDS = ["s0", "s1", "s2", "s3"]
 CORRECT = {("m1", "clean"): [1, 1, 1, 0], ("m1", "pgd"): [1, 0, 0, 0], ("m2", "clean"): [1, 1, 0, 0]}
@@ -120,9 +126,9 @@ def test_export_errors(run_dir: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.fixture(scope="module")
 def audited_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real audit (two untrained models, one attack, manipulation on): every table kind is written."""
-    from robustxai.audit.config import profile_dict, validate_config
-    from robustxai.audit.progress import LogProgress
-    from robustxai.pipeline import run_audit
+    from robustxai._pipeline import run_audit
+    from robustxai.audit._config import profile_dict, validate_config
+    from robustxai.audit._progress import LogProgress
 
     tmp = tmp_path_factory.mktemp("audited")
     raw = profile_dict("smoke")

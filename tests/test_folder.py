@@ -12,10 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from robustxai.data.folder import FolderDataset, write_folder
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.data.truth import resize_mask
-from robustxai.errors import DataError
+from robustxai import DataError
+from robustxai.data import SyntheticFracture
+from robustxai.data._folder import FolderDataset, write_folder
+from robustxai.data._truth import resize_mask
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._annotations, robustxai.data._folder, robustxai.data._truth"
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -136,7 +139,7 @@ def test_wrong_size_mask_and_outside_points_warn(tmp_path: Path, caplog: pytest.
     (tmp_path / "annotations.json").write_text(json.dumps(doc))
     ds = FolderDataset(tmp_path)
     assert ds.class_names == ["pos"]  # the masks folder is not a class
-    with caplog.at_level(logging.WARNING, logger="robustxai.data.folder"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.data._folder"):
         s = ds[0]
     assert s.truth.mask is None
     assert s.truth.points is not None
@@ -174,11 +177,11 @@ def test_sixteen_bit_full_range_ramp_and_three_channels(tmp_path: Path) -> None:
 
 
 def test_external_annotations_move_with_the_image(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("robustxai.data.annotations")
+    pytest.importorskip("robustxai.data._annotations")
     _png(tmp_path / "pos" / "a.png", np.full((8, 10), 100, dtype=np.uint8))
     _png(tmp_path / "neg" / "b.png", np.full((8, 10), 50, dtype=np.uint8))
     (tmp_path / "points.csv").write_text("image,x,y\na.png,2,3\na.png,40,3\nghost.png,1,1\n")
-    with caplog.at_level(logging.WARNING, logger="robustxai.data.folder"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.data._folder"):
         ds = FolderDataset(tmp_path, size=20, annotations="points.csv")
     s = next(s for s in ds if s.id == "pos/a.png")
     assert s.truth.points is not None

@@ -10,9 +10,10 @@ import torch
 from skimage.metrics import structural_similarity
 
 import robustxai as rx
-from robustxai.audit.config import load_config, validate_config
-from robustxai.audit.plan import AuditData, plan_units, run_unit
-from robustxai.audit.stages_manip import (
+from robustxai import ConfigError, RobustXAIError
+from robustxai.audit import load_config, validate_config
+from robustxai.audit._plan import AuditData, plan_units, run_unit
+from robustxai.audit._stages_manip import (
     IMAGE_EXPLAINER,
     ORIGINAL_CONDITION,
     ManipulationShard,
@@ -21,12 +22,16 @@ from robustxai.audit.stages_manip import (
     map_metrics,
     prepare_manipulation,
 )
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import ConfigError, RobustXAIError
+from robustxai.data import SyntheticFracture
 from robustxai.manipulate import SoftplusSurrogate, create_manipulation, explained_class
 from robustxai.metrics import MetricInfo, minmax, mse, pearson, register_metric, ssim, unregister_metric
-from robustxai.report.manipulation import COLUMNS, manipulation_section, manipulation_table
-from robustxai.results.store import Store
+from robustxai.report._manipulation import COLUMNS, manipulation_section, manipulation_table
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._plan, robustxai.audit._stages_manip, robustxai.report._manipulation"
+)
 
 MANIP = {"methods": ["saliency", "gradcam"], "transfer_from": ["gradcam"], "n_images": 4, "iterations": 3}
 

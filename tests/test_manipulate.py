@@ -14,8 +14,8 @@ from captum.attr import GuidedGradCam, InputXGradient
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
-from robustxai.explain.differentiable import differentiable_methods
+from robustxai import RobustXAIError
+from robustxai.explain._differentiable import differentiable_methods
 from robustxai.manipulate import (
     Manipulate,
     create_manipulation,
@@ -23,8 +23,14 @@ from robustxai.manipulate import (
     explained_class,
     list_manipulations,
 )
-from robustxai.manipulate.softplus import SmoothReLU, SoftplusSurrogate, _GuidedSoftplus, beta_schedule
+from robustxai.manipulate._softplus import SmoothReLU, SoftplusSurrogate, _GuidedSoftplus, beta_schedule
 from robustxai.metrics import ssim
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.explain._differentiable, robustxai.manipulate._softplus, "
+    "robustxai.manipulate._strategies"
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustxai"
 
@@ -268,7 +274,7 @@ def test_alpha_scaling_with_image_size() -> None:
 
 
 def attack_gain() -> tuple[float, float]:
-    from robustxai.manipulate import strategies
+    from robustxai.manipulate import _strategies as strategies
 
     return strategies.MAP_GAIN, strategies.PRED_GAIN
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustxai.manipulate import create_manipulation
-from robustxai.manipulate import search as search_module
+from robustxai.manipulate import _search as search_module, create_manipulation
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.manipulate._search"
 
 SETTINGS = {
     "method": "gradcam",

@@ -7,12 +7,17 @@ import torch
 from torch import nn
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai._arrays import minmax
-from robustxai.errors import RobustXAIError
 from robustxai.manipulate import PRESETS, Manipulate, Objective, create_manipulation, explained_class
-from robustxai.manipulate.strategies import image_ssim
+from robustxai.manipulate._strategies import image_ssim
 from robustxai.metrics import peak_in_region, ssim
-from robustxai.metrics.similarity import ssim_per_image
+from robustxai.metrics._similarity import ssim_per_image
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._arrays, robustxai.manipulate._strategies, robustxai.metrics._similarity"
+)
 
 
 # -- the SSIM objective (ssim_loss.py, map_loss / image_loss / ssim_floor / select) -----------------------
@@ -76,7 +81,7 @@ def test_ssim_floor_and_real_selection(tiny_model, images, labels) -> None:
 
 
 def test_ssim_objective_weights_and_validation() -> None:
-    from robustxai.manipulate import strategies
+    from robustxai.manipulate import _strategies as strategies
 
     objective = Objective(map_loss="ssim", image_loss="ssim")
     assert objective.weights((64, 64)) == (1.0, strategies.SSIM_ALPHA_PRED, strategies.SSIM_ALPHA_IMAGE)

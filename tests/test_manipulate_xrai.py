@@ -6,11 +6,14 @@ import numpy as np
 import torch
 
 import robustxai as rx
-from robustxai.audit.config import load_config, validate_config
-from robustxai.audit.stages_manip import IMAGE_EXPLAINER, ManipulationShard, manipulation_shard
-from robustxai.explain.xrai import xrai_regions
+from robustxai.audit import load_config, validate_config
+from robustxai.audit._stages_manip import IMAGE_EXPLAINER, ManipulationShard, manipulation_shard
+from robustxai.explain._xrai import xrai_regions
 from robustxai.manipulate import SoftplusSurrogate, create_manipulation, explained_class
 from robustxai.metrics import ssim
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._stages_manip, robustxai.explain._xrai"
 
 
 def test_xrai_attack_map_is_igs_with_xrais_settings(tiny_model, images) -> None:

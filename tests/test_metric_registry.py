@@ -14,9 +14,15 @@ import pytest
 import torch
 
 import robustxai.metrics as M
-from robustxai.audit.config import ExplainConfig, load_config
-from robustxai.errors import RobustXAIError, UnknownNameError
-from robustxai.results.metric_keys import alignment_scores, headline_key, metric_of, stored_keys
+from robustxai import RobustXAIError, UnknownNameError
+from robustxai.audit._config import ExplainConfig, load_config
+from robustxai.results._metric_keys import alignment_scores, headline_key, metric_of, stored_keys
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._config, robustxai.audit._stages_eval, "
+    "robustxai.results._metric_keys"
+)
 
 TOPS = [0.05, 0.15]
 
@@ -85,7 +91,7 @@ def test_registration_errors_are_robustxai_errors() -> None:
 
 
 def test_a_metric_reading_a_missing_config_field_is_a_one_line_error() -> None:
-    from robustxai.audit.stages_eval import metric_rows
+    from robustxai.audit._stages_eval import metric_rows
 
     info = M.MetricInfo(
         "needs_radius", M.relevance_mass, True, "mask", "x", settings=(("radius", "no_such"),)
@@ -166,7 +172,7 @@ TINY: dict[str, Any] = {
 def test_a_metric_registered_in_one_place_reaches_the_audit_the_csvs_and_the_report(
     tmp_path: Path, throwaway_metrics: None, one_thread: None
 ) -> None:
-    from robustxai.pipeline import run_audit
+    from robustxai._pipeline import run_audit
 
     result = run_audit(load_config(profile="smoke", **TINY), tmp_path / "run")
     tables = result.run_dir / "tables"

@@ -5,12 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from robustxai import metrics as M
-from robustxai.errors import RobustXAIError, UnknownNameError
+from robustxai import RobustXAIError, UnknownNameError, metrics as M
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
 scipy_stats = pytest.importorskip("scipy.stats")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import robustxai.metrics as M
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 
 quantus = pytest.importorskip("quantus")
 sk_metrics = pytest.importorskip("sklearn.metrics")

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 from robustxai.metrics import peak_in_region, pointing_game
-from robustxai.metrics.localisation import PEAK_RTOL, peak_pixels
+from robustxai.metrics._localisation import PEAK_RTOL, peak_pixels
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.metrics._localisation"
 
 
 def _region() -> torch.Tensor:

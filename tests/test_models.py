@@ -8,8 +8,11 @@ import pytest
 import torch
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
-from robustxai.models.attention import attention_maps
+from robustxai import RobustXAIError
+from robustxai.models._attention import attention_maps
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.models._attention"
 
 
 @pytest.mark.parametrize("name", rx.list_models())

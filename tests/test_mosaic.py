@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 
-from robustxai.report.figures import save_png
-from robustxai.report.mosaic import Tile, _rgb, tile_grid
+from robustxai.report._figures import save_png
+from robustxai.report._mosaic import Tile, _rgb, tile_grid
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.report._figures, robustxai.report._mosaic"
 
 
 def _grid() -> list[list[Tile | None]]:

@@ -10,11 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from robustxai import DataError
 from robustxai._validate import check_multilabel
-from robustxai.data.base import Sample, SubsetDataset, stack_images
-from robustxai.data.folder import FolderDataset, write_folder
-from robustxai.data.truth import Truth
-from robustxai.errors import DataError
+from robustxai.data import Sample, SubsetDataset, Truth, stack_images
+from robustxai.data._folder import FolderDataset, write_folder
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._validate, robustxai.data._folder"
 
 LABELS = ["Atelectasis", "Cardiomegaly", "Effusion"]
 CSV = """path,Atelectasis,Cardiomegaly,Effusion,split
@@ -61,7 +63,7 @@ def test_uncertain_ignore_leaves_rows_out_with_one_warning_each(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = _folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="robustxai.data.folder"):
+    with caplog.at_level(logging.WARNING, logger="robustxai.data._folder"):
         ds = FolderDataset(root, uncertain="ignore")
     assert [s.id for s in ds] == ["img/b.png", "img/d.png"]
     assert len(ds.warnings) == 2 and all("uncertain='ignore'" in w for w in ds.warnings)

@@ -13,9 +13,12 @@ import torch
 from torch import nn
 
 import robustxai as rx
-from robustxai.explain import fxgraph, incremental
-from robustxai.metrics.alignment import topk_mask
+from robustxai.explain import _fxgraph as fxgraph, _incremental as incremental
+from robustxai.metrics import topk_mask
 from test_occlusion_incremental import Untraceable, _captum, _check, _images
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._fxgraph, robustxai.explain._incremental"
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 

@@ -1,4 +1,4 @@
-"""Incremental occlusion (robustxai.explain.incremental) against Captum's ``Occlusion``, in float64.
+"""Incremental occlusion (robustxai.explain._incremental) against Captum's ``Occlusion``, in float64.
 
 Every case checks that the incremental engine really ran (or, for unsupported models, that it declined and
 the explainer fell back to Captum) and that the attributions equal Captum's to 1e-9.
@@ -15,8 +15,11 @@ from captum.attr import Occlusion
 from torch import nn
 
 import robustxai as rx
-from robustxai.explain import incremental
-from robustxai.explain.fxgraph import trace
+from robustxai.explain import _incremental as incremental
+from robustxai.explain._fxgraph import trace
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.explain._fxgraph, robustxai.explain._incremental"
 
 TOL = {"atol": 1e-9, "rtol": 0.0}
 

@@ -1,6 +1,6 @@
 """One number formatter and one min-max: no module writes its own again.
 
-``report/numbers.py`` writes every number (NaN a dash, no "-0.00"), outside ``report/`` and inside it: no
+``report/_numbers.py`` writes every number (NaN a dash, no "-0.00"), outside ``report/`` and inside it: no
 other module of ``report/`` applies a format spec (``f"{x:.2f}"``, ``format(x, ".3g")``, ``"%.2f" % x``)
 or spells another marker for an undefined number. ``_arrays.minmax`` / ``minmax_array`` normalise every map
 and image (a constant one becomes zeros).
@@ -14,17 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from robustxai.report.numbers import DASH, fmt_effect, fmt_general, fmt_number, fmt_percent
-from robustxai.web.runview import heat_png
+from robustxai.report._numbers import DASH, fmt_effect, fmt_general, fmt_number, fmt_percent
+from robustxai.web._runview import heat_png
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.report._numbers, robustxai.web._runview"
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustxai"
 #: ``(v - lo) / (hi - lo)`` where lo and hi are not the data's min and max (a display or DICOM window).
-WINDOWS = {"web/annotations.py", "data/dicom.py"}
+WINDOWS = {"web/_annotations.py", "data/_dicom.py"}
 REPORT = SRC / "report"
 #: The one module of ``report/`` that formats numbers.
-FORMATTER = REPORT / "numbers.py"
+FORMATTER = REPORT / "_numbers.py"
 #: ``"n/a"`` that is not a number's marker: the figure tile of a method a model has no map for.
-NOT_APPLICABLE = {"figures.py"}
+NOT_APPLICABLE = {"_figures.py"}
 
 
 def _outside_report() -> list[Path]:

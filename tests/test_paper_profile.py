@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from robustxai.audit.config import load_config, profile_dict
-from robustxai.audit.kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
-from robustxai.audit.plan import AuditData, explained_conditions, plan_units
-from robustxai.audit.runner import check_config
-from robustxai.audit.stages_models import fit_config_for, model_key
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import ConfigError
+from robustxai import ConfigError
+from robustxai.audit._config import load_config, profile_dict
+from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
+from robustxai.audit._plan import AuditData, explained_conditions, plan_units
+from robustxai.audit._runner import check_config
+from robustxai.audit._stages_models import fit_config_for, model_key
+from robustxai.data import SyntheticFracture
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._config, robustxai.audit._kinds, robustxai.audit._plan, "
+    "robustxai.audit._runner, robustxai.audit._stages_models"
+)
 
 TEN = {
     "saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "deeplift",

@@ -10,15 +10,22 @@ import torch
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import estimate_audit
-from robustxai.audit.estimate_text import plan_lines
-from robustxai.audit.estimate_trim import trim_to_fit
-from robustxai.audit.passes import explainer_work
-from robustxai.audit.progress import LineProgress, UnitStages
-from robustxai.audit.timing import PassTime, TimingCache
+from robustxai import ConfigError
+from robustxai.audit import load_config
+from robustxai.audit._estimate import estimate_audit
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._estimate_trim import trim_to_fit
+from robustxai.audit._passes import explainer_work
+from robustxai.audit._progress import LineProgress, UnitStages
+from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.cli import app
-from robustxai.errors import ConfigError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, "
+    "robustxai.audit._estimate_trim, robustxai.audit._passes, robustxai.audit._progress, "
+    "robustxai.audit._timing"
+)
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""The plan prices the manipulation attack by measured steps (:mod:`robustxai.audit.timing_manip`).
+"""The plan prices the manipulation attack by measured steps (:mod:`robustxai.audit._timing_manip`).
 
 Its pass counts priced at plain gradient passes under-predicted the default audit's manipulation stage about
 2.5× (a double backward through Softplus, SSIM terms and the shrink to the SSIM floor are not plain passes).
@@ -12,17 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustxai.audit import timing as timing_module
-from robustxai.audit import timing_manip
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import _stages, estimate_audit, work_seconds
-from robustxai.audit.passes import Work
-from robustxai.audit.timing import TimingCache, measure
-from robustxai.audit.timing_manip import StepTime, measure_steps, total_steps
-from robustxai.data.base import stack_images
-from robustxai.data.synthetic import SyntheticFracture
+from robustxai.audit import _timing as timing_module, _timing_manip as timing_manip, load_config
+from robustxai.audit._estimate import _stages, estimate_audit, work_seconds
+from robustxai.audit._passes import Work
+from robustxai.audit._timing import TimingCache, measure
+from robustxai.audit._timing_manip import StepTime, measure_steps, total_steps
+from robustxai.data import SyntheticFracture, stack_images
 from robustxai.manipulate import create_manipulation
 from robustxai.models import create_model
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._estimate, robustxai.audit._passes, robustxai.audit._timing, "
+    "robustxai.audit._timing_manip"
+)
 
 
 def _images(n: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The plan prices occlusion by one measured call per image (:mod:`robustxai.audit.timing_explain`).
+"""The plan prices occlusion by one measured call per image (:mod:`robustxai.audit._timing_explain`).
 
 Its pass count (one full forward per window and image) over-predicted the paper profile's explanation stage
 about 9× on occlusion: the incremental engine re-evaluates only the box a window reaches.
@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustxai.audit import timing as timing_module
-from robustxai.audit import timing_explain
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import _stages, estimate_audit, work_seconds
-from robustxai.audit.estimate_text import plan_lines
-from robustxai.audit.passes import Work, explainer_work
-from robustxai.audit.timing import PassTime, TimingCache, measure
-from robustxai.audit.timing_explain import CallTime, measure_call
-from robustxai.data.base import stack_images
-from robustxai.data.synthetic import SyntheticFracture
+from robustxai.audit import _timing as timing_module, _timing_explain as timing_explain, load_config
+from robustxai.audit._estimate import _stages, estimate_audit, work_seconds
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._passes import Work, explainer_work
+from robustxai.audit._timing import PassTime, TimingCache, measure
+from robustxai.audit._timing_explain import CallTime, measure_call
+from robustxai.data import SyntheticFracture, stack_images
 from robustxai.explain import create_explainer
 from robustxai.models import create_model
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, "
+    "robustxai.audit._passes, robustxai.audit._timing, robustxai.audit._timing_explain"
+)
 
 
 def _images(n: int, size: int) -> torch.Tensor:

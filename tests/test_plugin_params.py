@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 
 GOLDEN_EXPLAINERS = {
     "attention_rollout": {"head_fusion": "mean", "reduction": "max_abs"},

@@ -16,12 +16,18 @@ import torch
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.batching import settle_models, timing_spec
-from robustxai.audit.config import profile_dict, validate_config
-from robustxai.audit.config_toml import dump_toml
-from robustxai.audit.timing import TimingCache
+from robustxai import ConfigError, RobustXAIError
+from robustxai.audit._batching import settle_models, timing_spec
+from robustxai.audit._config import profile_dict, validate_config
+from robustxai.audit._config_toml import dump_toml
+from robustxai.audit._timing import TimingCache
 from robustxai.cli import app
-from robustxai.errors import ConfigError, RobustXAIError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._batching, robustxai.audit._config, "
+    "robustxai.audit._config_toml, robustxai.audit._timing"
+)
 
 runner = CliRunner()
 

@@ -12,8 +12,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from robustxai._cli_progress import progress_display
-from robustxai.audit.progress import LineProgress, ProgressTracker, UnitStages, format_seconds
+from robustxai.audit._progress import LineProgress, ProgressTracker, UnitStages, format_seconds
 from robustxai.cli import app
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._cli_progress, robustxai.audit._progress"
 
 
 class FakeClock:

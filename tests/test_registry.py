@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import robustxai as rx
-from robustxai.errors import UnknownNameError
+from robustxai import UnknownNameError
 
 
 @pytest.mark.parametrize(

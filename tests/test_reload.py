@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from robustxai.audit.reload import open_run_context
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
+from robustxai.audit._reload import open_run_context
 from robustxai.explain import create_explainer
-from robustxai.results.store import Store
+from robustxai.results import Store
 from web_fixtures import make_audited_run
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._reload"
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustxai.errors import RobustXAIError
-from robustxai.metrics.statistics import bootstrap_ci
+from robustxai import RobustXAIError
+from robustxai.metrics import bootstrap_ci
 from robustxai.report import build_report, compute_tables, load_run, summarize
-from robustxai.report.tables import (
+from robustxai.report._tables import (
     ALIGNMENT_COLUMNS,
     ROBUSTNESS_COLUMNS,
     format_epsilon,
     primary_ranks,
     resolve_primary,
 )
-from robustxai.results.store import Store
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.report._gaps, robustxai.report._summary, robustxai.report._tables, "
+    "robustxai.report._undefined"
+)
 
 EPS = 4 / 255
 SAMPLES = [f"s{i}" for i in range(6)]
@@ -287,8 +293,8 @@ def test_clean_only_run_builds(tmp_path: Path) -> None:
 
 
 def test_summary_warns_about_ties_inflating_the_top_region(tmp_path) -> None:
-    from robustxai.report.summary import _tie_sentences
-    from robustxai.report.tables import ReportTables
+    from robustxai.report import ReportTables
+    from robustxai.report._summary import _tie_sentences
 
     alignment = pd.DataFrame(
         {
@@ -310,7 +316,7 @@ def test_summary_warns_about_ties_inflating_the_top_region(tmp_path) -> None:
 
 
 def test_undefined_note_names_the_pairs_and_their_causes() -> None:
-    from robustxai.report.undefined import undefined_note
+    from robustxai.report._undefined import undefined_note
 
     rows = [
         ("lime", "map_pearson", 30),
@@ -333,7 +339,7 @@ def test_undefined_note_names_the_pairs_and_their_causes() -> None:
 
 
 def test_random_gaps_are_paired_differences_with_the_per_image_baseline() -> None:
-    from robustxai.report.gaps import random_gaps
+    from robustxai.report._gaps import random_gaps
 
     rng = np.random.default_rng(0)
     ids = [f"s{i}" for i in range(12)]
@@ -366,9 +372,9 @@ def test_random_gaps_are_paired_differences_with_the_per_image_baseline() -> Non
 def test_random_map_verdict_comes_from_the_paired_difference() -> None:
     """Overlapping intervals but a paired difference that excludes 0: the map is above chance, and the summary
     does not call it indistinguishable in one sentence while giving a positive interval in the next."""
-    from robustxai.report.gaps import GAP_COLUMNS
-    from robustxai.report.summary import _versus_random
-    from robustxai.report.tables import ReportTables
+    from robustxai.report import ReportTables
+    from robustxai.report._gaps import GAP_COLUMNS
+    from robustxai.report._summary import _versus_random
 
     row = pd.Series({"model": "m", "condition": "clean", "epsilon": 0.0, "explainer": "saliency",
                      "value": 0.30, "ci_low": 0.20, "ci_high": 0.40})  # fmt: skip

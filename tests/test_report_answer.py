@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from robustxai.report.answer import reviewer_answer
-from robustxai.report.run_tables import report_tables
-from robustxai.results.run import load_run
-from robustxai.results.store import Store
+from robustxai.report._answer import reviewer_answer
+from robustxai.report._run_tables import report_tables
+from robustxai.results import Store, load_run
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.report._answer, robustxai.report._run_tables"
 
 EPS = 4 / 255
 N = 100

@@ -95,7 +95,7 @@ WIDE_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 def make_wide_store(run_dir: Path) -> None:
     """A run whose Tables 1, 2 and 6 are far wider than a 1400-px window (16 attack × ε conditions)."""
-    from robustxai.results.store import Store
+    from robustxai.results import Store
 
     rng = np.random.default_rng(0)
     conditions = [("clean", 0.0)] + [(a, e) for a in WIDE_ATTACKS for e in WIDE_EPS]

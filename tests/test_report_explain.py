@@ -10,10 +10,15 @@ import pandas as pd
 import pytest
 
 from robustxai.report import build_report
-from robustxai.report.explain_tables import correlation_table
-from robustxai.report.tables import STABILITY_COLUMNS, compute_tables
-from robustxai.results.run import load_run
-from robustxai.results.store import Store
+from robustxai.report._explain_tables import correlation_table
+from robustxai.report._tables import STABILITY_COLUMNS, compute_tables
+from robustxai.results import Store, load_run
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.report._explain_tables, robustxai.report._figures, "
+    "robustxai.report._html_tables, robustxai.report._tables"
+)
 
 EPS = 4 / 255
 SAMPLES = [f"s{i}" for i in range(8)]
@@ -166,7 +171,7 @@ def test_stability_values_are_the_per_sample_means(run_dir: Path) -> None:
 
 
 def test_accuracy_curve_on_a_doubling_epsilon_grid(tmp_path: Path) -> None:
-    from robustxai.report.figures import robustness_figure
+    from robustxai.report._figures import robustness_figure
 
     grid = [0.00125 * 2**k for k in range(9)]  # the attentive-CNN paper's 0.00125 … 0.32
     rob = pd.DataFrame(
@@ -186,7 +191,7 @@ def test_accuracy_curve_on_a_doubling_epsilon_grid(tmp_path: Path) -> None:
 
 
 def test_metric_headers_carry_the_registered_direction() -> None:
-    from robustxai.report.html_tables import direction_arrow
+    from robustxai.report._html_tables import direction_arrow
 
     assert direction_arrow("point_coverage@15") == " ↑" and direction_arrow("topk_iou@15") == " ↑"
     assert direction_arrow("rmse@15") == " ↓" and direction_arrow("map_mse") == " ↓"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from robustxai import RobustXAIError, UnknownNameError
 from robustxai.claims import claims_frame, evaluate_claims
-from robustxai.errors import RobustXAIError, UnknownNameError
 from robustxai.report import build_report
-from robustxai.report.blocks import Block, Bullets, Paragraph, PlainTable, Snippet
-from robustxai.report.section import (
+from robustxai.report._blocks import Block, Bullets, Paragraph, PlainTable, Snippet
+from robustxai.report._section import (
     FunctionSection,
     ReportContext,
     get_section,
@@ -26,9 +26,11 @@ from robustxai.report.section import (
     report_section,
     unregister_section,
 )
-from robustxai.results.run import load_run
-from robustxai.results.store import Store
+from robustxai.results import Store, load_run
 from test_report import make_store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.report._blocks, robustxai.report._section"
 
 
 @pytest.fixture

@@ -16,20 +16,27 @@ import pandas as pd
 import pytest
 
 from robustxai.report import build_report, compute_tables, load_run
-from robustxai.report.gaps import GAP_COLUMNS
-from robustxai.report.manipulation import table1
-from robustxai.report.numbers import fmt_number
-from robustxai.report.summary import summary_sections
-from robustxai.report.tables import ReportTables, select_condition
-from robustxai.report.verdicts import (
+from robustxai.report._gaps import GAP_COLUMNS
+from robustxai.report._manipulation import table1
+from robustxai.report._numbers import fmt_number
+from robustxai.report._summary import summary_sections
+from robustxai.report._tables import ReportTables, select_condition
+from robustxai.report._verdicts import (
     attack_chance_sentences,
     chance_levels,
     chance_warnings,
     manipulation_outcome,
     manipulation_sentences,
 )
-from robustxai.results.store import Store
+from robustxai.results import Store
 from test_report import EPS, make_store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.report._figures, robustxai.report._gaps, "
+    "robustxai.report._html_explain, robustxai.report._manipulation, robustxai.report._numbers, "
+    "robustxai.report._summary, robustxai.report._tables, robustxai.report._verdicts"
+)
 
 
 def _png_width(path: Path) -> int:
@@ -234,7 +241,7 @@ def test_explanation_grids_are_per_model_at_page_width(built: dict[str, Any]) ->
 
 
 def test_grid_rows_carry_the_prediction_and_whether_it_is_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustxai.report import figures
+    from robustxai.report import _figures as figures
 
     seen: dict[str, Any] = {}
 
@@ -266,7 +273,7 @@ def test_grid_rows_carry_the_prediction_and_whether_it_is_right(monkeypatch: pyt
 
 
 def test_robustness_legend_does_not_cover_the_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from robustxai.report import figures
+    from robustxai.report import _figures as figures
 
     captured: list[Any] = []
     monkeypatch.setattr(figures, "save_png", lambda fig, path: captured.append(fig) or path)
@@ -292,7 +299,7 @@ def test_a_model_below_chance_is_said_to_be_below_it() -> None:
 
 
 def test_table_7_without_any_defined_rho_is_one_line_not_a_grid_of_dashes() -> None:
-    from robustxai.report.html_explain import correlation_html
+    from robustxai.report._html_explain import correlation_html
 
     frame = pd.DataFrame(
         [(f, e, "point_coverage@15", np.nan, np.nan, 2, 10000)
@@ -313,7 +320,7 @@ def test_table_7_without_any_defined_rho_is_one_line_not_a_grid_of_dashes() -> N
 
 
 def test_many_explainers_are_split_over_figures_that_fit_the_page(tmp_path: Path) -> None:
-    from robustxai.report import figures
+    from robustxai.report import _figures as figures
 
     rng = np.random.default_rng(0)
     samples = {"s0": {"image": rng.random((1, 16, 16)), "mask": None, "points": np.zeros((0, 2))}}

@@ -4,7 +4,7 @@ aggregation must not change one character of ``tables/*.csv``.
 The store is written from fixed numbers (no model, no torch computation), so the CSVs depend only on the
 results layer, the report's aggregation (pandas, NumPy's seeded bootstrap) and the CSV writer — not on torch's
 kernels. The golden files in ``tests/golden/run_tables/`` were written by the code before the results layer
-existed (the store in ``audit/store.py``, the loading in ``report/tables.py``) and are unchanged since.
+existed (the store in ``audit/store.py``, the loading in ``report/_tables.py``) and are unchanged since.
 To re-create them after an intended change of the tables: ``ROBUSTXAI_UPDATE_GOLDEN=1 pytest`` this file,
 and say why in the commit.
 """
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.report._run_tables"
 
 GOLDEN = Path(__file__).parent / "golden" / "run_tables"
 MODELS = ("adversarial", "attention", "standard")
@@ -70,9 +73,8 @@ def write_store(store: Any) -> None:
 
 def test_run_tables_are_byte_identical_to_the_golden_files(tmp_path: Path) -> None:
     """Every table of ``tables/*.csv`` of the fixed store equals its golden file, byte for byte."""
-    from robustxai.report.run_tables import run_tables, write_tables
-    from robustxai.results.run import load_run
-    from robustxai.results.store import Store
+    from robustxai.report._run_tables import run_tables, write_tables
+    from robustxai.results import Store, load_run
 
     with Store(tmp_path) as store:
         write_store(store)

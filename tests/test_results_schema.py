@@ -1,4 +1,4 @@
-"""The store's vocabulary (``robustxai.results.schema``): row records match the tables, keys round-trip."""
+"""The store's vocabulary (``robustxai.results._schema``): row records match the tables, keys round-trip."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from robustxai.errors import RobustXAIError
-from robustxai.results.schema import (
+from robustxai import RobustXAIError
+from robustxai.results._schema import (
     CLEAN,
     CLEAN_CONDITION,
     FigureMapRow,
@@ -23,7 +22,10 @@ from robustxai.results.schema import (
     manipulation_condition,
     manipulation_method,
 )
-from robustxai.results.store import UNIT_TABLES, Store
+from robustxai.results._store import UNIT_TABLES, Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.results._schema, robustxai.results._store"
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,20 @@ import pandas as pd
 import pytest
 import torch
 
-from robustxai.audit import plan as plan_mod
-from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.executor import ExecutionContext, LocalExecutor
-from robustxai.audit.plan import AuditData, Unit, plan_units, shards
-from robustxai.audit.runner import AuditInterrupted, config_differences
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import ConfigError
-from robustxai.pipeline import run_audit
-from robustxai.results.store import Store
+from robustxai import ConfigError
+from robustxai._pipeline import run_audit
+from robustxai.audit import AuditConfig, _plan as plan_mod, load_config
+from robustxai.audit._executor import ExecutionContext, LocalExecutor
+from robustxai.audit._plan import AuditData, Unit, plan_units, shards
+from robustxai.audit._runner import AuditInterrupted, config_differences
+from robustxai.data import SyntheticFracture
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._executor, robustxai.audit._plan, "
+    "robustxai.audit._runner"
+)
 
 TINY = {
     "name": "tiny",

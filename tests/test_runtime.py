@@ -12,7 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 import robustxai.cli as cli
-from robustxai import runtime
+from robustxai import _runtime as runtime
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._runtime"
 
 # A child process (the setting is process-wide) runs forward+backward passes of the built-in CNN on 32 images,
 # six untimed, then five, and prints whether the setting took effect and the page faults of the five.
@@ -20,7 +23,7 @@ CHILD = textwrap.dedent(
     """
     import resource, sys, torch
     import robustxai as rx
-    from robustxai.runtime import keep_freed_memory
+    from robustxai._runtime import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else False
     torch.manual_seed(0)
     torch.set_num_threads(1)  # every tensor from the main heap (other threads have arenas of their own)

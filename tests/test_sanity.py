@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai.attacks import gradient_masking_check, sanity_checks
-from robustxai.errors import RobustXAIError
 
 
 class Quantised(nn.Module):

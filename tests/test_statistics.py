@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import robustxai.metrics as M
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 
 stats = pytest.importorskip("scipy.stats")
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai.attacks import cascade, robust_accuracy
-from robustxai.errors import RobustXAIError
 
 
 def _net(num_classes: int = 4, seed: int = 0) -> rx.ModelWrapper:

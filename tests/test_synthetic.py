@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from robustxai.data.base import stack_images
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.errors import DataError
+from robustxai import DataError
+from robustxai.data import SyntheticFracture, stack_images
 
 
 def _inside(mask: np.ndarray, points: np.ndarray) -> bool:

@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from robustxai.audit.config import load_config
-from robustxai.audit.estimate import estimate_audit
-from robustxai.audit.estimate_text import plan_lines
-from robustxai.audit.timing import TimingCache
+from robustxai.audit import load_config
+from robustxai.audit._estimate import estimate_audit
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._timing import TimingCache
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, "
+    "robustxai.audit._timing"
+)
 
 HOUR = 3600.0
 

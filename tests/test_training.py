@@ -6,8 +6,11 @@ import pytest
 import torch
 
 import robustxai as rx
-from robustxai.errors import DataError, RobustXAIError
-from robustxai.training.fit import _class_weights
+from robustxai import DataError, RobustXAIError
+from robustxai.training._fit import _class_weights
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._stages_models, robustxai.training._fit"
 
 
 def _separable(n: int = 96, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +82,7 @@ def test_eps_warmup_ramps_and_delays_selection() -> None:
 
 
 def test_copy_shared_weights_copies_only_the_backbone() -> None:
-    from robustxai.audit.stages_models import copy_shared_weights
+    from robustxai.audit._stages_models import copy_shared_weights
 
     torch.manual_seed(0)
     source = rx.create_model("smallcnn", widths=(4, 8, 8, 8))
@@ -94,8 +97,7 @@ def test_copy_shared_weights_copies_only_the_backbone() -> None:
 def test_multilabel_val_loss_is_per_label_bce_with_pos_weight() -> None:
     import torch.nn.functional as F
 
-    from robustxai.data.base import ImageDataset, Sample
-    from robustxai.data.truth import Truth
+    from robustxai.data import ImageDataset, Sample, Truth
 
     x, y = _separable(24)
     labels = torch.stack([y, 1 - y, (torch.arange(24) % 3 == 0).long()], dim=1)

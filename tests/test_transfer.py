@@ -11,11 +11,14 @@ from torch import nn
 from typer.testing import CliRunner
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai.cli import app
-from robustxai.errors import RobustXAIError
-from robustxai.models.attention import SoftAttentionHead, attention_maps
-from robustxai.models.heads import AttentionTransferNet
-from robustxai.training.fit import _class_weights, keep_frozen_in_eval
+from robustxai.models._attention import SoftAttentionHead, attention_maps
+from robustxai.models._heads import AttentionTransferNet
+from robustxai.training._fit import _class_weights, keep_frozen_in_eval
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.models._attention, robustxai.models._heads, robustxai.training._fit"
 
 runner = CliRunner()
 

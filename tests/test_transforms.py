@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from robustxai.data.folder import FolderDataset
-from robustxai.data.transforms import (
+from robustxai import DataError, UnknownNameError
+from robustxai.data import FolderDataset, Truth
+from robustxai.data._transforms import (
     create_transform,
     gaussian_blur,
     gaussian_kernel,
@@ -21,8 +22,9 @@ from robustxai.data.transforms import (
     resize,
     to_channels,
 )
-from robustxai.data.truth import Truth
-from robustxai.errors import DataError, UnknownNameError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._transforms"
 
 
 def _paper_highpass_float(a: np.ndarray) -> np.ndarray:

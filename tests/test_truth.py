@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from robustxai.data.truth import Truth, resize_mask
+from robustxai.data._truth import Truth, resize_mask
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._truth"
 
 
 def test_thin_mask_survives_downsampling() -> None:

@@ -6,12 +6,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustxai.audit.plan import AuditData, truth_kind
-from robustxai.audit.truth_checks import loader_warnings, missing_truth
-from robustxai.data.base import ImageDataset, Sample, SubsetDataset
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.data.truth import Truth
-from robustxai.results.store import TRUTH_CODE, warning_lines
+from robustxai.audit._plan import AuditData, truth_kind
+from robustxai.audit._truth_checks import loader_warnings, missing_truth
+from robustxai.data import ImageDataset, Sample, SubsetDataset, SyntheticFracture, Truth
+from robustxai.results._store import TRUTH_CODE, warning_lines
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai.audit._plan, robustxai.audit._truth_checks, robustxai.data._folder, "
+    "robustxai.results._store"
+)
 
 
 class _Listed(ImageDataset):
@@ -104,8 +108,8 @@ def test_warning_lines_all_or_few_truth_lines() -> None:
 def test_only_test_images_are_named_and_a_dropped_sample_once(tmp_path) -> None:
     """A folder split into train and test: a bad point on a training image stays out of the run's warnings,
     and a test image whose every point is dropped is reported by the loader, not again as unannotated."""
-    from robustxai.audit.truth_checks import truth_warnings
-    from robustxai.data.folder import FolderDataset, write_folder
+    from robustxai.audit._truth_checks import truth_warnings
+    from robustxai.data._folder import FolderDataset, write_folder
 
     write_folder(SyntheticFracture(16, size=32, seed=4), tmp_path / "data")
     paths = FolderDataset(tmp_path / "data").paths
@@ -133,7 +137,7 @@ def test_only_test_images_are_named_and_a_dropped_sample_once(tmp_path) -> None:
 
 
 def test_replace_warnings_drops_the_old_lines_of_that_code(tmp_path) -> None:
-    from robustxai.results.store import Store
+    from robustxai.results import Store
 
     with Store(tmp_path / "results.sqlite") as store:
         store.add_warnings([("m", TRUTH_CODE, "model-level: kept"), ("", "masking", "kept too")])

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 import robustxai as rx
+from robustxai import RobustXAIError
 from robustxai._validate import check_int, check_number, check_optional_int
-from robustxai.errors import RobustXAIError
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._validate"
 
 BAD_INTS = [2.7, True, "3", None]
 
@@ -91,19 +94,19 @@ def _manipulate(**kw):
 
 
 def _selection(**kw):
-    from robustxai.manipulate.strategies import Selection
+    from robustxai.manipulate import Selection
 
     return Selection(rule="real", **kw)
 
 
 def _budget(**kw):
-    from robustxai.manipulate.strategies import Budget
+    from robustxai.manipulate import Budget
 
     return Budget(**kw)
 
 
 def _schedule(**kw):
-    from robustxai.manipulate.softplus import beta_schedule
+    from robustxai.manipulate import beta_schedule
 
     return beta_schedule(**{"start": 3.0, "end": 100.0, "steps": 10, **kw})
 

@@ -12,12 +12,15 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from robustxai.data.annotations import read_annotations  # noqa: E402
+from robustxai.data import read_annotations  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
-from robustxai.web.annotations import agreement, region_mask  # noqa: E402
+from robustxai.web._annotations import agreement, region_mask  # noqa: E402
 from test_dicom import NAME, PATIENT_ID, write_dicom  # noqa: E402
 from test_web_api import csrf_of  # noqa: E402
 from web_fixtures import make_run  # noqa: E402
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.web._annotations"
 
 ADMIN = "annotate-admin"
 

@@ -13,8 +13,11 @@ from typer.testing import CliRunner  # noqa: E402
 
 from robustxai.cli import app as cli_app  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
-from robustxai.web.study import create_study  # noqa: E402
+from robustxai.web._study import create_study  # noqa: E402
 from web_fixtures import IDS, METHODS, MODELS, make_run  # noqa: E402
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.web._db, robustxai.web._study"
 
 ADMIN = "admin-token-for-tests"
 
@@ -222,7 +225,7 @@ def test_study_create_command_prints_one_link_per_rater(run_dir: Path) -> None:
 @pytest.mark.slow
 def test_report_gains_an_expert_ratings_section(tmp_path: Path) -> None:
     from robustxai.report import build_report
-    from robustxai.web.db import StudioDB
+    from robustxai.web._db import StudioDB
 
     run = make_run(tmp_path / "run")
     assert "Expert ratings" not in build_report(run).read_text()  # no study: no section

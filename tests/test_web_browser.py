@@ -23,10 +23,13 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 from chromium import ARGS, CHROMIUM, NEEDS_CHROMIUM, artifacts_dir  # noqa: E402
-from robustxai.audit.reload import open_run_context  # noqa: E402
+from robustxai.audit._reload import open_run_context  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
-from robustxai.web.study import create_study  # noqa: E402
+from robustxai.web._study import create_study  # noqa: E402
 from web_fixtures import make_audited_run, make_run  # noqa: E402
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._reload, robustxai.web._study"
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 ADMIN = "browser-admin-token"

@@ -13,12 +13,15 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from robustxai.audit.reload import open_run_context  # noqa: E402
+from robustxai.audit._reload import open_run_context  # noqa: E402
 from robustxai.explain import create_explainer  # noqa: E402
 from robustxai.web import create_app  # noqa: E402
-from robustxai.web.runview import heat_png  # noqa: E402
-from robustxai.web.security import REPORT_CSP  # noqa: E402
+from robustxai.web._runview import heat_png  # noqa: E402
+from robustxai.web._security import REPORT_CSP  # noqa: E402
 from web_fixtures import make_audited_run  # noqa: E402
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._reload, robustxai.web._runview, robustxai.web._security"
 
 ADMIN = "admin-token-for-live-tests"
 pytestmark = pytest.mark.slow  # one real (tiny) audit, shared by the module

@@ -12,10 +12,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError, UnknownNameError
+from robustxai import RobustXAIError, UnknownNameError
 from robustxai.models import read_checkpoint, wrap_model
-from robustxai.models.heads import find_feature_layer
-from robustxai.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+from robustxai.models._heads import find_feature_layer
+from robustxai.models._zoo import IMAGENET_MEAN, IMAGENET_STD
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.models._heads, robustxai.models._zoo"
 
 RB_ID = "Rebuffi2021Fixing_R18_ddpm"  # CIFAR-10 L∞, a PreActResNet-18: the smallest RobustBench CNN
 

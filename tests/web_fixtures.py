@@ -8,8 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustxai.audit.config import load_config
-from robustxai.results.store import Store
+from robustxai.audit import load_config
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._pipeline"
 
 IDS = [f"img{i}.png" for i in range(6)]
 MODELS = ("m1", "m2")
@@ -77,7 +80,7 @@ def make_audited_run(tmp: Path) -> Path:
     One model, PGD with a random start and a stochastic explainer (SmoothGrad), so recomputing a map exactly
     needs the audit's seeds. About 5 s on one thread.
     """
-    from robustxai.pipeline import run_audit  # the audit, then its report
+    from robustxai._pipeline import run_audit  # the audit, then its report
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

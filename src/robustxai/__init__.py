@@ -11,36 +11,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from robustxai import metrics
+from robustxai._errors import ConfigError, DataError, RobustXAIError, UnknownNameError
+from robustxai._runtime import keep_freed_memory
 from robustxai._version import __version__
 from robustxai.attacks import Attack, create_attack, list_attacks
-from robustxai.data.base import ImageDataset, Sample
-from robustxai.data.truth import Truth
-from robustxai.errors import ConfigError, DataError, RobustXAIError, UnknownNameError
+from robustxai.data._base import ImageDataset, Sample
+from robustxai.data._truth import Truth
 from robustxai.explain import Explainer, Explanation, create_explainer, list_explainers
 from robustxai.manipulate import create_manipulation, list_manipulations
 from robustxai.metrics import list_metrics
 from robustxai.models import ModelWrapper, create_model, list_models, load_model, save_model, wrap_model
-from robustxai.runtime import keep_freed_memory
 from robustxai.training import FitConfig, fit
 
 if TYPE_CHECKING:
-    from robustxai.audit.config import AuditConfig
-    from robustxai.audit.executor import Executor
-    from robustxai.audit.progress import Progress
-    from robustxai.audit.runner import AuditResult
-    from robustxai.export import Run
+    from robustxai._export import Run
+    from robustxai.audit._config import AuditConfig
+    from robustxai.audit._executor import Executor
+    from robustxai.audit._progress import Progress
+    from robustxai.audit._runner import AuditResult
 
 
 def open_run(path: str | Path) -> Run:
-    """Open a finished run's rows and tables as DataFrames (see :func:`robustxai.export.open_run`)."""
-    from robustxai.export import open_run as _open
+    """Open a finished run's rows and tables as DataFrames (see :func:`robustxai._export.open_run`)."""
+    from robustxai._export import open_run as _open
 
     return _open(path)
 
 
 def load_config(path: str | None = None, profile: str = "default", **overrides: object) -> AuditConfig:
-    """Resolve an audit configuration (see :func:`robustxai.audit.config.load_config`)."""
-    from robustxai.audit.config import load_config as _load
+    """Resolve an audit configuration (see :func:`robustxai.audit.load_config`)."""
+    from robustxai.audit._config import load_config as _load
 
     return _load(path, profile=profile, **overrides)
 
@@ -55,8 +55,8 @@ def run_audit(
     trust_checkpoint: bool = False,
     allow_download: bool = False,
 ) -> AuditResult:
-    """Run an audit and build its report (see :func:`robustxai.pipeline.run_audit`)."""
-    from robustxai.pipeline import run_audit as _run
+    """Run an audit and build its report (see :func:`robustxai._pipeline.run_audit`)."""
+    from robustxai._pipeline import run_audit as _run
 
     return _run(
         cfg,

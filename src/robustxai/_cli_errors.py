@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from robustxai.errors import RobustXAIError
+from robustxai._errors import RobustXAIError
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

@@ -9,14 +9,14 @@ import typer
 from rich.console import Console
 
 from robustxai._cli_errors import cli_errors, console
-from robustxai.audit.estimate_text import plan_lines
-from robustxai.audit.progress import Progress, ProgressTracker
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._progress import Progress, ProgressTracker
 
-ASSUMED_GPU_SPEEDUP = 20.0  # the default of --gpu-speedup (robustxai.audit.estimate.ASSUMED_GPU_SPEEDUP)
+ASSUMED_GPU_SPEEDUP = 20.0  # the default of --gpu-speedup (robustxai.audit._estimate.ASSUMED_GPU_SPEEDUP)
 
 if TYPE_CHECKING:
-    from robustxai.audit.config import AuditConfig
-    from robustxai.audit.estimate import AuditEstimate
+    from robustxai.audit._config import AuditConfig
+    from robustxai.audit._estimate import AuditEstimate
 
 MaxMinutes = Annotated[
     float | None,
@@ -40,7 +40,7 @@ def show_plan(
     console: Console, cfg: AuditConfig, max_minutes: float | None, workers: int, gpu_speedup: float
 ) -> AuditEstimate:
     """Estimate the audit (timing passes here, cached) and print the plan; refuse what cannot fit."""
-    from robustxai.audit.estimate import estimate_audit
+    from robustxai.audit._estimate import estimate_audit
 
     with console.status("planning: timing a few passes of each model (cached afterwards)"):
         est = estimate_audit(cfg, workers=workers, max_minutes=max_minutes, gpu_speedup=gpu_speedup)
@@ -77,7 +77,7 @@ def plan_command(
     Per-pass times are measured on this machine with the real models (a few passes, cached), so a second
     plan is instant. Also says what a GPU and an N-worker Ray cluster would take.
     """
-    from robustxai.audit.config import load_config
+    from robustxai.audit._config import load_config
 
     with cli_errors():
         cfg = load_config(config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None)

@@ -1,7 +1,7 @@
 """The command line's progress display: rich bars on a terminal, plain lines when the output is piped.
 
 Piped output (``make audit | tee log``, CI, ``nohup``) never sees rich's live bars, which it would only get at
-the end; it gets :class:`robustxai.audit.progress.LineProgress` lines instead. On a terminal each task is a
+the end; it gets :class:`robustxai.audit._progress.LineProgress` lines instead. On a terminal each task is a
 bar whose ETA column asks the tracker at every refresh, so it counts down while a long unit runs.
 """
 
@@ -24,11 +24,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from robustxai.audit.progress import DEFAULT_INTERVAL, LineProgress, ProgressTracker
+from robustxai.audit._progress import DEFAULT_INTERVAL, LineProgress, ProgressTracker
 
 
 class RichProgress(ProgressTracker):
-    """A :class:`robustxai.audit.progress.Progress` drawn as rich bars, one per task, each with an ETA."""
+    """A :class:`robustxai.audit._progress.Progress` drawn as rich bars, one per task, each with an ETA."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -12,9 +12,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustxai.audit.progress import Progress
-from robustxai.data.base import ImageDataset, SubsetDataset
-from robustxai.errors import RobustXAIError
+from robustxai._errors import RobustXAIError
+from robustxai.audit._progress import Progress
+from robustxai.data._base import ImageDataset, SubsetDataset
 from robustxai.training import FitConfig, FitResult
 
 #: ``--head`` values and the zoo ``head`` keyword each one means (``keep``: the model's own classifier).
@@ -84,8 +84,8 @@ def training_data(opts: TrainOptions) -> ImageDataset:
     Raises:
         RobustXAIError: If the data set is empty.
     """
-    from robustxai.data.folder import FolderDataset
-    from robustxai.data.synthetic import SyntheticFracture
+    from robustxai.data._folder import FolderDataset
+    from robustxai.data._synthetic import SyntheticFracture
 
     if opts.data == "synthetic-fracture":
         ds: ImageDataset = SyntheticFracture(opts.n, size=opts.size, seed=opts.seed)

@@ -1,7 +1,8 @@
 """The command-line flags with which the caller, and only the caller, grants trust to an audit.
 
 A config file may ask for ``arch_kwargs.trust_checkpoint`` or ``allow_download`` (see
-:mod:`robustxai.audit.grants`); these flags are the grant. They live here so that ``cli.py`` stays a thin list
+:mod:`robustxai.audit._grants`); these flags are the grant. They live here so that ``cli.py`` stays a thin
+list
 of commands.
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from robustxai.audit.config import AuditConfig
+    from robustxai.audit._config import AuditConfig
 
 TrustCheckpoint = Annotated[
     bool,
@@ -35,8 +36,8 @@ def refuse_ungranted(cfg: AuditConfig, trust: bool, download: bool) -> None:
     """Refuse, in one line, a config that asks for trust these flags did not grant (before any work).
 
     Raises:
-        ConfigError: Naming the config key (see :func:`robustxai.audit.grants.check_grants`).
+        ConfigError: Naming the config key (see :func:`robustxai.audit._grants.check_grants`).
     """
-    from robustxai.audit.grants import Grants, check_grants
+    from robustxai.audit._grants import Grants, check_grants
 
     check_grants(cfg, Grants(trust_checkpoint=trust, allow_download=download))

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
-from robustxai.errors import RobustXAIError
+from robustxai._errors import RobustXAIError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -60,7 +60,7 @@ def serve(
             raise RobustXAIError(f"--data {data} is not a folder")
         import uvicorn
 
-        from robustxai.audit.reload import open_run_context
+        from robustxai.audit._reload import open_run_context
         from robustxai.web import create_app
 
         app = create_app(run_dir, data_dir=data, reopen=open_run_context)
@@ -89,7 +89,7 @@ def study_create(
     """Create a blinded rating study and print one secret link per rater."""
     with _errors():
         _need_run(run_dir)
-        from robustxai.web.study import create_study
+        from robustxai.web._study import create_study
 
         study_id, tokens = create_study(
             run_dir, raters, images, methods=methods or None, pairs=pairs, seed=seed

@@ -13,7 +13,7 @@ import numbers
 
 import torch
 
-from robustxai.errors import RobustXAIError
+from robustxai._errors import RobustXAIError
 
 _RANGE_TOL = 1e-6
 

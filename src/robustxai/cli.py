@@ -25,9 +25,9 @@ from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
 from robustxai._cli_plan import ConfigArg, MaxMinutes, ProfileOpt, plan_command, plan_first, with_predictions
 from robustxai._cli_progress import progress_display
 from robustxai._cli_trust import AllowDownload, TrustCheckpoint, refuse_ungranted
-from robustxai.audit.progress import DEFAULT_INTERVAL, Progress
-from robustxai.errors import RobustXAIError
-from robustxai.runtime import keep_freed_memory
+from robustxai._errors import RobustXAIError
+from robustxai._runtime import keep_freed_memory
+from robustxai.audit._progress import DEFAULT_INTERVAL, Progress
 
 app = typer.Typer(
     cls=PlainHelpGroup,
@@ -68,7 +68,7 @@ def main(
         format="%(message)s",
         handlers=[_log_handler()],  # piped output gets plain, unwrapped log lines; a terminal gets rich's
     )
-    keep_freed_memory()  # a batch job: ≈ 15 % faster passes for a resident set kept at its peak (runtime.py)
+    keep_freed_memory()  # a batch job: ≈ 15 % faster passes for a resident set kept at its peak (_runtime.py)
 
 
 @app.command(cls=PlainHelpCommand)
@@ -101,9 +101,9 @@ def audit(
     Prints the cost plan first (robustxai plan). Re-running resumes: finished units are kept. Exit status 1: a
     model could not be audited (e.g. NaN weights); it is named, and the other models' report is written.
     """
-    from robustxai.audit.config import load_config
-    from robustxai.audit.runner import AuditInterrupted
-    from robustxai.pipeline import run_audit
+    from robustxai._pipeline import run_audit
+    from robustxai.audit._config import load_config
+    from robustxai.audit._runner import AuditInterrupted
 
     sigterm_as_interrupt()
     with _user_errors():
@@ -150,7 +150,7 @@ def audit(
 @app.command(cls=PlainHelpCommand)
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding results.sqlite.")]) -> None:
     """Rebuild the report of a finished run from its store."""
-    from robustxai.audit.runlock import RunLock
+    from robustxai.audit._runlock import RunLock
     from robustxai.report import build_report
 
     with _user_errors():
@@ -170,7 +170,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/export).")] = None,
 ) -> None:
     """Export a run's per-sample rows and aggregate tables as Parquet or CSV files."""
-    from robustxai.export import export_run
+    from robustxai._export import export_run
 
     with _user_errors():
         paths = export_run(run_dir, format=fmt, out=out)
@@ -261,9 +261,9 @@ def data_synth(
     The manifest's split column marks a fixed test share, so `robustxai train` (which uses the train rows)
     and an audit of the folder (which tests on the test rows) never share images.
     """
-    from robustxai.data.base import split_indices
-    from robustxai.data.folder import write_folder
-    from robustxai.data.synthetic import SyntheticFracture
+    from robustxai.data._base import split_indices
+    from robustxai.data._folder import write_folder
+    from robustxai.data._synthetic import SyntheticFracture
 
     with _user_errors():
         if not 0 < test_fraction < 1:
@@ -293,8 +293,8 @@ def list_plugins(
 ) -> None:
     """List the built-in profiles and the registered attacks, explainers, models and metrics."""
     import robustxai as rx
-    from robustxai.audit.config import PROFILES, profile_description
-    from robustxai.models.registry import list_model_families
+    from robustxai.audit._config import PROFILES, profile_description
+    from robustxai.models._registry import list_model_families
 
     listing = {
         "profiles": [f"{p}: {profile_description(p)}" for p in PROFILES],

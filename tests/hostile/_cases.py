@@ -39,9 +39,12 @@ from unittest import mock
 import pytest
 from typer.testing import CliRunner, Result
 
-from robustxai import pipeline as pipeline_module  # where the audit is chained to build_report
-from robustxai.audit.config_toml import dump_toml
+from robustxai import _pipeline as pipeline_module  # where the audit is chained to build_report
+from robustxai.audit._config_toml import dump_toml
 from robustxai.cli import app
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai._pipeline, robustxai.audit._config_toml"
 
 SPLITS = ["train", "test"] * 4
 TARGET = "fracture/synth-1-000003.png"

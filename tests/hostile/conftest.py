@@ -10,8 +10,11 @@ import torch
 from _cases import CLASSES, SPLITS, Workspace, base_config
 
 import robustxai as rx
-from robustxai.data.folder import write_folder
-from robustxai.data.synthetic import SyntheticFracture
+from robustxai.data import SyntheticFracture
+from robustxai.data._folder import write_folder
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._folder"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,10 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 from typer.testing import Result
 
-from robustxai.data.dicom import find_phi
+from robustxai.data._dicom import find_phi
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.data._dicom"
 
 BLOCK_S = 5.0  # a FIFO is released after this long; a reader that waited for it has blocked
 PHI = ("Doe^Jane", "PID-98765", "Example General Hospital")

@@ -25,18 +25,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 from PIL import Image
 
 import robustxai as rx
-from robustxai.audit.config import load_config
-from robustxai.audit.config_toml import dump_toml
-from robustxai.audit.runner import check_config
-from robustxai.data.annotations import read_annotations
-from robustxai.data.folder import FolderDataset
-from robustxai.data.manifest import read_manifest
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
+from robustxai.audit import load_config
+from robustxai.audit._config_toml import dump_toml
+from robustxai.audit._runner import check_config
+from robustxai.data import FolderDataset, read_annotations, read_manifest
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._config_toml, robustxai.audit._runner"
 
 EXAMPLES = int(os.environ.get("ROBUSTXAI_FUZZ_EXAMPLES", "25"))
 CAMPAIGN = "ROBUSTXAI_FUZZ_EXAMPLES" in os.environ  # a long run: random seeds, and shrink what it finds

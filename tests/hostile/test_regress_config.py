@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 import robustxai as rx
-from robustxai.audit.config import load_config, profile_dict, validate_config
-from robustxai.errors import ConfigError, RobustXAIError
+from robustxai import ConfigError, RobustXAIError
+from robustxai.audit._config import load_config, profile_dict, validate_config
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._config"
 
 
 def smoke(**changes: Any) -> dict[str, Any]:

@@ -21,11 +21,15 @@ import torch
 from PIL import Image
 
 import robustxai as rx
-from robustxai.data.annotations import read_annotations
-from robustxai.data.folder import FolderDataset
-from robustxai.data.imageio import read_image
-from robustxai.data.manifest import read_manifest
-from robustxai.errors import DataError, RobustXAIError
+from robustxai import DataError, RobustXAIError
+from robustxai.data import FolderDataset, read_annotations, read_manifest
+from robustxai.data._imageio import read_image
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._pipeline, robustxai.audit._config, robustxai.audit._data_checks, "
+    "robustxai.data._dicom, robustxai.data._imageio"
+)
 
 # ---- helpers -----------------------------------------------------------------------------------------------
 
@@ -179,7 +183,7 @@ def write_dicom(path: Path, rows: int, cols: int, pixels: bytes | None = None) -
 
 
 def test_dicom_rows_by_columns_are_capped_before_decoding(tmp_path: Path) -> None:
-    from robustxai.data.dicom import read_dicom
+    from robustxai.data._dicom import read_dicom
 
     root = class_folder(tmp_path / "data")
     write_dicom(root / "normal" / "ok.dcm", 4, 4)
@@ -496,7 +500,7 @@ def test_image_in_train_and_test_is_a_loud_leakage_notice(tmp_path: Path) -> Non
 
 
 def test_audit_data_checks_name_leakage_between_folders_and_a_single_test_class(tmp_path: Path) -> None:
-    from robustxai.audit.data_checks import class_count_warnings, data_warnings
+    from robustxai.audit._data_checks import class_count_warnings, data_warnings
 
     train = class_folder(tmp_path / "train")
     test = tmp_path / "test"
@@ -567,9 +571,9 @@ def test_manifest_reader_raises_only_robustxai_errors(tmp_path: Path, content: b
 
 
 def test_audit_records_data_warnings_in_the_run(tmp_path: Path) -> None:
-    from robustxai.audit.config import profile_dict, validate_config
-    from robustxai.pipeline import run_audit
-    from robustxai.results.store import Store
+    from robustxai._pipeline import run_audit
+    from robustxai.audit._config import profile_dict, validate_config
+    from robustxai.results import Store
 
     root = tmp_path / "data"
     rows = []
@@ -610,7 +614,7 @@ def test_damaged_dicom_header_is_one_line_error_without_phi(
     import logging
     import warnings
 
-    from robustxai.data.dicom import phi_values, read_dicom
+    from robustxai.data._dicom import phi_values, read_dicom
 
     path = write_dicom(tmp_path / "a.dcm", 4, 4)
     data = path.read_bytes()

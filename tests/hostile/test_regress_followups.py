@@ -23,16 +23,22 @@ import torch
 from typer.testing import CliRunner
 
 import robustxai as rx
+from robustxai import ConfigError, RobustXAIError
 from robustxai._cli_errors import one_line
-from robustxai.audit.config import AuditConfig, load_config, validate_config
-from robustxai.audit.grants import Grants
-from robustxai.audit.rundir import config_differences
-from robustxai.audit.stages_models import build_untrained
+from robustxai._export import export_run
+from robustxai._pipeline import run_audit
+from robustxai.audit import AuditConfig, load_config, validate_config
+from robustxai.audit._grants import Grants
+from robustxai.audit._rundir import config_differences
+from robustxai.audit._stages_models import build_untrained
 from robustxai.cli import app
-from robustxai.errors import ConfigError, RobustXAIError
-from robustxai.export import export_run
-from robustxai.pipeline import run_audit
-from robustxai.results.store import STORE_FILE, Store
+from robustxai.results import STORE_FILE, Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._cli_errors, robustxai._export, robustxai._pipeline, "
+    "robustxai.audit._grants, robustxai.audit._rundir, robustxai.audit._stages_models"
+)
 
 runner = CliRunner()
 CLASSES = ["normal", "fracture"]
@@ -141,7 +147,7 @@ def test_flag_grants_trust_and_the_saved_config_never_regrants(tmp_path: Path) -
 
 
 def test_a_grant_nobody_asks_for_is_named(tmp_path: Path) -> None:
-    from robustxai.audit.grants import check_grants
+    from robustxai.audit._grants import check_grants
 
     cfg = load_config(_zoo_toml(tmp_path, _benign(tmp_path / "ok.pt")), "smoke")
     assert check_grants(cfg, Grants()) == []

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 import robustxai as rx
-from robustxai.models.io import load_model, save_model
+from robustxai.models import load_model, save_model
 
 PROBE = """
 import resource, sys
 import robustxai as rx
-from robustxai.models.io import load_model
+from robustxai.models._io import load_model
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     load_model(sys.argv[1])

@@ -23,15 +23,20 @@ import torch
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai.audit.config import AuditConfig, load_config
-from robustxai.audit.runlock import LOCK_FILE, RunLock
-from robustxai.audit.stages_eval import robustness_shard
+from robustxai import ConfigError, RobustXAIError
+from robustxai._export import export_run
+from robustxai._pipeline import run_audit
+from robustxai.audit import AuditConfig, load_config
+from robustxai.audit._runlock import LOCK_FILE, RunLock
+from robustxai.audit._stages_eval import robustness_shard
 from robustxai.cli import app
-from robustxai.errors import ConfigError, RobustXAIError
-from robustxai.export import export_run
-from robustxai.pipeline import run_audit
-from robustxai.results.schema import CLEAN_CONDITION
-from robustxai.results.store import Store
+from robustxai.results import CLEAN_CONDITION, Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = (
+    "tests internals of robustxai._cli_progress, robustxai._export, robustxai._pipeline, "
+    "robustxai.audit._runlock, robustxai.audit._runner, robustxai.audit._stages_eval"
+)
 
 runner = CliRunner()
 CLASSES = ["normal", "fracture"]
@@ -393,7 +398,7 @@ def test_stopped_before_the_store_was_written_is_still_a_run(tmp_path: Path) -> 
     """The marker is written first: a run killed while training models is resumed, not refused."""
     run = tmp_path / "run"
     cfg = _tiny(tmp_path)
-    from robustxai.audit import runner as runner_mod
+    from robustxai.audit import _runner as runner_mod
 
     def stop(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt

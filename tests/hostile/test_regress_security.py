@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import robustxai as rx
-from robustxai.errors import RobustXAIError
+from robustxai import RobustXAIError
 
 
 class _Plant:

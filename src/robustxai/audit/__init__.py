@@ -4,6 +4,6 @@ The package exports the configuration (what every other part of the audit and it
 runner is reached through :func:`robustxai.run_audit`, which also builds the report.
 """
 
-from robustxai.audit.config import PROFILES, AuditConfig, load_config, validate_config
+from robustxai.audit._config import PROFILES, AuditConfig, load_config, validate_config
 
 __all__ = ["PROFILES", "AuditConfig", "load_config", "validate_config"]

@@ -25,25 +25,25 @@ from dataclasses import astuple
 
 import pandas as pd
 
+from robustxai._errors import RobustXAIError
 from robustxai.claims import (  # noqa: F401  (registers the built-in claims)
-    attentive_clean,
-    attentive_robustness,
-    impact_accuracy,
-    impact_map_ssim,
-    impact_unchanged,
-    secure_adversarial_training,
-    secure_alignment,
-    trust_auc,
-    trust_manipulation,
-    trust_transfer,
+    _attentive_clean,
+    _attentive_robustness,
+    _impact_accuracy,
+    _impact_map_ssim,
+    _impact_unchanged,
+    _secure_adversarial_training,
+    _secure_alignment,
+    _trust_auc,
+    _trust_manipulation,
+    _trust_transfer,
 )
+from robustxai.claims._base import CLAIMS, Claim, ClaimResult
 from robustxai.claims._data import clear_cache
-from robustxai.claims.base import CLAIMS, Claim, ClaimResult
-from robustxai.errors import RobustXAIError
-from robustxai.results.run import RunData
+from robustxai.results._run import RunData
 
 # What users run and extend: the claim registry and base class, evaluating a run, the table.
-# The verdict constants (``SUPPORTED`` …) stay in :mod:`robustxai.claims.base`, beside the class using them.
+# The verdict constants (``SUPPORTED`` …) stay in :mod:`robustxai.claims._base`, beside the class using them.
 __all__ = [
     "CLAIMS",
     "CLAIM_COLUMNS",

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from robustxai._types import JsonObject
-from robustxai.results.run import RunData
-from robustxai.results.schema import CLEAN, Condition, is_manipulation
+from robustxai.results._run import RunData
+from robustxai.results._schema import CLEAN, Condition, is_manipulation
 
 __all__ = [
     "attack_conditions",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from robustxai.claims._data import attack_conditions, conditions_with, explainers_of
-from robustxai.results.run import RunData
-from robustxai.results.schema import Condition
+from robustxai.results._run import RunData
+from robustxai.results._schema import Condition
 
 #: The paper's attacks.
 ATTACKS = ("fgsm", "bim")

@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 
 from robustxai.claims._data import metric_rows
-from robustxai.claims.stats import LEVEL, clopper_pearson, paired_difference
-from robustxai.results.run import RunData
-from robustxai.results.schema import MANIPULATION_ORIGINAL, NO_EXPLAINER, manipulation_method
+from robustxai.claims._stats import LEVEL, clopper_pearson, paired_difference
+from robustxai.results._run import RunData
+from robustxai.results._schema import MANIPULATION_ORIGINAL, NO_EXPLAINER, manipulation_method
 
 __all__ = ["Criterion", "Judged", "attacked_methods", "decisive_n", "judge", "manip_values"]
 

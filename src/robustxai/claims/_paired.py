@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from robustxai.claims._base import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
 from robustxai.claims._data import correct_matrix, metric_matrix
-from robustxai.claims.base import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, ClaimResult, Verdict
-from robustxai.claims.stats import ALPHA, PairedDifference, clopper_pearson, paired_difference
-from robustxai.results.run import RunData
-from robustxai.results.schema import CLEAN_CONDITION, Condition
+from robustxai.claims._stats import ALPHA, PairedDifference, clopper_pearson, paired_difference
+from robustxai.results._run import RunData
+from robustxai.results._schema import CLEAN_CONDITION, Condition
 
 __all__ = [
     "PAIRED_TEST",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 
 from robustxai.claims._data import model_configs, model_names
-from robustxai.results.run import RunData
+from robustxai.results._run import RunData
 
 __all__ = ["adversarial_pairs", "attention_pairs", "is_attention"]
 

@@ -2,18 +2,18 @@
 
 Images come out as float tensors ``[C, H, W]`` in [0, 1]; ground truth is a :class:`Truth` (a mask and/or
 points) in the coordinates of the image as the model sees it. The modules with a leading underscore are
-internal (file checks, annotation parsers); DICOM and 16-bit PNG reading live in :mod:`robustxai.data.dicom`
-and :mod:`robustxai.data.imageio`.
+internal (file checks, annotation parsers); DICOM and 16-bit PNG reading live in :mod:`robustxai.data._dicom`
+and :mod:`robustxai.data._imageio`.
 """
 
-from robustxai.data.annotations import AnnotationResult, list_formats, read_annotations
-from robustxai.data.base import ImageDataset, Sample, SubsetDataset, split_indices, stack_images
-from robustxai.data.folder import FolderDataset
-from robustxai.data.manifest import read_manifest
-from robustxai.data.synthetic import SyntheticFracture
-from robustxai.data.transforms import Transform, create_transform, list_transforms
-from robustxai.data.truth import Truth
-from robustxai.data.writer import write_folder
+from robustxai.data._annotations import AnnotationResult, list_formats, read_annotations
+from robustxai.data._base import ImageDataset, Sample, SubsetDataset, split_indices, stack_images
+from robustxai.data._folder import FolderDataset
+from robustxai.data._manifest import read_manifest
+from robustxai.data._synthetic import SyntheticFracture
+from robustxai.data._transforms import Transform, create_transform, list_transforms
+from robustxai.data._truth import Truth
+from robustxai.data._writer import write_folder
 
 __all__ = [
     "AnnotationResult",

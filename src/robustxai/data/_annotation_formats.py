@@ -1,8 +1,8 @@
-"""Readers behind :func:`robustxai.data.annotations.read_annotations`, one per file format.
+"""Readers behind :func:`robustxai.data.read_annotations`, one per file format.
 
 Each reader parses its format and hands points, boxes, polygons and masks to a :class:`Collector`, which
 checks them against the image sizes, rasterises regions, and turns every problem into a warning line
-instead of an exception. Conventions (coordinates, key matching) are documented in ``annotations.py``.
+instead of an exception. Conventions (coordinates, key matching) are documented in ``_annotations.py``.
 The points CSV and JSON readers live here; mask folders, YOLO and COCO in ``_annotation_readers.py``.
 
 Values are type-checked, not coerced: a coordinate must be a JSON number (a string such as ``"12"``, a
@@ -27,12 +27,12 @@ import numpy as np
 from PIL import Image
 from skimage.draw import polygon as draw_polygon
 
+from robustxai._errors import DataError
+from robustxai._registry import Registry
 from robustxai._types import JsonValue
 from robustxai.data._files import DEFAULT_MAX_PIXELS, read_text
-from robustxai.data.imageio import open_image
-from robustxai.data.truth import Truth
-from robustxai.errors import DataError
-from robustxai.registry import Registry
+from robustxai.data._imageio import open_image
+from robustxai.data._truth import Truth
 
 ROBUSTXAI_FORMAT = "robustxai-annotations/1"
 _IMAGE_COLUMNS = ("image", "path", "file_name", "filename", "file")

@@ -1,7 +1,7 @@
-"""The folder and COCO readers behind :func:`robustxai.data.annotations.read_annotations`.
+"""The folder and COCO readers behind :func:`robustxai.data.read_annotations`.
 
 Mask PNG folders, YOLO label folders and COCO JSON; registered in ``READERS`` on import (by
-``annotations.py``). The shared machinery (:class:`Collector`, strict number parsing) lives in
+``_annotations.py``). The shared machinery (:class:`Collector`, strict number parsing) lives in
 ``_annotation_formats.py``.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustxai._errors import DataError
 from robustxai._types import JsonValue
 from robustxai.data._annotation_formats import (
     Collector,
@@ -20,7 +21,6 @@ from robustxai.data._annotation_formats import (
     read_mask_png,
 )
 from robustxai.data._files import decode_text, read_bytes
-from robustxai.errors import DataError
 
 
 @_reader("mask_png")

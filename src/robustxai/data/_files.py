@@ -3,7 +3,7 @@
 Why: data folders come from shared drives and colleagues. A path that names a FIFO blocks ``open`` forever,
 a device never ends, a directory fails with an unhelpful ``IsADirectoryError``; a tiny PNG can declare
 30000 x 30000 pixels and exhaust memory when decoded; a manifest saved by a spreadsheet may not be UTF-8.
-These helpers turn each case into one :class:`~robustxai.errors.DataError` line that names the file, which
+These helpers turn each case into one :class:`~robustxai._errors.DataError` line that names the file, which
 the data sets turn into a per-sample warning (the sample is left out) or a one-line error.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from robustxai.errors import DataError
+from robustxai._errors import DataError
 
 #: Default largest decoded image, in pixels (10000 x 10000): larger images are left out with a warning.
 #: Configurable per data set (``max_pixels``); a 16-bit 10000 x 10000 image decodes to 400 MB of float32.

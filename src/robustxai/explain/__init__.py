@@ -1,9 +1,17 @@
 """Explainers: registry, target rule, map reduction, and the methods built on Captum."""
 
-from robustxai.explain import baseline, cam, deeplift, gradients, perturbation, rollout, smoothing  # noqa: F401  (registers the explainers)
-from robustxai.explain import lime as _lime  # noqa: F401  (registers "lime")
-from robustxai.explain import xrai as _xrai  # noqa: F401  (registers "xrai")
-from robustxai.explain.base import (
+from robustxai.explain import (  # noqa: F401  (registers the explainers)
+    _baseline,
+    _cam,
+    _deeplift,
+    _gradients,
+    _lime,  # noqa: F401  (registers "lime")
+    _perturbation,
+    _rollout,
+    _smoothing,
+    _xrai,  # noqa: F401  (registers "xrai")
+)
+from robustxai.explain._base import (
     EXPLAINERS,
     Attribution,
     Explainer,

@@ -3,12 +3,12 @@
 It has its own registry, ``MANIPULATIONS``: an evasion attack (``robustxai.attacks``) maximises the task
 loss and is scored by the accuracy it destroys, whereas this attack keeps the prediction on purpose and is
 scored by where the map goes. It differentiates through any explainer that offers
-:meth:`~robustxai.explain.differentiable.DifferentiableMap.map_for_attack`, on a Softplus surrogate of the
-model (:mod:`robustxai.manipulate.softplus`).
+:meth:`~robustxai.explain._differentiable.DifferentiableMap.map_for_attack`, on a Softplus surrogate of the
+model (:mod:`robustxai.manipulate._softplus`).
 """
 
-from robustxai.manipulate import presets as _presets  # noqa: F401  (registers "manipulate")
-from robustxai.manipulate.attack import (
+from robustxai.manipulate import _presets  # noqa: F401  (registers "manipulate")
+from robustxai.manipulate._attack import (
     MANIPULATIONS,
     Manipulate,
     ManipulationResult,
@@ -16,10 +16,10 @@ from robustxai.manipulate.attack import (
     explained_class,
     list_manipulations,
 )
-from robustxai.manipulate.presets import PRESETS, manipulation_from_settings
-from robustxai.manipulate.softplus import SoftplusSurrogate, beta_schedule
-from robustxai.manipulate.strategies import BetaSchedule, Budget, Objective, Optimiser, Selection
-from robustxai.manipulate.targets import MaskOrPoints, default_target
+from robustxai.manipulate._presets import PRESETS, manipulation_from_settings
+from robustxai.manipulate._softplus import SoftplusSurrogate, beta_schedule
+from robustxai.manipulate._strategies import BetaSchedule, Budget, Objective, Optimiser, Selection
+from robustxai.manipulate._targets import MaskOrPoints, default_target
 
 __all__ = [
     "MANIPULATIONS",

@@ -8,12 +8,12 @@ the audit and the report. Metrics are also registered by name (:func:`list_metri
 
 from __future__ import annotations
 
-from robustxai.metrics import builtin as _builtin  # noqa: F401  (registers the built-in metrics)
-from robustxai.metrics.alignment import mask_area, point_coverage, rmse, topk_iou, topk_mask
-from robustxai.metrics.classification import accuracy, delta_accuracy, predictions
-from robustxai.metrics.localisation import peak_in_region, pointing_game, relevance_mass
-from robustxai.metrics.multilabel import auc, label_accuracy
-from robustxai.metrics.registry import (
+from robustxai.metrics import _builtin  # noqa: F401  (registers the built-in metrics)
+from robustxai.metrics._alignment import mask_area, point_coverage, rmse, topk_iou, topk_mask
+from robustxai.metrics._classification import accuracy, delta_accuracy, predictions
+from robustxai.metrics._localisation import peak_in_region, pointing_game, relevance_mass
+from robustxai.metrics._multilabel import auc, label_accuracy
+from robustxai.metrics._registry import (
     METRICS,
     MapInputs,
     MetricInfo,
@@ -25,8 +25,8 @@ from robustxai.metrics.registry import (
     register_metric,
     unregister_metric,
 )
-from robustxai.metrics.similarity import minmax, mse, pearson, ssim
-from robustxai.metrics.statistics import bootstrap_ci, rankdata, spearman_permutation
+from robustxai.metrics._similarity import minmax, mse, pearson, ssim
+from robustxai.metrics._statistics import bootstrap_ci, rankdata, spearman_permutation
 
 __all__ = [
     "METRICS",

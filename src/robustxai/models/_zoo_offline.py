@@ -1,6 +1,6 @@
 """Build RobustBench's zoo entries offline: their model libraries seen through a proxy that never downloads.
 
-Moved out of :mod:`robustxai.models.zoo` unchanged (used only by its RobustBench family).
+Moved out of :mod:`robustxai.models._zoo` unchanged (used only by its RobustBench family).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ The audit writes through :class:`Store`; the report, the export and ``open_run``
 
 from __future__ import annotations
 
-from robustxai.results.run import ROW_TABLES, RunData, RunRows, load_run, read_rows
-from robustxai.results.schema import CLEAN, CLEAN_CONDITION, MANIPULATION_PREFIX, Condition, MetricKey
-from robustxai.results.store import STORE_FILE, Store
+from robustxai.results._run import ROW_TABLES, RunData, RunRows, load_run, read_rows
+from robustxai.results._schema import CLEAN, CLEAN_CONDITION, MANIPULATION_PREFIX, Condition, MetricKey
+from robustxai.results._store import STORE_FILE, Store
 
 __all__ = [
     "CLEAN",

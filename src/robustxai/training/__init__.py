@@ -1,5 +1,5 @@
 """Training: standard and adversarial fitting with early stopping."""
 
-from robustxai.training.fit import FitConfig, FitResult, fit
+from robustxai.training._fit import FitConfig, FitResult, fit
 
 __all__ = ["FitConfig", "FitResult", "fit"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from robustxai.web.runview import MapSource
+    from robustxai.web._runview import MapSource
 
 
 def create_app(
@@ -22,8 +22,8 @@ def create_app(
     admin_token: str | None = None,
     reopen: Callable[[Path], MapSource] | None = None,
 ) -> FastAPI:
-    """Build the studio for one run (see :func:`robustxai.web.app.create_app`)."""
-    from robustxai.web.app import create_app as _create
+    """Build the studio for one run (see :func:`robustxai.web._app.create_app`)."""
+    from robustxai.web._app import create_app as _create
 
     return _create(run_dir, data_dir=data_dir, admin_token=admin_token, reopen=reopen)
 

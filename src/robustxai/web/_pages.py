@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from robustxai.web.security import Auth
+from robustxai.web._security import Auth
 
 HERE = Path(__file__).parent
 # Autoescape everything: Starlette's default only escapes names ending in .html, and ours end in .j2.

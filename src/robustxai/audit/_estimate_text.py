@@ -1,0 +1,86 @@
+"""The cost plan as text: what ``robustxai plan`` prints and ``robustxai audit`` prints first."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from robustxai.audit._progress import format_seconds
+from robustxai.audit._timing_conditions import Conditions
+
+if TYPE_CHECKING:
+    from robustxai.audit._estimate import AuditEstimate, StagePlan
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} kB"
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _passes(fwd: int, bwd: int, train: int) -> str:
+    parts = []
+    if train:
+        parts.append(f"{_count(train)} train")
+    if bwd:
+        parts.append(f"{_count(bwd)} fwd+bwd")
+    if fwd - bwd > 0:
+        parts.append(f"{_count(fwd - bwd)} fwd")
+    return ", ".join(parts) or "none"
+
+
+def _stage_line(s: StagePlan) -> str:
+    head = f"  {s.name:<11}{format_seconds(s.seconds):>9}"
+    if s.name == "report":
+        return f"{head}   ({s.note})"
+    mem = f", peak ≈ {_mb(s.peak_bytes)}" if s.peak_bytes else ""
+    return f"{head}   {_passes(s.forward, s.backward, s.train)} image passes{mem}"
+
+
+def plan_lines(est: AuditEstimate) -> list[str]:
+    """Header, measured pass times per model, one line per stage (and per method), total, GPU and Ray."""
+    threads = torch.get_num_threads()
+    load = Conditions.now().load
+    here = f"{est.device}, {threads} threads" + ("" if load is None else f", load {load:.2f}/core")
+    again = f" ({est.remeasured})" if est.remeasured else ""
+    lines = [
+        f"plan of audit {est.cfg.name!r}: passes × per-pass times measured here "
+        f"({here}; {est.measured} new measurements{again}, the rest cached)"
+    ]
+    for name, times in est.models.items():
+        cells = []
+        for b, t in sorted(times.items()):
+            fwd, grad = 1000 * t.per_row("forward"), 1000 * t.per_row("gradient")
+            cells.append(f"batch {b}: fwd {fwd:.2f} ms, fwd+bwd {grad:.2f} ms/image")
+        param = next(iter(times.values())).param_bytes if times else 0
+        lines.append(f"  model {name} ({_mb(param)} parameters): " + "; ".join(cells))
+    lines += [f"  {line}" for line in est.settled]
+    if est.to_train:
+        lines.append(f"  to train now (not cached; epochs are an upper bound): {', '.join(est.to_train)}")
+    else:
+        lines.append("  every trained model is cached: training costs nothing")
+    lines.append("stages (predicted wall time, image passes, peak memory):")
+    for s in est.stages:
+        lines.append(_stage_line(s))
+        for label, (fwd, bwd, train) in s.by_method.items():
+            priced = s.priced.get(label)
+            if len(s.by_method) > 1 or priced:
+                note = f" (the full computation's passes; priced by {priced}, not by these)" if priced else ""
+                lines.append(f"      {label}: {_passes(fwd, bwd, train)}{note}")
+    lines.append(f"  {'total':<11}{format_seconds(est.seconds):>9}   peak memory ≈ {_mb(est.peak_bytes)}")
+    gpu = (
+        "measured on this machine's GPU"
+        if est.gpu_measured
+        else f"assuming a GPU pass is {est.gpu_speedup:g}× faster than here: an assumption, not measured"
+    )
+    lines.append(f"on a GPU: ≈ {format_seconds(est.gpu_seconds)} ({gpu})")
+    lines.append(
+        f"on a {est.workers}-worker Ray cluster of machines like this: ≈ {format_seconds(est.ray_seconds())} "
+        "(training stays on the driver)"
+    )
+    for cut in est.trimmed:
+        lines.append(f"trimmed to fit --max-minutes: {cut}")
+    return lines

@@ -1,0 +1,144 @@
+"""Executors run the planned units and hand each result to the driver, which alone writes the store.
+
+- ``local`` (default): runs units one after another in this process, in plan order. It reads the images of
+  one shard at a time (:class:`robustxai.audit._plan.AuditData`), so peak memory does not grow with the data
+  set.
+- ``ray``: units become Ray tasks (see :mod:`robustxai.audit._executor_ray`); Ray is imported only then.
+
+:func:`robustxai.audit._executors.create_executor` picks one by name (it lives apart from both, so neither
+executor module imports the other back).
+
+Both call ``commit(unit, result)`` on the driver as each unit finishes; the runner's commit persists the
+unit's tensors and writes its rows and its ``units`` row in one transaction.
+
+Device (``[executor] device``, see :func:`choose_device`): the local executor computes on the CPU unless the
+config asks for ``"cuda"`` (refused with a clear error where torch sees no GPU); a Ray task computes on the
+GPU Ray assigned it (``num_gpus > 0``), else on the CPU. Off the CPU, a unit's model and inputs are moved to
+the device and its results back to the CPU (:func:`run_unit_on`); on the CPU nothing is moved, so CPU results
+are exactly what they always were. GPU numbers may differ from CPU numbers in the last digits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from robustxai._errors import ConfigError
+from robustxai.audit._config import AuditConfig
+from robustxai.audit._plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_unit
+from robustxai.models import ModelWrapper
+
+DEVICES = ("cpu", "cuda")
+
+Commit = Callable[[Unit, UnitResult], None]
+
+
+@dataclass
+class ExecutionContext:
+    """What units need: the config, the data, and the models (with a stable key per model)."""
+
+    cfg: AuditConfig
+    data: AuditData
+    models: dict[str, ModelWrapper]
+    model_keys: dict[str, str] = field(default_factory=dict)  # e.g. the model cache key
+
+    def prepare(self, unit: Unit) -> object:
+        """Load a unit's inputs on the driver."""
+        return UNIT_KINDS[unit.kind].prepare(unit, self.cfg, self.data)
+
+
+class Executor(Protocol):
+    """Runs units, each after its dependencies, and commits every result on the driver."""
+
+    name: str
+
+    def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+        """Run ``units`` (dependencies outside ``units`` count as finished)."""
+        ...
+
+
+def choose_device(requested: str | None, *, cuda_available: bool, gpus_assigned: bool = False) -> str:
+    """Where units compute: ``"cpu"`` or ``"cuda"`` (a pure rule, so it is testable without a GPU).
+
+    Args:
+        requested: ``[executor] device``: ``"cpu"``, ``"cuda"``, or ``None`` (default: the GPU when one was
+            assigned to the task and torch sees it, else the CPU).
+        cuda_available: Whether torch sees a CUDA device where the units run (``torch.cuda.is_available()``).
+        gpus_assigned: Whether the task was given a GPU (a Ray task with ``num_gpus > 0``; the local executor
+            assigns none, so by default it computes on the CPU).
+
+    Raises:
+        ConfigError: For an unknown device, or ``"cuda"`` where torch sees no CUDA device.
+    """
+    if requested not in (None, *DEVICES):
+        raise ConfigError(f"unknown executor device {requested!r}; known: {', '.join(DEVICES)}")
+    if requested == "cuda" and not cuda_available:
+        raise ConfigError(
+            "executor.device = 'cuda' but torch sees no CUDA device (torch.cuda.is_available() is False); "
+            "set device = 'cpu' or leave it unset"
+        )
+    if requested is not None:
+        return requested
+    return "cuda" if gpus_assigned and cuda_available else "cpu"
+
+
+def to_device(value: object, device: str) -> object:
+    """``value`` with every tensor inside it (dataclass fields, dicts, lists, tuples) moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = {
+            f.name: to_device(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init
+        }
+        return dataclasses.replace(value, **moved)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):  # a named tuple keeps its values
+        return tuple(to_device(v, device) for v in value)
+    return value
+
+
+def run_unit_on(
+    unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: object, device: str
+) -> UnitResult:
+    """Run a unit with ``model`` (already on ``device``): inputs go to the device and results come back.
+
+    On the CPU nothing is moved: the unit runs exactly as :func:`robustxai.audit._plan.run_unit` runs it.
+    """
+    if device == "cpu":
+        return run_unit(unit, model, cfg, payload)
+    result = to_device(run_unit(unit, model, cfg, to_device(payload, device)), "cpu")
+    assert isinstance(result, UnitResult)  # to_device rebuilds a dataclass as its own type
+    return result
+
+
+class LocalExecutor:
+    """Runs units in this process, in plan order (which puts each unit after its dependencies).
+
+    Args:
+        device: ``[executor] device`` (see :func:`choose_device`): ``None`` or ``"cpu"`` computes on the CPU;
+            ``"cuda"`` moves each model to the GPU once and every unit's inputs with it.
+
+    Raises:
+        ConfigError: For ``device="cuda"`` where torch sees no CUDA device (before any work starts).
+    """
+
+    name = "local"
+    device = "cpu"
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = choose_device(device, cuda_available=torch.cuda.is_available())
+
+    def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
+        """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
+        for unit in units:
+            model = ctx.models[unit.model]
+            if self.device != "cpu":
+                model = model.to(self.device)  # in place, so once per model
+            commit(unit, run_unit_on(unit, model, ctx.cfg, ctx.prepare(unit), self.device))

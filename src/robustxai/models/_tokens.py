@@ -1,0 +1,216 @@
+"""Grad-CAM layers of transformers: find a token grid by probing, and reshape tokens to a feature map.
+
+A CNN's Grad-CAM layer outputs a channels-first map ``[B, C, h, w]`` (found by
+:func:`robustxai.models._heads.find_feature_layer`). A vision transformer's blocks output tokens instead:
+
+- ``"tokens"``: ``[B, N, C]`` with ``N = prefix + h·w`` — ViT and DeiT (class token, DeiT's distillation
+  token, register tokens first), XCiT (its class-attention blocks put one class token first);
+- ``"nhwc"``: ``[B, h, w, C]`` — Swin's stages in timm.
+
+:func:`to_grid` drops the prefix tokens and lays the rest out as ``[B, C, h, w]`` in row-major patch order,
+so Grad-CAM's formula applies unchanged. :func:`find_token_layer` finds the layer the way the CNN probe
+does, by one small forward (and here backward) pass of a random image: among the modules whose output is a
+token grid of the model's final width, the last one *whose grid tokens reach the logits*. That last
+condition matters: in a class-token model the patch tokens after the last block's attention never reach
+the classifier (its gradient there is exactly zero, so Grad-CAM would be blank); the last layer whose patch
+tokens still count is the normalised input of the last block's attention (``blocks[-1].norm1`` in ViT and
+DeiT, the last class-attention block's ``norm1`` in XCiT) — the layer commonly used for ViT Grad-CAM. In an
+average-pooled model (Swin) it is the final normalised feature map.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from robustxai._errors import RobustXAIError
+
+log = logging.getLogger(__name__)
+
+#: Layouts of a Grad-CAM layer's output: channels-first map, channels-last map, token sequence.
+CAM_LAYOUTS = ("nchw", "nhwc", "tokens")
+#: Most leading non-patch tokens searched for (class, distillation and register tokens).
+MAX_PREFIX = 8
+# Never the Grad-CAM layer: pass-through modules, and projections (an attention block's q/k/v, an MLP's
+# layers), whose outputs are not the token stream between blocks.
+_NOT_A_LAYER = (nn.Identity, nn.Dropout, nn.Linear)
+
+
+_FUSED_LOCK = threading.RLock()
+
+
+@contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Switch off timm's fused attention in ``model`` for the duration; yield the switched modules.
+
+    timm's attention modules carry a ``fused_attn`` flag read at every forward pass: on, they call
+    ``scaled_dot_product_attention``, which never materialises the attention probabilities (attention
+    rollout needs them) and has no second derivative on CPU (a map's gradient, as the manipulation attack
+    takes, needs one). Off, they compute ``softmax(q·kᵀ) → attn_drop → @ v``: the same numbers. The flags are
+    restored in a ``finally``, under a process-wide lock, so concurrent calls cannot restore each other's.
+    """
+    with _FUSED_LOCK:
+        switched = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
+        try:
+            for m in switched:
+                setattr(m, "fused_attn", False)  # noqa: B010  (an instance flag timm reads at forward time)
+            yield switched
+        finally:
+            for m in switched:
+                setattr(m, "fused_attn", True)  # noqa: B010
+
+
+def native_size(net: nn.Module, default: int = 64) -> int:
+    """The image side a network with a fixed-size patch embedding needs (timm's ``patch_embed.img_size``)."""
+    embed = getattr(net, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    if isinstance(size, tuple | list) and size and isinstance(size[0], int):
+        return int(size[0])
+    return default
+
+
+def _prefix_of(n_tokens: int) -> int | None:
+    """The fewest leading tokens whose removal leaves a square grid of at least 2 × 2, or ``None``.
+
+    Probe images are square, so their patch grids are.
+    """
+    for prefix in range(min(MAX_PREFIX, n_tokens) + 1):
+        side = math.isqrt(n_tokens - prefix)
+        if side >= 2 and side * side == n_tokens - prefix:
+            return prefix
+    return None
+
+
+def _grid_form(out: torch.Tensor) -> tuple[str, int, int] | None:
+    """``(layout, prefix, channels)`` if a probe output (batch 1, square image) is a token grid, else None."""
+    if out.shape[0] != 1:  # window-partitioned tensors (Swin's attention) carry windows in the batch
+        return None
+    if out.ndim == 3:
+        prefix = _prefix_of(int(out.shape[1]))
+        return None if prefix is None else ("tokens", prefix, int(out.shape[2]))
+    if out.ndim == 4:
+        _, a, b, c = (int(s) for s in out.shape)
+        # channels-last square grid; a channels-first square map has its two last sides equal instead
+        if a == b >= 2 and c != b:
+            return ("nhwc", 0, c)
+    return None
+
+
+def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tuple[str, str, int] | None:
+    """The Grad-CAM layer of a token model: ``(dotted path, layout, prefix tokens)``, or ``None``.
+
+    One forward and backward pass of a random ``[1, in_channels, size, size]`` image records every module
+    output that is a token grid (:func:`_grid_form`), projections (``nn.Linear``) and pass-through modules
+    aside. The answer is the last such output (in the order
+    modules finish) whose channel count is that of the last grid in the pass and whose grid tokens have a
+    non-zero gradient of the summed logits (see the module docstring for why). ``None`` when no output
+    qualifies or the network cannot run at this size.
+    """
+    names = {id(m): n for n, m in net.named_modules() if n}
+    seen: dict[str, tuple[torch.Tensor, tuple[str, int, int]]] = {}
+
+    def hook(module: nn.Module, _inp: object, out: object) -> None:
+        if isinstance(module, _NOT_A_LAYER) or not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return
+        form = _grid_form(out)
+        if form is not None:
+            name = names[id(module)]
+            seen.pop(name, None)  # a module called twice counts where it last finished
+            seen[name] = (out, form)
+
+    handles = [m.register_forward_hook(hook) for n, m in net.named_modules() if n]
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.enable_grad():
+            logits = net(torch.rand(1, in_channels, size, size, requires_grad=True))
+            if not isinstance(logits, torch.Tensor) or not seen:
+                return None
+            outs = [out for out, _ in seen.values()]
+            grads = torch.autograd.grad(logits.sum(), outs, allow_unused=True)
+    except Exception as err:  # an architecture-specific refusal (input size, in-place updates of outputs)
+        log.info("token-layer probe failed at %d px: %s", size, err)
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    width = list(seen.values())[-1][1][2]
+    found = None
+    for (name, (_, (layout, prefix, channels))), grad in zip(seen.items(), grads, strict=True):
+        if channels != width or grad is None:
+            continue
+        grid = grad[:, prefix:] if layout == "tokens" else grad
+        if bool(grid.abs().amax() > 0):
+            found = (name, layout, prefix)
+    return found
+
+
+def spatial_layer(net: nn.Module, cam: str | None, size: int) -> tuple[str | None, str, int]:
+    """Grad-CAM layer, layout and prefix: a CNN's ``cam`` map as found, else the token grid (or none)."""
+    if cam is not None:
+        return cam, "nchw", 0
+    return find_token_layer(net, 3, size) or (None, "nchw", 0)
+
+
+def grid_shape(n_tokens: int, height: int, width: int) -> tuple[int, int]:
+    """The patch grid ``(h, w)`` of ``n_tokens`` patch tokens on an image of ``height × width`` pixels."""
+    if n_tokens < 1:
+        raise RobustXAIError("the Grad-CAM layer has no patch tokens left after the prefix tokens")
+    h = max(1, round(math.sqrt(n_tokens * height / width)))
+    w = n_tokens // h
+    if h * w != n_tokens:
+        raise RobustXAIError(
+            f"cannot lay {n_tokens} patch tokens out on the grid of a {height}×{width} image; pass the "
+            "Grad-CAM layer explicitly or check the model's prefix tokens"
+        )
+    return h, w
+
+
+def to_grid(act: torch.Tensor, layout: str, prefix: int, image_hw: tuple[int, int]) -> torch.Tensor:
+    """A Grad-CAM layer's output (or its gradient) as a channels-first map ``[B, C, h, w]``.
+
+    Args:
+        act: The layer's output: ``[B, C, h, w]`` (``"nchw"``), ``[B, h, w, C]`` (``"nhwc"``) or ``[B, N, C]``
+            (``"tokens"``).
+        layout: One of :data:`CAM_LAYOUTS`.
+        prefix: Leading non-patch tokens (``"tokens"`` only), dropped.
+        image_hw: The explained images' ``(H, W)``, which fixes the grid's aspect ratio.
+    """
+    if layout == "nchw" and act.ndim == 4:
+        return act
+    if layout == "nhwc" and act.ndim == 4:
+        return act.permute(0, 3, 1, 2)
+    if layout == "tokens" and act.ndim == 3:
+        patches = act[:, prefix:]
+        h, w = grid_shape(int(patches.shape[1]), *image_hw)
+        return patches.transpose(1, 2).reshape(act.shape[0], act.shape[2], h, w)
+    raise RobustXAIError(
+        f"the Grad-CAM layer's output {tuple(act.shape)} does not have the {layout!r} layout"
+    )
+
+
+def infer_layout(act: torch.Tensor, image_hw: tuple[int, int]) -> tuple[str, int]:
+    """Layout and prefix of a layer named by the user (no probe).
+
+    A 4-d output is channels-first; a 3-d one is tokens, with the fewest prefix tokens that leave a grid of
+    the image's aspect ratio.
+    """
+    if act.ndim == 4:
+        return "nchw", 0
+    if act.ndim == 3:
+        for prefix in range(min(MAX_PREFIX, int(act.shape[1]) - 1) + 1):
+            try:
+                grid_shape(int(act.shape[1]) - prefix, *image_hw)
+            except RobustXAIError:
+                continue
+            return "tokens", prefix
+    raise RobustXAIError(
+        f"the Grad-CAM layer's output {tuple(act.shape)} is neither a feature map nor tokens"
+    )
