@@ -54,11 +54,15 @@ def test_precision_settings_are_checked_in_one_line() -> None:
     assert [m.precision for m in validate_config(_raw()).models] == ["float32"] * 3
     assert validate_config(_raw("bfloat16")).models[0].precision == "bfloat16"
     assert validate_config(_raw("float16", device="cuda")).models[0].precision == "float16"
-    assert validate_config(_raw("float16", kind="ray", num_gpus=1)).models[0].precision == "float16"
+    assert (
+        validate_config(_raw("float16", kind="ray", num_gpus=1, device="cuda")).models[0].precision
+        == "float16"
+    )
     for bad in ("double", "bf16", "FLOAT32", 16, True):
         with pytest.raises(ConfigError, match=r"^[^\n]*models\.0\.precision[^\n]*$"):
             validate_config(_raw(bad))  # type: ignore[arg-type]
-    for executor in ({}, {"device": "cpu"}, {"num_gpus": 1}):
+    # Ray with GPUs but no device: the plan would time on the driver's CPU, where float16 cannot run.
+    for executor in ({}, {"device": "cpu"}, {"num_gpus": 1}, {"kind": "ray", "num_gpus": 1}):
         with pytest.raises(ConfigError, match=r"^[^\n]*float16' needs a CUDA device[^\n]*bfloat16[^\n]*$"):
             validate_config(_raw("float16", **executor))
 
