@@ -143,3 +143,31 @@ def test_the_smoke_audit_in_bfloat16_stays_within_the_stated_tolerances(tmp_path
     assert diff[~clean].max() <= ATTACKED_ALIGNMENT_ABS, ali[~clean & (diff > ATTACKED_ALIGNMENT_ABS)]
     assert diff[continuous].max() <= CONTINUOUS_ALIGNMENT_ABS, ali[continuous].assign(diff=diff)
     assert (diff[(ali["explainer"] == "random") & clean] == 0).all()  # the same clean images: the same noise
+
+
+@pytest.mark.slow
+def test_training_steps_are_timed_in_float32_under_the_float32_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustxai.audit import timing
+    from robustxai.audit.estimate import Planner
+
+    seen: list[tuple[str, bool]] = []
+    real = timing.measure
+
+    def spy(model: Any, *args: Any, train: bool = False, **kw: Any) -> timing.PassTime:
+        seen.append((model.precision, train))
+        return real(model, *args, train=train, **kw)
+
+    monkeypatch.setattr(timing, "measure", spy)
+    raw = _raw("bfloat16") | {"cache_dir": str(tmp_path)}
+    planner = Planner(validate_config(raw))
+    planner.times(*planner.works(planner.cfg), "cpu")
+    assert ("float32", True) in seen and ("bfloat16", False) in seen
+    assert all(p == "float32" for p, train in seen if train)  # training runs float32: timed so
+    assert all(m.precision == "bfloat16" for m in planner.models.values())  # restored afterwards
+    # the float32 plan reads the same training timings back (no new measurement of a training step)
+    seen.clear()
+    plain = Planner(validate_config(_raw() | {"cache_dir": str(tmp_path)}))
+    plain.times(*plain.works(plain.cfg), "cpu")
+    assert not [s for s in seen if s[1]]
