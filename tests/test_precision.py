@@ -7,6 +7,7 @@ on a machine without a GPU.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,26 @@ def test_training_steps_are_timed_in_float32_under_the_float32_keys(
     plain = Planner(validate_config(_raw() | {"cache_dir": str(tmp_path)}))
     plain.times(*plain.works(plain.cfg), "cpu")
     assert not [s for s in seen if s[1]]
+
+
+def test_the_report_names_the_runs_precision_not_a_checkpoints(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+    from unittest.mock import MagicMock
+
+    from robustxai.audit.runner import _write_setup
+    from robustxai.report.header import models_rows
+
+    cfg = validate_config(_raw())  # a float32 run of checkpoints whose meta says bfloat16
+    store = MagicMock()
+    data = SimpleNamespace(subset=[], points=[], ids=[], labels=torch.zeros(0, dtype=torch.long), dataset=[])
+    infos = {m.name: {"source": "checkpoint", "precision": "bfloat16"} for m in cfg.models}
+    _write_setup(store, cfg, {}, data, infos)  # type: ignore[arg-type]
+    stored = [c.args[3] for c in store.add_model.call_args_list]
+    assert [i["precision"] for i in stored] == ["float32"] * len(cfg.models)
+    rows = pd.DataFrame(
+        [{"model": "a", "arch": "smallcnn", "training": "standard", "info": json.dumps(i)} for i in stored]
+        + [{"model": "b", "arch": "smallcnn", "training": "standard", "info": '{"precision": "bfloat16"}'}]
+    )
+    origins = [r[3] for r in models_rows(SimpleNamespace(models=rows))]  # type: ignore[arg-type]
+    assert not any("evaluated in" in o for o in origins[:-1])
+    assert origins[-1] == ", evaluated in bfloat16 (autocast)"
