@@ -9,8 +9,10 @@ stage that ran in 2 minutes. So each cached timing records the machine's state w
 - **load**: the 1-minute load average per core (``os.getloadavg()[0] / os.cpu_count()``, machine-wide like
   the load average itself) then and now differ by more than :data:`LOAD_TOLERANCE`. Not checked for a
   timing younger than :data:`FRESH_S`: the plan's own passes raise the load average that the audit's start,
-  a minute later, reads, and the time was taken under the machine's load of a moment ago anyway. Not
-  checked where the system has no load average (Windows);
+  a minute later, reads, and the time was taken under the machine's load of a moment ago anyway. Only a
+  grace period: when training runs longer than it, the run's settling of ``"auto"`` settings after
+  training checks the load and may re-time what its plan timed. Not checked where the system has no load
+  average (Windows);
 - **threads**: torch's intra-op thread count differs (it is part of the cache key as well);
 - **age**: the timing is older than :data:`MAX_AGE_S` (or dated in the future: a clock that moved);
 - **unrecorded**: a file cached before conditions were recorded.
