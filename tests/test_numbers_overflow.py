@@ -9,6 +9,8 @@ import pytest
 
 from robustxai.report.numbers import DASH, fmt_effect, fmt_general, fmt_number, fmt_percent
 
+WHITE_BOX = "the report's number formatters, an internal module"
+
 
 @pytest.mark.parametrize("fmt", [fmt_number, fmt_percent, fmt_general, fmt_effect])
 @pytest.mark.parametrize("value", [10**400, -(10**400)])

@@ -24,6 +24,8 @@ from robustxai.audit.timing import TimingCache
 from robustxai.cli import app
 from robustxai.errors import ConfigError, RobustXAIError
 
+WHITE_BOX = "the audit's settling, timing and setup-writing internals"
+
 runner = CliRunner()
 
 #: The tables' stated tolerances, bfloat16 against float32 on the smoke profile (40 test images, 6 explained).

@@ -15,6 +15,8 @@ import torch
 import robustxai as rx
 from robustxai.models.wrapper import forward_dtype, full_precision
 
+WHITE_BOX = "the autocast helpers of the model wrapper (forward_dtype, full_precision)"
+
 
 @pytest.fixture()
 def model() -> rx.ModelWrapper:
