@@ -64,3 +64,20 @@ def test_cli_shows_the_suggestion_on_one_line(tmp_path: Path) -> None:
     assert result.output.strip().count("\n") == 0, result.output
     assert "did you mean 'smoke'?" in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("key", ["int", "bool", "str", "none"])
+def test_an_unknown_key_named_like_a_type_keeps_its_name(key: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[models]]\nname = "m"\n{key} = 1\n')
+    with pytest.raises(ConfigError, match=rf"models\.0\.{key}: unknown key") as info:
+        load_config(path, profile="smoke")
+    assert "got 1" not in str(info.value)  # an unknown key is not a refused union value
+
+
+def test_a_long_refused_value_is_echoed_shortened(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[models]]\nname = "m"\nchannels_last = "{"y" * 5000}"\n')
+    with pytest.raises(ConfigError, match=r"models\.0\.channels_last: .*, got 'y+\.\.\.y+'$") as info:
+        load_config(path, profile="smoke")
+    assert len(str(info.value)) < 500

@@ -118,3 +118,17 @@ def test_hostile_input_is_one_error() -> None:
         peak_in_region(torch.zeros(1, 8, 8), _region(), rtol=-1.0)
     with pytest.raises(RobustXAIError, match="does not match"):
         peak_in_region(torch.zeros(1, 8, 8), torch.zeros(1, 4, 4, dtype=torch.bool))
+
+
+def test_a_map_without_any_number_is_never_inside() -> None:
+    everywhere = torch.ones(8, 8, dtype=torch.bool)  # the whole map is the region: a flat map would score 1
+    maps = torch.stack([torch.full((8, 8), math.nan), torch.full((8, 8), math.inf), _with_peaks((1, 1))])
+    assert peak_in_region(maps, everywhere).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_an_empty_batch_and_a_bad_rtol_are_handled_in_one_line() -> None:
+    out = peak_in_region(torch.zeros(0, 8, 8), torch.zeros(0, 8, 8, dtype=torch.bool))
+    assert out.shape == (0,) and out.dtype == torch.float64
+    for bad in (True, "0.1", math.nan, None):
+        with pytest.raises(RobustXAIError, match=r"^rtol must be a finite number[^\n]*$"):
+            peak_in_region(torch.zeros(1, 8, 8), _region(), rtol=bad)  # type: ignore[arg-type]

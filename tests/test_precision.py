@@ -7,6 +7,7 @@ on a machine without a GPU.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ WHITE_BOX = (
     "tests internals of robustxai.audit._batching, robustxai.audit._config, "
     "robustxai.audit._config_toml, robustxai.audit._timing"
 )
+
+WHITE_BOX = "the audit's settling, timing and setup-writing internals"
 
 runner = CliRunner()
 
@@ -60,11 +63,15 @@ def test_precision_settings_are_checked_in_one_line() -> None:
     assert [m.precision for m in validate_config(_raw()).models] == ["float32"] * 3
     assert validate_config(_raw("bfloat16")).models[0].precision == "bfloat16"
     assert validate_config(_raw("float16", device="cuda")).models[0].precision == "float16"
-    assert validate_config(_raw("float16", kind="ray", num_gpus=1)).models[0].precision == "float16"
+    assert (
+        validate_config(_raw("float16", kind="ray", num_gpus=1, device="cuda")).models[0].precision
+        == "float16"
+    )
     for bad in ("double", "bf16", "FLOAT32", 16, True):
         with pytest.raises(ConfigError, match=r"^[^\n]*models\.0\.precision[^\n]*$"):
             validate_config(_raw(bad))  # type: ignore[arg-type]
-    for executor in ({}, {"device": "cpu"}, {"num_gpus": 1}):
+    # Ray with GPUs but no device: the plan would time on the driver's CPU, where float16 cannot run.
+    for executor in ({}, {"device": "cpu"}, {"num_gpus": 1}, {"kind": "ray", "num_gpus": 1}):
         with pytest.raises(ConfigError, match=r"^[^\n]*float16' needs a CUDA device[^\n]*bfloat16[^\n]*$"):
             validate_config(_raw("float16", **executor))
 
@@ -145,3 +152,54 @@ def test_the_smoke_audit_in_bfloat16_stays_within_the_stated_tolerances(tmp_path
     assert diff[~clean].max() <= ATTACKED_ALIGNMENT_ABS, ali[~clean & (diff > ATTACKED_ALIGNMENT_ABS)]
     assert diff[continuous].max() <= CONTINUOUS_ALIGNMENT_ABS, ali[continuous].assign(diff=diff)
     assert (diff[(ali["explainer"] == "random") & clean] == 0).all()  # the same clean images: the same noise
+
+
+@pytest.mark.slow
+def test_training_steps_are_timed_in_float32_under_the_float32_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustxai.audit import _timing as timing
+    from robustxai.audit._estimate import Planner
+
+    seen: list[tuple[str, bool]] = []
+    real = timing.measure
+
+    def spy(model: Any, *args: Any, train: bool = False, **kw: Any) -> timing.PassTime:
+        seen.append((model.precision, train))
+        return real(model, *args, train=train, **kw)
+
+    monkeypatch.setattr(timing, "measure", spy)
+    raw = _raw("bfloat16") | {"cache_dir": str(tmp_path)}
+    planner = Planner(validate_config(raw))
+    planner.times(*planner.works(planner.cfg), "cpu")
+    assert ("float32", True) in seen and ("bfloat16", False) in seen
+    assert all(p == "float32" for p, train in seen if train)  # training runs float32: timed so
+    assert all(m.precision == "bfloat16" for m in planner.models.values())  # restored afterwards
+    # the float32 plan reads the same training timings back (no new measurement of a training step)
+    seen.clear()
+    plain = Planner(validate_config(_raw() | {"cache_dir": str(tmp_path)}))
+    plain.times(*plain.works(plain.cfg), "cpu")
+    assert not [s for s in seen if s[1]]
+
+
+def test_the_report_names_the_runs_precision_not_a_checkpoints(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+    from unittest.mock import MagicMock
+
+    from robustxai.audit._runner import _write_setup
+    from robustxai.report._header import models_rows
+
+    cfg = validate_config(_raw())  # a float32 run of checkpoints whose meta says bfloat16
+    store = MagicMock()
+    data = SimpleNamespace(subset=[], points=[], ids=[], labels=torch.zeros(0, dtype=torch.long), dataset=[])
+    infos = {m.name: {"source": "checkpoint", "precision": "bfloat16"} for m in cfg.models}
+    _write_setup(store, cfg, {}, data, infos)  # type: ignore[arg-type]
+    stored = [c.args[3] for c in store.add_model.call_args_list]
+    assert [i["precision"] for i in stored] == ["float32"] * len(cfg.models)
+    rows = pd.DataFrame(
+        [{"model": "a", "arch": "smallcnn", "training": "standard", "info": json.dumps(i)} for i in stored]
+        + [{"model": "b", "arch": "smallcnn", "training": "standard", "info": '{"precision": "bfloat16"}'}]
+    )
+    origins = [r[3] for r in models_rows(SimpleNamespace(models=rows))]  # type: ignore[arg-type]
+    assert not any("evaluated in" in o for o in origins[:-1])
+    assert origins[-1] == ", evaluated in bfloat16 (autocast)"

@@ -22,8 +22,7 @@ from robustxai.audit._timing import TimingCache
 
 #: This file tests internals (tests/test_public_api.py requires the marker).
 WHITE_BOX = (
-    "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, "
-    "robustxai.audit._timing"
+    "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, robustxai.audit._timing"
 )
 
 HOUR = 3600.0
@@ -122,8 +121,20 @@ def test_a_timing_cached_before_conditions_were_recorded_or_at_other_threads_is_
 
 @pytest.mark.parametrize(
     "conditions",
-    ['"x"', "[]", '{"load": "high", "threads": 1, "at": 1}', '{"load": 0.1, "threads": 0, "at": 1}',
-     '{"load": -1, "threads": 1, "at": 1}', '{"load": 0.1, "threads": 1, "at": NaN}', '{"load": 0.1}'],
+    [
+        '"x"',
+        "[]",
+        '{"load": "high", "threads": 1, "at": 1}',
+        '{"load": 0.1, "threads": 0, "at": 1}',
+        '{"load": -1, "threads": 1, "at": 1}',
+        '{"load": 0.1, "threads": 1, "at": NaN}',
+        '{"load": 0.1}',
+        # hostile: integers no float holds (an OverflowError, not a ValueError, once subtracted), absurd sizes
+        '{"load": 0.1, "threads": 1, "at": 1' + "0" * 400 + "}",
+        '{"load": 1' + "0" * 400 + ', "threads": 1, "at": 1}',
+        '{"load": 1e7, "threads": 1, "at": 1}',
+        '{"load": 0.1, "threads": 1' + "0" * 30 + ', "at": 1}',
+    ],
 )
 def test_damaged_conditions_are_a_damaged_file_measured_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, conditions: str

@@ -41,6 +41,7 @@ from robustxai._errors import ConfigError
 from robustxai.audit._config import AuditConfig, ModelConfig
 from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.models import ModelWrapper
+from robustxai.models._wrapper import full_precision
 from robustxai.results._store import Store
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,28 @@ def timing_spec(cfg: AuditConfig, name: str, shape: tuple[int, int, int]) -> lis
     m = model_config(cfg, name)
     assert m is not None
     return _spec(m, shape, m.channels_last is True)
+
+
+def training_time(
+    timing: TimingCache,
+    cfg: AuditConfig,
+    name: str,
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    rows: int,
+    device: str,
+) -> PassTime:
+    """A training step of model ``name`` at ``rows``, timed as training runs it: in float32.
+
+    Training ignores ``[[models]] precision`` (autocast is an evaluation setting), so the step is timed with
+    the model in float32 and cached under the float32 spec — a bfloat16 step would understate the time and
+    the memory a float32 step takes.
+    """
+    m = model_config(cfg, name)
+    assert m is not None
+    spec = _spec(m.model_copy(update={"precision": "float32"}), shape, m.channels_last is True)
+    with full_precision(model):
+        return timing.get(spec, lambda: model, shape, rows, device, train=True)
 
 
 def _spec(m: ModelConfig, shape: tuple[int, int, int], channels_last: bool) -> list[Any]:

@@ -44,11 +44,14 @@ def check_manipulation_budgets(
 
 
 def check_precisions(models: Sequence[Any], executor: Any) -> None:
-    """float16 autocast only on a CUDA device: ``executor.device = 'cuda'``, or Ray tasks given a GPU."""
+    """float16 autocast only with ``executor.device = 'cuda'``, the device the plan times and the run uses.
+
+    Ray tasks given GPUs but no ``device`` are refused too: the plan would time the models on the driver,
+    whose device is then the CPU, where float16 cannot run (one rule that the check, plan and run agree on).
+    """
     bad = [i for i, m in enumerate(models) if m.precision == "float16"]
-    device, num_gpus = executor.device, executor.num_gpus
-    if bad and not (device == "cuda" or (device is None and executor.kind == "ray" and num_gpus > 0)):
+    if bad and executor.device != "cuda":
         raise ValueError(
-            f"models.{bad[0]}.precision = 'float16' needs a CUDA device (executor.device = 'cuda'); "
-            "on the CPU use 'bfloat16' (or 'float32')"
+            f"models.{bad[0]}.precision = 'float16' needs a CUDA device (executor.device = 'cuda', with Ray "
+            "too); on the CPU use 'bfloat16' (or 'float32')"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import typing
 from collections.abc import Sequence
 
@@ -76,6 +77,10 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
 
 #: The last part of an error's location that names a branch of a union type (``bool``, ``literal['auto']``).
 _UNION_BRANCH = re.compile(r"^(bool|int|float|str|none|constrained-\w+|literal\[.*\]|function-\w+\[.*\])$")
+#: How a refused value is echoed: shortened (a 5000-character string is not repeated in full).
+_ECHO = reprlib.Repr()
+_ECHO.maxstring = _ECHO.maxother = 80
+_ECHO.maxlist = _ECHO.maxdict = _ECHO.maxtuple = _ECHO.maxset = 8
 
 
 def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:
@@ -88,7 +93,7 @@ def format_validation_error(err: ValidationError, source: str, root: type[BaseMo
     given: dict[str, object] = {}
     for e in err.errors():
         where = list(e["loc"])
-        branch = len(where) > 1 and isinstance(where[-1], str) and _UNION_BRANCH.match(where[-1])
+        branch = _is_branch(e["type"], where, root)
         loc = ".".join(str(p) for p in (where[:-1] if branch else where)) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -100,10 +105,20 @@ def format_validation_error(err: ValidationError, source: str, root: type[BaseMo
         found = parts.setdefault(loc, [])
         found.append(msg if not found else msg.removeprefix("Input should be "))
     lines = [
-        f"{loc}: {' or '.join(msgs)}" + (f", got {given[loc]!r}" if loc in given else "")
+        f"{loc}: {' or '.join(msgs)}" + (f", got {_ECHO.repr(given[loc])}" if loc in given else "")
         for loc, msgs in parts.items()
     ]
     return f"invalid config {source}: " + "; ".join(lines)
+
+
+def _is_branch(kind: str, where: Sequence[int | str], root: type[BaseModel]) -> bool:
+    """Whether an error's last location part names a union branch, not a key (``[[models]] int = 1`` is one).
+
+    An unknown key (``extra_forbidden``) never is, nor a name the table knows as a key.
+    """
+    if kind == "extra_forbidden" or len(where) < 2 or not isinstance(where[-1], str):
+        return False
+    return bool(_UNION_BRANCH.match(where[-1])) and where[-1] not in known_keys(root, where[:-1])
 
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from robustxai._errors import ConfigError
-from robustxai.audit._batching import settle_models, timing_spec
+from robustxai.audit._batching import settle_models, timing_spec, training_time
 from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
@@ -232,8 +232,10 @@ class Planner:
             batches = _pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
             get = partial(self.timing.get, spec, partial(_same, model), self.shape)
             out[name] = {b: get(b, device) for b in batches}
-            for w in training.get(name, []):
-                out[name][w.rows] = get(w.rows, device, train=True)
+            for w in training.get(name, []):  # in float32, as training runs whatever the model's precision
+                out[name][w.rows] = training_time(
+                    self.timing, self.cfg, name, model, self.shape, w.rows, device
+                )
         return out
 
     def step_times(self, per_unit: list[tuple[Unit, list[Work]]], device: str) -> StepTimes:

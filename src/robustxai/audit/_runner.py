@@ -196,8 +196,7 @@ def _write_setup(
         store.add_figure_sample(s.id, s.image.numpy(), s.truth.mask, s.truth.points)
     for mc in cfg.models:  # a resumed run keeps the first run's account of how each model was obtained
         info = json.loads(json.dumps(infos[mc.name], default=str))
-        if mc.precision != "float32":  # the report says so beside the model
-            info["precision"] = mc.precision
+        info["precision"] = mc.precision  # this run's, never a checkpoint's (the report names non-float32)
         store.add_model(mc.name, mc.arch, mc.training, info, keep_existing=True)
 
 

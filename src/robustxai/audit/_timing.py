@@ -265,7 +265,7 @@ class TimingCache:
                     memory[key] = found
                     return found
                 self.remeasured.append(why)
-            except (ValueError, TypeError):  # a torn or foreign file: measure again
+            except (ValueError, TypeError, OverflowError):  # a torn or foreign file: measure again
                 log.warning("ignoring unreadable timing cache %s", path)
         found = measure()
         self.measured += 1

@@ -9,8 +9,10 @@ stage that ran in 2 minutes. So each cached timing records the machine's state w
 - **load**: the 1-minute load average per core (``os.getloadavg()[0] / os.cpu_count()``, machine-wide like
   the load average itself) then and now differ by more than :data:`LOAD_TOLERANCE`. Not checked for a
   timing younger than :data:`FRESH_S`: the plan's own passes raise the load average that the audit's start,
-  a minute later, reads, and the time was taken under the machine's load of a moment ago anyway. Not
-  checked where the system has no load average (Windows);
+  a minute later, reads, and the time was taken under the machine's load of a moment ago anyway. Only a
+  grace period: when training runs longer than it, the run's settling of ``"auto"`` settings after
+  training checks the load and may re-time what its plan timed. Not checked where the system has no load
+  average (Windows);
 - **threads**: torch's intra-op thread count differs (it is part of the cache key as well);
 - **age**: the timing is older than :data:`MAX_AGE_S` (or dated in the future: a clock that moved);
 - **unrecorded**: a file cached before conditions were recorded.
@@ -39,6 +41,9 @@ MAX_AGE_S = 30 * 86400.0
 FRESH_S = 600.0
 #: A timing dated up to this far (seconds) in the future is not refused (clocks differ slightly).
 CLOCK_SLACK_S = 60.0
+#: The largest load per core and thread count a cached file may record (beyond: a damaged file).
+MAX_LOAD = 1.0e6
+MAX_THREADS = 2**16
 #: The key of the conditions in a cached timing's JSON object.
 FIELD = "conditions"
 
@@ -58,12 +63,20 @@ class Conditions:
     at: float
 
     def __post_init__(self) -> None:
-        """A cached file with a load, thread count or date that is not a finite number ≥ 0 is refused."""
-        if self.load is not None and not _number(self.load):
-            raise RobustXAIError(f"a timing's load must be a finite number ≥ 0, got {self.load!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise RobustXAIError(f"a timing's thread count must be an integer ≥ 1, got {self.threads!r}")
-        if not _number(self.at):
+        """A cached file with a load, thread count or date out of range (or not a finite number) is refused.
+
+        Bounded so that arithmetic on them cannot overflow: a JSON integer such as ``10**400`` is no float.
+        """
+        if self.load is not None and not _number(self.load, MAX_LOAD):
+            raise RobustXAIError(
+                f"a timing's load must be a finite number in [0, {MAX_LOAD:g}], got {self.load!r}"
+            )
+        threads = self.threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+            raise RobustXAIError(
+                f"a timing's thread count must be an integer in [1, {MAX_THREADS}], got {threads!r}"
+            )
+        if not _number(self.at, math.inf):
             raise RobustXAIError(f"a timing's date must be a finite number ≥ 0, got {self.at!r}")
 
     @classmethod
@@ -83,8 +96,15 @@ class Conditions:
         return cls(**fields)
 
 
-def _number(v: object) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v < math.inf
+def _number(v: object, limit: float) -> bool:
+    """Whether ``v`` is a real number in [0, limit] that converts to a finite float (10**400 does not)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        f = float(v)
+    except OverflowError:
+        return False
+    return math.isfinite(f) and 0 <= f <= limit
 
 
 @dataclass(frozen=True)

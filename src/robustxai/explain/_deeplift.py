@@ -85,6 +85,7 @@ from robustxai.explain._base import (
 )
 from robustxai.explain._deeplift_rules import rescale_rules
 from robustxai.explain._references import check_reference, reference_images
+from robustxai.models._wrapper import forward_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -204,12 +205,16 @@ def check_delta(
     A miss means a non-linearity the rules do not know (``nn.GELU``, ``nn.SiLU``, a functional ``F.relu``,
     a product of two input-dependent terms such as an attention gate): it was differentiated instead, and
     the map is not DeepLIFT's — or a large ``eps``. Rounding is allowed for with a small term relative to
-    the logits themselves.
+    the logits themselves, in the precision the model's forward passes run in: a model set to bfloat16 or
+    float16 (:meth:`~robustxai.models.ModelWrapper.set_precision`) rounds its logits to that type's
+    epsilon, not float32's, so the allowance is that type's (the check is correspondingly coarser there).
     """
     values = values.to(attr)
     gap = values[0] - values[1]
     miss = (attr.sum(dim=tuple(range(1, attr.ndim))) - gap).abs()
-    allowed = DELTA_TOLERANCE * gap.abs() + 16 * torch.finfo(attr.dtype).eps * values.abs().sum(dim=0)
+    reduced = forward_dtype(model) if model is not None else None
+    eps = torch.finfo(reduced if reduced is not None else attr.dtype).eps
+    allowed = DELTA_TOLERANCE * gap.abs() + 16 * eps * values.abs().sum(dim=0)
     worst = int((miss - allowed).argmax())  # the one host synchronisation of a call that passes
     if not bool(miss[worst] > allowed[worst]):
         return True
@@ -222,12 +227,13 @@ def check_delta(
             "DeepLIFT: the attributions of image %d add up to %.4g, not to f(x) − f(x₀) = %.4g (%d of %d "
             "images miss by more than %g of the gap): the model has a non-linearity DeepLIFT's rules do not "
             "cover, e.g. GELU, SiLU, a functional F.relu or an attention product, which was differentiated "
-            "instead (or eps is so large that the ordinary derivative replaced real differences)",
+            "instead (or eps is so large that the ordinary derivative replaced real differences)%s",
             worst,
             float(attr[worst].sum()),
             float(gap[worst]),
             int((miss > allowed).sum()),
             attr.shape[0],
             DELTA_TOLERANCE,
+            "" if reduced is None else f"; the model runs in {reduced}, whose rounding was allowed for",
         )
     return False

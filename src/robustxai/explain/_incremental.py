@@ -61,6 +61,7 @@ from robustxai.explain._fxgraph import (
     spatially_constant,
     window_op,
 )
+from robustxai.models._wrapper import full_precision
 
 logger = logging.getLogger(__name__)
 
@@ -332,8 +333,12 @@ def _occlusion(
         initial = engine.clean[engine.output]  # the same operations as model(images)
         if not isinstance(initial, torch.Tensor) or initial.shape != (len(images[part]), initial.shape[-1]):
             raise decline(model, images.dtype, "the model's output is not [B, K]")
-        if start == 0 and not torch.allclose(model(images[:1]), initial[:1], rtol=1e-4, atol=1e-5):
-            raise UnsupportedError("the traced model does not reproduce the model's output")
+        # The trace runs float32 whatever the model's precision (bfloat16 would lose the digits of the
+        # differences of nearly equal logits), so it is checked against a float32 forward pass.
+        with full_precision(model):
+            reproduced = start > 0 or torch.allclose(model(images[:1]), initial[:1], rtol=1e-4, atol=1e-5)
+        if not reproduced:
+            raise UnsupportedError("the traced model does not reproduce the model's float32 output")
         t = initial.argmax(dim=1) if targets is None else targets[part].to(images.device)
         ref = reference[part] if isinstance(reference, torch.Tensor) else reference
         diffs.append(_differences(engine, box, wy, wx, t, ref, rows))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from robustxai._errors import RobustXAIError
-from robustxai._validate import check_maps
+from robustxai._validate import check_maps, check_number
 from robustxai.metrics._alignment import _as_points, _check_masks
 
 Ties = Literal["any", "all"]
@@ -64,21 +64,24 @@ def peak_in_region(
         rtol: Relative tolerance of a tie with the maximum (0: exact ties only).
 
     Returns:
-        Float64 tensor ``[B]`` of 1.0 / 0.0 on the maps' device (0 for an empty region).
+        Float64 tensor ``[B]`` of 1.0 / 0.0 on the maps' device (0 for an empty region, and for a map without
+        any finite value — all NaN or ±inf —, whose "peak" would be every pixel; ``[0]`` for no images).
 
     Raises:
         RobustXAIError: On a non-tensor, a shape other than ``[B, H, W]``, a mismatched region or a
-            negative or non-finite ``rtol``.
+            negative, non-finite or non-number ``rtol`` (``True`` and strings included).
     """
     if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or not maps.is_floating_point():
         raise RobustXAIError(f"maps must be a float tensor [B, H, W], got {_describe(maps)}")
-    if not math.isfinite(rtol) or rtol < 0:
-        raise RobustXAIError(f"rtol must be a finite number ≥ 0, got {rtol!r}")
+    rtol = check_number(rtol, "rtol", minimum=0.0)
     inside = _check_masks(regions, maps.shape, maps.device)
     b = maps.shape[0]
+    if maps.numel() == 0:  # no images, or maps without pixels: nothing lies inside
+        return torch.zeros(b, dtype=torch.float64, device=maps.device)
     peak = peak_pixels(maps.detach(), rtol).reshape(b, -1)
     n_in = (peak & inside.reshape(b, -1)).sum(dim=1)
-    return (2 * n_in > peak.sum(dim=1)).to(torch.float64)
+    has_number = torch.isfinite(maps.detach().reshape(b, -1)).any(dim=1)  # all NaN: no peak to place
+    return ((2 * n_in > peak.sum(dim=1)) & has_number).to(torch.float64)
 
 
 def _describe(x: object) -> str:

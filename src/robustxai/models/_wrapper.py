@@ -6,7 +6,8 @@ A :class:`ModelWrapper` takes images in [0, 1] and returns logits. It owns the n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -23,6 +24,34 @@ PRECISIONS: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
+
+
+def forward_dtype(model: nn.Module) -> torch.dtype | None:
+    """The autocast type of ``model``'s forward passes (:meth:`ModelWrapper.set_precision`); None: float32.
+
+    Callers that judge a float32 tolerance (DeepLIFT's completeness check, a traced-graph comparison) read it
+    so that half-precision rounding is not mistaken for a defect of the model.
+    """
+    return PRECISIONS.get(getattr(model, "precision", "float32"))
+
+
+@contextmanager
+def full_precision(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model``'s forward passes in float32 inside the block (restored after), whatever its precision.
+
+    For engines that compute in float32 themselves (the incremental occlusion engine runs a float32 trace of
+    the network) and check their result against the model's own forward pass: under autocast that pass would
+    differ by half-precision rounding, not by an engine error. A model without a precision is left alone.
+    """
+    before = getattr(model, "precision", None)
+    if before is None or before == "float32":
+        yield model
+        return
+    setattr(model, "precision", "float32")  # noqa: B010 (an nn.Module attribute that is not a tensor)
+    try:
+        yield model
+    finally:
+        setattr(model, "precision", before)  # noqa: B010
 
 
 def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:

@@ -61,7 +61,7 @@ def models_rows(run: RunData) -> list[list[str]]:
         origin = str(info.get("source", ""))
         if info.get("init_from"):
             origin += f", initialised from {info['init_from']}"
-        if info.get("precision"):
+        if info.get("precision") not in (None, "", "float32"):  # float32 is the default: not mentioned
             origin += f", evaluated in {info['precision']} (autocast)"
         rows.append(
             [

@@ -3,9 +3,9 @@
 This module is the report's only number formatter: :func:`fmt_number` (fixed digits), :func:`fmt_percent`
 (a share as ``"12.3 %"``), :func:`fmt_general` (shortest form, ``:g``) and :func:`fmt_effect` (an effect
 size) write every number the report shows, so a value that rounds to zero is ``0.00``, never ``-0.00``, and
-an undefined value (NaN, ±inf, ``None``, not a number) is the one marker :data:`DASH` everywhere — in
-tables, sentences and captions alike. ``tests/test_one_implementation.py`` fails on a format spec anywhere
-else in ``report/``. The Wilson and
+an undefined value (NaN, ±inf, ``None``, not a number, an integer beyond a float such as ``10**400``) is
+the one marker :data:`DASH` everywhere — in tables, sentences and captions alike.
+``tests/test_one_implementation.py`` fails on a format spec anywhere else in ``report/``. The Wilson and
 Newcombe intervals give accuracies and their differences an honest sampling uncertainty.
 """
 
@@ -26,7 +26,7 @@ def fmt_number(value: object, digits: int = 2, scale: float = 1.0, sign: bool = 
     """
     try:
         v = float(value) * scale  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer no float holds (10**400)
         return DASH
     if not math.isfinite(v):
         return DASH
@@ -49,7 +49,7 @@ def fmt_general(value: object, digits: int | None = None) -> str:
     """
     try:
         v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer no float holds (10**400)
         return DASH
     if not math.isfinite(v):
         return DASH
@@ -63,7 +63,7 @@ def fmt_effect(value: object) -> str:
     """
     try:
         v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer no float holds (10**400)
         return DASH
     if math.isfinite(v) and v != 0.0 and abs(v) < 0.001:
         return fmt_general(v, 2)
