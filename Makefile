@@ -30,6 +30,7 @@ browser:  ## install Debian's chromium for the browser tests when it is missing
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict src/robustxai/results src/robustxai/metrics src/robustxai/manipulate src/robustxai/claims
 
