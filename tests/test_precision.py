@@ -39,8 +39,10 @@ runner = CliRunner()
 #: 0.4; alignment max 0.075 on clean images, 0.34 on attacked ones, mean 0.016, continuous metrics ≤ 0.012.
 ROBUST_ACCURACY_POINTS = 7.5  # per (model, attack, ε) row: three of 40 images (one image is 2.5 points)
 MEAN_ROBUST_ACCURACY_POINTS = 2.0  # over the 12 rows
-#: Alignment rows of clean images (point coverage and pointing game move by 1/6 per image of 6).
-CLEAN_ALIGNMENT_ABS = 0.10
+#: Alignment rows of clean images: at most one image's worth of the 6 explained (point coverage and pointing
+#: game move by up to 1/6 when one image's peak or top pixels cross over; 0.10 was below that and failed on a
+#: fresh clone whose models were trained with two threads: 0.106 on one row).
+CLEAN_ALIGNMENT_ABS = 1 / 6 + 1e-9
 #: Alignment rows of attacked images: the attacked images themselves differ (a bfloat16 gradient's sign
 #: flips where it is near 0), and the discrete metrics on 6 images move by up to two images' worth; even the
 #: random baseline's do, as its noise is seeded by each image's pixels.
