@@ -17,7 +17,9 @@ seeded with ``seed``, so an image's explanation does not depend on what else is 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -39,6 +41,42 @@ from robustxai.explain._base import (
 )
 
 SEGMENTATIONS: tuple[str, ...] = ("quickshift", "slic")
+
+
+def _segment_one(
+    image: np.ndarray,
+    *,
+    method: str,
+    n_segments: int,
+    compactness: float,
+    kernel_size: float,
+    max_dist: float,
+    ratio: float,
+    seed: int,
+) -> torch.Tensor:
+    """Consecutive superpixel labels ``[H, W]`` of one ``[C, H, W]`` image (see :func:`segment_images`)."""
+    hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
+    channels = hwc.shape[-1]
+    if method == "slic":
+        labels = slic(
+            hwc if channels > 1 else hwc[..., 0],
+            n_segments=int(n_segments),
+            compactness=float(compactness),
+            start_label=0,
+            channel_axis=-1 if channels > 1 else None,
+        )
+    else:
+        rgb = np.repeat(hwc, 3, axis=-1) if channels == 1 else hwc
+        labels = quickshift(
+            rgb,
+            kernel_size=float(kernel_size),
+            max_dist=float(max_dist),
+            ratio=float(ratio),
+            convert2lab=rgb.shape[-1] == 3,
+            rng=int(seed),
+        )
+    _, consecutive = np.unique(labels, return_inverse=True)
+    return torch.from_numpy(consecutive.reshape(labels.shape).astype(np.int64))
 
 
 def segment_images(
@@ -71,30 +109,24 @@ def segment_images(
     check_images(images)
     if method not in SEGMENTATIONS:
         raise RobustXAIError(f"unknown segmentation {method!r}; known: {', '.join(SEGMENTATIONS)}")
-    out = []
-    for image in images.detach().cpu().double().numpy():
-        hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
-        channels = hwc.shape[-1]
-        if method == "slic":
-            labels = slic(
-                hwc if channels > 1 else hwc[..., 0],
-                n_segments=int(n_segments),
-                compactness=float(compactness),
-                start_label=0,
-                channel_axis=-1 if channels > 1 else None,
-            )
-        else:
-            rgb = np.repeat(hwc, 3, axis=-1) if channels == 1 else hwc
-            labels = quickshift(
-                rgb,
-                kernel_size=float(kernel_size),
-                max_dist=float(max_dist),
-                ratio=float(ratio),
-                convert2lab=rgb.shape[-1] == 3,
-                rng=int(seed),
-            )
-        _, consecutive = np.unique(labels, return_inverse=True)
-        out.append(torch.from_numpy(consecutive.reshape(labels.shape).astype(np.int64)))
+    one = partial(
+        _segment_one,
+        method=method,
+        n_segments=n_segments,
+        compactness=compactness,
+        kernel_size=kernel_size,
+        max_dist=max_dist,
+        ratio=ratio,
+        seed=seed,
+    )
+    arrays = list(images.detach().cpu().double().numpy())
+    # scikit-image's segmentations release the GIL: one image per thread, as many threads as torch uses.
+    workers = max(1, min(len(arrays), torch.get_num_threads()))
+    if workers == 1:
+        out = [one(a) for a in arrays]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(one, arrays))
     return torch.stack(out).to(images.device)
 
 
