@@ -32,6 +32,20 @@ def _check_top(top: float) -> float:
     return value
 
 
+def _order_statistics(flat: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``lo``-th and ``hi``-th smallest values of each row (0-based, ``lo ≤ hi``), as a full sort gives.
+
+    A partial sort from the nearer end (``topk``) returns the same elements as the full sort, several times
+    faster for the 4,096 pixels of a 64-px map.
+    """
+    n = flat.shape[1]
+    if hi < n - lo:
+        small = torch.topk(flat, hi + 1, dim=1, largest=False, sorted=True).values
+        return small[:, lo], small[:, hi]
+    big = torch.topk(flat, n - lo, dim=1, largest=True, sorted=True).values  # big[:, j] = sorted[:, n-1-j]
+    return big[:, n - 1 - lo], big[:, n - 1 - hi]
+
+
 def _percentile_threshold(maps: torch.Tensor, top: float) -> torch.Tensor:
     """Per-image ``np.percentile(S, 100·(1−top))`` with numpy's default ``linear`` method, shape ``[B]``.
 
@@ -47,8 +61,7 @@ def _percentile_threshold(maps: torch.Tensor, top: float) -> torch.Tensor:
     lo = min(max(math.floor(virtual), 0), n - 1)
     hi = min(lo + 1, n - 1)
     gamma = virtual - lo
-    ordered = torch.sort(flat, dim=1).values
-    a, c = ordered[:, lo], ordered[:, hi]
+    a, c = _order_statistics(flat, lo, hi)
     diff = c - a
     if gamma >= 0.5:
         return c - diff * (1.0 - gamma)
