@@ -19,7 +19,8 @@ def _inputs(dtype: torch.dtype) -> list[torch.Tensor]:
     zeros = torch.zeros(1, 1, 9, 9, dtype=dtype)
     zeros[0, 0, ::2] = -0.0  # an all-signed-zero window: avg_pool2d's 0 + x makes it +0.0
     tiny = torch.full((1, 1, 7, 7), 1e-30, dtype=dtype) * torch.rand(1, 1, 7, 7, generator=g, dtype=dtype)
-    return [rand, signed, ties, zeros, -zeros.abs(), tiny, rand * 1e30]
+    many = torch.rand(16, 5, 20, 21, generator=g, dtype=dtype)  # 80 planes: full vectors and a tail
+    return [rand, signed, ties, zeros, -zeros.abs(), tiny, rand * 1e30, many]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -29,7 +30,7 @@ def test_values_equal_avg_pool2d_bitwise(dtype: torch.dtype, k: int) -> None:
         if k > min(x.shape[-2:]):
             continue
         ours, ref = box_mean(x, k), F.avg_pool2d(x, k, stride=1)
-        assert ours.dtype == ref.dtype and ours.shape == ref.shape
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape and ours.stride() == ref.stride()
         assert torch.equal(ours, ref)
         assert torch.equal(torch.signbit(ours), torch.signbit(ref))  # even the sign of a zero
 
@@ -64,3 +65,35 @@ def test_other_cases_fall_back_to_avg_pool2d() -> None:
     assert torch.equal(box_mean(x, 3), F.avg_pool2d(x, 3, stride=1))
     with pytest.raises(RuntimeError):  # a window larger than the image: avg_pool2d's own error
         box_mean(torch.rand(1, 1, 4, 4), 7)
+
+
+def _ssim_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM as it was written before the box mean: five planes through ``F.avg_pool2d`` (the oracle)."""
+    n = a.shape[0]
+    x, y = a[:, None], b[:, None]
+    stats = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y], dim=0), kernel_size=7, stride=1)
+    ux, uy, uxx, uyy, uxy = torch.split(stats, n, dim=0)
+    cov = 49 / 48
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return s.reshape(n, -1).mean(dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ssim_per_image_keeps_its_bits(dtype: torch.dtype, threads: int) -> None:
+    """The whole SSIM, reductions included, as before (a layout change once moved the last bit)."""
+    from robustxai.metrics._similarity import SsimReference, ssim_per_image
+
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(40, 64, 64, generator=g, dtype=dtype) ** 3
+    b = torch.where(a > 0.3, a, torch.zeros_like(a)).flip(-1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        ref = _ssim_reference(a, b)
+        assert torch.equal(ssim_per_image(a, b), ref)
+        assert torch.equal(ssim_per_image(a, SsimReference(b)), ref)
+    finally:
+        torch.set_num_threads(before)

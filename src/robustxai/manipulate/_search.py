@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from robustxai.explain._differentiable import DifferentiableMap, Forward
 from robustxai.manipulate._softplus import SoftplusSurrogate
 from robustxai.manipulate._strategies import Budget, Objective, Optimiser, Selection, image_ssim
 from robustxai.metrics._localisation import peak_in_region
-from robustxai.metrics._similarity import ssim_per_image
+from robustxai.metrics._similarity import SsimReference, ssim_per_image
 from robustxai.models._losses import is_multilabel, predict_labels
 
 
@@ -88,6 +89,21 @@ class Problem:
     target_01: torch.Tensor
     target_loss: torch.Tensor
 
+    @cached_property
+    def images_ssim(self) -> SsimReference:
+        """The clean images' side of every image SSIM of the descent (their channel mean), made once."""
+        return SsimReference(self.images.mean(dim=1))
+
+    @cached_property
+    def target_loss_ssim(self) -> SsimReference:
+        """The loss's target as one side of the SSIM map term, made once."""
+        return SsimReference(self.target_loss)
+
+    @cached_property
+    def target_01_ssim(self) -> SsimReference:
+        """The target as one side of the real map's score, made once."""
+        return SsimReference(self.target_01)
+
     def place(self, delta: torch.Tensor) -> torch.Tensor:
         """The iterate for perturbation ``delta``: blurred, in the ε-ball and in [0, 1]."""
         return project(self.images + blur(delta, self.budget.smooth), self.images, self.budget.radius)
@@ -110,14 +126,17 @@ def descend(
     a_map, a_pred, a_img = p.weights
     delta = start.detach().clone().requires_grad_(True)
     stepper = p.optimiser.start(delta, lr)
+    # the SSIM sides held fixed, made once (only for SSIM terms: a reference needs 7 × 7 pixels)
+    target_side = p.target_loss_ssim if p.objective.map_loss == "ssim" else p.target_loss
+    image_side = p.images_ssim if p.objective.image_loss == "ssim" else None
     for beta in betas:
         p.surrogate.beta = beta
         adv = p.place(delta)
         maps = p.explainer.map_for_attack(p.surrogate, adv, p.classes)
         logits = model(adv)
         best, best_score = keep_best(p, adv.detach(), logits, best, best_score)
-        map_term = p.objective.map_term(maps, p.target_sum, p.target_loss)
-        img_term = p.objective.image_term(adv, images)
+        map_term = p.objective.map_term(maps, p.target_sum, target_side)
+        img_term = p.objective.image_term(adv, images, image_side)
         loss = a_map * map_term + a_pred * ((logits - p.clean_logits) ** 2).sum() + a_img * img_term
         if p.objective.alpha_peak:
             loss = loss + p.objective.alpha_peak * p.objective.peak_term(maps, p.target_01 > 0.5)
@@ -162,7 +181,7 @@ def accepted_score(p: Problem, adv: torch.Tensor, logits: torch.Tensor | None = 
             logits = p.model(adv)
         ok = same_prediction(p.model, logits, p.clean_pred).view(-1)
         if p.budget.ssim_floor is not None:
-            ok = ok & (image_ssim(adv, p.images) >= p.budget.ssim_floor)
+            ok = ok & (image_ssim(adv, p.images_ssim) >= p.budget.ssim_floor)
     score = real_score(p, adv)
     return torch.where(ok, score, torch.full_like(score, -math.inf))
 
@@ -171,7 +190,7 @@ def to_floor(p: Problem, delta: torch.Tensor) -> torch.Tensor:
     """Shrink each perturbation to t·δ (bisection on t per image) until image SSIM ≥ the floor."""
     floor = p.budget.ssim_floor
     assert floor is not None
-    cur = image_ssim(p.place(delta), p.images)
+    cur = image_ssim(p.place(delta), p.images_ssim)
     bad = cur < floor
     if not bool(bad.any()):
         return delta
@@ -179,7 +198,7 @@ def to_floor(p: Problem, delta: torch.Tensor) -> torch.Tensor:
     hi = torch.ones_like(cur)
     for _ in range(12):
         mid = (lo + hi) / 2
-        good = image_ssim(p.place(delta * mid.view(-1, 1, 1, 1)), p.images) >= floor
+        good = image_ssim(p.place(delta * mid.view(-1, 1, 1, 1)), p.images_ssim) >= floor
         lo = torch.where(good, mid, lo)
         hi = torch.where(good, hi, mid)
     t = torch.where(bad, lo, torch.ones_like(lo))
@@ -195,7 +214,7 @@ def real_score(p: Problem, adv: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         maps = p.explainer.map_for_attack(p.scorer, adv, p.classes, create_graph=False)
     with torch.no_grad():
-        score = ssim_per_image(p.target_01, minmax(maps.detach()))
+        score = ssim_per_image(p.target_01_ssim, minmax(maps.detach()))
         if p.selection.rule == "peak":
             score = score + peak_in_region(maps.detach(), p.target_01 > 0.5).to(score.dtype)
         return score

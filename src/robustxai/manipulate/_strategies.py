@@ -23,7 +23,7 @@ from robustxai._arrays import minmax
 from robustxai._errors import RobustXAIError
 from robustxai._validate import check_epsilon, check_int, check_number
 from robustxai.manipulate._softplus import beta_schedule
-from robustxai.metrics._similarity import ssim_per_image
+from robustxai.metrics._similarity import SsimReference, ssim_per_image
 
 #: The paper's weights and image size (α₁, α₂ at 512 × 512 px).
 PAPER_ALPHA_MAP = 1e14
@@ -56,8 +56,14 @@ def _sigma(option: str, value: float) -> None:
     check_number(value, f"{option} (Gaussian σ in pixels)", minimum=0.0)
 
 
-def image_ssim(adv: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """SSIM of attacked vs clean images ``[B, C, H, W]`` on the channel mean (as the audit scores it)."""
+def image_ssim(adv: torch.Tensor, clean: torch.Tensor | SsimReference) -> torch.Tensor:
+    """SSIM of attacked vs clean images ``[B, C, H, W]`` on the channel mean (as the audit scores it).
+
+    ``clean`` may be a :class:`~robustxai.metrics._similarity.SsimReference` of the clean images' channel
+    mean (the same numbers, computed once for a descent's many calls).
+    """
+    if isinstance(clean, SsimReference):
+        return ssim_per_image(adv.mean(dim=1), clean)
     return ssim_per_image(adv.mean(dim=1), clean.mean(dim=1))
 
 
@@ -125,9 +131,13 @@ class Objective:
         return a_map, a_pred, a_img
 
     def map_term(
-        self, maps: torch.Tensor, target_sum: torch.Tensor, target_loss: torch.Tensor
+        self, maps: torch.Tensor, target_sum: torch.Tensor, target_loss: torch.Tensor | SsimReference
     ) -> torch.Tensor:
-        """The map term summed over the batch (``target_sum``: sum-normalised, ``target_loss``: [0, 1])."""
+        """The map term summed over the batch (``target_sum``: sum-normalised, ``target_loss``: [0, 1]).
+
+        ``target_loss`` is only compared by SSIM, so it may be an
+        :class:`~robustxai.metrics._similarity.SsimReference` of it.
+        """
         if self.map_loss == "mse":  # the paper: sum-normalised maps
             norm = maps / (maps.sum(dim=(1, 2), keepdim=True) + 1e-12)
             return ((norm - target_sum) ** 2).sum()
@@ -145,11 +155,13 @@ class Objective:
         gap = (out_max - in_max) + PEAK_MARGIN / PEAK_TEMPERATURE
         return (PEAK_TEMPERATURE * torch.nn.functional.softplus(gap)).sum()
 
-    def image_term(self, adv: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """The image term summed over the batch."""
+    def image_term(
+        self, adv: torch.Tensor, images: torch.Tensor, reference: SsimReference | None = None
+    ) -> torch.Tensor:
+        """The image term summed over the batch (``reference``: the clean images' SSIM side, if made)."""
         if self.image_loss == "mse":
             return ((adv - images) ** 2).sum()
-        return (1 - image_ssim(adv, images)).sum()
+        return (1 - image_ssim(adv, images if reference is None else reference)).sum()
 
 
 class Stepper:
