@@ -25,7 +25,7 @@ from robustxai._errors import RobustXAIError
 from robustxai.audit._timing import TimingCache, timing_key
 from robustxai.explain import Explainer
 
-CALL_VERSION = "explain-call-1"  # bump when what a call measurement means changes
+CALL_VERSION = "explain-call-2"  # bump when what a call measurement means changes (2: fast pool)
 #: Explainers priced by a measured call instead of their pass count.
 TIMED_EXPLAINERS = ("occlusion",)
 TIMED_IMAGES = 2  # images of a timed call

@@ -26,7 +26,7 @@ from robustxai._errors import RobustXAIError
 from robustxai.audit._timing import TimingCache, timing_key
 from robustxai.manipulate import Manipulate
 
-STEP_VERSION = "manip-step-2"  # bump when what a step measurement means changes
+STEP_VERSION = "manip-step-3"  # bump when what a step measurement means changes (3: SSIM box mean, fast pool)
 SHORT, LONG = 1, 3  # steps of the two timed calls
 REPEATS = 2  # timed calls of each length
 
