@@ -198,7 +198,7 @@ def test_a_stage_start_line_shows_the_predicted_eta() -> None:
 class FixedTimes(TimingCache):
     """Every pass costs 10 ms per image forward, 30 ms forward+backward (no measuring, deterministic)."""
 
-    def get(self, spec, model, shape, batch, device="cpu", *, train=False):  # type: ignore[override]
+    def get(self, spec, model, shape, batch, device="cpu", *, train=False, gradient=True):  # type: ignore[override]
         return PassTime(batch, 0.01 * batch, 0.03 * batch, 0.05 * batch, 1000 * batch, 100)
 
 

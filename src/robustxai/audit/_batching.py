@@ -152,18 +152,21 @@ def training_time(
     shape: tuple[int, int, int],
     rows: int,
     device: str,
+    input_gradients: bool = True,
 ) -> PassTime:
     """A training step of model ``name`` at ``rows``, timed as training runs it: in float32.
 
     Training ignores ``[[models]] precision`` (autocast is an evaluation setting), so the step is timed with
     the model in float32 and cached under the float32 spec — a bfloat16 step would understate the time and
-    the memory a float32 step takes.
+    the memory a float32 step takes. ``input_gradients=False`` (standard training: no attack steps) skips
+    the forward + backward pass to the input, which training never runs and which held most of the plan's
+    memory for a 224-px backbone (see :func:`~robustxai.audit._timing.measure`).
     """
     m = model_config(cfg, name)
     assert m is not None
     spec = _spec(m.model_copy(update={"precision": "float32"}), shape, m.channels_last is True)
     with full_precision(model):
-        return timing.get(spec, lambda: model, shape, rows, device, train=True)
+        return timing.get(spec, lambda: model, shape, rows, device, train=True, gradient=input_gradients)
 
 
 def _spec(m: ModelConfig, shape: tuple[int, int, int], channels_last: bool) -> list[Any]:

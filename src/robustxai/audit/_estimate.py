@@ -123,6 +123,16 @@ def _same(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
+def training_key(model: str) -> str:
+    """Where a plan keeps ``model``'s training-step measurements, apart from its evaluation passes.
+
+    Kept apart so that an evaluation pass is never priced by a training measurement (which may not time
+    the input-gradient pass: :func:`~robustxai.audit._batching.training_time`); the plan prints them as
+    their own line.
+    """
+    return f"{model} (training)"
+
+
 def _pick_batches(rows: list[int]) -> list[int]:
     """At most :data:`MAX_TIMED_BATCHES` batch sizes to time: the smallest, the largest, the most used."""
     if not rows:
@@ -233,8 +243,8 @@ class Planner:
             get = partial(self.timing.get, spec, partial(_same, model), self.shape)
             out[name] = {b: get(b, device) for b in batches}
             for w in training.get(name, []):  # in float32, as training runs whatever the model's precision
-                out[name][w.rows] = training_time(
-                    self.timing, self.cfg, name, model, self.shape, w.rows, device
+                out.setdefault(training_key(name), {})[w.rows] = training_time(
+                    self.timing, self.cfg, name, model, self.shape, w.rows, device, w.backward > 0
                 )
         return out
 
@@ -315,7 +325,7 @@ def _stages(
 
     for model, works in training.items():
         for w in works:
-            add(stages["training"], w, model)
+            add(stages["training"], w, training_key(model) if training_key(model) in times else model)
     for unit, works in per_unit:
         stage = stages.get(stage_name(unit.kind), stages["report"])
         unit_seconds[unit.id] = sum(add(stage, w, unit.model) for w in works)

@@ -99,8 +99,12 @@ def _best(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> flo
     return statistics.median(took)
 
 
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the tensors autograd saves in a forward pass with a graph to the input (each once)."""
+def _saved_bytes(model: nn.Module, x: torch.Tensor, to_input: bool = True) -> int:
+    """Bytes of the tensors autograd saves in a forward pass with a graph to the input (each once).
+
+    ``to_input=False``: in a training forward pass instead (train mode, the graph to the parameters that
+    require gradients only — a frozen backbone saves nothing).
+    """
     seen: dict[tuple[int, int], int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -112,8 +116,20 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
         return t
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    was_training = model.training
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x.detach().clone().requires_grad_(True)).sum()
+        if to_input:
+            model(x.detach().clone().requires_grad_(True)).sum()
+        else:  # train mode updates batch-norm statistics: the buffers are put back
+            buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+            model.train()
+            try:
+                model(x.detach()).sum()
+            finally:
+                model.train(was_training)
+                with torch.no_grad():
+                    for k, v in model.named_buffers():
+                        v.copy_(buffers[k])
     return sum(n for (ptr, _), n in seen.items() if ptr not in params)
 
 
@@ -125,6 +141,7 @@ def measure(
     *,
     repeats: int = 3,
     train: bool = False,
+    gradient: bool = True,
 ) -> PassTime:
     """Time a few passes of ``model`` on random ``[batch, *shape]`` images in [0, 1].
 
@@ -137,6 +154,11 @@ def measure(
         device: Where the passes run.
         repeats: Timed passes of each kind after one warm-up (the best is kept).
         train: Also time a training step.
+        gradient: Time the forward + backward pass to the input. ``False`` (a training step whose
+            training needs no input gradients, e.g. standard training of a frozen backbone): that pass,
+            which saves every layer's activations, is not run — at a 224-px backbone's training batch it
+            held gigabytes — and the training step's time stands in for it; the activation bytes are
+            then the ones the training step saves.
     """
     dev = torch.device(device)
     home = next((p.device for p in model.parameters()), dev)
@@ -155,7 +177,7 @@ def measure(
         with torch.inference_mode():
             model(x)
 
-    def gradient() -> None:
+    def input_gradient() -> None:
         xi = x.clone().requires_grad_(True)
         torch.autograd.grad(model(xi).sum(), xi)
 
@@ -163,9 +185,15 @@ def measure(
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-    t_grad = _best(gradient, repeats, sync)
-    activations = int(torch.cuda.max_memory_allocated(dev) - base) if cuda else _saved_bytes(model, x)
+    if gradient:
+        t_grad = _best(input_gradient, repeats, sync)
     t_train = _time_train(model, x, repeats, sync) if train else None
+    if not gradient:
+        t_grad = t_train if t_train is not None else 2 * t_fwd  # a stand-in: not measured (docstring)
+    if cuda:
+        activations = int(torch.cuda.max_memory_allocated(dev) - base)
+    else:
+        activations = _saved_bytes(model, x, to_input=gradient)
     model.train(was_training)
     tensors = [*model.parameters(), *model.buffers()]
     param_bytes = sum(t.nelement() * t.element_size() for t in tensors)
@@ -197,10 +225,13 @@ def _time_train(model: nn.Module, x: torch.Tensor, repeats: int, sync: Callable[
         model.eval()
 
 
-def timing_key(spec: object, shape: tuple[int, int, int], batch: int, device: str, train: bool) -> str:
+def timing_key(
+    spec: object, shape: tuple[int, int, int], batch: int, device: str, train: bool, gradient: bool = True
+) -> str:
     """The cache key of one measurement: model spec, input, batch, device, threads and torch version."""
     threads = torch.get_num_threads()
-    return key_of(TIMING_VERSION, spec, list(shape), batch, device, threads, torch.__version__, train)
+    parts: list[object] = [TIMING_VERSION, spec, list(shape), batch, device, threads, torch.__version__]
+    return key_of(*parts, train) if gradient else key_of(*parts, train, "no input gradient")
 
 
 class TimingCache:
@@ -231,11 +262,18 @@ class TimingCache:
         device: str = "cpu",
         *,
         train: bool = False,
+        gradient: bool = True,
     ) -> PassTime:
-        """The cached measurement of ``spec`` at ``batch``, or a new one of ``model()`` (then cached)."""
-        key = timing_key(spec, shape, batch, device, train)
+        """The cached measurement of ``spec`` at ``batch``, or a new one of ``model()`` (then cached).
+
+        ``gradient=False``: without the input-gradient pass (:func:`measure`), cached under its own key.
+        """
+        key = timing_key(spec, shape, batch, device, train, gradient)
         return self.remember(
-            self._memory, key, PassTime, lambda: measure(model(), shape, batch, device, train=train)
+            self._memory,
+            key,
+            PassTime,
+            lambda: measure(model(), shape, batch, device, train=train, gradient=gradient),
         )
 
     def remember(
