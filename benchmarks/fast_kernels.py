@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/fast_kernels.py [--threads 2] [--repeats 30]
 
 - the built-in CNN's 2 × 2 max-pool (``robustxai/models/_pool.py``) on the default model's three pool
-  inputs at batch 64 (64 px): forward without a graph, and forward + backward;
+  inputs at batch 64 (64 px): forward without a graph, and forward + backward (a recorded pass runs
+  PyTorch's kernel itself, so those lines show ≈ 1);
 - SSIM's 7 × 7 box mean (``robustxai/metrics/_box.py``) on the manipulation attack's 16 images × 3 planes
   and the stability metric's 40 maps × 5 planes (float64);
 - one forward and one forward + backward pass of the default ``smallcnn`` at batch 64, with and without
