@@ -177,3 +177,23 @@ def test_auto_settles_an_int_and_says_why(tiny_model: rx.ModelWrapper) -> None:
     assert timing.measured == measured and again.models[0] == settled.models[0]  # cached: nothing re-timed
     kept, lines = settle_models(cfg, {"a": tiny_model}, (1, 32, 32), timing, earlier={"a": 3})
     assert kept.models[0].batch_size == 3 and "resumed" in lines[-1]
+
+
+def test_a_cpu_pass_never_budgets_more_than_its_cap() -> None:
+    from robustxai.audit._batching import AUTO_CPU_PASS_BYTES, pass_budget
+
+    assert pass_budget(64 << 30, "cpu") == AUTO_CPU_PASS_BYTES  # 16 GiB would be 25 % of it
+    assert pass_budget(1 << 30, "cpu") == 0.25 * (1 << 30)  # a small machine: the fraction decides
+    assert pass_budget(64 << 30, "cuda") == 0.25 * (64 << 30)  # a GPU's own free memory decides
+    # a 224-px backbone saving 82 MiB per image: the probe stops before 8 rows on a CPU
+    table = {
+        b: PassTime(b, 0.1 * b, 0.3 * b / (1 + b / 8), None, b * 82 * MiB, 90 * MiB) for b in (1, 2, 4, 8)
+    }
+    asked: list[int] = []
+
+    def get(b: int) -> PassTime:
+        asked.append(b)
+        return table[b]
+
+    batch, _ = auto_batch(get, 64 << 30, 64, pass_budget(64 << 30, "cpu"))
+    assert batch == 4 and asked == [1, 2, 4]

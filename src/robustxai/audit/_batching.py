@@ -17,7 +17,8 @@ that sampling noise.
 ``batch_size = "auto"`` (:func:`auto_batch`, the rule in :func:`choose_batch`): starting at 1, the batch
 doubles while (a) the doubled batch stays within the audit's ``batch_size``, (b) its estimated memory — the
 parameters plus the activations a gradient pass saves, measured per image at the last batch and scaled —
-fits :data:`AUTO_MEMORY_FRACTION` of the free memory (``MemAvailable`` of ``/proc/meminfo``; on CUDA
+fits :data:`AUTO_MEMORY_FRACTION` of the free memory, on a CPU at most :data:`AUTO_CPU_PASS_BYTES`
+(:func:`pass_budget`; free memory: ``MemAvailable`` of ``/proc/meminfo``; on CUDA
 ``torch.cuda.mem_get_info``), and (c) the measured per-image time of a forward+backward pass at the doubled
 batch is at least :data:`AUTO_MIN_GAIN` below the current one. The pass times come from
 :class:`~robustxai.audit._timing.TimingCache` (cached per model, batch and device), so a second plan times
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 
 #: Share of the free memory one pass of the chosen batch may take (other passes, maps and images need room).
 AUTO_MEMORY_FRACTION = 0.25
+#: On a CPU, and whatever is free, one pass may take at most this much: beyond 2–4 rows of a 224-px backbone
+#: the per-image time stops improving on a CPU, and each probe of a larger batch would itself take the
+#: memory (a ResNet-50 probe of 8 rows lifted the plan's peak RSS from ≈ 2.5 to 3.3 GB).
+AUTO_CPU_PASS_BYTES = 512 << 20
 #: A doubled batch must cut the per-image forward+backward time by at least this share to be taken.
 AUTO_MIN_GAIN = 0.05
 #: Rows of the two timed passes (default and channels-last layout) that decide ``channels_last = "auto"``.
@@ -104,20 +109,34 @@ def _fits(t: PassTime, batch: int, budget: float) -> bool:
     return t.param_bytes + t.activation_bytes / t.batch * batch <= budget
 
 
+def pass_budget(free_bytes: int, device: str = "cpu", fraction: float = AUTO_MEMORY_FRACTION) -> float:
+    """Bytes one pass of an ``"auto"`` batch may take.
+
+    ``fraction`` of the free memory; on a CPU at most :data:`AUTO_CPU_PASS_BYTES`.
+    """
+    budget = fraction * free_bytes
+    return budget if torch.device(device).type == "cuda" else min(budget, float(AUTO_CPU_PASS_BYTES))
+
+
 def choose_batch(
     times: Sequence[PassTime],
     free_bytes: int,
     cap: int,
     fraction: float = AUTO_MEMORY_FRACTION,
     gain: float = AUTO_MIN_GAIN,
+    budget: float | None = None,
 ) -> int:
-    """The ``"auto"`` rule (module docstring) applied to measurements at batches 1, 2, 4, …."""
+    """The ``"auto"`` rule (module docstring) applied to measurements at batches 1, 2, 4, ….
+
+    ``budget``: the bytes a pass may take (default ``fraction × free_bytes``; see :func:`pass_budget`).
+    """
     ordered = sorted(times, key=lambda t: t.batch)
     if not ordered:
         return 1
+    limit = fraction * free_bytes if budget is None else budget
     chosen = ordered[0]
     for t in ordered[1:]:
-        if t.batch > cap or not _fits(chosen, t.batch, fraction * free_bytes):
+        if t.batch > cap or not _fits(chosen, t.batch, limit):
             break
         if t.per_row("gradient") > (1.0 - gain) * chosen.per_row("gradient"):
             break
@@ -125,16 +144,20 @@ def choose_batch(
     return chosen.batch
 
 
-def auto_batch(get: Callable[[int], PassTime], free_bytes: int, cap: int) -> tuple[int, list[PassTime]]:
-    """Measure batches 1, 2, 4, … only as far as :func:`choose_batch` can go; its choice and the timings."""
+def auto_batch(
+    get: Callable[[int], PassTime], free_bytes: int, cap: int, budget: float | None = None
+) -> tuple[int, list[PassTime]]:
+    """Measure batches 1, 2, 4, … only as far as :func:`choose_batch` can go; its choice and the timings.
+
+    ``budget``: bytes a pass may take (default: :data:`AUTO_MEMORY_FRACTION` of ``free_bytes``).
+    """
+    limit = AUTO_MEMORY_FRACTION * free_bytes if budget is None else budget
     times = [get(1)]
-    while times[-1].batch * 2 <= cap and _fits(
-        times[-1], times[-1].batch * 2, AUTO_MEMORY_FRACTION * free_bytes
-    ):
+    while times[-1].batch * 2 <= cap and _fits(times[-1], times[-1].batch * 2, limit):
         times.append(get(times[-1].batch * 2))
-        if choose_batch(times, free_bytes, cap) != times[-1].batch:
+        if choose_batch(times, free_bytes, cap, budget=limit) != times[-1].batch:
             break
-    return choose_batch(times, free_bytes, cap), times
+    return choose_batch(times, free_bytes, cap, budget=limit), times
 
 
 def timing_spec(cfg: AuditConfig, name: str, shape: tuple[int, int, int]) -> list[Any]:
@@ -252,13 +275,14 @@ def _auto(
         return cfg.batch_size
     spec = _spec(m, shape, m.channels_last is True)
     free = free_memory(device)
+    budget = pass_budget(free, device)
     batch, times = auto_batch(
-        lambda b: timing.get(spec, lambda: model, shape, b, device), free, cfg.batch_size
+        lambda b: timing.get(spec, lambda: model, shape, b, device), free, cfg.batch_size, budget
     )
     per_image = ", ".join(f"{t.batch}: {1000 * t.per_row('gradient'):.1f}" for t in times)
     lines.append(
         f"{m.name}: batch size {batch} (auto: forward+backward ms per image at batch {per_image}; "
-        f"{free / 2**30:.1f} GiB free, ≤ {AUTO_MEMORY_FRACTION:.0%} of it per pass, cap {cfg.batch_size})"
+        f"{free / 2**30:.1f} GiB free, ≤ {budget / 2**20:,.0f} MiB per pass, cap {cfg.batch_size})"
     )
     return batch
 
