@@ -25,6 +25,16 @@ from robustxai._errors import ConfigError
 from robustxai.audit._batching import settle_models, timing_spec, training_time
 from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
+from robustxai.audit._estimate_price import (
+    CallTimes,
+    StepTimes,
+    call_seconds,
+    pick_batches,
+    step_seconds,
+    training_key,
+    work_bytes,
+    work_seconds,
+)
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit._passes import Shape, Work, unit_work
 from robustxai.audit._plan import AuditData, Unit, inapplicable, plan_units
@@ -34,8 +44,8 @@ from robustxai.audit._stages_eval import explainer_for
 from robustxai.audit._stages_manip import _attack as manipulation_attack
 from robustxai.audit._stages_models import build_architecture, fit_config_for, models_to_train
 from robustxai.audit._timing import PassTime, TimingCache
-from robustxai.audit._timing_explain import TIMED_IMAGES, CallCache, CallTime
-from robustxai.audit._timing_manip import StepCache, StepTime
+from robustxai.audit._timing_explain import TIMED_IMAGES, CallCache
+from robustxai.audit._timing_manip import StepCache
 from robustxai.models import ModelWrapper, load_model
 from robustxai.training._fit import epoch_passes
 
@@ -48,11 +58,6 @@ ASSUMED_GPU_SPEEDUP = 20.0
 RAY_START_S, RAY_WORKER_S = 4.0, 3.0
 #: Report: seconds fixed and per unit of work (rough: tables, figures and HTML are not passes).
 REPORT_S_FIXED, REPORT_S_PER_UNIT = 3.0, 0.05
-MAX_TIMED_BATCHES = 3
-#: Measured manipulation steps by (model, work label) and batch size.
-StepTimes = dict[tuple[str, str], dict[int, StepTime]]
-#: Measured explainer calls (occlusion) by (model, explainer).
-CallTimes = dict[tuple[str, str], CallTime]
 
 
 @dataclass
@@ -123,63 +128,6 @@ def _same(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
-def training_key(model: str) -> str:
-    """Where a plan keeps ``model``'s training-step measurements, apart from its evaluation passes.
-
-    Kept apart so that an evaluation pass is never priced by a training measurement (which may not time
-    the input-gradient pass: :func:`~robustxai.audit._batching.training_time`); the plan prints them as
-    their own line.
-    """
-    return f"{model} (training)"
-
-
-def _pick_batches(rows: list[int]) -> list[int]:
-    """At most :data:`MAX_TIMED_BATCHES` batch sizes to time: the smallest, the largest, the most used."""
-    if not rows:
-        return []
-    distinct = sorted(set(rows))
-    if len(distinct) <= MAX_TIMED_BATCHES:
-        return distinct
-    common = max(distinct, key=rows.count)
-    return sorted({distinct[0], distinct[-1], common})
-
-
-def nearest(times: dict[int, PassTime], rows: int) -> PassTime:
-    """The measurement at the batch size closest to ``rows`` (by ratio)."""
-    return min(times.values(), key=lambda t: max(t.batch / rows, rows / t.batch))
-
-
-def work_seconds(work: Work, times: dict[int, PassTime]) -> float:
-    """Seconds of one piece of work: forward rows, backward rows and training rows at measured rates."""
-    t = nearest(times, max(work.rows, 1))
-    fwd, grad = t.per_row("forward"), t.per_row("gradient")
-    return work.forward * fwd + work.backward * max(grad - fwd, 0.0) + work.train * t.per_row("train")
-
-
-def step_seconds(work: Work, model: str, steps: StepTimes) -> float | None:
-    """Seconds of a manipulation call from its measured steps (``None``: not one, or not measured)."""
-    measured = steps.get((model, work.label))
-    if not work.steps or not measured:
-        return None
-    t = min(measured.values(), key=lambda m: max(m.batch / work.rows, work.rows / m.batch))
-    return t.seconds(work.steps, work.rows)
-
-
-def call_seconds(work: Work, model: str, calls: CallTimes) -> float | None:
-    """Seconds of an explainer call from its measured per-image time (``None``: priced by its passes)."""
-    measured = calls.get((model, work.label))
-    if not work.images or measured is None or not measured.applies:
-        return None
-    return measured.per_image * work.images
-
-
-def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
-    """Peak bytes of one piece of work: parameters (×4 when training: gradients and Adam) + activations."""
-    t = nearest(times, max(work.rows, 1))
-    act = t.activation_bytes / t.batch * work.rows if (work.backward or work.train) else 0.0
-    return int(t.param_bytes * (4 if work.train else 1) + act)
-
-
 class Planner:
     """Everything the estimate needs that does not depend on the trimmed image counts.
 
@@ -239,7 +187,7 @@ class Planner:
         out: dict[str, dict[int, PassTime]] = {}
         for name, model in self.models.items():
             spec = timing_spec(self.cfg, name, self.shape)
-            batches = _pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
+            batches = pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
             get = partial(self.timing.get, spec, partial(_same, model), self.shape)
             out[name] = {b: get(b, device) for b in batches}
             for w in training.get(name, []):  # in float32, as training runs whatever the model's precision

@@ -1,0 +1,87 @@
+"""How the plan prices one piece of work: measured pass, step and call times → seconds and bytes.
+
+Kept apart from :mod:`robustxai.audit._estimate` (the planner and the stage totals) so that each stays
+readable; the estimate re-exports these names.
+"""
+
+from __future__ import annotations
+
+from robustxai.audit._passes import Work
+from robustxai.audit._timing import PassTime
+from robustxai.audit._timing_explain import CallTime
+from robustxai.audit._timing_manip import StepTime
+
+__all__ = [
+    "MAX_TIMED_BATCHES",
+    "CallTimes",
+    "StepTimes",
+    "call_seconds",
+    "nearest",
+    "step_seconds",
+    "training_key",
+    "work_bytes",
+    "work_seconds",
+]
+
+MAX_TIMED_BATCHES = 3
+#: Measured manipulation steps by (model, work label) and batch size.
+StepTimes = dict[tuple[str, str], dict[int, StepTime]]
+#: Measured explainer calls (occlusion) by (model, explainer).
+CallTimes = dict[tuple[str, str], CallTime]
+
+
+def training_key(model: str) -> str:
+    """Where a plan keeps ``model``'s training-step measurements, apart from its evaluation passes.
+
+    Kept apart so that an evaluation pass is never priced by a training measurement (which may not time
+    the input-gradient pass: :func:`~robustxai.audit._batching.training_time`); the plan prints them as
+    their own line.
+    """
+    return f"{model} (training)"
+
+
+def pick_batches(rows: list[int]) -> list[int]:
+    """At most :data:`MAX_TIMED_BATCHES` batch sizes to time: the smallest, the largest, the most used."""
+    if not rows:
+        return []
+    distinct = sorted(set(rows))
+    if len(distinct) <= MAX_TIMED_BATCHES:
+        return distinct
+    common = max(distinct, key=rows.count)
+    return sorted({distinct[0], distinct[-1], common})
+
+
+def nearest(times: dict[int, PassTime], rows: int) -> PassTime:
+    """The measurement at the batch size closest to ``rows`` (by ratio)."""
+    return min(times.values(), key=lambda t: max(t.batch / rows, rows / t.batch))
+
+
+def work_seconds(work: Work, times: dict[int, PassTime]) -> float:
+    """Seconds of one piece of work: forward rows, backward rows and training rows at measured rates."""
+    t = nearest(times, max(work.rows, 1))
+    fwd, grad = t.per_row("forward"), t.per_row("gradient")
+    return work.forward * fwd + work.backward * max(grad - fwd, 0.0) + work.train * t.per_row("train")
+
+
+def step_seconds(work: Work, model: str, steps: StepTimes) -> float | None:
+    """Seconds of a manipulation call from its measured steps (``None``: not one, or not measured)."""
+    measured = steps.get((model, work.label))
+    if not work.steps or not measured:
+        return None
+    t = min(measured.values(), key=lambda m: max(m.batch / work.rows, work.rows / m.batch))
+    return t.seconds(work.steps, work.rows)
+
+
+def call_seconds(work: Work, model: str, calls: CallTimes) -> float | None:
+    """Seconds of an explainer call from its measured per-image time (``None``: priced by its passes)."""
+    measured = calls.get((model, work.label))
+    if not work.images or measured is None or not measured.applies:
+        return None
+    return measured.per_image * work.images
+
+
+def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
+    """Peak bytes of one piece of work: parameters (×4 when training: gradients and Adam) + activations."""
+    t = nearest(times, max(work.rows, 1))
+    act = t.activation_bytes / t.batch * work.rows if (work.backward or work.train) else 0.0
+    return int(t.param_bytes * (4 if work.train else 1) + act)
