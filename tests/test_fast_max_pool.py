@@ -36,7 +36,7 @@ def test_values_equal_max_pool2d_bit_for_bit(dtype: torch.dtype) -> None:
         assert ours.dtype == ref.dtype and ours.shape == ref.shape and ours.is_contiguous()
         assert torch.equal(ours.isnan(), ref.isnan())
         assert torch.equal(ours.nan_to_num(), ref.nan_to_num())
-        assert torch.equal(torch.signbit(ours), torch.signbit(ref))  # even the sign of a zero
+        assert torch.equal(torch.signbit(ours), torch.signbit(ref))  # narrow rows: even a zero's sign
         with torch.no_grad():
             assert torch.equal(max_pool_2x2(x).isnan(), ref.isnan())
 
@@ -79,3 +79,17 @@ def test_deeplift_restores_the_fast_forward() -> None:
         pass
     pools = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)]
     assert pools and all(m.__dict__.get("forward") is max_pool_2x2 for m in pools)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_ties_on_vector_widths_differ_only_in_a_sign_the_next_layer_erases(dtype: torch.dtype) -> None:
+    """Rows wide enough for the vectorised loops (64 px): equal values; only a zero's sign may differ."""
+    x = torch.zeros(2, 8, 64, 64, dtype=dtype)
+    x[:, :, 1::2] = -0.0  # bottom rows −0.0 against top rows +0.0: the kernel keeps the top's +0.0
+    x[1, 3, 5, 7] = torch.nan
+    ours, ref = _pooled(x), F.max_pool2d(x, 2)
+    assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.nan_to_num(), ref.nan_to_num())
+    conv = nn.Conv2d(8, 4, 3, padding=1, bias=False).to(dtype)
+    with torch.no_grad():
+        a, b = conv(ours.nan_to_num()), conv(ref.nan_to_num())
+    assert torch.equal(torch.signbit(a), torch.signbit(b)) and torch.equal(a, b)  # the sign is gone

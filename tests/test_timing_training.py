@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 from torch import nn
 
-from robustxai.audit._timing import TimingCache, measure, timing_key
+from robustxai.audit._config import load_config
+from robustxai.audit._estimate import estimate_audit
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._timing import PassTime, TimingCache, measure, timing_key
 
 WHITE_BOX = "why: the plan's timing internals (which passes a training measurement runs) are the subject"
 
@@ -51,3 +57,43 @@ def test_the_two_measurements_are_cached_apart() -> None:
     cache.get(spec, lambda: model, shape, 4, train=True, gradient=False)
     cache.get(spec, lambda: model, shape, 4, train=True)
     assert cache.measured == 2
+
+
+def _config(tmp_path: Path, training: str) -> Path:
+    path = tmp_path / f"{training}.toml"
+    path.write_text(
+        f'cache_dir = "{tmp_path / "cache"}"\n'
+        "[data]\nn_train = 40\nn_test = 8\nsize = 16\n"
+        f'[[models]]\nname = "m"\narch = "smallcnn"\ntraining = "{training}"\n'
+        "arch_kwargs = { widths = [4, 4, 4, 4] }\n"
+        "[training]\nepochs = 1\nbatch_size = 8\n[explain]\nn_images = 3\nbatch_size = 3\n"
+        "[manipulation]\nmodels = []\n"
+    )
+    return path
+
+
+class _Recording(TimingCache):
+    """Records how each pass time was asked for (and measures nothing: fixed numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.asked: list[tuple[int, bool, bool]] = []
+
+    def get(self, spec, model, shape, batch, device="cpu", *, train=False, gradient=True):  # type: ignore[override]
+        self.asked.append((batch, train, gradient))
+        return PassTime(batch, 0.01 * batch, 0.03 * batch, 0.05 * batch if train else None, 1000 * batch, 100)
+
+
+@pytest.mark.parametrize(("training", "input_gradients"), [("standard", False), ("pgd", True)])
+def test_the_plan_times_input_gradients_only_where_training_runs_them(
+    tmp_path: Path, training: str, input_gradients: bool
+) -> None:
+    cfg = load_config(_config(tmp_path, training), profile="smoke")
+    timing = _Recording()
+    est = estimate_audit(cfg, timing=timing)
+    assert (8, True, input_gradients) in timing.asked  # the training step at its batch of 8
+    assert all(not train for b, train, _g in timing.asked if b != 8)  # evaluation passes: no training
+    assert 8 not in est.models["m"]  # evaluation passes are never priced by the training measurement
+    assert set(est.training_models["m"]) == {8}
+    line = next(x for x in plan_lines(est) if "a training step" in x)
+    assert line == "  model m, a training step (float32): batch 8: 50.00 ms/image"

@@ -31,7 +31,6 @@ from robustxai.audit._estimate_price import (
     call_seconds,
     pick_batches,
     step_seconds,
-    training_key,
     work_bytes,
     work_seconds,
 )
@@ -86,6 +85,7 @@ class AuditEstimate:
         trimmed: What ``max_minutes`` trimmed, one phrase each (empty when nothing was).
         device: Where the passes were timed.
         models: Per model: the measured pass times by batch size.
+        training_models: Per model to train: its measured training step at the training batch size.
         gpu_seconds: Predicted total on a GPU; ``gpu_measured`` says whether its passes were timed.
         workers: Ray workers of the cluster projection.
         to_train: Models that would be trained now (not cached).
@@ -105,6 +105,7 @@ class AuditEstimate:
     measured: int = 0
     remeasured: str = ""  # cached timings measured again and why (TimingCache.remeasured_text)
     settled: list[str] = field(default_factory=list)  # per-model layout and "auto" batch size, one line each
+    training_models: dict[str, dict[int, PassTime]] = field(default_factory=dict)  # training steps, float32
 
     @property
     def seconds(self) -> float:
@@ -190,9 +191,20 @@ class Planner:
             batches = pick_batches(rows.get(name, [])) or [min(self.cfg.batch_size, len(self.data))]
             get = partial(self.timing.get, spec, partial(_same, model), self.shape)
             out[name] = {b: get(b, device) for b in batches}
-            for w in training.get(name, []):  # in float32, as training runs whatever the model's precision
-                out.setdefault(training_key(name), {})[w.rows] = training_time(
-                    self.timing, self.cfg, name, model, self.shape, w.rows, device, w.backward > 0
+        return out
+
+    def train_times(self, training: dict[str, list[Work]], device: str) -> dict[str, dict[int, PassTime]]:
+        """Measured (or cached) training steps of each model to train, in float32 at its training batch.
+
+        Kept apart from :meth:`times` so that no evaluation pass is priced by a training measurement (which
+        does not time the input-gradient pass where training runs none:
+        :func:`~robustxai.audit._batching.training_time`).
+        """
+        out: dict[str, dict[int, PassTime]] = {}
+        for name, works in training.items():
+            for w in works:
+                out.setdefault(name, {})[w.rows] = training_time(
+                    self.timing, self.cfg, name, self.models[name], self.shape, w.rows, device, w.backward > 0
                 )
         return out
 
@@ -249,22 +261,24 @@ def _stages(
     times: dict[str, dict[int, PassTime]],
     steps: StepTimes | None = None,
     calls: CallTimes | None = None,
+    train_times: dict[str, dict[int, PassTime]] | None = None,
 ) -> tuple[list[StagePlan], dict[str, float]]:
     stages = {name: StagePlan(name) for name in STAGES}
     unit_seconds: dict[str, float] = {}
 
-    def add(stage: StagePlan, work: Work, model: str) -> float:
+    def add(stage: StagePlan, work: Work, model: str, own: dict[int, PassTime] | None = None) -> float:
         measured = step_seconds(work, model, steps or {})
         if measured is None:
             measured = call_seconds(work, model, calls or {})
             if measured is not None:
                 stage.priced[work.label] = "its time measured per image"
-        seconds = work_seconds(work, times[model]) if measured is None else measured
+        measured_times = own or times[model]
+        seconds = work_seconds(work, measured_times) if measured is None else measured
         stage.forward += work.forward
         stage.backward += work.backward
         stage.train += work.train
         stage.seconds += seconds
-        stage.peak_bytes = max(stage.peak_bytes, work_bytes(work, times[model]))
+        stage.peak_bytes = max(stage.peak_bytes, work_bytes(work, measured_times))
         counts = stage.by_method.setdefault(work.label, [0, 0, 0])
         counts[0] += work.forward
         counts[1] += work.backward
@@ -273,7 +287,7 @@ def _stages(
 
     for model, works in training.items():
         for w in works:
-            add(stages["training"], w, training_key(model) if training_key(model) in times else model)
+            add(stages["training"], w, model, (train_times or {}).get(model))
     for unit, works in per_unit:
         stage = stages.get(stage_name(unit.kind), stages["report"])
         unit_seconds[unit.id] = sum(add(stage, w, unit.model) for w in works)
@@ -300,22 +314,26 @@ def estimate_audit(
     cfg = planner.cfg  # layouts and "auto" batch sizes settled
     per_unit, training = planner.works(cfg)
     times = planner.times(per_unit, training, planner.device)
+    train = planner.train_times(training, planner.device)
     steps = planner.step_times(per_unit, planner.device)
     calls = planner.call_times(per_unit, planner.device)
     trimmed: list[str] = []
     if max_minutes is not None:
         from robustxai.audit._estimate_trim import trim_to_fit
 
-        cfg, trimmed = trim_to_fit(cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps, calls))
+        cfg, trimmed = trim_to_fit(
+            cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps, calls, train)
+        )
         per_unit, training = planner.works(cfg)
-    stages, unit_seconds = _stages(per_unit, training, times, steps, calls)
+    stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train)
     total = sum(s.seconds for s in stages)
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
         gpu_total = total
     elif gpu_measured:
         gpu_times = planner.times(per_unit, training, "cuda")
-        gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times)[0])
+        gpu_train = planner.train_times(training, "cuda")
+        gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times, None, None, gpu_train)[0])
     else:
         gpu_total = total / gpu_speedup
     return AuditEstimate(
@@ -325,6 +343,7 @@ def estimate_audit(
         trimmed=trimmed,
         device=planner.device,
         models=times,
+        training_models=train,
         gpu_seconds=gpu_total,
         gpu_measured=gpu_measured,
         gpu_speedup=gpu_speedup,
@@ -342,9 +361,10 @@ def _total(
     times: dict[str, dict[int, PassTime]],
     steps: StepTimes,
     calls: CallTimes | None = None,
+    train_times: dict[str, dict[int, PassTime]] | None = None,
 ) -> float:
     per_unit, training = planner.works(cfg)
-    return sum(s.seconds for s in _stages(per_unit, training, times, steps, calls)[0])
+    return sum(s.seconds for s in _stages(per_unit, training, times, steps, calls, train_times)[0])
 
 
 def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:

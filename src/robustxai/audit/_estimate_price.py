@@ -18,7 +18,6 @@ __all__ = [
     "call_seconds",
     "nearest",
     "step_seconds",
-    "training_key",
     "work_bytes",
     "work_seconds",
 ]
@@ -28,16 +27,6 @@ MAX_TIMED_BATCHES = 3
 StepTimes = dict[tuple[str, str], dict[int, StepTime]]
 #: Measured explainer calls (occlusion) by (model, explainer).
 CallTimes = dict[tuple[str, str], CallTime]
-
-
-def training_key(model: str) -> str:
-    """Where a plan keeps ``model``'s training-step measurements, apart from its evaluation passes.
-
-    Kept apart so that an evaluation pass is never priced by a training measurement (which may not time
-    the input-gradient pass: :func:`~robustxai.audit._batching.training_time`); the plan prints them as
-    their own line.
-    """
-    return f"{model} (training)"
 
 
 def pick_batches(rows: list[int]) -> list[int]:

@@ -57,6 +57,9 @@ def plan_lines(est: AuditEstimate) -> list[str]:
             cells.append(f"batch {b}: fwd {fwd:.2f} ms, fwd+bwd {grad:.2f} ms/image")
         param = next(iter(times.values())).param_bytes if times else 0
         lines.append(f"  model {name} ({_mb(param)} parameters): " + "; ".join(cells))
+    for name, times in est.training_models.items():
+        steps = [f"batch {b}: {1000 * t.per_row('train'):.2f} ms/image" for b, t in sorted(times.items())]
+        lines.append(f"  model {name}, a training step (float32): " + "; ".join(steps))
     lines += [f"  {line}" for line in est.settled]
     if est.to_train:
         lines.append(f"  to train now (not cached; epochs are an upper bound): {', '.join(est.to_train)}")

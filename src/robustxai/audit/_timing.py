@@ -182,18 +182,16 @@ def measure(
         torch.autograd.grad(model(xi).sum(), xi)
 
     t_fwd = _best(forward, repeats, sync)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
     if gradient:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
         t_grad = _best(input_gradient, repeats, sync)
+        activations = int(torch.cuda.max_memory_allocated(dev) - base) if cuda else _saved_bytes(model, x)
     t_train = _time_train(model, x, repeats, sync) if train else None
-    if not gradient:
-        t_grad = t_train if t_train is not None else 2 * t_fwd  # a stand-in: not measured (docstring)
-    if cuda:
-        activations = int(torch.cuda.max_memory_allocated(dev) - base)
-    else:
-        activations = _saved_bytes(model, x, to_input=gradient)
+    if not gradient:  # a stand-in, not measured (docstring); memory: what the training forward saves
+        t_grad = t_train if t_train is not None else 2 * t_fwd
+        activations = _saved_bytes(model, x, to_input=False)
     model.train(was_training)
     tensors = [*model.parameters(), *model.buffers()]
     param_bytes = sum(t.nelement() * t.element_size() for t in tensors)

@@ -6,11 +6,15 @@ occlusion, the attacks' checks). A 2 × 2 window with stride 2 is the element-wi
 views of the input, which vectorises: a forward pass of the default model at batch 64 took ≈ 0.5–0.65 of
 its time (``benchmarks/`` and BENCHMARKS.md).
 
-Why the numbers are the same: a maximum is exact, so the pooled values are bit for bit the kernel's (a NaN
-anywhere in a window gives NaN in both). Where autograd records the pass, the kernel itself runs: its
-backward sends each window's gradient to the first maximal element, and an index computed here to mimic
-that was measured no faster in a forward+backward pass. Odd sides, a channels-last or non-float input
-also take the kernel.
+Why the numbers are the same: a maximum is exact, so every pooled value equals the kernel's (``==``, and a
+window with a NaN gives NaN in both). Two bit patterns can differ where nothing downstream sees them: a tie
+between +0.0 and −0.0 (``torch.maximum``'s vectorised loop may return the other zero than the kernel,
+which keeps the first; the next convolution adds the products to +0.0, which erases the sign) and a NaN's
+payload. Making them match too (``torch.where`` with the kernel's rule) cost more than the kernel itself,
+so it was not done. Where autograd records the pass, the kernel itself runs: its backward sends each
+window's gradient to the first maximal element, and an index computed here to mimic that was measured no
+faster in a forward+backward pass. A GPU, odd sides, a channels-last or non-float input also take the
+kernel. The default audit's tables were byte-identical with and without it (BENCHMARKS.md).
 
 The fast forward is installed on a module *instance* (:func:`fast_max_pools`), so the module stays an
 ``nn.MaxPool2d`` for everything that dispatches on its type (DeepLIFT's rules, the incremental occlusion
@@ -28,6 +32,7 @@ from torch import nn
 def _fits(x: torch.Tensor) -> bool:
     return (
         x.ndim == 4
+        and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
         and x.shape[-2] % 2 == 0
         and x.shape[-1] % 2 == 0
