@@ -43,3 +43,25 @@ def test_shape_errors_are_one_line() -> None:
         SsimReference(torch.rand(2, 5, 5))
     with pytest.raises(RobustXAIError, match=r"\[B, H, W\]"):
         ssim_per_image(torch.rand(2, 8, 8), SsimReference(torch.rand(3, 8, 8)))
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+def test_the_attack_gives_the_same_images_with_and_without_references(
+    tiny_model, images, labels, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: the descent with its SSIM sides made once equals the descent that recomputes them."""
+    from robustxai.manipulate import create_manipulation
+    from robustxai.manipulate._search import Problem
+
+    target = torch.zeros(32, 32)
+    target[:8, 24:] = 1.0
+
+    def attack() -> torch.Tensor:
+        atk = create_manipulation("manipulate", method=method, iterations=6, lr=0.05, preset="ssim")
+        return atk(tiny_model, images, labels, target_maps=target)
+
+    with_refs = attack()
+    monkeypatch.setattr(Problem, "images_ssim", property(lambda p: p.images))  # plain tensors instead
+    monkeypatch.setattr(Problem, "target_loss_ssim", property(lambda p: p.target_loss))
+    monkeypatch.setattr(Problem, "target_01_ssim", property(lambda p: p.target_01))
+    assert torch.equal(attack(), with_refs)
