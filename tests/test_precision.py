@@ -173,14 +173,18 @@ def test_training_steps_are_timed_in_float32_under_the_float32_keys(
     monkeypatch.setattr(timing, "measure", spy)
     raw = _raw("bfloat16") | {"cache_dir": str(tmp_path)}
     planner = Planner(validate_config(raw))
-    planner.times(*planner.works(planner.cfg), "cpu")
+    per_unit, training = planner.works(planner.cfg)
+    planner.times(per_unit, training, "cpu")
+    planner.train_times(training, "cpu")
     assert ("float32", True) in seen and ("bfloat16", False) in seen
     assert all(p == "float32" for p, train in seen if train)  # training runs float32: timed so
     assert all(m.precision == "bfloat16" for m in planner.models.values())  # restored afterwards
     # the float32 plan reads the same training timings back (no new measurement of a training step)
     seen.clear()
     plain = Planner(validate_config(_raw() | {"cache_dir": str(tmp_path)}))
-    plain.times(*plain.works(plain.cfg), "cpu")
+    per_unit, training = plain.works(plain.cfg)
+    plain.times(per_unit, training, "cpu")
+    plain.train_times(training, "cpu")
     assert not [s for s in seen if s[1]]
 
 
