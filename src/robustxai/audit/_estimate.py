@@ -333,7 +333,7 @@ def estimate_audit(
     elif gpu_measured:
         gpu_times = planner.times(per_unit, training, "cuda")
         gpu_train = planner.train_times(training, "cuda")
-        gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times, None, None, gpu_train)[0])
+        gpu_total = sum(s.seconds for s in _stages(per_unit, training, gpu_times, train_times=gpu_train)[0])
     else:
         gpu_total = total / gpu_speedup
     return AuditEstimate(

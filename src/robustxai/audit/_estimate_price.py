@@ -17,6 +17,7 @@ __all__ = [
     "StepTimes",
     "call_seconds",
     "nearest",
+    "pick_batches",
     "step_seconds",
     "work_bytes",
     "work_seconds",

@@ -113,17 +113,21 @@ def _check_ssim_shape(a: torch.Tensor, b: torch.Tensor) -> None:
         raise RobustXAIError(f"ssim needs maps of at least {win}×{win} pixels, got {h}×{w}")
 
 
+def _values(side: torch.Tensor | SsimReference) -> torch.Tensor:
+    return side.values if isinstance(side, SsimReference) else side
+
+
 def _window_means(
     a: torch.Tensor | SsimReference, b: torch.Tensor | SsimReference
 ) -> tuple[torch.Tensor, ...]:
     """μa, μb, μa², μb², μab over every 7×7 window, taking a reference's own means from it."""
-    x = (a.values if isinstance(a, SsimReference) else a)[:, None]
-    y = (b.values if isinstance(b, SsimReference) else b)[:, None]
-    planes = ([] if isinstance(a, SsimReference) else [x, x * x]) + (
-        [] if isinstance(b, SsimReference) else [y, y * y]
-    )
+    x, y = _values(a)[:, None], _values(b)[:, None]
+    raw: list[torch.Tensor] = []  # the planes of a side that is not a reference: t, t²
+    for side, t in ((a, x), (b, y)):
+        if not isinstance(side, SsimReference):
+            raw += [t, t * t]
     # Unpadded 7×7 box mean: avg_pool2d's numbers (box_mean), an order of magnitude faster than conv2d.
-    stats = list(torch.split(box_mean(torch.cat([*planes, x * y]), SSIM_WIN_SIZE), len(x), dim=0))
+    stats = list(torch.split(box_mean(torch.cat([*raw, x * y]), SSIM_WIN_SIZE), len(x), dim=0))
     ux, uxx = (a.mean, a.mean_sq) if isinstance(a, SsimReference) else (stats.pop(0), stats.pop(0))
     uy, uyy = (b.mean, b.mean_sq) if isinstance(b, SsimReference) else (stats.pop(0), stats.pop(0))
     return ux, uy, uxx, uyy, stats.pop(0)
@@ -145,9 +149,7 @@ def ssim_per_image(a: torch.Tensor | SsimReference, b: torch.Tensor | SsimRefere
     Raises:
         RobustXAIError: On a shape mismatch or images smaller than the 7×7 window.
     """
-    _check_ssim_shape(
-        a.values if isinstance(a, SsimReference) else a, b.values if isinstance(b, SsimReference) else b
-    )
+    _check_ssim_shape(_values(a), _values(b))
     ux, uy, uxx, uyy, uxy = _window_means(a, b)
     n_pix = SSIM_WIN_SIZE**2
     cov_norm = n_pix / (n_pix - 1)
