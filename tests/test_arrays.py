@@ -47,3 +47,15 @@ def test_minmax_is_differentiable_and_exact_on_tiny_spans() -> None:
     assert torch.autograd.gradcheck(minmax, (x,))
     tiny = torch.tensor([[[0.0, 1e-9], [5e-10, 0.0]]])
     assert float(minmax(tiny).max()) == 1.0  # no ε added to the span
+
+
+def test_minmax_array_of_a_read_only_array_warns_nothing_and_leaves_it() -> None:
+    import warnings
+
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    arr.flags.writeable = False  # as an array unpickled from Ray's object store
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.from_numpy of a read-only array warns
+        out = minmax_array(arr)
+    np.testing.assert_allclose(out, arr / 5.0)
+    assert not arr.flags.writeable and arr[1, 2] == 5.0

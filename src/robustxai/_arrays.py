@@ -38,5 +38,8 @@ def minmax_array(array: np.ndarray) -> np.ndarray:
     arr = np.asarray(array)
     if arr.size == 0:
         return arr.copy()
-    out: np.ndarray = minmax(torch.from_numpy(np.ascontiguousarray(arr))[None])[0].numpy()
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. an array unpickled from Ray's object store: torch would warn
+        arr = arr.copy()
+    out: np.ndarray = minmax(torch.from_numpy(arr)[None])[0].numpy()
     return out

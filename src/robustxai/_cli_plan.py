@@ -36,6 +36,11 @@ GpuSpeedup = Annotated[
 ]
 
 
+def processes_option(text: str) -> int | str:
+    """``--processes``: a whole number, or the word as given (``auto``; the config refuses anything else)."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
 def show_plan(
     console: Console, cfg: AuditConfig, max_minutes: float | None, workers: int, gpu_speedup: float
 ) -> AuditEstimate:

@@ -22,7 +22,15 @@ from rich.table import Table
 
 from robustxai._cli_errors import cli_errors, console, one_line, sigterm_as_interrupt, state
 from robustxai._cli_help import PlainHelpCommand, PlainHelpGroup
-from robustxai._cli_plan import ConfigArg, MaxMinutes, ProfileOpt, plan_command, plan_first, with_predictions
+from robustxai._cli_plan import (
+    ConfigArg,
+    MaxMinutes,
+    ProfileOpt,
+    plan_command,
+    plan_first,
+    processes_option,
+    with_predictions,
+)
 from robustxai._cli_progress import progress_display
 from robustxai._cli_trust import AllowDownload, TrustCheckpoint, refuse_ungranted
 from robustxai._errors import RobustXAIError
@@ -81,6 +89,10 @@ def audit(
         str | None, typer.Option(help="Where units run: local (default) or ray (needs the ray extra).")
     ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (--executor ray).")] = None,
+    processes: Annotated[
+        str | None,
+        typer.Option(help="Local executor: N units at once on worker processes of one thread each, or auto."),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -107,7 +119,9 @@ def audit(
 
     sigterm_as_interrupt()
     with _user_errors():
-        ex: dict[str, str] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
+        ex: dict[str, object] = {k: v for k, v in (("kind", executor), ("address", address)) if v is not None}
+        if processes is not None:
+            ex["processes"] = processes_option(processes)
         cfg = load_config(
             config, profile=profile, cache_dir=str(cache_dir) if cache_dir else None, executor=ex or None
         )

@@ -29,6 +29,7 @@ from robustxai._errors import ConfigError
 from robustxai.audit import _config_budgets
 from robustxai.audit._config_budgets import check_attack_budgets, check_linf, check_manipulation_budgets
 from robustxai.audit._config_errors import did_you_mean, format_validation_error, huge_ints
+from robustxai.audit._config_executor import ExecutorConfig
 from robustxai.data._files import DEFAULT_MAX_PIXELS
 
 PROFILES = ("smoke", "default", "paper")
@@ -259,25 +260,6 @@ class SanityConfig(_Strict):
     n_images: int = Field(16, ge=1, description="images the checks probe")
     masking_gap: float = Field(
         0.10, ge=0, le=1, description="flag gradient masking when PGD's robust accuracy tops APGD's by this"
-    )
-
-
-class ExecutorConfig(_Strict):
-    """Where units of work run. A run may resume under other settings.
-
-    On the CPU the executors give identical results; on a GPU, numbers may differ from the CPU's in the last
-    digits (floating-point order), so compare runs made on the same kind of device.
-    """
-
-    kind: Literal["local", "ray"] = "local"
-    address: str | None = Field(None, description="Ray cluster address (default: a new local Ray)")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs each Ray task reserves")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs each Ray task reserves")
-    device: Literal["cpu", "cuda"] | None = Field(
-        None,
-        description="where units compute: unset = the CPU (local) or the GPU a Ray task was given "
-        "(num_gpus > 0); 'cuda' = the GPU (local: refused when torch sees none; ray: needs num_gpus > 0); "
-        "'cpu' = the CPU",
     )
 
 

@@ -8,6 +8,8 @@ times measured on this machine with the real models at the batch sizes they run 
 costs its epochs (an upper bound: early stopping may end sooner). It also says what a GPU (measured when one
 is present, else an assumed speed-up that it names as such) and an N-worker Ray cluster would take, and
 ``max_minutes`` trims the explained and manipulated images until the prediction fits.
+With ``[executor] processes = N`` (N ≥ 2) the units' passes are timed on one thread, as the workers run
+them, and their wall time is the executor's own schedule (:func:`~robustxai.audit._executor_pool.makespan`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from robustxai.audit._estimate_price import (
     CallTimes,
     StepTimes,
     call_seconds,
+    local_processes,
     pick_batches,
     step_seconds,
+    torch_threads,
+    units_wall,
     work_bytes,
     work_seconds,
 )
@@ -51,6 +56,8 @@ from robustxai.training._fit import epoch_passes
 log = logging.getLogger(__name__)
 
 STAGES = ("training", "sanity", "attack", "explain", "manipulate", "report")
+#: Stages that run in the driver process whatever the executor.
+DRIVER_STAGES = ("training", "report")
 #: Speed-up of one pass on a GPU over this CPU assumed when no CUDA device is present to measure it.
 ASSUMED_GPU_SPEEDUP = 20.0
 #: Ray: seconds to start (``ray.init``) and per new worker (its torch import), measured (DESIGN.md).
@@ -81,7 +88,8 @@ class AuditEstimate:
     Attributes:
         cfg: The configuration the prediction is for (trimmed by ``max_minutes`` when it had to be).
         stages: The stages in the order they run.
-        unit_seconds: Predicted seconds of every unit by id (the progress display starts from these).
+        unit_seconds: Predicted seconds of wall time of every unit by id, its own time ÷ ``processes`` (the
+            progress display starts from these).
         trimmed: What ``max_minutes`` trimmed, one phrase each (empty when nothing was).
         device: Where the passes were timed.
         models: Per model: the measured pass times by batch size.
@@ -89,6 +97,9 @@ class AuditEstimate:
         gpu_seconds: Predicted total on a GPU; ``gpu_measured`` says whether its passes were timed.
         workers: Ray workers of the cluster projection.
         to_train: Models that would be trained now (not cached).
+        processes: The local executor's worker processes (1: units in the driver, on torch's threads).
+        units_wall: With ``processes`` ≥ 2, the units' predicted wall time (their schedule and the
+            workers' start); the stages' seconds are then one thread's time.
     """
 
     cfg: AuditConfig
@@ -106,11 +117,14 @@ class AuditEstimate:
     remeasured: str = ""  # cached timings measured again and why (TimingCache.remeasured_text)
     settled: list[str] = field(default_factory=list)  # per-model layout and "auto" batch size, one line each
     training_models: dict[str, dict[int, PassTime]] = field(default_factory=dict)  # training steps, float32
+    processes: int = 1
+    units_wall: float = 0.0
 
     @property
     def seconds(self) -> float:
-        """The predicted total."""
-        return sum(s.seconds for s in self.stages)
+        """The predicted total (wall time)."""
+        driver = sum(s.seconds for s in self.stages if self.processes == 1 or s.name in DRIVER_STAGES)
+        return driver + self.units_wall  # 0 in-process
 
     @property
     def peak_bytes(self) -> int:
@@ -120,8 +134,8 @@ class AuditEstimate:
     def ray_seconds(self, workers: int | None = None) -> float:
         """Predicted total on ``workers`` Ray workers: training stays on the driver, units spread out."""
         n = max(int(workers or self.workers), 1)
-        fixed = sum(s.seconds for s in self.stages if s.name in ("training", "report"))
-        parallel = self.seconds - fixed
+        fixed = sum(s.seconds for s in self.stages if s.name in DRIVER_STAGES)
+        parallel = sum(s.seconds for s in self.stages if s.name not in DRIVER_STAGES)
         return fixed + parallel / n + RAY_START_S + RAY_WORKER_S
 
 
@@ -312,20 +326,23 @@ def estimate_audit(
     """
     planner = Planner(cfg, progress, timing)
     cfg = planner.cfg  # layouts and "auto" batch sizes settled
+    processes = local_processes(cfg, planner.device)
     per_unit, training = planner.works(cfg)
-    times = planner.times(per_unit, training, planner.device)
-    train = planner.train_times(training, planner.device)
-    steps = planner.step_times(per_unit, planner.device)
-    calls = planner.call_times(per_unit, planner.device)
+    train = planner.train_times(training, planner.device)  # training runs in the driver, on its threads
+    with torch_threads(1 if processes > 1 else None):  # a worker process computes on one thread
+        times = planner.times(per_unit, training, planner.device)
+        steps = planner.step_times(per_unit, planner.device)
+        calls = planner.call_times(per_unit, planner.device)
     trimmed: list[str] = []
     if max_minutes is not None:
         from robustxai.audit._estimate_trim import trim_to_fit
 
         cfg, trimmed = trim_to_fit(
-            cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps, calls, train)
+            cfg, max_minutes * 60.0, lambda c: _total(planner, c, times, steps, calls, train, processes)
         )
         per_unit, training = planner.works(cfg)
     stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train)
+    wall = units_wall(per_unit, unit_seconds, processes)
     total = sum(s.seconds for s in stages)
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
@@ -339,7 +356,7 @@ def estimate_audit(
     return AuditEstimate(
         cfg=cfg,
         stages=stages,
-        unit_seconds=unit_seconds,
+        unit_seconds={k: v / processes for k, v in unit_seconds.items()},  # each unit's share of wall time
         trimmed=trimmed,
         device=planner.device,
         models=times,
@@ -352,6 +369,8 @@ def estimate_audit(
         measured=planner.timing.measured,
         remeasured=planner.timing.remeasured_text(),
         settled=planner.settled,
+        processes=processes,
+        units_wall=wall,
     )
 
 
@@ -362,9 +381,12 @@ def _total(
     steps: StepTimes,
     calls: CallTimes | None = None,
     train_times: dict[str, dict[int, PassTime]] | None = None,
+    processes: int = 1,
 ) -> float:
     per_unit, training = planner.works(cfg)
-    return sum(s.seconds for s in _stages(per_unit, training, times, steps, calls, train_times)[0])
+    stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train_times)
+    driver = sum(s.seconds for s in stages if processes == 1 or s.name in DRIVER_STAGES)
+    return driver + units_wall(per_unit, unit_seconds, processes)  # 0 in-process
 
 
 def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:

@@ -6,7 +6,16 @@ readable; the estimate re-exports these names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+
+from robustxai.audit._config import AuditConfig
+from robustxai.audit._executor import resolve_processes
+from robustxai.audit._executor_pool import makespan
 from robustxai.audit._passes import Work
+from robustxai.audit._plan import Unit
 from robustxai.audit._timing import PassTime
 from robustxai.audit._timing_explain import CallTime
 from robustxai.audit._timing_manip import StepTime
@@ -16,14 +25,19 @@ __all__ = [
     "CallTimes",
     "StepTimes",
     "call_seconds",
+    "local_processes",
     "nearest",
     "pick_batches",
     "step_seconds",
+    "torch_threads",
+    "units_wall",
     "work_bytes",
     "work_seconds",
 ]
 
 MAX_TIMED_BATCHES = 3
+#: Local worker processes: seconds until the first can run a unit (spawn, torch import, the models).
+POOL_START_S = 4.0
 #: Measured manipulation steps by (model, work label) and batch size.
 StepTimes = dict[tuple[str, str], dict[int, StepTime]]
 #: Measured explainer calls (occlusion) by (model, explainer).
@@ -75,3 +89,31 @@ def work_bytes(work: Work, times: dict[int, PassTime]) -> int:
     t = nearest(times, max(work.rows, 1))
     act = t.activation_bytes / t.batch * work.rows if (work.backward or work.train) else 0.0
     return int(t.param_bytes * (4 if work.train else 1) + act)
+
+
+def local_processes(cfg: AuditConfig, device: str) -> int:
+    """The local executor's worker processes for ``cfg`` (1 under Ray, whose tasks are priced apart)."""
+    if cfg.executor.kind != "local":
+        return 1
+    return resolve_processes(cfg.executor.processes, device)
+
+
+def units_wall(
+    per_unit: Sequence[tuple[Unit, object]], unit_seconds: Mapping[str, float], processes: int
+) -> float:
+    """The units' wall time on ``processes`` worker processes (0 in the driver: the stages' sum is it)."""
+    if processes <= 1 or not per_unit:
+        return 0.0
+    return POOL_START_S + makespan([u for u, _ in per_unit], unit_seconds, processes)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Time passes on ``n`` torch threads (``None``: as they are), restoring the count afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

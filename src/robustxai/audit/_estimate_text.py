@@ -40,11 +40,21 @@ def _stage_line(s: StagePlan) -> str:
     return f"{head}   {_passes(s.forward, s.backward, s.train)} image passes{mem}"
 
 
+def _total_note(est: AuditEstimate) -> str:
+    if est.processes <= 1:
+        return f"peak memory ≈ {_mb(est.peak_bytes)}"
+    return (
+        f"wall time of {est.processes} units at once on worker processes of one thread each (training and "
+        f"the report in this one); peak memory ≈ {_mb(est.peak_bytes)} per worker"
+    )
+
+
 def plan_lines(est: AuditEstimate) -> list[str]:
     """Header, measured pass times per model, one line per stage (and per method), total, GPU and Ray."""
     threads = torch.get_num_threads()
     load = Conditions.now().load
-    here = f"{est.device}, {threads} threads" + ("" if load is None else f", load {load:.2f}/core")
+    on = f"{threads} threads" if est.processes <= 1 else f"one thread, as each of {est.processes} workers"
+    here = f"{est.device}, {on}" + ("" if load is None else f", load {load:.2f}/core")
     again = f" ({est.remeasured})" if est.remeasured else ""
     lines = [
         f"plan of audit {est.cfg.name!r}: passes × per-pass times measured here "
@@ -65,7 +75,10 @@ def plan_lines(est: AuditEstimate) -> list[str]:
         lines.append(f"  to train now (not cached; epochs are an upper bound): {', '.join(est.to_train)}")
     else:
         lines.append("  every trained model is cached: training costs nothing")
-    lines.append("stages (predicted wall time, image passes, peak memory):")
+    if est.processes > 1:
+        lines.append("stages (one thread's time, image passes, peak memory of one process):")
+    else:
+        lines.append("stages (predicted wall time, image passes, peak memory):")
     for s in est.stages:
         lines.append(_stage_line(s))
         for label, (fwd, bwd, train) in s.by_method.items():
@@ -73,7 +86,7 @@ def plan_lines(est: AuditEstimate) -> list[str]:
             if len(s.by_method) > 1 or priced:
                 note = f" (the full computation's passes; priced by {priced}, not by these)" if priced else ""
                 lines.append(f"      {label}: {_passes(fwd, bwd, train)}{note}")
-    lines.append(f"  {'total':<11}{format_seconds(est.seconds):>9}   peak memory ≈ {_mb(est.peak_bytes)}")
+    lines.append(f"  {'total':<11}{format_seconds(est.seconds):>9}   {_total_note(est)}")
     gpu = (
         "measured on this machine's GPU"
         if est.gpu_measured

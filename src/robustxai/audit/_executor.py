@@ -1,8 +1,9 @@
 """Executors run the planned units and hand each result to the driver, which alone writes the store.
 
-- ``local`` (default): runs units one after another in this process, in plan order. It reads the images of
-  one shard at a time (:class:`robustxai.audit._plan.AuditData`), so peak memory does not grow with the data
-  set.
+- ``local`` (default): runs units one after another in this process, in plan order, on torch's threads;
+  with ``[executor] processes = N`` (N ≥ 2, or ``"auto"``: one per core) it runs N units at once on worker
+  processes of one thread each (:mod:`robustxai.audit._executor_pool`). It reads the images of one shard
+  at a time (:class:`robustxai.audit._plan.AuditData`), so peak memory does not grow with the data set.
 - ``ray``: units become Ray tasks (see :mod:`robustxai.audit._executor_ray`); Ray is imported only then.
 
 :func:`robustxai.audit._executors.create_executor` picks one by name (it lives apart from both, so neither
@@ -21,6 +22,7 @@ are exactly what they always were. GPU numbers may differ from CPU numbers in th
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,6 +35,8 @@ from robustxai.audit._plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_u
 from robustxai.models import ModelWrapper
 
 DEVICES = ("cpu", "cuda")
+#: The most worker processes ``processes = "auto"`` starts (each holds torch and every model: ≈ 0.3 GB+).
+AUTO_PROCESSES = 8
 
 Commit = Callable[[Unit, UnitResult], None]
 
@@ -45,6 +49,7 @@ class ExecutionContext:
     data: AuditData
     models: dict[str, ModelWrapper]
     model_keys: dict[str, str] = field(default_factory=dict)  # e.g. the model cache key
+    unit_seconds: dict[str, float] = field(default_factory=dict)  # the plan's predictions, where known
 
     def prepare(self, unit: Unit) -> object:
         """Load a unit's inputs on the driver."""
@@ -86,6 +91,29 @@ def choose_device(requested: str | None, *, cuda_available: bool, gpus_assigned:
     return "cuda" if gpus_assigned and cuda_available else "cpu"
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def resolve_processes(processes: int | str, device: str = "cpu") -> int:
+    """``[executor] processes`` as a count: ``"auto"`` is one per usable core, at most :data:`AUTO_PROCESSES`.
+
+    On a GPU the units share one device, so they run in this process (1) whatever was asked.
+
+    Raises:
+        ConfigError: For anything but ``"auto"`` or a whole number ≥ 1.
+    """
+    if processes == "auto":
+        count = min(usable_cores(), AUTO_PROCESSES)
+    elif isinstance(processes, int) and not isinstance(processes, bool) and processes >= 1:
+        count = processes
+    else:
+        raise ConfigError(f"executor.processes must be 'auto' or a whole number ≥ 1, got {processes!r}")
+    return 1 if device != "cpu" else count
+
+
 def to_device(value: object, device: str) -> object:
     """``value`` with every tensor inside it (dataclass fields, dicts, lists, tuples) moved to ``device``."""
     if isinstance(value, torch.Tensor):
@@ -119,11 +147,14 @@ def run_unit_on(
 
 
 class LocalExecutor:
-    """Runs units in this process, in plan order (which puts each unit after its dependencies).
+    """Runs units on this machine: in this process, in plan order, or on worker processes.
 
     Args:
         device: ``[executor] device`` (see :func:`choose_device`): ``None`` or ``"cpu"`` computes on the CPU;
             ``"cuda"`` moves each model to the GPU once and every unit's inputs with it.
+        processes: ``[executor] processes`` (see :func:`resolve_processes`): 1 runs every unit in this
+            process on torch's threads; N ≥ 2 runs N units at once on worker processes of one thread each
+            (:mod:`robustxai.audit._executor_pool`; the CPU only).
 
     Raises:
         ConfigError: For ``device="cuda"`` where torch sees no CUDA device (before any work starts).
@@ -131,14 +162,30 @@ class LocalExecutor:
 
     name = "local"
     device = "cpu"
+    processes = 1
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, processes: int | str = 1) -> None:
         self.device = choose_device(device, cuda_available=torch.cuda.is_available())
+        self.processes = resolve_processes(processes, self.device)
 
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
+        if self.processes > 1:
+            from robustxai.audit._executor_pool import run_in_processes
+
+            run_in_processes(units, ctx.cfg, ctx.data, ctx.models, commit, self.processes, ctx.unit_seconds)
+            return
         for unit in units:
             model = ctx.models[unit.model]
             if self.device != "cpu":
                 model = model.to(self.device)  # in place, so once per model
             commit(unit, run_unit_on(unit, model, ctx.cfg, ctx.prepare(unit), self.device))
+
+
+def run_order(ex: Executor, units: list[Unit], ctx: ExecutionContext) -> list[Unit]:
+    """The order ``ex`` starts ``units`` in, where it decides one (the progress display's ETAs follow it)."""
+    if isinstance(ex, LocalExecutor) and ex.processes > 1:
+        from robustxai.audit._executor_pool import start_order
+
+        return start_order(units, ctx.unit_seconds)
+    return units

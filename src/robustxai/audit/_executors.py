@@ -21,6 +21,7 @@ def create_executor(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     device: str | None = None,
+    processes: int | str = 1,
 ) -> Executor:
     """The executor called ``kind``.
 
@@ -30,6 +31,8 @@ def create_executor(
         num_cpus: CPUs each Ray task reserves.
         num_gpus: GPUs each Ray task reserves (a task with a GPU computes on it unless ``device="cpu"``).
         device: Where units compute (see :func:`choose_device`).
+        processes: The local executor's worker processes
+            (:func:`robustxai.audit._executor.resolve_processes`); Ray has its own.
 
     Raises:
         ConfigError: For an unknown kind, options that the kind does not take, or a device it cannot use.
@@ -37,7 +40,7 @@ def create_executor(
     if kind == "local":
         if address is not None:
             raise ConfigError("--address is only used with --executor ray")
-        return LocalExecutor(device)
+        return LocalExecutor(device, processes)
     if kind == "ray":
         from robustxai.audit._executor_ray import RayExecutor
 

@@ -144,6 +144,11 @@ class ProgressTracker:
             return f"{state.description}: {state.done}/{state.total}, elapsed {elapsed}, {state.eta_text()}"
 
 
+def predictions(progress: Progress) -> dict[str, float]:
+    """The plan's predicted seconds per unit id that a progress display holds (the CLI gives them)."""
+    return dict(progress.predicted) if isinstance(progress, ProgressTracker) else {}
+
+
 class LineProgress(ProgressTracker):
     """Plain progress lines: a task's start and end, and every ``interval`` seconds each running task.
 

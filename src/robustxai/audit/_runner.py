@@ -37,7 +37,7 @@ from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._config_toml import dump_toml
 from robustxai.audit._data_checks import DATA_CODE, data_warnings
-from robustxai.audit._executor import ExecutionContext, Executor
+from robustxai.audit._executor import ExecutionContext, Executor, run_order
 from robustxai.audit._executors import create_executor
 from robustxai.audit._grants import Grants, check_grants
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
@@ -50,7 +50,7 @@ from robustxai.audit._plan import (
     primary_condition,
     save_arrays,
 )
-from robustxai.audit._progress import LogProgress, Progress, UnitStages
+from robustxai.audit._progress import LogProgress, Progress, UnitStages, predictions
 from robustxai.audit._rundir import config_differences, prepare_run_dir, refuse_foreign
 from robustxai.audit._runlock import RunLock
 from robustxai.audit._stages_data import build_datasets, build_transform_list
@@ -244,7 +244,7 @@ def run_audit(
     grants = Grants(trust_checkpoint=trust_checkpoint, allow_download=allow_download)
     warnings = check_grants(cfg, grants) + check_config(cfg)
     e = cfg.executor
-    ex = executor or create_executor(e.kind, e.address, e.num_cpus, e.num_gpus, e.device)
+    ex = executor or create_executor(e.kind, e.address, e.num_cpus, e.num_gpus, e.device, e.processes)
     out = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     resolved = cfg.model_dump()
     refuse_foreign(out, fresh)  # before anything, even the lock file, is written there
@@ -309,7 +309,7 @@ def _audit(
         log.info("running %d units on the %s executor", len(todo), ex.name)
         t = time.perf_counter()
         keys = {name: str(info.get("cache_key", name)) for name, info in model_infos.items()}
-        ctx = ExecutionContext(cfg, data, models, keys)
+        ctx = ExecutionContext(cfg, data, models, keys, predictions(prog))
         n_done, failed = _run_units(ex, todo, ctx, store, prog, skipped, len(units))
         timings["units"] = time.perf_counter() - t
         store.add_warnings(masking_warnings(store.table("predictions"), cfg))
@@ -362,7 +362,7 @@ def _run_units(
     store.delete_warnings(FAILED_CODE)  # this run decides afresh which models fail
     failed = nonfinite_weights(ctx.models)
     committed: set[str] = set()
-    stages = UnitStages(prog, todo)  # one progress task per model × stage
+    stages = UnitStages(prog, run_order(ex, todo, ctx))  # one progress task per model × stage
 
     def commit(unit: Unit, result: UnitResult) -> None:
         if result.error is not None:

@@ -1,0 +1,306 @@
+"""``[executor] processes``: units on worker processes of one thread each (audit/_executor_pool.py).
+
+The reference for the numbers is the in-process executor on one torch thread: every unit then runs the same
+operations on one thread, so the store must be row-for-row equal, and equal for any number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from robustxai import ConfigError, RobustXAIError
+from robustxai._pipeline import run_audit
+from robustxai.audit import load_config
+from robustxai.audit._estimate import estimate_audit
+from robustxai.audit._estimate_price import POOL_START_S
+from robustxai.audit._estimate_text import plan_lines
+from robustxai.audit._executor import AUTO_PROCESSES, LocalExecutor, resolve_processes, usable_cores
+from robustxai.audit._executor_pool import makespan, start_order
+from robustxai.audit._plan import Unit
+from robustxai.audit._runner import AuditInterrupted
+from robustxai.audit._timing import PassTime, TimingCache
+from robustxai.results import Store
+
+#: This file tests internals (tests/test_public_api.py requires the marker).
+WHITE_BOX = "tests internals of robustxai.audit._executor and robustxai.audit._executor_pool"
+
+TINY = {
+    "name": "tiny-processes",
+    "batch_size": 4,
+    "data": {"n_train": 60, "n_test": 20, "size": 32, "write_to_disk": False},
+    "training": {"epochs": 1, "attack_steps": 1, "eps_warmup_epochs": 0},
+    "models": [
+        {"name": "a", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}},
+        {"name": "b", "arch": "smallcnn-attention", "arch_kwargs": {"widths": [4, 8, 8, 8]}},
+    ],
+    "explain": {"methods": ["saliency", "smoothgrad", "gradcam"], "n_images": 4, "batch_size": 2},
+    "manipulation": {"methods": ["saliency"], "models": ["a"], "n_images": 2, "iterations": 3},
+    "report": {"n_figure": 1},
+}
+
+
+def tiny(processes: int | str) -> Any:
+    return load_config(profile="smoke", **{**TINY, "executor": {"processes": processes}})
+
+
+def unit(uid: str, kind: str = "robustness", deps: tuple[str, ...] = ()) -> Unit:
+    return Unit(id=uid, kind=kind, model="a", shard=0, indices=(0,), deps=deps)
+
+
+# --- the setting -------------------------------------------------------------------------------------------
+
+
+def test_processes_resolve_to_a_count() -> None:
+    assert resolve_processes(1) == 1 and resolve_processes(3) == 3
+    assert resolve_processes("auto") == min(usable_cores(), AUTO_PROCESSES) >= 1
+    assert resolve_processes(4, "cuda") == 1  # one GPU: its units run in this process
+    for bad in (0, -2, True, "all", 2.5):
+        with pytest.raises(ConfigError, match="executor.processes must be 'auto' or a whole number ≥ 1"):
+            resolve_processes(bad)  # type: ignore[arg-type]
+    assert LocalExecutor(processes=2).processes == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "many", 1.5, 1000])
+def test_config_refuses_bad_processes(bad: object) -> None:
+    with pytest.raises(ConfigError, match="executor.processes"):
+        load_config(profile="smoke", executor={"processes": bad})
+
+
+def test_config_accepts_auto_and_counts() -> None:
+    assert load_config(profile="smoke", executor={"processes": "auto"}).executor.processes == "auto"
+    assert load_config(profile="smoke", executor={"processes": 2}).executor.processes == 2
+    assert load_config(profile="smoke").executor.processes == 1  # the library's default: in-process
+
+
+# --- the schedule ------------------------------------------------------------------------------------------
+
+
+def test_start_order_puts_manipulation_first_and_keeps_plan_order() -> None:
+    units = [
+        unit("r1"),
+        unit("e1", "explanation"),
+        unit("m1", "manipulation"),
+        unit("r2"),
+        unit("m2", "manipulation"),
+    ]
+    assert [u.id for u in start_order(units)] == ["m1", "m2", "r1", "e1", "r2"]  # no predictions
+    assert [u.id for u in start_order(units, {})] == ["m1", "m2", "r1", "e1", "r2"]
+
+
+def test_start_order_with_predictions_starts_the_longest_chain_first() -> None:
+    units = [
+        unit("r1"),  # 1 s, but two explanations of 5 s and 2 s wait for it: chain 6 s
+        unit("r2"),  # 2 s, nothing waits: chain 2 s
+        unit("m1", "manipulation"),  # 4 s alone
+        unit("e1", "explanation", deps=("r1",)),
+        unit("e2", "explanation", deps=("r1",)),
+        unit("r3"),  # 2 s: ties with r2, which the plan puts first
+    ]
+    seconds = {"r1": 1.0, "r2": 2.0, "m1": 4.0, "e1": 5.0, "e2": 2.0, "r3": 2.0}
+    assert [u.id for u in start_order(units, seconds)] == ["r1", "e1", "m1", "r2", "e2", "r3"]
+
+
+def brute_force_makespan(units: list[Unit], seconds: dict[str, float], n: int) -> float:
+    """Time-stepped simulation (0.5-s ticks) of the same rule, written independently."""
+    order = start_order(units, seconds)
+    end: dict[str, float] = {}
+    busy: list[tuple[str, float]] = []
+    t = 0.0
+    while len(end) < len(units):
+        busy = [(uid, stop) for uid, stop in busy if stop > t]
+        for u in order:
+            if len(busy) == n:
+                break
+            if u.id in end or any(uid == u.id for uid, _ in busy):
+                continue
+            if all(d in end and end[d] <= t for d in u.deps):
+                busy.append((u.id, t + seconds[u.id]))
+                end[u.id] = t + seconds[u.id]
+        t += 0.5
+    return max(end.values())
+
+
+def test_makespan_matches_a_brute_force_schedule() -> None:
+    units = [
+        unit("r1"),
+        unit("r2"),
+        unit("e1", "explanation", deps=("r1",)),
+        unit("e2", "explanation", deps=("r1", "r2")),
+        unit("m1", "manipulation"),
+        unit("s1", "sanity"),
+    ]
+    seconds = {"r1": 2.0, "r2": 3.0, "e1": 1.5, "e2": 4.0, "m1": 6.0, "s1": 0.5}
+    for n in (1, 2, 3, 8):
+        assert makespan(units, seconds, n) == brute_force_makespan(units, seconds, n)
+    assert makespan(units, seconds, 1) == sum(seconds.values())
+    assert makespan(units, seconds, 8) == 7.0  # the longest chain: r2 (0–3 s), then e2 (3–7 s)
+    # by hand: r2 0–3 and r1 0–2; m1 2–8 (its chain, 6 s, beats e1's); e2 3–7; e1 7–8.5; s1 8–8.5
+    assert makespan(units, seconds, 2) == 8.5
+    assert makespan([], {}, 2) == 0.0
+    assert makespan([unit("x", deps=("done-before",))], {"x": 1.0}, 2) == 1.0  # outside deps count as done
+
+
+# --- the numbers -------------------------------------------------------------------------------------------
+
+
+def store_tables(store: Path) -> dict[str, pd.DataFrame]:
+    with Store(store, readonly=True) as s:
+        return {t: s.table(t) for t in ("units", "predictions", "metrics")}
+
+
+@pytest.mark.slow
+def test_workers_give_the_one_thread_store_for_any_count(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = run_audit(tiny(1), tmp_path / "one-thread")
+    finally:
+        torch.set_num_threads(threads)
+    two = run_audit(tiny(2), tmp_path / "two")
+    three = run_audit(tiny(3), tmp_path / "three")
+    assert torch.get_num_threads() == threads  # the driver's own threads are untouched
+    assert two.units_run == three.units_run == reference.units_run > 0
+    ref = store_tables(reference.store)
+    for run in (two, three):
+        got = store_tables(run.store)
+        assert sorted(got["units"]["unit"]) == sorted(ref["units"]["unit"]) and got["units"]["unit"].is_unique
+        for table in ("predictions", "metrics"):
+            pd.testing.assert_frame_equal(got[table], ref[table], obj=table)
+        for name in ("robustness", "alignment", "manipulation"):
+            a = (reference.run_dir / "tables" / f"{name}.csv").read_bytes()
+            assert (run.run_dir / "tables" / f"{name}.csv").read_bytes() == a, name
+
+
+# --- interruptions -----------------------------------------------------------------------------------------
+
+
+class _Hook:
+    """A progress display that does something to the run when its ``n``-th unit is committed."""
+
+    def __init__(self, n: int, action: Any) -> None:
+        self.n, self.action, self.count = n, action, 0
+
+    def start(self, description: str, total: int) -> int:
+        return 0
+
+    def advance(self, task: int, steps: int = 1) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.action()
+
+    def finish(self, task: int) -> None:
+        pass
+
+
+def _kill_workers() -> None:
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_a_one_line_error_and_the_run_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(
+        RobustXAIError, match=r"a worker process died while running unit .*run again to resume"
+    ):
+        run_audit(tiny(2), out, progress=_Hook(2, _kill_workers))
+    assert not multiprocessing.active_children()
+    with Store(out / "results.sqlite", readonly=True) as s:
+        saved = len(s.done_units())
+    assert saved >= 2
+    resumed = run_audit(tiny(2), out)
+    assert resumed.units_skipped == saved and resumed.units_run > 0
+    whole = run_audit(tiny(2), tmp_path / "whole")
+    for name in ("robustness", "alignment", "manipulation"):
+        a = (whole.run_dir / "tables" / f"{name}.csv").read_bytes()
+        assert (resumed.run_dir / "tables" / f"{name}.csv").read_bytes() == a, name
+
+
+@pytest.mark.slow
+def test_an_interrupt_stops_every_worker(tmp_path: Path) -> None:
+    with pytest.raises(AuditInterrupted, match="Run the same command again to resume"):
+        run_audit(tiny(2), tmp_path / "run", progress=_Hook(1, _interrupt))
+    assert not multiprocessing.active_children()
+
+
+# --- the plan ----------------------------------------------------------------------------------------------
+
+
+class ThreadsSeen(TimingCache):
+    """Fixed pass times (10 ms forward, 30 ms forward+backward per image) that record the threads asked on."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.seen: list[tuple[bool, int]] = []
+
+    def get(self, spec, model, shape, batch, device="cpu", *, train=False, gradient=True):  # type: ignore[override]
+        self.seen.append((train, torch.get_num_threads()))
+        return PassTime(batch, 0.01 * batch, 0.03 * batch, 0.05 * batch, 1000 * batch, 100)
+
+
+def small(tmp_path: Path, processes: int) -> Any:
+    return load_config(
+        profile="smoke",
+        cache_dir=str(tmp_path / "cache"),
+        data={"n_train": 40, "n_test": 8, "size": 16},
+        models=[{"name": "m", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 4, 4, 4]}}],
+        training={"epochs": 1},
+        explain={"n_images": 3, "batch_size": 3},
+        manipulation=None,
+        executor={"processes": processes},
+    )
+
+
+def test_the_plan_prices_workers_on_one_thread_with_the_executors_schedule(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    one = estimate_audit(small(tmp_path, 1), timing=ThreadsSeen())
+    timing = ThreadsSeen()
+    two = estimate_audit(small(tmp_path, 2), timing=timing)
+    assert torch.get_num_threads() == threads  # restored
+    assert {t for train, t in timing.seen if not train} == {1}  # the units' passes: one thread
+    assert all(t == threads for train, t in timing.seen if train)  # training runs in the driver
+    assert one.processes == 1 and one.units_wall == 0.0
+    assert one.seconds == pytest.approx(sum(s.seconds for s in one.stages))
+    assert two.processes == 2
+    own = {uid: 2 * s for uid, s in two.unit_seconds.items()}  # unit_seconds are wall shares: ÷ processes
+    units = [u for u in plan_units_of(two)]
+    assert two.units_wall == pytest.approx(POOL_START_S + makespan(units, own, 2))
+    driver = sum(s.seconds for s in two.stages if s.name in ("training", "report"))
+    assert two.seconds == pytest.approx(driver + two.units_wall)
+    lines = plan_lines(two)
+    assert "one thread, as each of 2 workers" in lines[0]
+    assert any(
+        "wall time of 2 units at once on worker processes of one thread each" in line for line in lines
+    )
+
+
+def plan_units_of(est: Any) -> list[Unit]:
+    from robustxai.audit._estimate import Planner
+
+    planner = Planner(est.cfg, timing=ThreadsSeen())
+    return [u for u, _ in planner.works(est.cfg)[0]]
+
+
+def test_the_progress_display_follows_the_workers_start_order() -> None:
+    from robustxai.audit._executor import ExecutionContext, run_order
+
+    units = [unit("r1"), unit("m1", "manipulation"), unit("r2")]
+    ctx = ExecutionContext(cfg=None, data=None, models={}, unit_seconds={"r1": 1.0, "m1": 5.0, "r2": 2.0})  # type: ignore[arg-type]
+    assert [u.id for u in run_order(LocalExecutor(processes=2), units, ctx)] == ["m1", "r2", "r1"]
+    assert run_order(LocalExecutor(processes=1), units, ctx) == units  # in-process: the plan's order
+
+
+def test_the_default_profile_uses_a_worker_per_core() -> None:
+    assert load_config(profile="default").executor.processes == "auto"
