@@ -304,3 +304,34 @@ def test_the_progress_display_follows_the_workers_start_order() -> None:
 
 def test_the_default_profile_uses_a_worker_per_core() -> None:
     assert load_config(profile="default").executor.processes == "auto"
+
+
+UNGUARDED = """
+import sys
+import robustxai as rx
+from robustxai.audit import load_config
+
+cfg = load_config(profile="smoke", **{tiny!r}, executor={{"processes": 2}})
+rx.run_audit(cfg, sys.argv[1])  # no if __name__ == "__main__": a spawned worker imports this file again
+"""
+
+
+@pytest.mark.slow
+def test_an_unguarded_script_stops_at_once_with_the_reason(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "audit_script.py"
+    script.write_text(UNGUARDED.format(tiny=TINY))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )
+    assert done.returncode != 0
+    assert "an audit was started inside a robustxai worker process" in done.stderr  # the worker's reason
+    assert "a worker process died while running unit" in done.stderr  # the driver's one line
+    assert 'if __name__ == "__main__":' in done.stderr

@@ -42,14 +42,34 @@ from robustxai.models import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-__all__ = ["makespan", "run_in_processes", "start_order"]
+__all__ = ["makespan", "refuse_in_worker", "run_in_processes", "start_order"]
 
 #: Thread counts of the libraries a worker loads (torch's OpenMP, numpy's BLAS): one, as Ray's one-CPU tasks.
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: Set in the environment of worker processes while they start: :func:`refuse_in_worker` reads it.
+WORKER_ENV = "ROBUSTXAI_AUDIT_WORKER"
 #: Unit kinds that start before the others when ready, longest first (the plan's order breaks ties).
 FIRST_KINDS = ("manipulation",)
 
 _WORKER: dict[str, object] = {}  # in a worker process: "cfg" and "models", set once by _start_worker
+
+
+def refuse_in_worker() -> None:
+    """Refuse an audit started inside a starting worker process (the user's script re-run on its import).
+
+    A spawned worker imports the main script of the driver, as Python's ``spawn`` does; a script that calls
+    ``rx.run_audit`` outside ``if __name__ == "__main__":`` would start the whole audit again in every
+    worker. This stops it at once, and the driver reports the dead worker in one line.
+
+    Raises:
+        RobustXAIError: In a worker process of this module.
+    """
+    if os.environ.get(WORKER_ENV) == "1":
+        raise RobustXAIError(
+            "an audit was started inside a robustxai worker process: the script that calls rx.run_audit runs "
+            'again when a worker imports it; call it under if __name__ == "__main__": (or set [executor] '
+            "processes = 1)"
+        )
 
 
 def _start_worker(cfg: AuditConfig, models: dict[str, ModelWrapper]) -> None:
@@ -152,8 +172,8 @@ def run_in_processes(
     unfinished = {u.id for u in units}
     waiting = start_order(units, seconds)
     n = min(processes, len(units))
-    saved = {k: os.environ.get(k) for k in ONE_THREAD_ENV}
-    os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))  # read by the workers' libraries as they load
+    saved = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, WORKER_ENV)}
+    os.environ.update(dict.fromkeys((*ONE_THREAD_ENV, WORKER_ENV), "1"))  # read by the workers as they load
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(n, mp_context=context, initializer=_start_worker, initargs=(cfg, needed))
     running: dict[Future[UnitResult], Unit] = {}
@@ -176,9 +196,10 @@ def run_in_processes(
                     result = future.result()
                 except BrokenProcessPool:
                     raise RobustXAIError(
-                        f"a worker process died while running unit {unit.id!r} (killed for memory?): the "
-                        "finished units are saved; run again to resume, with [executor] processes = 1 or "
-                        "fewer processes if memory is short"
+                        f"a worker process died while running unit {unit.id!r}: killed for memory (use "
+                        "fewer [executor] processes, or 1), or your script calls rx.run_audit outside "
+                        'if __name__ == "__main__": (see above); the finished units are saved: run it '
+                        "again to resume"
                     ) from None
                 commit(unit, result)
                 unfinished.discard(unit.id)

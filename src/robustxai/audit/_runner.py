@@ -38,6 +38,7 @@ from robustxai.audit._config import AuditConfig
 from robustxai.audit._config_toml import dump_toml
 from robustxai.audit._data_checks import DATA_CODE, data_warnings
 from robustxai.audit._executor import ExecutionContext, Executor, run_order
+from robustxai.audit._executor_pool import refuse_in_worker
 from robustxai.audit._executors import create_executor
 from robustxai.audit._grants import Grants, check_grants
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
@@ -239,6 +240,7 @@ def run_audit(
             (:class:`robustxai.audit._runlock.RunLockedError`), or when no model at all could be audited.
         AuditInterrupted: On Ctrl-C; the store keeps every finished unit.
     """
+    refuse_in_worker()
     t_start = time.perf_counter()
     prog = progress or LogProgress()
     grants = Grants(trust_checkpoint=trust_checkpoint, allow_download=allow_download)
