@@ -213,7 +213,7 @@ def _interrupt() -> None:
 def test_a_dead_worker_is_a_one_line_error_and_the_run_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(
-        RobustXAIError, match=r"a worker process died while running unit .*run again to resume"
+        RobustXAIError, match=r"a worker process died while running unit .*run it again to resume"
     ):
         run_audit(tiny(2), out, progress=_Hook(2, _kill_workers))
     assert not multiprocessing.active_children()

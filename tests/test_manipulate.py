@@ -168,6 +168,41 @@ def test_surrogate_approaches_relu_model_and_smooths_functional_relu(tiny_attent
     torch.testing.assert_close(SoftplusSurrogate(Functional(), beta=3.0)(x), 3 * F.softplus(x, beta=3.0))
 
 
+def test_the_built_in_cnns_run_without_the_function_mode_and_give_the_same_numbers(images) -> None:
+    from robustxai.manipulate import _softplus
+
+    seen = []
+    real = _softplus._SoftplusMode.__torch_function__
+
+    def spy(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        seen.append(func)
+        return real(self, func, types, args, kwargs)
+
+    for arch in ("smallcnn", "smallcnn-attention"):
+        torch.manual_seed(0)
+        model = rx.create_model(arch, widths=[4, 8, 8, 8]).eval()
+        sur = SoftplusSurrogate(model, beta=5.0)
+        assert not sur._mode  # only modules that call no functional ReLU
+        x = images.clone().requires_grad_(True)
+        (fast,) = torch.autograd.grad(sur(x).sum(), x, create_graph=True)
+        sur._mode = True  # the reference: every call through the function mode
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_softplus._SoftplusMode, "__torch_function__", spy)
+            (moded,) = torch.autograd.grad(sur(x).sum(), x, create_graph=True)
+        assert seen  # the reference did go through the mode
+        assert torch.equal(fast, moded)
+
+    class Functional(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(x)
+
+    hooked = rx.create_model("smallcnn", widths=[4, 8, 8, 8]).eval()
+    hooked.net.head.register_forward_hook(lambda m, a, out: F.relu(out))  # a hook may call F.relu
+    wrapped = nn.Sequential(rx.create_model("smallcnn", widths=[4, 8, 8, 8]), Functional())
+    for model in (hooked, wrapped, Functional()):
+        assert SoftplusSurrogate(model, beta=5.0)._mode
+
+
 def test_guided_softplus_backward_rule_and_double_backward() -> None:
     x = torch.randn(20, dtype=torch.float64, requires_grad=True)
     g = torch.randn(20, dtype=torch.float64)
