@@ -23,9 +23,9 @@ from robustxai.audit._estimate import estimate_audit
 from robustxai.audit._estimate_price import POOL_START_S
 from robustxai.audit._estimate_text import plan_lines
 from robustxai.audit._executor import AUTO_PROCESSES, LocalExecutor, resolve_processes, usable_cores
-from robustxai.audit._executor_pool import makespan, start_order
 from robustxai.audit._plan import Unit
 from robustxai.audit._runner import AuditInterrupted
+from robustxai.audit._schedule import makespan, start_order
 from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.results import Store
 
@@ -212,9 +212,7 @@ def _interrupt() -> None:
 @pytest.mark.slow
 def test_a_dead_worker_is_a_one_line_error_and_the_run_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(
-        RobustXAIError, match=r"a worker process died while running unit .*run it again to resume"
-    ):
+    with pytest.raises(RobustXAIError, match=r"a worker process died while running .*run it again to resume"):
         run_audit(tiny(2), out, progress=_Hook(2, _kill_workers))
     assert not multiprocessing.active_children()
     with Store(out / "results.sqlite", readonly=True) as s:
@@ -333,5 +331,76 @@ def test_an_unguarded_script_stops_at_once_with_the_reason(tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert "an audit was started inside a robustxai worker process" in done.stderr  # the worker's reason
-    assert "a worker process died while running unit" in done.stderr  # the driver's one line
+    assert "a worker process died while running " in done.stderr  # the driver's one line
     assert 'if __name__ == "__main__":' in done.stderr
+
+
+# --- what workers cannot see, and container limits ---------------------------------------------------------
+
+
+def test_plugins_and_models_defined_in_main_keep_the_units_in_this_process() -> None:
+    import robustxai.metrics as M
+    from robustxai.audit._executor_pool import cannot_ship, plugin_modules
+
+    models = {"a": rx_model()}
+    assert cannot_ship(models) == ""  # built-in metrics, explainers and models: workers have them all
+
+    def notebook_rmse(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return M.rmse(maps, mask)
+
+    notebook_rmse.__module__ = "__main__"  # as a function defined in a notebook cell
+    M.register_metric(M.MetricInfo("nb_rmse", notebook_rmse, False, "mask", "defined in a notebook"))
+    try:
+        assert plugin_modules() == {"metric 'nb_rmse'": "__main__"}
+        assert (
+            cannot_ship(models)
+            == "metric 'nb_rmse' defined in __main__, which worker processes cannot import"
+        )
+    finally:
+        M.unregister_metric("nb_rmse")
+
+    class Local(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    Local.__module__ = "__main__"
+    models["b"] = torch.nn.Sequential(Local())  # type: ignore[assignment]
+    assert cannot_ship(models) == "model 'b' defined in __main__, which worker processes cannot import"
+
+
+def rx_model() -> Any:
+    import robustxai as rx
+
+    return rx.create_model("smallcnn", widths=[4, 8, 8, 8])
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_containers_cpu_quota_caps_auto(tmp_path: Path, files: dict[str, str], cpus: int | None) -> None:
+    from robustxai.audit._executor import _cgroup_cpus
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_cpus(tmp_path) == cpus
+    expected = min(usable_cores(tmp_path / "none"), cpus) if cpus else usable_cores(tmp_path / "none")
+    assert usable_cores(tmp_path) == expected
+
+
+def test_the_processes_option_reads_numbers_and_words() -> None:
+    from robustxai._cli_plan import processes_option
+
+    assert processes_option(" 3 ") == 3 and processes_option("auto") == "auto"
+    assert processes_option("²") == "²"  # not a number: the config refuses it in one line
+    with pytest.raises(ConfigError, match="executor.processes"):
+        load_config(profile="smoke", executor={"processes": processes_option("²")})

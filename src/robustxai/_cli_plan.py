@@ -38,7 +38,8 @@ GpuSpeedup = Annotated[
 
 def processes_option(text: str) -> int | str:
     """``--processes``: a whole number, or the word as given (``auto``; the config refuses anything else)."""
-    return int(text) if text.strip().isdigit() else text.strip()
+    word = text.strip()
+    return int(word) if word.isdecimal() and word.isascii() else word
 
 
 def show_plan(

@@ -343,7 +343,7 @@ def estimate_audit(
         per_unit, training = planner.works(cfg)
     stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train)
     wall = units_wall(per_unit, unit_seconds, processes)
-    total = sum(s.seconds for s in stages)
+    total = sum(s.seconds for s in stages if processes == 1 or s.name in DRIVER_STAGES) + wall  # wall time
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
         gpu_total = total

@@ -13,9 +13,9 @@ import torch
 
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._executor import resolve_processes
-from robustxai.audit._executor_pool import makespan
 from robustxai.audit._passes import Work
 from robustxai.audit._plan import Unit
+from robustxai.audit._schedule import makespan
 from robustxai.audit._timing import PassTime
 from robustxai.audit._timing_explain import CallTime
 from robustxai.audit._timing_manip import StepTime

@@ -16,15 +16,19 @@ Device (``[executor] device``, see :func:`choose_device`): the local executor co
 config asks for ``"cuda"`` (refused with a clear error where torch sees no GPU); a Ray task computes on the
 GPU Ray assigned it (``num_gpus > 0``), else on the CPU. Off the CPU, a unit's model and inputs are moved to
 the device and its results back to the CPU (:func:`run_unit_on`); on the CPU nothing is moved, so CPU results
-are exactly what they always were. GPU numbers may differ from CPU numbers in the last digits.
+are what an in-process run on torch's threads gives (worker processes: what one thread gives, the same for
+any number of workers). GPU numbers may differ from CPU numbers in the last digits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -33,6 +37,8 @@ from robustxai._errors import ConfigError
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_unit
 from robustxai.models import ModelWrapper
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda")
 #: The most worker processes ``processes = "auto"`` starts (each holds torch and every model: ≈ 0.3 GB+).
@@ -91,10 +97,27 @@ def choose_device(requested: str | None, *, cuda_available: bool, gpus_assigned:
     return "cuda" if gpus_assigned and cuda_available else "cpu"
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the system has one)."""
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPU cores this process may use: its affinity, and a container's CPU quota (cgroup v2 or v1)."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    quota = _cgroup_cpus(cgroup)
+    return max(1, min(cores, quota)) if quota is not None else cores
+
+
+def _cgroup_cpus(root: Path) -> int | None:
+    """CPUs a container's quota allows (``docker --cpus``, Kubernetes limits), rounded up; None: no quota."""
+    try:
+        if (root / "cpu.max").is_file():  # cgroup v2: "<quota> <period>" or "max <period>"
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+        else:  # cgroup v1
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1") or int(period) <= 0:
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def resolve_processes(processes: int | str, device: str = "cpu") -> int:
@@ -171,10 +194,15 @@ class LocalExecutor:
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
         if self.processes > 1:
-            from robustxai.audit._executor_pool import run_in_processes
+            from robustxai.audit._executor_pool import cannot_ship, run_in_processes
 
-            run_in_processes(units, ctx.cfg, ctx.data, ctx.models, commit, self.processes, ctx.unit_seconds)
-            return
+            why = cannot_ship(ctx.models)
+            if not why:
+                run_in_processes(
+                    units, ctx.cfg, ctx.data, ctx.models, commit, self.processes, ctx.unit_seconds
+                )
+                return
+            log.warning("the units run in this process, not on %d workers: %s", self.processes, why)
         for unit in units:
             model = ctx.models[unit.model]
             if self.device != "cpu":
@@ -185,7 +213,7 @@ class LocalExecutor:
 def run_order(ex: Executor, units: list[Unit], ctx: ExecutionContext) -> list[Unit]:
     """The order ``ex`` starts ``units`` in, where it decides one (the progress display's ETAs follow it)."""
     if isinstance(ex, LocalExecutor) and ex.processes > 1:
-        from robustxai.audit._executor_pool import start_order
+        from robustxai.audit._schedule import start_order
 
         return start_order(units, ctx.unit_seconds)
     return units

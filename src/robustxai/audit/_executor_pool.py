@@ -22,34 +22,49 @@ one. Workers ignore Ctrl-C; the driver stops them on any interruption or error, 
 
 from __future__ import annotations
 
-import heapq
+import importlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import torch
+from torch import nn
 
 from robustxai._errors import RobustXAIError
+from robustxai._registry import Registry
 from robustxai._runtime import keep_freed_memory
+from robustxai.attacks._base import ATTACKS
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._kinds import UNIT_KINDS  # registers every unit kind (a spawned worker imports this)
 from robustxai.audit._plan import AuditData, Unit, UnitResult, run_unit
+from robustxai.audit._schedule import ReadyQueue
+from robustxai.explain._base import EXPLAINERS
+from robustxai.manipulate._attack import MANIPULATIONS
+from robustxai.metrics._registry import METRICS
 from robustxai.models import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-__all__ = ["makespan", "refuse_in_worker", "run_in_processes", "start_order"]
+__all__ = ["cannot_ship", "refuse_in_worker", "run_in_processes"]
 
 #: Thread counts of the libraries a worker loads (torch's OpenMP, numpy's BLAS): one, as Ray's one-CPU tasks.
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: Set in the environment of worker processes while they start: :func:`refuse_in_worker` reads it.
 WORKER_ENV = "ROBUSTXAI_AUDIT_WORKER"
-#: Unit kinds that start before the others when ready, longest first (the plan's order breaks ties).
-FIRST_KINDS = ("manipulation",)
+#: The plug-in registries a unit looks names up in, inside the worker.
+_REGISTRIES: dict[str, Registry[Any]] = {
+    "attack": ATTACKS,
+    "explainer": EXPLAINERS,
+    "manipulation": MANIPULATIONS,
+    "metric": METRICS,
+}
 
 _WORKER: dict[str, object] = {}  # in a worker process: "cfg" and "models", set once by _start_worker
 
@@ -72,13 +87,58 @@ def refuse_in_worker() -> None:
         )
 
 
-def _start_worker(cfg: AuditConfig, models: dict[str, ModelWrapper]) -> None:
-    """A worker's set-up: one thread, no Ctrl-C (the driver decides), the malloc tuning, its models."""
+def _origin(kind: str, name: str) -> str:
+    """The module that defines plug-in ``name`` (a metric: its function's, not the registry's wrapper)."""
+    factory = _REGISTRIES[kind].get(name)
+    if kind == "metric":
+        return str(getattr(getattr(factory(), "fn", None), "__module__", "__main__"))
+    return str(getattr(factory, "__module__", "__main__"))
+
+
+def plugin_modules() -> dict[str, str]:
+    """``"kind name"`` → defining module of every registered plug-in that robustxai itself does not define."""
+    out: dict[str, str] = {}
+    for kind, registry in _REGISTRIES.items():
+        for name in registry.names():
+            module = _origin(kind, name)
+            if module != "robustxai" and not module.startswith("robustxai."):
+                out[f"{kind} {name!r}"] = module
+    return out
+
+
+def cannot_ship(models: Mapping[str, nn.Module]) -> str:
+    """Why worker processes cannot run these units (``""``: they can): what only this process defines.
+
+    A worker imports robustxai and the modules of the user's plug-ins and model classes, but not what was
+    defined in ``__main__`` (a notebook, or a script under its ``__main__`` guard): such a metric would be
+    missing from the worker's tables and such a model could not be unpickled there.
+    """
+    here = sorted(what for what, module in plugin_modules().items() if module == "__main__")
+    for name, model in models.items():
+        if any(type(m).__module__ == "__main__" for m in model.modules()):
+            here.append(f"model {name!r}")
+    return ", ".join(here) and f"{', '.join(here)} defined in __main__, which worker processes cannot import"
+
+
+def _start_worker(cfg: AuditConfig, models: dict[str, ModelWrapper], modules: list[str], level: int) -> None:
+    """A worker's set-up: one thread, no Ctrl-C (the driver decides), the plug-ins, its models, a watchdog."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     keep_freed_memory()
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    for module in modules:  # registers the user's plug-ins here as in the driver
+        importlib.import_module(module)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # the driver killed outright (SIGKILL, the memory killer): end with it
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
     _WORKER["cfg"] = cfg
     _WORKER["models"] = models
+
+
+def _end_with(sentinel: int) -> None:
+    """Wait until the driver process ends, then end this worker (its units would never be committed)."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _run_in_worker(unit: Unit, payload: object) -> UnitResult:
@@ -88,66 +148,21 @@ def _run_in_worker(unit: Unit, payload: object) -> UnitResult:
     return run_unit(unit, models[unit.model], cfg, payload)
 
 
-def start_order(units: Sequence[Unit], seconds: Mapping[str, float] | None = None) -> list[Unit]:
-    """``units`` in the order they should start when ready.
-
-    With predicted ``seconds`` per unit (the plan's): the longest path to the end first — a unit's own time
-    plus that of the longest chain of units that wait for it (an attack unit counts the explanations of its
-    images) — so the work that holds others up starts early and the run ends on short units. Without them:
-    :data:`FIRST_KINDS` first. The plan's order breaks ties (a stable sort).
-    """
-    if not seconds:
-        rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
-        return sorted(units, key=lambda u: rank.get(u.kind, len(rank)))
-    waiting_on: dict[str, list[str]] = {u.id: [] for u in units}
-    for u in units:
-        for d in u.deps:
-            if d in waiting_on:
-                waiting_on[d].append(u.id)
-    path: dict[str, float] = {}
-
-    def longest(uid: str) -> float:  # chains are short (attack → explanation), so recursion is fine
-        if uid not in path:
-            path[uid] = 0.0  # a cycle (never planned) cannot recurse for ever
-            after = max((longest(v) for v in waiting_on[uid]), default=0.0)
-            path[uid] = max(seconds.get(uid, 0.0), 0.0) + after
-        return path[uid]
-
-    return sorted(units, key=lambda u: -longest(u.id))
-
-
-def makespan(units: Sequence[Unit], seconds: Mapping[str, float], processes: int) -> float:
-    """Wall time of ``units`` on ``processes`` workers as :func:`run_in_processes` schedules them.
-
-    Each time a worker is free, the first unit in :func:`start_order` whose dependencies have finished
-    starts on it (a dependency outside ``units`` counts as finished); ``seconds`` is each unit's own time.
-    """
-    ids = {u.id for u in units}
-    waiting = start_order(units, seconds)
-    running: list[tuple[float, int, str]] = []  # (end, start order, id): a heap
-    finished: set[str] = set()
-    now, started = 0.0, 0
-    while waiting or running:
-        for unit in list(waiting):
-            if len(running) >= processes:
-                break
-            if all(d in finished or d not in ids for d in unit.deps):
-                heapq.heappush(running, (now + max(seconds.get(unit.id, 0.0), 0.0), started, unit.id))
-                started += 1
-                waiting.remove(unit)
-        if not running:  # unmet dependencies: the executor refuses these; price the rest one after another
-            return now + sum(seconds.get(u.id, 0.0) for u in waiting)
-        now, _, done = heapq.heappop(running)
-        finished.add(done)
-    return now
-
-
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Stop every worker now (a running unit is abandoned, never committed) and release the pool."""
-    for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
         if process.is_alive():
             process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _died(units: list[Unit]) -> RobustXAIError:
+    names = ", ".join(repr(u.id) for u in units)
+    return RobustXAIError(
+        f"a worker process died while running {names}: killed for memory (use fewer [executor] "
+        'processes, or 1), or your script calls rx.run_audit outside if __name__ == "__main__": (see '
+        "above); the finished units are saved: run it again to resume"
+    )
 
 
 def run_in_processes(
@@ -161,7 +176,8 @@ def run_in_processes(
 ) -> None:
     """Run ``units`` on ``processes`` worker processes, each unit after its dependencies; commit each result.
 
-    ``seconds``: the plan's predicted time of each unit, which orders them (:func:`start_order`).
+    ``seconds``: the plan's predicted time of each unit, which orders them (:func:`start_order`). Every
+    unit that finished is committed before an error is raised.
 
     Raises:
         RobustXAIError: When a worker process dies (its unit and the running ones are not committed).
@@ -169,40 +185,21 @@ def run_in_processes(
     if not units:
         return
     needed = {u.model: models[u.model] for u in units}
-    unfinished = {u.id for u in units}
-    waiting = start_order(units, seconds)
+    ready = ReadyQueue(units, seconds)
     n = min(processes, len(units))
     saved = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, WORKER_ENV)}
     os.environ.update(dict.fromkeys((*ONE_THREAD_ENV, WORKER_ENV), "1"))  # read by the workers as they load
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(n, mp_context=context, initializer=_start_worker, initargs=(cfg, needed))
+    modules = sorted(set(plugin_modules().values()))
+    start = (cfg, needed, modules, logging.getLogger("robustxai").getEffectiveLevel())
+    pool = ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=start
+    )
     running: dict[Future[UnitResult], Unit] = {}
     try:
-        while waiting or running:
-            for unit in list(waiting):
-                if len(running) >= n + 1:  # one queued ahead: a free worker never waits for the driver
-                    break
-                if any(d in unfinished for d in unit.deps):
-                    continue
-                payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
-                running[pool.submit(_run_in_worker, unit, payload)] = unit
-                waiting.remove(unit)
-            if not running:
-                raise RobustXAIError(f"no unit can start: unmet dependencies of {waiting[0].id!r}")
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: units.index(running[f])):  # a fixed order of commits
-                unit = running.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    raise RobustXAIError(
-                        f"a worker process died while running unit {unit.id!r}: killed for memory (use "
-                        "fewer [executor] processes, or 1), or your script calls rx.run_audit outside "
-                        'if __name__ == "__main__": (see above); the finished units are saved: run it '
-                        "again to resume"
-                    ) from None
-                commit(unit, result)
-                unfinished.discard(unit.id)
+        _drive(pool, ready, running, n, cfg, data, commit)
+    except BrokenProcessPool:
+        _stop(pool)
+        raise _died(sorted(running.values(), key=units.index)) from None
     except BaseException:
         _stop(pool)
         raise
@@ -213,3 +210,35 @@ def run_in_processes(
             else:
                 os.environ[key] = value
     pool.shutdown(wait=True)
+
+
+def _drive(
+    pool: ProcessPoolExecutor,
+    ready: ReadyQueue,
+    running: dict[Future[UnitResult], Unit],
+    n: int,
+    cfg: AuditConfig,
+    data: AuditData,
+    commit: Callable[[Unit, UnitResult], None],
+) -> None:
+    """Keep ``n`` units running, commit each result as it comes (in a fixed order within a batch)."""
+    while ready.left or running:
+        while len(running) < n:
+            unit = ready.pop()
+            if unit is None:
+                break
+            payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
+            running[pool.submit(_run_in_worker, unit, payload)] = unit
+        if not running:
+            raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        broken = False
+        for future in sorted(done, key=lambda f: running[f].id):  # a fixed order of commits
+            if isinstance(future.exception(), BrokenProcessPool):
+                broken = True
+                continue
+            unit = running.pop(future)
+            commit(unit, future.result())  # a unit's own error (not a dead worker) propagates as in-process
+            ready.finished(unit.id)
+        if broken:  # every finished unit of the batch is committed first
+            raise BrokenProcessPool
