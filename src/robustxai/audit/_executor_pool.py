@@ -13,11 +13,13 @@ one-CPU tasks); in-process (``processes = 1``) they follow torch's thread count.
 
 How. Worker processes are *spawned* (a fork would copy the driver's thread pools mid-use) and each gets
 the config and every model once, pickled through a pipe between robustxai's own processes — nothing read
-from disk is unpickled. The driver alone prepares each unit's inputs, commits each result to the store and
-decides the order: of the units whose dependencies are committed, the one predicted longest starts first
-(the manipulation units, which take minutes, then the plan's order), so the last unit to finish is a short
-one. Workers ignore Ctrl-C; the driver stops them on any interruption or error, and a worker that dies
-(killed for memory, say) stops the run with a one-line error — the finished units stay saved.
+from disk is unpickled; a worker imports the modules of the user's plug-ins, and what only ``__main__``
+defines keeps the units in the driver (:func:`cannot_ship`). The driver alone prepares each unit's inputs,
+commits each result to the store and decides the order (:class:`~robustxai.audit._schedule.ReadyQueue`:
+of the units whose dependencies are committed, the one at the head of the longest predicted chain starts
+first), so the last unit to finish is a short one. Workers ignore Ctrl-C and end with the driver; the
+driver stops them on any interruption or error, and a worker that dies (killed for memory, say) stops the
+run with a one-line error — the finished units stay saved.
 """
 
 from __future__ import annotations
