@@ -9,7 +9,7 @@ costs its epochs (an upper bound: early stopping may end sooner). It also says w
 is present, else an assumed speed-up that it names as such) and an N-worker Ray cluster would take, and
 ``max_minutes`` trims the explained and manipulated images until the prediction fits.
 With ``[executor] processes = N`` (N ≥ 2) the units' passes are timed on one thread, as the workers run
-them, and their wall time is the executor's own schedule (:func:`~robustxai.audit._executor_pool.makespan`).
+them, and their wall time is the executor's own schedule (:func:`~robustxai.audit._schedule.makespan`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from robustxai.audit._batching import settle_models, timing_spec, training_time
 from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._estimate_price import (
+    DRIVER_STAGES,
     CallTimes,
     StepTimes,
     call_seconds,
@@ -36,6 +37,7 @@ from robustxai.audit._estimate_price import (
     step_seconds,
     torch_threads,
     units_wall,
+    wall_total,
     work_bytes,
     work_seconds,
 )
@@ -56,8 +58,6 @@ from robustxai.training._fit import epoch_passes
 log = logging.getLogger(__name__)
 
 STAGES = ("training", "sanity", "attack", "explain", "manipulate", "report")
-#: Stages that run in the driver process whatever the executor.
-DRIVER_STAGES = ("training", "report")
 #: Speed-up of one pass on a GPU over this CPU assumed when no CUDA device is present to measure it.
 ASSUMED_GPU_SPEEDUP = 20.0
 #: Ray: seconds to start (``ray.init``) and per new worker (its torch import), measured (DESIGN.md).
@@ -123,8 +123,7 @@ class AuditEstimate:
     @property
     def seconds(self) -> float:
         """The predicted total (wall time)."""
-        driver = sum(s.seconds for s in self.stages if self.processes == 1 or s.name in DRIVER_STAGES)
-        return driver + self.units_wall  # 0 in-process
+        return wall_total(self.stages, self.units_wall, self.processes)
 
     @property
     def peak_bytes(self) -> int:
@@ -343,7 +342,7 @@ def estimate_audit(
         per_unit, training = planner.works(cfg)
     stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train)
     wall = units_wall(per_unit, unit_seconds, processes)
-    total = sum(s.seconds for s in stages if processes == 1 or s.name in DRIVER_STAGES) + wall  # wall time
+    total = wall_total(stages, wall, processes)
     gpu_measured = torch.cuda.is_available() or planner.device == "cuda"
     if planner.device == "cuda":  # the plan itself was timed on the GPU
         gpu_total = total
@@ -385,8 +384,7 @@ def _total(
 ) -> float:
     per_unit, training = planner.works(cfg)
     stages, unit_seconds = _stages(per_unit, training, times, steps, calls, train_times)
-    driver = sum(s.seconds for s in stages if processes == 1 or s.name in DRIVER_STAGES)
-    return driver + units_wall(per_unit, unit_seconds, processes)  # 0 in-process
+    return wall_total(stages, units_wall(per_unit, unit_seconds, processes), processes)
 
 
 def check_fits(estimate: AuditEstimate, max_minutes: float) -> None:

@@ -6,8 +6,9 @@ readable; the estimate re-exports these names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 
@@ -21,6 +22,7 @@ from robustxai.audit._timing_explain import CallTime
 from robustxai.audit._timing_manip import StepTime
 
 __all__ = [
+    "DRIVER_STAGES",
     "MAX_TIMED_BATCHES",
     "CallTimes",
     "StepTimes",
@@ -31,11 +33,14 @@ __all__ = [
     "step_seconds",
     "torch_threads",
     "units_wall",
+    "wall_total",
     "work_bytes",
     "work_seconds",
 ]
 
 MAX_TIMED_BATCHES = 3
+#: Stages that run in the driver process whatever the executor.
+DRIVER_STAGES = ("training", "report")
 #: Local worker processes: seconds until the first can run a unit (spawn, torch import, the models).
 POOL_START_S = 4.0
 #: Measured manipulation steps by (model, work label) and batch size.
@@ -105,6 +110,16 @@ def units_wall(
     if processes <= 1 or not per_unit:
         return 0.0
     return POOL_START_S + makespan([u for u, _ in per_unit], unit_seconds, processes)
+
+
+class _Stage(Protocol):
+    name: str
+    seconds: float
+
+
+def wall_total(stages: Iterable[_Stage], units_wall: float, processes: int) -> float:
+    """Predicted wall time: every stage in-process; with workers, the driver's stages and the units' wall."""
+    return sum(s.seconds for s in stages if processes == 1 or s.name in DRIVER_STAGES) + units_wall
 
 
 @contextmanager

@@ -191,18 +191,25 @@ class LocalExecutor:
         self.device = choose_device(device, cuda_available=torch.cuda.is_available())
         self.processes = resolve_processes(processes, self.device)
 
+    def workers_for(self, ctx: ExecutionContext) -> tuple[int, str]:
+        """Worker processes for ``ctx``'s units (1: in this process) and, where fewer than asked, why."""
+        if self.processes <= 1:
+            return 1, ""
+        from robustxai.audit._executor_pool import cannot_ship
+
+        why = cannot_ship(ctx.models)
+        return (1, why) if why else (self.processes, "")
+
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
-        if self.processes > 1:
-            from robustxai.audit._executor_pool import cannot_ship, run_in_processes
-
-            why = cannot_ship(ctx.models)
-            if not why:
-                run_in_processes(
-                    units, ctx.cfg, ctx.data, ctx.models, commit, self.processes, ctx.unit_seconds
-                )
-                return
+        n, why = self.workers_for(ctx)
+        if why:
             log.warning("the units run in this process, not on %d workers: %s", self.processes, why)
+        if n > 1:
+            from robustxai.audit._executor_pool import run_in_processes
+
+            run_in_processes(units, ctx.cfg, ctx.data, ctx.models, commit, n, ctx.unit_seconds)
+            return
         for unit in units:
             model = ctx.models[unit.model]
             if self.device != "cpu":
@@ -212,7 +219,7 @@ class LocalExecutor:
 
 def run_order(ex: Executor, units: list[Unit], ctx: ExecutionContext) -> list[Unit]:
     """The order ``ex`` starts ``units`` in, where it decides one (the progress display's ETAs follow it)."""
-    if isinstance(ex, LocalExecutor) and ex.processes > 1:
+    if isinstance(ex, LocalExecutor) and ex.workers_for(ctx)[0] > 1:
         from robustxai.audit._schedule import start_order
 
         return start_order(units, ctx.unit_seconds)

@@ -11,10 +11,20 @@ from collections.abc import Mapping, Sequence
 
 from robustxai.audit._plan import Unit
 
-__all__ = ["FIRST_KINDS", "ReadyQueue", "makespan", "start_order"]
+__all__ = ["FIRST_KINDS", "ReadyQueue", "dependents", "makespan", "start_order"]
 
 #: Unit kinds that start before the others when no prediction orders them (the manipulation takes minutes).
 FIRST_KINDS = ("manipulation",)
+
+
+def dependents(units: Sequence[Unit]) -> dict[str, list[str]]:
+    """Per unit id: the ids of the units among ``units`` that wait for it (outside dependencies ignored)."""
+    waiting_on: dict[str, list[str]] = {u.id: [] for u in units}
+    for u in units:
+        for d in set(u.deps):
+            if d in waiting_on:
+                waiting_on[d].append(u.id)
+    return waiting_on
 
 
 def start_order(units: Sequence[Unit], seconds: Mapping[str, float] | None = None) -> list[Unit]:
@@ -28,11 +38,7 @@ def start_order(units: Sequence[Unit], seconds: Mapping[str, float] | None = Non
     if not seconds:
         rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
         return sorted(units, key=lambda u: rank.get(u.kind, len(rank)))
-    waiting_on: dict[str, list[str]] = {u.id: [] for u in units}
-    for u in units:
-        for d in u.deps:
-            if d in waiting_on:
-                waiting_on[d].append(u.id)
+    waiting_on = dependents(units)
     path: dict[str, float] = {}
 
     def longest(uid: str) -> float:  # chains are short (attack → explanation), so recursion is fine
@@ -57,11 +63,7 @@ class ReadyQueue:
         self._rank = {u.id: i for i, u in enumerate(order)}
         self._unit = {u.id: u for u in order}
         self._blocked = {u.id: sum(d in self._rank for d in set(u.deps)) for u in order}
-        self._waiting: dict[str, list[str]] = {u.id: [] for u in order}
-        for u in order:
-            for d in set(u.deps):
-                if d in self._waiting:
-                    self._waiting[d].append(u.id)
+        self._waiting = dependents(order)
         self._heap = [(self._rank[uid], uid) for uid, n in self._blocked.items() if n == 0]
         heapq.heapify(self._heap)
         self.left = len(order)  # units not yet handed out
