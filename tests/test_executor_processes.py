@@ -23,6 +23,7 @@ from robustxai.audit._estimate import estimate_audit
 from robustxai.audit._estimate_price import POOL_START_S
 from robustxai.audit._estimate_text import plan_lines
 from robustxai.audit._executor import AUTO_PROCESSES, LocalExecutor, resolve_processes, usable_cores
+from robustxai.audit._executor_pool import _children_ignore_ctrl_c
 from robustxai.audit._plan import Unit
 from robustxai.audit._runner import AuditInterrupted
 from robustxai.audit._schedule import makespan, start_order
@@ -183,15 +184,27 @@ def test_workers_give_the_one_thread_store_for_any_count(tmp_path: Path) -> None
 
 
 class _Hook:
-    """A progress display that does something to the run when its ``n``-th unit is committed."""
+    """A progress display that does something to the run when its ``n``-th unit is committed.
+
+    Training's progress (its epochs, when the models are not cached yet) is not counted: the action must
+    hit the units, whatever earlier tests left in the cache.
+    """
 
     def __init__(self, n: int, action: Any) -> None:
         self.n, self.action, self.count = n, action, 0
+        self.tasks = 0
+        self.training: set[int] = set()
 
     def start(self, description: str, total: int) -> int:
-        return 0
+        self.tasks += 1
+        task = self.tasks
+        if description.startswith("training"):
+            self.training.add(task)
+        return task
 
     def advance(self, task: int, steps: int = 1) -> None:
+        if task in self.training:
+            return
         self.count += 1
         if self.count == self.n:
             self.action()
@@ -231,6 +244,43 @@ def test_an_interrupt_stops_every_worker(tmp_path: Path) -> None:
     with pytest.raises(AuditInterrupted, match="Run the same command again to resume"):
         run_audit(tiny(2), tmp_path / "run", progress=_Hook(1, _interrupt))
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks on this platform")
+def test_a_worker_started_under_the_block_cannot_be_interrupted_before_its_set_up() -> None:
+    """A Ctrl-C that reaches a worker still importing torch stays pending there (no worker traceback).
+
+    ``signal.raise_signal(SIGINT)`` as a spawned process's very first act: it ends with code 1 (a
+    KeyboardInterrupt) when the process was started normally and with 0 under the block.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    normal = ctx.Process(target=signal.raise_signal, args=(signal.SIGINT,))
+    normal.start()
+    normal.join(60)
+    assert normal.exitcode == 1  # the control: the check can fail
+    with _children_ignore_ctrl_c():
+        blocked = ctx.Process(target=signal.raise_signal, args=(signal.SIGINT,))
+        blocked.start()
+    blocked.join(60)
+    assert blocked.exitcode == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks on this platform")
+def test_a_ctrl_c_while_workers_start_is_delivered_afterwards_once() -> None:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reached: list[str] = []
+        with pytest.raises(KeyboardInterrupt):
+            with _children_ignore_ctrl_c():
+                signal.raise_signal(signal.SIGINT)  # held back: the spawn goes on
+                reached.append("after the Ctrl-C")
+            reached.append("after the block")  # never: it is raised on leaving the block
+        assert reached == ["after the Ctrl-C"]
+        with _children_ignore_ctrl_c():  # nothing pressed: nothing raised, the handler is back
+            pass
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- the plan ----------------------------------------------------------------------------------------------

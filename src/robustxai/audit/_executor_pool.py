@@ -31,9 +31,10 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -137,6 +138,35 @@ def _start_worker(cfg: AuditConfig, models: dict[str, ModelWrapper], modules: li
     _WORKER["models"] = models
 
 
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while this thread spawns workers; deliver it here afterwards.
+
+    A spawned worker inherits the signal mask of the thread that starts it, so with SIGINT blocked here (as
+    CPython does when it starts its resource tracker) a Ctrl-C during the worker's first second — before
+    :func:`_start_worker` ignores SIGINT, while it still imports torch — stays pending there instead of
+    printing a worker's traceback under the driver's one-line message. In the main thread the Python
+    handler is swapped for one that only records the Ctrl-C (another thread may take the signal and have
+    the main thread run the handler mid-spawn, leaving a half-started worker); it is raised again once the
+    spawn is over, so it is never lost.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    pressed: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum)) if main else None
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+            if pressed:
+                signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, to the handler that was in place
+
+
 def _end_with(sentinel: int) -> None:
     """Wait until the driver process ends, then end this worker (its units would never be committed)."""
     multiprocessing.connection.wait([sentinel])
@@ -230,7 +260,8 @@ def _drive(
             if unit is None:
                 break
             payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
-            running[pool.submit(_run_in_worker, unit, payload)] = unit
+            with _children_ignore_ctrl_c():  # a submit starts a worker where one is missing
+                running[pool.submit(_run_in_worker, unit, payload)] = unit
         if not running:
             raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")
         done, _ = wait(list(running), return_when=FIRST_COMPLETED)
