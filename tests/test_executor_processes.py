@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
+import robustxai as rx
+import robustxai.audit._executor_pool as pool_module
 from robustxai import ConfigError, RobustXAIError
 from robustxai._pipeline import run_audit
 from robustxai.audit import load_config
@@ -26,7 +28,7 @@ from robustxai.audit._executor import AUTO_PROCESSES, LocalExecutor, resolve_pro
 from robustxai.audit._executor_pool import _children_ignore_ctrl_c
 from robustxai.audit._plan import Unit
 from robustxai.audit._runner import AuditInterrupted
-from robustxai.audit._schedule import makespan, start_order
+from robustxai.audit._schedule import ReadyQueue, makespan, start_order
 from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.results import Store
 
@@ -52,8 +54,8 @@ def tiny(processes: int | str) -> Any:
     return load_config(profile="smoke", **{**TINY, "executor": {"processes": processes}})
 
 
-def unit(uid: str, kind: str = "robustness", deps: tuple[str, ...] = ()) -> Unit:
-    return Unit(id=uid, kind=kind, model="a", shard=0, indices=(0,), deps=deps)
+def unit(uid: str, kind: str = "robustness", deps: tuple[str, ...] = (), model: str = "a") -> Unit:
+    return Unit(id=uid, kind=kind, model=model, shard=0, indices=(0,), deps=deps)
 
 
 # --- the setting -------------------------------------------------------------------------------------------
@@ -127,6 +129,29 @@ def brute_force_makespan(units: list[Unit], seconds: dict[str, float], n: int) -
                 end[u.id] = t + seconds[u.id]
         t += 0.5
     return max(end.values())
+
+
+def test_a_dropped_model_never_starts_nor_do_the_units_waiting_for_it() -> None:
+    units = [
+        unit("a1"),
+        unit("a2", deps=("a1",)),
+        unit("b1", model="b"),
+        unit("b2", deps=("b1",), model="b"),
+        unit("b3", deps=("a1",), model="b"),  # waits for a dropped unit: dropped too
+        unit("c1", model="c"),
+    ]
+    ready = ReadyQueue(units)
+    first = ready.pop()
+    assert first is not None and first.id == "a1" and ready.left == 5
+    ready.drop("a")  # a1 is running: it is not counted again; a2 and b3 are never handed out
+    assert ready.left == 3
+    started = []
+    while (u := ready.pop()) is not None:
+        started.append(u.id)
+        ready.finished(u.id)
+    assert started == ["b1", "b2", "c1"] and ready.left == 0 and ready.blocked() == []
+    ready.finished("a1")  # a dropped unit that ends anyway wakes nothing
+    assert ready.pop() is None
 
 
 def test_makespan_matches_a_brute_force_schedule() -> None:
@@ -244,6 +269,56 @@ def test_an_interrupt_stops_every_worker(tmp_path: Path) -> None:
     with pytest.raises(AuditInterrupted, match="Run the same command again to resume"):
         run_audit(tiny(2), tmp_path / "run", progress=_Hook(1, _interrupt))
     assert not multiprocessing.active_children()
+
+
+def _saved(folder: Path, fill: float | None = None) -> str:
+    torch.manual_seed(0)
+    model = rx.create_model("smallcnn", widths=(4, 8, 8, 8), class_names=("normal", "fracture"))
+    if fill is not None:  # finite weights whose logits overflow: the model's first unit fails
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(fill)
+    return str(rx.save_model(model, folder))
+
+
+@pytest.mark.slow
+def test_a_failed_model_leaves_the_same_workers_running_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No restart: one pool; the failed model's other units never run; the healthy model's rows unchanged."""
+    pools: list[object] = []
+
+    class Counted(pool_module.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "ProcessPoolExecutor", Counted)
+    good = {"name": "good", "checkpoint": _saved(tmp_path / "good")}
+    huge = {"name": "huge", "checkpoint": _saved(tmp_path / "huge", 1e30)}
+    settings = {
+        "name": "failing",
+        "batch_size": 4,
+        "data": {"n_train": 10, "n_test": 16, "size": 32, "write_to_disk": False},
+        "attacks": [{"name": "fgsm", "epsilons": [4 / 255]}, {"name": "pgd", "epsilons": [4 / 255]}],
+        "explain": {"methods": ["saliency"], "n_images": 4, "batch_size": 2, "attacks": ["fgsm"]},
+        "report": {"n_figure": 1, "primary_attack": "fgsm"},
+        "sanity": {"enabled": False},
+        "manipulation": {"models": []},
+        "executor": {"processes": 2},
+    }
+    both = run_audit(load_config(profile="smoke", **settings, models=[huge, good]), tmp_path / "both")
+    assert set(both.failed) == {"huge"} and "non-finite outputs" in both.failed["huge"]
+    assert len(pools) == 1
+    with Store(tmp_path / "both" / "results.sqlite", readonly=True) as store:
+        done = store.done_units()
+    assert done and all("/good/" in uid for uid in done)
+    alone = run_audit(load_config(profile="smoke", **settings, models=[good]), tmp_path / "alone")
+    assert alone.units_run == both.units_run
+    for name in ("robustness", "alignment"):
+        a = pd.read_csv(tmp_path / "alone" / "tables" / f"{name}.csv")
+        b = pd.read_csv(tmp_path / "both" / "tables" / f"{name}.csv")
+        pd.testing.assert_frame_equal(a, b.reset_index(drop=True))
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks on this platform")

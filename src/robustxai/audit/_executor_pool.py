@@ -45,6 +45,7 @@ from robustxai._registry import Registry
 from robustxai._runtime import keep_freed_memory
 from robustxai.attacks._base import ATTACKS
 from robustxai.audit._config import AuditConfig
+from robustxai.audit._executor import ModelsFailedError
 from robustxai.audit._kinds import UNIT_KINDS  # registers every unit kind (a spawned worker imports this)
 from robustxai.audit._plan import AuditData, Unit, UnitResult, run_unit
 from robustxai.audit._schedule import ReadyQueue
@@ -213,6 +214,8 @@ def run_in_processes(
 
     Raises:
         RobustXAIError: When a worker process dies (its unit and the running ones are not committed).
+        ModelsFailedError: At the end, when models failed (a commit raised it): every other unit was run and
+            committed first, without restarting a worker.
     """
     if not units:
         return
@@ -227,8 +230,9 @@ def run_in_processes(
         n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=start
     )
     running: dict[Future[UnitResult], Unit] = {}
+    failures: dict[str, str] = {}
     try:
-        _drive(pool, ready, running, n, cfg, data, commit)
+        _drive(pool, ready, running, n, cfg, data, _Commits(commit, ready, failures))
     except BrokenProcessPool:
         _stop(pool)
         raise _died(sorted(running.values(), key=units.index)) from None
@@ -242,6 +246,33 @@ def run_in_processes(
             else:
                 os.environ[key] = value
     pool.shutdown(wait=True)
+    if failures:  # every other model's units are committed: the runner records these and is done
+        raise ModelsFailedError(failures)
+
+
+class _Commits:
+    """The runner's commit, going on past a failed model: its waiting units are dropped, not run.
+
+    A unit of a model that failed meanwhile, still running then, is discarded when it ends (as the in-process
+    executor never starts it); its model is not committed further.
+    """
+
+    def __init__(
+        self, commit: Callable[[Unit, UnitResult], None], ready: ReadyQueue, failures: dict[str, str]
+    ) -> None:
+        self.commit, self.ready, self.failures = commit, ready, failures
+
+    def __call__(self, unit: Unit, result: UnitResult) -> None:
+        if unit.model in self.failures:
+            return
+        try:
+            self.commit(unit, result)
+        except ModelsFailedError as failed:
+            self.failures.update(failed.failures)
+            for model in failed.failures:
+                self.ready.drop(model)
+            return
+        self.ready.finished(unit.id)
 
 
 def _drive(
@@ -272,6 +303,5 @@ def _drive(
                 continue
             unit = running.pop(future)
             commit(unit, future.result())  # a unit's own error (not a dead worker) propagates as in-process
-            ready.finished(unit.id)
         if broken:  # every finished unit of the batch is committed first
             raise BrokenProcessPool

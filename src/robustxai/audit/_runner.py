@@ -37,7 +37,7 @@ from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._config_toml import dump_toml
 from robustxai.audit._data_checks import DATA_CODE, data_warnings
-from robustxai.audit._executor import ExecutionContext, Executor, run_order
+from robustxai.audit._executor import ExecutionContext, Executor, ModelsFailedError, run_order
 from robustxai.audit._executor_pool import refuse_in_worker
 from robustxai.audit._executors import create_executor
 from robustxai.audit._grants import Grants, check_grants
@@ -342,15 +342,6 @@ def _audit(
     )
 
 
-class _ModelFailedError(Exception):
-    """Raised by the runner's commit (on the driver) to stop the executor when a model's unit failed."""
-
-    def __init__(self, model: str, message: str) -> None:
-        super().__init__(message)
-        self.model = model
-        self.message = message
-
-
 def _run_units(
     ex: Executor, todo: list[Unit], ctx: ExecutionContext, store: Store, prog: Progress, skipped: int, n: int
 ) -> tuple[int, dict[str, str]]:
@@ -368,7 +359,7 @@ def _run_units(
 
     def commit(unit: Unit, result: UnitResult) -> None:
         if result.error is not None:
-            raise _ModelFailedError(unit.model, f"unit {unit.id} failed: {result.error}")
+            raise ModelsFailedError({unit.model: f"unit {unit.id} failed: {result.error}"})
         if result.arrays:  # persisted first: a unit is only marked done once its tensors exist
             save_arrays(ctx.data.adv_path(unit.id), result.arrays)
         store.write_unit(unit.id, result.rows)
@@ -387,8 +378,8 @@ def _run_units(
         try:
             ex.run(remaining, ctx, commit)
             break
-        except _ModelFailedError as stop:
-            failed[stop.model] = stop.message
+        except ModelsFailedError as stop:
+            failed.update(stop.failures)
         except KeyboardInterrupt:
             raise AuditInterrupted(
                 f"interrupted: {skipped + len(committed)} of {n} units are finished and saved in "

@@ -66,7 +66,9 @@ class ReadyQueue:
         self._waiting = dependents(order)
         self._heap = [(self._rank[uid], uid) for uid, n in self._blocked.items() if n == 0]
         heapq.heapify(self._heap)
-        self.left = len(order)  # units not yet handed out
+        self._out: set[str] = set()  # handed out
+        self._dropped: set[str] = set()
+        self.left = len(order)  # units not yet handed out (nor dropped)
 
     def pop(self) -> Unit | None:
         """The next unit to start, or ``None`` while every unit left waits for a running one."""
@@ -74,18 +76,31 @@ class ReadyQueue:
             return None
         _, uid = heapq.heappop(self._heap)
         self.left -= 1
+        self._out.add(uid)
         return self._unit[uid]
 
     def finished(self, uid: str) -> None:
         """Count ``uid`` as finished: the units that waited only for it become ready."""
         for v in self._waiting.get(uid, ()):
             self._blocked[v] -= 1
-            if self._blocked[v] == 0:
+            if self._blocked[v] == 0 and v not in self._dropped:
                 heapq.heappush(self._heap, (self._rank[v], v))
+
+    def drop(self, model: str) -> None:
+        """Never hand out ``model``'s units, nor those that wait for one of them (a failed model's)."""
+        stack = [uid for uid, u in self._unit.items() if u.model == model]
+        while stack:
+            uid = stack.pop()
+            if uid not in self._dropped:
+                self._dropped.add(uid)
+                self.left -= uid not in self._out
+                stack.extend(self._waiting.get(uid, ()))
+        self._heap = [item for item in self._heap if item[1] not in self._dropped]
+        heapq.heapify(self._heap)
 
     def blocked(self) -> list[str]:
         """Ids of the units still waiting for a dependency (with nothing running: they never can start)."""
-        return [uid for uid, n in self._blocked.items() if n > 0]
+        return [uid for uid, n in self._blocked.items() if n > 0 and uid not in self._dropped]
 
 
 def makespan(units: Sequence[Unit], seconds: Mapping[str, float], processes: int) -> float:
