@@ -102,6 +102,50 @@ def test_gradcam_on_a_transformer_equals_the_hand_computed_token_grid(kind, pref
     assert want.abs().sum() > 0  # not a blank map
 
 
+@pytest.mark.parametrize("layer", ["net.norm", "net.layers.1"])
+def test_gradcam_on_a_named_swin_layer_reads_it_channels_last(layer, rgb) -> None:
+    """A layer named by the user: Swin's ``[B, h, w, C]`` is not read as ``[B, C, h, w]``."""
+    model = tiny("swin")
+    t = torch.tensor([0, 1, 2])
+    got = rx.create_explainer("gradcam", layer=layer).explain(model, rgb, target=t)
+    module = model.get_submodule(layer)
+    want = _hand_gradcam(model, module, rgb.clone(), t, None)
+    assert got.attributions.shape == want.shape == (3, 1, 4, 4)
+    torch.testing.assert_close(got.attributions, want, rtol=1e-5, atol=1e-8)
+
+
+def test_a_swin_whose_grid_side_equals_its_channels_is_still_channels_last(rgb) -> None:
+    """[B, 8, 8, 8]: the shape fits both layouts; the final LayerNorm over the last axis decides."""
+    kw = {"img_size": 32, "patch_size": 4, "window_size": 4, "embed_dim": 8, "depths": (1,), "num_heads": (1,)}
+    torch.manual_seed(0)
+    net = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3, **kw)
+    model = wrap_model(net, ["a", "b", "c"], in_channels=3).eval()
+    assert (model.cam_layer, model.cam_layout) == ("norm", "nhwc")
+    zoo = rx.create_model("timm:swin_tiny_patch4_window7_224", random_init=True, num_classes=3, model_kwargs=kw)
+    assert (zoo.cam_layer, zoo.cam_layout) == ("norm", "nhwc")
+    t = torch.tensor([0, 1, 2])
+    got = rx.create_explainer("gradcam").explain(model, rgb, target=t)
+    want = _hand_gradcam(model, model.get_cam_layer(), rgb.clone(), t, None)
+    torch.testing.assert_close(got.attributions, want, rtol=1e-5, atol=1e-8)
+
+
+def test_the_prefix_is_the_networks_own_count_of_class_and_register_tokens() -> None:
+    """A class token and 4 registers on a 2 × 2 grid: 9 tokens, which alone would read as a 3 × 3 grid."""
+    torch.manual_seed(0)
+    kw = {"img_size": 32, "patch_size": 16, "depth": 2, "embed_dim": 32, "num_heads": 2, "reg_tokens": 4}
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, **kw)
+    model = wrap_model(net, ["a", "b", "c"], in_channels=3).eval()
+    assert (model.cam_layer, model.cam_layout, model.cam_prefix) == ("blocks.1.norm1", "tokens", 5)
+    x, t = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 2])
+    got = rx.create_explainer("gradcam").explain(model, x, target=t)
+    want = _hand_gradcam(model, model.get_cam_layer(), x.clone(), t, 5)
+    assert got.attributions.shape == (2, 1, 2, 2)
+    torch.testing.assert_close(got.attributions, want, rtol=1e-5, atol=1e-8)
+    named = rx.create_explainer("gradcam", layer="net.blocks.0.norm1").explain(model, x, target=t)
+    want0 = _hand_gradcam(model, model.get_submodule("net.blocks.0.norm1"), x.clone(), t, 5)
+    torch.testing.assert_close(named.attributions, want0, rtol=1e-5, atol=1e-8)
+
+
 def test_grid_gradcam_on_a_cnn_equals_captum(rgb) -> None:
     model = rx.create_model("smallcnn", in_channels=3, widths=(4, 8, 8, 8)).eval()
     t = torch.tensor([0, 1, 0])

@@ -41,11 +41,28 @@ def cam_layer_of(model: nn.Module, layer: str | None) -> nn.Module:
 def cam_layout_of(model: nn.Module, layer: str | None) -> tuple[str | None, int]:
     """The declared layout and prefix of the Grad-CAM layer.
 
-    ``(None, 0)`` for a layer named by the user, whose layout is read from its output.
+    A layer named by the user that is the wrapper's own Grad-CAM layer keeps its declared layout; any other
+    gives ``(None, 0)``: its layout is read from its output (:func:`~robustxai.models._tokens.infer_layout`).
     """
-    if layer is not None:
-        return None, 0
-    return str(getattr(model, "cam_layout", "nchw")), int(getattr(model, "cam_prefix", 0))
+    declared = str(getattr(model, "cam_layout", "nchw")), int(getattr(model, "cam_prefix", 0))
+    if layer is None:
+        return declared
+    own = getattr(model, "get_cam_layer", None)
+    if (
+        own is not None
+        and getattr(model, "cam_layer", None) is not None
+        and cam_layer_of(model, layer) is own()
+    ):
+        return declared
+    return None, 0
+
+
+def _prefix_hint(model: nn.Module) -> int | None:
+    """Leading non-patch tokens as the model declares them (its token layer's, or timm's count), or None."""
+    if getattr(model, "cam_layout", None) == "tokens":
+        return int(getattr(model, "cam_prefix", 0))
+    known = getattr(getattr(model, "net", model), "num_prefix_tokens", None)
+    return known if isinstance(known, int) and not isinstance(known, bool) and known >= 0 else None
 
 
 def cam_applicable(model: nn.Module, layer: str | None) -> str | None:
@@ -93,7 +110,10 @@ def grid_gradcam(
     score = logits.gather(1, targets[:, None].to(logits.device)).sum()
     (grad,) = torch.autograd.grad(score, act)
     if layout is None:
-        layout, prefix = infer_layout(act, (int(images.shape[-2]), int(images.shape[-1])))
+        hint = getattr(model, "cam_layout", None)
+        layout, prefix = infer_layout(
+            act, (int(images.shape[-2]), int(images.shape[-1])), hint, _prefix_hint(model)
+        )
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     act, grad = act.float(), grad.float()  # a half-precision layer under autocast: weights in float32
     grid, grid_grad = to_grid(act.detach(), layout, prefix, hw), to_grid(grad, layout, prefix, hw)

@@ -25,7 +25,7 @@ from torch import nn
 
 from robustxai._errors import RobustXAIError
 from robustxai.models._attention import SoftAttentionHead
-from robustxai.models._tokens import find_token_layer, native_size
+from robustxai.models._tokens import channels_last_norm, find_token_layer, native_size
 from robustxai.models._wrapper import ModelWrapper, Task
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ _SKIPPED = (
 HEADS = ("linear", "attention")
 
 
+#: Marks, in :func:`find_feature_layer`'s record, the output of a LayerNorm over a 4-d map's last dimension.
+_CHANNELS_LAST = torch.Size([0, 0, 0, 0, 0])
+
+
 def find_feature_layer(
     net: nn.Module, in_channels: int = 3, size: int = 64
 ) -> tuple[str | None, torch.Size | None]:
@@ -49,9 +53,11 @@ def find_feature_layer(
 
     One forward pass of a random ``[1, in_channels, size, size]`` batch records, in the order modules finish,
     every output of shape ``[B, C, h, w]`` with ``h·w > 1`` and ``C ≥ max(h, w)`` (which rules out the
-    channels-last maps of Swin-like models). The last such module is the last convolutional block: a
-    container finishes after its children, so e.g. ResNet's ``layer4`` wins over ``layer4.1``. Identities
-    (``norm_pre = Identity()``) and pooling layers (VGG's 7×7 adaptive pool) are skipped. If a module
+    channels-last maps of Swin-like models; where a grid side equals the channels, a later LayerNorm over
+    the last dimension — Swin's final norm — still gives them away). The last such module is the last
+    convolutional block: a container finishes after its children, so e.g. ResNet's ``layer4`` wins over
+    ``layer4.1``. Identities (``norm_pre = Identity()``) and pooling layers (VGG's 7×7 adaptive pool) are
+    skipped. If a module
     finishing later still outputs tokens or a channels-last map (anything but ``[B, K]``, a pooled
     ``[B, C, 1, 1]`` or the same map), the convolution found lives inside a transformer (XCiT's patch
     interaction, a ViT's patch embedding) and is no feature map: the answer is then ``(None, None)``, as
@@ -62,6 +68,9 @@ def find_feature_layer(
 
     def hook(module: nn.Module, _inp: object, out: object) -> None:
         if isinstance(module, _SKIPPED) or not isinstance(out, torch.Tensor):
+            return
+        if channels_last_norm(module, out):  # a channels-last map (Swin's norm), whatever its shape says
+            seen.append((names[id(module)], _CHANNELS_LAST, False))
             return
         is_map = out.ndim == 4 and out.shape[2] * out.shape[3] > 1 and out.shape[1] >= max(out.shape[2:])
         seen.append((names[id(module)], out.shape, is_map))
@@ -84,7 +93,9 @@ def find_feature_layer(
         return None, None
     name, shape, _ = seen[maps[-1]]
     for _, later, _ in seen[maps[-1] + 1 :]:
-        if not (len(later) <= 2 or (len(later) == 4 and later[2] * later[3] == 1) or later == shape):
+        if later is _CHANNELS_LAST or not (
+            len(later) <= 2 or (len(later) == 4 and later[2] * later[3] == 1) or later == shape
+        ):
             return None, None
     return name, shape
 

@@ -87,19 +87,44 @@ def _prefix_of(n_tokens: int) -> int | None:
     return None
 
 
-def _grid_form(out: torch.Tensor) -> tuple[str, int, int] | None:
-    """``(layout, prefix, channels)`` if a probe output (batch 1, square image) is a token grid, else None."""
+def channels_last_norm(module: nn.Module, out: torch.Tensor) -> bool:
+    """Whether ``module`` is a LayerNorm over the last dimension of a 4-d output: a channels-last map.
+
+    ``type(...) is nn.LayerNorm`` on purpose: timm's ``LayerNorm2d`` (ConvNeXt) subclasses it and normalises
+    the channels of a channels-first map. This tells Swin's final norm from a CNN map even where its grid
+    side equals its channel count, which the shape alone cannot.
+    """
+    shape = getattr(module, "normalized_shape", None)
+    return type(module) is nn.LayerNorm and out.ndim == 4 and tuple(shape or ()) == (int(out.shape[-1]),)
+
+
+def _grid_form(
+    out: torch.Tensor, prefix_tokens: int | None = None, last_norm: bool = False
+) -> tuple[str, int, int] | None:
+    """``(layout, prefix, channels)`` if a probe output (batch 1, square image) is a token grid, else None.
+
+    ``prefix_tokens``: the network's own count of leading non-patch tokens (timm's ``num_prefix_tokens``),
+    used where it leaves a square grid; else the fewest that do (a count alone can mistake a class token
+    and four registers on a 2 × 2 grid for a 3 × 3 grid). ``last_norm``: the output is that of a LayerNorm
+    over its last dimension (:func:`channels_last_norm`).
+    """
     if out.shape[0] != 1:  # window-partitioned tensors (Swin's attention) carry windows in the batch
         return None
     if out.ndim == 3:
-        prefix = _prefix_of(int(out.shape[1]))
+        n = int(out.shape[1])
+        prefix = prefix_tokens if prefix_tokens is not None and _square(n - prefix_tokens) else _prefix_of(n)
         return None if prefix is None else ("tokens", prefix, int(out.shape[2]))
     if out.ndim == 4:
         _, a, b, c = (int(s) for s in out.shape)
         # channels-last square grid; a channels-first square map has its two last sides equal instead
-        if a == b >= 2 and c != b:
+        if a == b >= 2 and (c != b or last_norm):
             return ("nhwc", 0, c)
     return None
+
+
+def _square(n: int) -> bool:
+    side = math.isqrt(max(n, 0))
+    return side >= 2 and side * side == n
 
 
 def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tuple[str, str, int] | None:
@@ -114,11 +139,13 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     """
     names = {id(m): n for n, m in net.named_modules() if n}
     seen: dict[str, tuple[torch.Tensor, tuple[str, int, int]]] = {}
+    known = getattr(net, "num_prefix_tokens", None)
+    prefix_tokens = known if isinstance(known, int) and not isinstance(known, bool) and known >= 0 else None
 
     def hook(module: nn.Module, _inp: object, out: object) -> None:
         if isinstance(module, _NOT_A_LAYER) or not isinstance(out, torch.Tensor) or not out.requires_grad:
             return
-        form = _grid_form(out)
+        form = _grid_form(out, prefix_tokens, channels_last_norm(module, out))
         if form is not None:
             name = names[id(module)]
             seen.pop(name, None)  # a module called twice counts where it last finished
@@ -196,21 +223,38 @@ def to_grid(act: torch.Tensor, layout: str, prefix: int, image_hw: tuple[int, in
     )
 
 
-def infer_layout(act: torch.Tensor, image_hw: tuple[int, int]) -> tuple[str, int]:
+def infer_layout(
+    act: torch.Tensor, image_hw: tuple[int, int], hint: str | None = None, prefix_tokens: int | None = None
+) -> tuple[str, int]:
     """Layout and prefix of a layer named by the user (no probe).
 
-    A 4-d output is channels-first; a 3-d one is tokens, with the fewest prefix tokens that leave a grid of
-    the image's aspect ratio.
+    A 4-d output is read the way whose two spatial sides fit the image's aspect ratio within one cell
+    (channels-first ``[B, C, h, w]`` or channels-last ``[B, h, w, C]``, Swin's); where both readings fit (a
+    square grid whose side equals its channels), ``hint`` — the model's own Grad-CAM layout — decides, else
+    channels-first. A 3-d output is tokens: ``prefix_tokens`` leading tokens (the network's own count) where
+    they leave a grid of the image's aspect ratio, else the fewest that do.
     """
     if act.ndim == 4:
+        first = _fits(int(act.shape[2]), int(act.shape[3]), image_hw)
+        last = _fits(int(act.shape[1]), int(act.shape[2]), image_hw)
+        if last and (not first or hint == "nhwc"):
+            return "nhwc", 0
         return "nchw", 0
     if act.ndim == 3:
-        for prefix in range(min(MAX_PREFIX, int(act.shape[1]) - 1) + 1):
+        n = int(act.shape[1])
+        tries = range(min(MAX_PREFIX, n - 1) + 1)
+        for prefix in ([prefix_tokens] if prefix_tokens is not None else []) + list(tries):
             try:
-                grid_shape(int(act.shape[1]) - prefix, *image_hw)
+                grid_shape(n - prefix, *image_hw)
             except RobustXAIError:
                 continue
             return "tokens", prefix
     raise RobustXAIError(
         f"the Grad-CAM layer's output {tuple(act.shape)} is neither a feature map nor tokens"
     )
+
+
+def _fits(h: int, w: int, image_hw: tuple[int, int]) -> bool:
+    """Whether an ``h × w`` grid can cover an image of ``image_hw`` pixels (aspect ratio within one cell)."""
+    height, width = image_hw
+    return 1 <= h <= height and 1 <= w <= width and abs(h * width - w * height) <= max(height, width)
