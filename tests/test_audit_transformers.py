@@ -14,10 +14,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from robustxai import ConfigError
 from robustxai._pipeline import run_audit
 from robustxai.attacks._gradient_sign import PGD
 from robustxai.audit._applicability import NOT_APPLICABLE_CODE
-from robustxai.audit._config import AuditConfig, profile_dict, validate_config
+from robustxai.audit._config import AuditConfig, load_config, profile_dict, validate_config
+from robustxai.audit._estimate_trim import manipulates, scaled, trim_to_fit
 from robustxai.audit._plan import inapplicable, plan_units
 from robustxai.data import SyntheticFracture
 from robustxai.data._folder import write_folder
@@ -123,6 +125,18 @@ def test_plan_drops_impossible_pairs_with_their_reason(
     assert vit_expl.deps == ("robustness/vit/pgd@0.00784313725490196/0",)
 
 
+def test_a_manipulation_stage_that_attacks_no_model_skips_nothing_and_trims_nothing(tmp_path: Path) -> None:
+    manip = {"methods": ["saliency", "gradcam"], "n_images": 4, "iterations": 2, "models": []}
+    cfg = _config(tmp_path, [_zoo_entry("vit", VIT, None), _zoo_entry("swin", SWIN, None)], manip)
+    found = {(s.kind, s.model, s.method) for s in inapplicable(cfg, {"vit": _tiny(VIT), "swin": _tiny(SWIN)})}
+    assert found == {("explanation", "swin", "attention_rollout")}  # no "gradcam skipped (manipulation)"
+    assert not manipulates(cfg)
+    assert scaled(cfg, 0.0).manipulation.n_images == 4  # and --max-minutes does not trim it
+    with pytest.raises(ConfigError) as err:
+        trim_to_fit(cfg, 1.0, lambda c: 60.0)
+    assert "even one explained image is predicted" in str(err.value)
+
+
 @pytest.mark.slow
 def test_audit_of_a_vit_and_a_swin_completes_and_lists_what_it_skipped(tmp_path: Path) -> None:
     write_folder(SyntheticFracture(24, size=32, seed=3), tmp_path / "data")
@@ -180,3 +194,58 @@ def test_manipulation_transfer_leaves_out_the_methods_a_model_cannot_have() -> N
         assert {r[3] for r in rows} - {
             ""
         } == scored  # Swin has no attention rollout column: skipped, not fatal
+
+
+def _two_cnns(tmp_path: Path, layer: str) -> AuditConfig:
+    return load_config(
+        profile="smoke",
+        name="cam-layer",
+        cache_dir=str(tmp_path / "cache"),
+        batch_size=4,
+        data={"n_train": 40, "n_test": 8, "size": 32, "write_to_disk": False},
+        training={"epochs": 1},
+        models=[
+            {"name": "deep", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8, 8, 8]}},
+            {"name": "shallow", "arch": "smallcnn", "arch_kwargs": {"widths": [4, 8]}},
+        ],
+        attacks=[{"name": "fgsm", "epsilons": [2 / 255]}],
+        explain={
+            "methods": ["saliency", "gradcam"],
+            "n_images": 4,
+            "batch_size": 2,
+            "attacks": ["fgsm"],
+            "params": {"gradcam": {"layer": layer}},
+        },
+        manipulation={"methods": ["saliency"], "models": []},
+        sanity={"enabled": False},
+        report={"n_figure": 1, "primary_attack": "fgsm"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "skipped"),
+    [
+        ("features.3", {"shallow": "layer 'features.3' not found in the model"}),  # a path in the network
+        (
+            "net.head",
+            {m: "neither a feature map nor tokens" for m in ("deep", "shallow")},
+        ),  # found at run time
+    ],
+)
+def test_a_grad_cam_layer_that_does_not_fit_a_model_skips_that_pair_only(
+    tmp_path: Path, layer: str, skipped: dict[str, str]
+) -> None:
+    """A named layer a model lacks (the plan) or whose output has no grid (the unit): that pair is skipped."""
+    result = run_audit(_two_cnns(tmp_path, layer), tmp_path / "run")
+    assert result.failed == {}
+    align = pd.read_csv(result.run_dir / "tables" / "alignment.csv")
+    pairs = {(m, e) for m, e in zip(align["model"], align["explainer"], strict=True)}
+    all_pairs = {(m, e) for m in ("deep", "shallow") for e in ("saliency", "gradcam", "random")}
+    assert pairs == all_pairs - {(m, "gradcam") for m in skipped}
+    with Store(result.run_dir, readonly=True) as store:
+        warnings = store.warnings()
+    rows = warnings[warnings["code"] == NOT_APPLICABLE_CODE]
+    assert set(rows["model"]) == set(skipped)
+    for model, why in skipped.items():
+        message = " ".join(rows[rows["model"] == model]["message"])
+        assert message.startswith("gradcam skipped (explanation): ") and why in message

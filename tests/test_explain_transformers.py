@@ -116,12 +116,21 @@ def test_gradcam_on_a_named_swin_layer_reads_it_channels_last(layer, rgb) -> Non
 
 def test_a_swin_whose_grid_side_equals_its_channels_is_still_channels_last(rgb) -> None:
     """[B, 8, 8, 8]: the shape fits both layouts; the final LayerNorm over the last axis decides."""
-    kw = {"img_size": 32, "patch_size": 4, "window_size": 4, "embed_dim": 8, "depths": (1,), "num_heads": (1,)}
+    kw = {
+        "img_size": 32,
+        "patch_size": 4,
+        "window_size": 4,
+        "embed_dim": 8,
+        "depths": (1,),
+        "num_heads": (1,),
+    }
     torch.manual_seed(0)
     net = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3, **kw)
     model = wrap_model(net, ["a", "b", "c"], in_channels=3).eval()
     assert (model.cam_layer, model.cam_layout) == ("norm", "nhwc")
-    zoo = rx.create_model("timm:swin_tiny_patch4_window7_224", random_init=True, num_classes=3, model_kwargs=kw)
+    zoo = rx.create_model(
+        "timm:swin_tiny_patch4_window7_224", random_init=True, num_classes=3, model_kwargs=kw
+    )
     assert (zoo.cam_layer, zoo.cam_layout) == ("norm", "nhwc")
     t = torch.tensor([0, 1, 2])
     got = rx.create_explainer("gradcam").explain(model, rgb, target=t)

@@ -12,7 +12,7 @@ method cannot run on one model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from robustxai.attacks import create_attack
 from robustxai.audit._config import AuditConfig
@@ -41,6 +41,16 @@ class Skipped:
 def skipped_warnings(skipped: list[Skipped]) -> list[WarningRow]:
     """Rows of the store's ``warnings`` table for the dropped pairs (code :data:`NOT_APPLICABLE_CODE`)."""
     return [WarningRow(s.model, NOT_APPLICABLE_CODE, s.line()) for s in skipped]
+
+
+def skipped_for(skipped: Skipped) -> list[WarningRow]:
+    """The warning of a pair found unable to run only when it ran (its reason: an error's first line).
+
+    E.g. Grad-CAM on a layer named in the config that exists but has no spatial output: the explanation
+    unit records this instead of failing its model, so the model's other methods are still audited.
+    """
+    lines = skipped.reason.strip().splitlines()
+    return skipped_warnings([replace(skipped, reason=lines[0] if lines else "an error without a message")])
 
 
 def attacks_applicable(cfg: AuditConfig, model: ModelWrapper) -> dict[str, str]:

@@ -244,6 +244,10 @@ class ManipulationConfig(_Strict):
         check_manipulation_budgets(self.eps, self.params, self.method_params)
         return self
 
+    def attacks(self, model: str) -> bool:
+        """Whether the stage attacks the audited model ``model`` (``models = []``: none)."""
+        return self.models is None or model in self.models
+
 
 class ReportConfig(_Strict):
     """What the report draws."""

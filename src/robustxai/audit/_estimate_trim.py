@@ -17,11 +17,17 @@ from robustxai.audit._progress import format_seconds
 BISECTIONS = 24
 
 
+def manipulates(cfg: AuditConfig) -> bool:
+    """Whether the audit has a manipulation stage that attacks at least one model."""
+    mc = cfg.manipulation
+    return mc is not None and any(mc.attacks(m.name) for m in cfg.models)
+
+
 def scaled(cfg: AuditConfig, fraction: float) -> AuditConfig:
     """``cfg`` with the explained and manipulated images scaled by ``fraction`` (at least one each)."""
     out = cfg.model_copy(deep=True)
     out.explain.n_images = max(1, math.floor(cfg.explain.n_images * fraction))
-    if out.manipulation is not None and cfg.manipulation is not None:
+    if out.manipulation is not None and cfg.manipulation is not None and manipulates(cfg):
         out.manipulation.n_images = max(1, math.floor(cfg.manipulation.n_images * fraction))
     return out
 
@@ -57,7 +63,8 @@ def trim_to_fit(
     least = total(smallest)
     if least > budget_s:
         raise ConfigError(
-            f"even one explained and one manipulated image is predicted to take {format_seconds(least)}, "
+            f"even one explained {'and one manipulated ' if manipulates(cfg) else ''}image is predicted to "
+            f"take {format_seconds(least)}, "
             f"more than --max-minutes {budget_s / 60:g} (training and the attacks on the whole test set are "
             "not trimmed); allow more minutes, or audit fewer models, attacks or test images"
         )

@@ -11,13 +11,12 @@ Unit kinds (registered in :data:`UNIT_KINDS`, planned in registry order):
   part and explanations must see exactly the inputs that were scored.
 - ``explanation``: model × explainer × shard of the explanation subset. It depends on the robustness units
   whose shards hold its images and reads their adversarial images. All conditions of an explainer live in one
-  unit because ``map_ssim`` compares each attacked map with the clean map of the same image (splitting the
-  condition out would recompute or persist the clean maps). Rows: ``metrics`` and ``figure_maps``.
+  unit because ``map_ssim`` compares each attacked map with the clean map of the same image. Rows:
+  ``metrics`` and ``figure_maps``; a method that fails on the model gives a skipped-pair warning instead.
 
-Shards are whole multiples of the model's batch size, so batches are those of an unsharded run. A new kind
-is one :class:`UnitKind` (``plan``: config + data → units; ``prepare``: the driver loads a unit's inputs; a
-pure ``run``: model + inputs → rows by table, :data:`robustxai.results._store.UNIT_TABLES`), registered with
-:func:`register_unit_kind`; the executors and the store need no change.
+Shards are whole multiples of the model's batch size, so batches are those of an unsharded run. A new kind is
+one :class:`UnitKind` (``plan``, ``prepare`` on the driver, a pure ``run``: model + inputs → rows by table),
+registered with :func:`register_unit_kind`; the executors and the store need no change.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from robustxai._atomic import replacing
 from robustxai._errors import ConfigError, RobustXAIError
-from robustxai.audit._applicability import Skipped, attacks_applicable, explainers_applicable
+from robustxai.audit._applicability import Skipped, attacks_applicable, explainers_applicable, skipped_for
 from robustxai.audit._batching import model_batch
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._stages_eval import ExplainShard, conditions_of, explanation_shard, robustness_shard
@@ -196,6 +195,7 @@ class UnitKind:
     prepare: Callable[[Unit, AuditConfig, AuditData], object]
     run: Callable[[Unit, ModelWrapper, AuditConfig, Any], UnitResult]
     applicable: Callable[[AuditConfig, ModelWrapper], dict[str, str]] | None = None
+    planned_for: Callable[[AuditConfig, str], bool] | None = None  # the models it has units for (None: all)
 
 
 def inapplicable(cfg: AuditConfig, models: dict[str, ModelWrapper]) -> list[Skipped]:
@@ -205,7 +205,7 @@ def inapplicable(cfg: AuditConfig, models: dict[str, ModelWrapper]) -> list[Skip
         if kind.applicable is None:
             continue
         for m in cfg.models:
-            if m.name in models:
+            if m.name in models and (kind.planned_for is None or kind.planned_for(cfg, m.name)):
                 reasons = kind.applicable(cfg, models[m.name])
                 out += [Skipped(kind.name, m.name, method, why) for method, why in reasons.items()]
     return out
@@ -363,13 +363,8 @@ def _prepare_explanation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Expla
         if cond != CLEAN_CONDITION and cond in by_cond:  # absent: an attack this model's plan skipped
             images[cond] = torch.stack([by_cond[cond][i] for i in test_idx])
     n_figure = sum(1 for p in unit.indices if p < cfg.report.n_figure)
-    shard = ExplainShard(
-        ids=[data.ids[i] for i in test_idx],
-        images=images,
-        masks=data.masks[list(unit.indices)],
-        points=[data.points[p] for p in unit.indices],
-        n_figure=n_figure,
-    )
+    masks, points = data.masks[list(unit.indices)], [data.points[p] for p in unit.indices]
+    shard = ExplainShard([data.ids[i] for i in test_idx], images, masks, points, n_figure=n_figure)
     return ExplanationInput(shard, {CLEAN_CONDITION, primary_condition(cfg)})
 
 
@@ -382,9 +377,13 @@ def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Exp
     assert unit.explainer is not None
     # Inputs that came through Ray's object store are read-only views; metrics may want their own copies.
     inp.shard.points = [np.array(p) for p in inp.shard.points]
-    rows, fig_rows, warnings = explanation_shard(
-        unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
-    )
+    try:
+        rows, fig_rows, warnings = explanation_shard(
+            unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
+        )
+    except RobustXAIError as err:  # the method cannot run on this model after all: skip the pair
+        skipped = skipped_for(Skipped(EXPLANATION_UNIT, unit.model, unit.explainer, str(err)))
+        return UnitResult({"metrics": [], "figure_maps": [], "warnings": skipped})
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows), "warnings": list(warnings)})
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from robustxai._errors import ConfigError
+from robustxai._errors import ConfigError, RobustXAIError
+from robustxai.audit._applicability import Skipped, skipped_for
 from robustxai.audit._config import AuditConfig, ManipulationConfig
 from robustxai.audit._plan import (
     UNIT_KINDS,
@@ -314,7 +315,7 @@ def manipulation_units(cfg: AuditConfig, data: AuditData) -> list[Unit]:
     eps = float(mc.eps or 0.0)
     units = []
     for m in cfg.models:
-        if mc.models is not None and m.name not in mc.models:
+        if not mc.attacks(m.name):
             continue
         for method in mc.methods:
             for k, positions in enumerate(shards(n, mc.batch_size)):
@@ -341,9 +342,13 @@ def prepare_manipulation(unit: Unit, cfg: AuditConfig, data: AuditData) -> Manip
 def run_manipulation_unit(
     unit: Unit, model: ModelWrapper, cfg: AuditConfig, shard: ManipulationShard
 ) -> UnitResult:
-    """Run one manipulation unit (worker side, pure)."""
+    """Run one manipulation unit (worker side, pure); a method that fails on the model skips the pair."""
     assert unit.explainer is not None
-    rows, fig_rows = manipulation_shard(unit.model, model, cfg, unit.explainer, shard)
+    try:
+        rows, fig_rows = manipulation_shard(unit.model, model, cfg, unit.explainer, shard)
+    except RobustXAIError as err:  # e.g. a Grad-CAM layer named in the config with no grid on this model
+        skipped = skipped_for(Skipped(MANIPULATION_UNIT, unit.model, unit.explainer, str(err)))
+        return UnitResult({"metrics": [], "figure_maps": [], "warnings": skipped})
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows)})
 
 
@@ -367,6 +372,7 @@ MANIPULATION_KIND = UnitKind(
     prepare_manipulation,
     run_manipulation_unit,
     manipulation_applicable,
+    lambda cfg, model: cfg.manipulation is not None and cfg.manipulation.attacks(model),
 )
 if MANIPULATION_KIND.name not in UNIT_KINDS:
     register_unit_kind(MANIPULATION_KIND)

@@ -66,8 +66,16 @@ def _prefix_hint(model: nn.Module) -> int | None:
 
 
 def cam_applicable(model: nn.Module, layer: str | None) -> str | None:
-    """Why Grad-CAM cannot run on ``model`` (``None`` when it can): a wrapper without a spatial layer."""
+    """Why Grad-CAM cannot run on ``model`` (``None`` when it can).
+
+    A wrapper without a spatial layer, or a named ``layer`` the model does not have (an audit of several
+    models may name a layer only some of them have: the others skip the method with that reason).
+    """
     if layer is not None:
+        try:
+            cam_layer_of(model, layer)
+        except RobustXAIError as err:
+            return str(err)
         return None
     if getattr(model, "get_cam_layer", None) is None:
         return "Grad-CAM needs layer=... for a model that is not a robustxai ModelWrapper"

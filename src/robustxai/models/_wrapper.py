@@ -62,19 +62,40 @@ def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:
         raise RobustXAIError(missing) from None
 
 
+def _in(root: nn.Module, path: str) -> nn.Module | None:
+    """The sub-module at dotted ``path`` in ``root``, or ``None``."""
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        return None
+
+
 def cam_layer(model: nn.Module, layer: str | None, keyword: str = "layer") -> nn.Module:
     """The layer Grad-CAM uses: ``layer`` (a dotted path in ``model``) or the wrapper's declared one.
+
+    A path in a wrapper's network also works without its ``net.`` prefix (``"blocks.11.norm1"``, as the
+    wrapper's ``cam_layer`` names it), where the wrapper itself has no module of that name.
 
     Shared by the Grad-CAM explainers and the manipulation attack (which passes its own ``keyword`` so the
     error names the argument the caller actually has).
     """
     if layer is not None:
-        return find_submodule(model, layer, f"layer {layer!r} not found in the model")
+        if not isinstance(layer, str) or not layer:
+            raise RobustXAIError(f"{keyword} must be a layer's dotted path, got {layer!r}")
+        found = _in(model, layer)
+        net = getattr(model, "net", None)
+        if found is None and isinstance(net, nn.Module):
+            found = _in(net, layer)  # a path in the wrapped network, as the wrapper's cam_layer names it
+        if found is None:
+            own = getattr(model, "cam_layer", None)
+            hint = f" (its own Grad-CAM layer: 'net.{own}')" if isinstance(own, str) and own else ""
+            raise RobustXAIError(f"{keyword} {layer!r} not found in the model{hint}")
+        return found
     getter = getattr(model, "get_cam_layer", None)
     if getter is None:
         raise RobustXAIError(f"Grad-CAM needs {keyword}=... for a model that is not a robustxai ModelWrapper")
-    found: nn.Module = getter()
-    return found
+    declared: nn.Module = getter()
+    return declared
 
 
 class ModelWrapper(nn.Module):
