@@ -161,6 +161,17 @@ def test_eta_estimates_each_unit_from_the_same_work_on_any_model() -> None:
     assert tracker.tasks[1].eta() == pytest.approx(31.0)  # b: saliency (1 s) + lime (30 s), not 2 × 15.5
 
 
+def test_eta_of_another_architecture_follows_its_prediction_not_the_first_models_times() -> None:
+    """The plan predicts model b's units 10× slower (a Swin after a ViT): b's ETA follows the prediction."""
+    clock = FakeClock()
+    tracker = ProgressTracker(clock)
+    units = [U(f"e/{m}/gradcam", "explanation", m, "gradcam") for m in ("a", "b")]
+    stages = UnitStages(tracker, units, predicted={"e/a/gradcam": 1.0, "e/b/gradcam": 10.0})
+    clock.now += 2.0
+    stages.done(units[0])  # twice as slow as predicted: b is estimated at 10 × 2, not at a's 2 s
+    assert tracker.tasks[1].eta() == pytest.approx(20.0)
+
+
 def test_terminal_bars_show_each_task_with_its_eta() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)

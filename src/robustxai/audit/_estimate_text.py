@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,12 +41,25 @@ def _stage_line(s: StagePlan) -> str:
     return f"{head}   {_passes(s.forward, s.backward, s.train)} image passes{mem}"
 
 
+def _held_now() -> str:
+    """What this process has taken at most so far (torch, the models, the data, the timing passes)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    except (ImportError, OSError):  # no resource module (Windows)
+        return ""
+    return f"; this process alone has peaked at {_mb(peak)} so far (torch, the models, the data)"
+
+
 def _total_note(est: AuditEstimate) -> str:
+    tensors = f"peak tensor memory ≈ {_mb(est.peak_bytes)} (parameters and a pass's activations)"
     if est.processes <= 1:
-        return f"peak memory ≈ {_mb(est.peak_bytes)}"
+        return tensors + _held_now()
     return (
         f"wall time of {est.processes} units at once on worker processes of one thread each (training and "
-        f"the report in this one); peak memory ≈ {_mb(est.peak_bytes)} per worker"
+        f"the report in this one); {tensors} per worker, each of which also holds torch and the models"
+        + _held_now()
     )
 
 
@@ -53,7 +67,8 @@ def plan_lines(est: AuditEstimate) -> list[str]:
     """Header, measured pass times per model, one line per stage (and per method), total, GPU and Ray."""
     threads = torch.get_num_threads()
     load = Conditions.now().load
-    on = f"{threads} threads" if est.processes <= 1 else f"one thread, as each of {est.processes} workers"
+    one = f"{threads} thread" + ("s" if threads != 1 else "")
+    on = one if est.processes <= 1 else f"one thread, as each of {est.processes} workers"
     here = f"{est.device}, {on}" + ("" if load is None else f", load {load:.2f}/core")
     again = f" ({est.remeasured})" if est.remeasured else ""
     lines = [

@@ -267,8 +267,9 @@ class UnitStages:
     the previous one), and with a :class:`ProgressTracker` a stage's ETA is the time of every unit still to
     run up to the stage's last one, less what the running unit has already taken ("—" once it has run for
     more than twice its estimate). A unit is estimated by the units measured with the same model, kind,
-    explainer and attack (LIME and APGD cost far more than saliency and FGSM), else the same work on another
-    model, else its stage's mean, else its kind's mean; with no estimate the ETA is "—". Stages that
+    explainer and attack (LIME and APGD cost far more than saliency and FGSM), else by the plan's prediction
+    (below), else the same work on another model, else its stage's mean, else its kind's mean; with no
+    estimate the ETA is "—". Stages that
     interleave (the attack stages of all models, shard by shard) are so counted in each other's ETA.
 
     With ``predicted`` seconds per unit id (the plan's, :mod:`robustxai.audit._estimate`), a unit without a
@@ -316,14 +317,14 @@ class UnitStages:
         ]
 
     def _estimate(self, unit: _UnitLike) -> float | None:
-        for lookup in self._lookups(unit)[:2]:  # the same work measured: on this model, else another
-            total = self._seconds.get(lookup)
-            if total is not None:
-                return total[0] / total[1]
+        total = self._seconds.get(self._lookups(unit)[0])  # the same work measured on this model
+        if total is not None:
+            return total[0] / total[1]
         if unit.id in self._predicted:  # the plan's prediction, corrected by how the finished units went
+            # (before the same work on another model: a ViT's Grad-CAM says little of a Swin's)
             measured, predicted = self._ratio
             return self._predicted[unit.id] * (measured / predicted if predicted > 0 else 1.0)
-        for lookup in self._lookups(unit)[2:]:
+        for lookup in self._lookups(unit)[1:]:
             total = self._seconds.get(lookup)
             if total is not None:
                 return total[0] / total[1]
