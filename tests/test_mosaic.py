@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib import colormaps
 
-from robustxai.report._figures import save_png
+from robustxai.report._figures import column_title, save_png
 from robustxai.report._mosaic import Tile, _rgb, tile_grid
 
 #: This file tests internals (tests/test_public_api.py requires the marker).
@@ -65,3 +66,19 @@ def test_grid_is_one_axes_with_titles_labels_and_overlays() -> None:
 def test_grid_png_is_deterministic(tmp_path: Path) -> None:
     paths = [save_png(tile_grid(_grid(), title="T"), tmp_path / f"{i}.png") for i in range(2)]
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [
+        ("gradcam", ["gradcam"]),
+        ("integrated_gradients", ["integrated_", "gradients"]),
+        ("attention_rollout", ["attention_", "rollout"]),
+        ("input_x_gradient", ["input_x_", "gradient"]),
+        ("a$b", [r"a\$b"]),  # never mathtext
+    ],
+)
+def test_column_titles_break_after_underscores_and_keep_the_name(name: str, lines: list[str]) -> None:
+    title = column_title(name)
+    assert title.split("\n") == lines
+    assert "".join(lines).replace("\\$", "$") == name

@@ -41,6 +41,24 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+def column_title(name: str, width: int = 10) -> str:
+    """A method's name as a column title, broken after its underscores into lines of about ``width``.
+
+    Grid cells are ≈ 1 inch wide, so ``integrated_gradients`` or ``attention_rollout`` on one line ran into
+    their neighbours' titles; the name stays exact (``integrated_`` / ``gradients``).
+    """
+    parts = _plain(name).split("_")
+    lines, current = [], ""
+    for i, part in enumerate(parts):
+        piece = part + ("_" if i < len(parts) - 1 else "")
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = piece
+        else:
+            current += piece
+    return "\n".join([*lines, current])
+
+
 def save_png(fig: Figure, path: Path) -> Path:
     """Save a figure as PNG without a timestamp or other run-dependent metadata.
 
@@ -176,7 +194,7 @@ def grid_figures(
             more = f" ({part}/{len(chunks)})" if len(chunks) > 1 else ""
             fig = tile_grid(
                 rows,
-                col_titles=["image + truth"] + [_plain(e) for e in chunk],
+                col_titles=["image +\ntruth"] + [column_title(e) for e in chunk],
                 row_labels=labels,
                 title=_plain((f"Explanation maps of {model}" if model else "Explanation maps") + more),
                 cell_inches=cell,
