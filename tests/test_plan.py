@@ -213,3 +213,14 @@ def test_max_minutes_trims_the_audit_it_plans_and_says_so(tmp_path: Path) -> Non
     assert any(
         line.startswith("trimmed to fit --max-minutes: explain.n_images 3 → ") for line in plan_lines(fitted)
     )
+
+
+def test_the_plan_names_the_pairs_it_cannot_run_with_their_reason(tmp_path: Path) -> None:
+    cfg = load_config(_small_config(tmp_path), profile="smoke")
+    cfg.explain.methods = ["saliency", "attention_rollout"]  # a CNN has no attention to roll out
+    est = estimate_audit(cfg, timing=FixedTimes(None))
+    lines = [line for line in plan_lines(est) if "cannot run" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("  cannot run, so not planned: m: attention_rollout skipped (explanation): ")
+    assert "no global self-attention" in lines[0]
+    assert "explanation/m/attention_rollout/0" not in est.unit_seconds

@@ -119,6 +119,7 @@ class AuditEstimate:
     training_models: dict[str, dict[int, PassTime]] = field(default_factory=dict)  # training steps, float32
     processes: int = 1
     units_wall: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # "model: method skipped (kind): reason", not priced
 
     @property
     def seconds(self) -> float:
@@ -370,6 +371,7 @@ def estimate_audit(
         settled=planner.settled,
         processes=processes,
         units_wall=wall,
+        skipped=[f"{s.model}: {s.line()}" for s in planner.skipped],
     )
 
 

@@ -90,6 +90,7 @@ def plan_lines(est: AuditEstimate) -> list[str]:
         lines.append(f"  to train now (not cached; epochs are an upper bound): {', '.join(est.to_train)}")
     else:
         lines.append("  every trained model is cached: training costs nothing")
+    lines += [f"  cannot run, so not planned: {line}" for line in est.skipped]
     if est.processes > 1:
         lines.append("stages (one thread's time, image passes, peak memory of one process):")
     else:
