@@ -15,10 +15,11 @@ import robustxai as rx
 from robustxai import RobustXAIError, UnknownNameError
 from robustxai.models import read_checkpoint, wrap_model
 from robustxai.models._heads import find_feature_layer
+from robustxai.models._io import check_checkpoint_file
 from robustxai.models._zoo import IMAGENET_MEAN, IMAGENET_STD
 
 #: This file tests internals (tests/test_public_api.py requires the marker).
-WHITE_BOX = "tests internals of robustxai.models._heads, robustxai.models._zoo"
+WHITE_BOX = "tests internals of robustxai.models._heads, robustxai.models._io, robustxai.models._zoo"
 
 RB_ID = "Rebuffi2021Fixing_R18_ddpm"  # CIFAR-10 L∞, a PreActResNet-18: the smallest RobustBench CNN
 
@@ -56,12 +57,43 @@ def test_pickle_checkpoint_needs_trust(tmp_path: Path) -> None:
     torch.testing.assert_close(read_checkpoint(tmp_path / "p.pt", trust_checkpoint=True)["w"], torch.ones(2))
 
 
+def test_the_plan_checks_a_weight_file_without_loading_it(tmp_path: Path) -> None:
+    """Valid files pass; empty, cut-short or garbage ones get read_checkpoint's error line; no unpickling."""
+    save_file({"w": torch.ones(3)}, str(tmp_path / "ok.safetensors"))
+    torch.save({"w": torch.ones(3)}, tmp_path / "ok.pt")
+    for ok in ("ok.safetensors", "ok.pt"):
+        check_checkpoint_file(tmp_path / ok)
+    whole = (tmp_path / "ok.pt").read_bytes()
+    bad = {
+        "empty.pth": (b"", "the file is empty"),
+        "cut.pt": (whole[: len(whole) // 2], "cut short"),
+        "text.pt": (b"hello", "neither a torch zip archive nor a pickle"),
+        "cut.safetensors": ((tmp_path / "ok.safetensors").read_bytes()[:20], "SafetensorError"),
+    }
+    for name, (data, why) in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(RobustXAIError, match="cannot read checkpoint") as err:
+            check_checkpoint_file(tmp_path / name)
+        assert why in str(err.value) and "\n" not in str(err.value)
+    # a pickle that would run code is never opened: only its first byte is read
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Boom(), protocol=2))
+    check_checkpoint_file(tmp_path / "evil.pt")
+
+
+class _Boom:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (pytest.fail, ("unpickled",))
+
+
 def test_read_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(RobustXAIError, match="checkpoint not found"):
         read_checkpoint(tmp_path / "none.pt")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(RobustXAIError, match="cannot read checkpoint"):
         read_checkpoint(tmp_path / "bad.pt")
+    (tmp_path / "zero.pth").write_bytes(b"")  # torch raises an EOFError without a message
+    with pytest.raises(RobustXAIError, match="EOFError: the file ends before its data does"):
+        read_checkpoint(tmp_path / "zero.pth")
     torch.save({"epoch": 1}, tmp_path / "empty.pt")
     with pytest.raises(RobustXAIError, match="no tensors"):
         read_checkpoint(tmp_path / "empty.pt")

@@ -185,7 +185,7 @@ CKPT_CASES = [
     ),
     Case("ckpt-untrusted-pickle", zoo_checkpoint, "error", "full pickle", check=never_executed),
     Case("ckpt-garbage-pt", garbage_checkpoint(".pt", b"\x80\x04garbage"), "error", "cannot read checkpoint"),
-    Case("ckpt-zero-byte-pt", garbage_checkpoint(".pth", b""), "error", "cannot read checkpoint"),
+    Case("ckpt-zero-byte-pt", garbage_checkpoint(".pth", b""), "error", "the file is empty"),
     Case(
         "ckpt-text-safetensors",
         garbage_checkpoint(".safetensors", b"hello"),

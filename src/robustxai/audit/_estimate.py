@@ -7,9 +7,9 @@ times measured on this machine with the real models at the batch sizes they run 
 (:mod:`robustxai.audit._timing`, cached), and adds up. Cached trained models cost nothing; an uncached one
 costs its epochs (an upper bound: early stopping may end sooner). It also says what a GPU (measured when one
 is present, else an assumed speed-up that it names as such) and an N-worker Ray cluster would take, and
-``max_minutes`` trims the explained and manipulated images until the prediction fits.
-With ``[executor] processes = N`` (N ≥ 2) the units' passes are timed on one thread, as the workers run
-them, and their wall time is the executor's own schedule (:func:`~robustxai.audit._schedule.makespan`).
+``max_minutes`` trims the explained and manipulated images until the prediction fits. With ``[executor]
+processes = N`` (N ≥ 2) the units' passes are timed on one thread, as the workers run them, and their wall
+time is the executor's own schedule (:func:`~robustxai.audit._schedule.makespan`).
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ from robustxai.audit._progress import LogProgress, Progress, format_seconds, sta
 from robustxai.audit._stages_data import build_datasets
 from robustxai.audit._stages_eval import explainer_for
 from robustxai.audit._stages_manip import _attack as manipulation_attack
-from robustxai.audit._stages_models import build_architecture, fit_config_for, models_to_train
+from robustxai.audit._stages_models import fit_config_for, models_to_train, planning_model
 from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.audit._timing_explain import TIMED_IMAGES, CallCache
 from robustxai.audit._timing_manip import StepCache
-from robustxai.models import ModelWrapper, load_model
+from robustxai.models import ModelWrapper
 from robustxai.training._fit import epoch_passes
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,7 @@ class Planner:
         self.call_cache = CallCache(self.timing)
 
     def _model(self, name: str) -> ModelWrapper:
-        m = next(mc for mc in self.cfg.models if mc.name == name)
-        if m.checkpoint:
-            return load_model(m.checkpoint).eval()
-        info = self.data_info
-        task = str(info.get("task", "multiclass"))
-        return build_architecture(m, list(info["class_names"]), int(info["channels"]), task).eval()
+        return planning_model(next(mc for mc in self.cfg.models if mc.name == name), self.data_info)
 
     def works(self, cfg: AuditConfig) -> tuple[list[tuple[Unit, list[Work]]], dict[str, list[Work]]]:
         """Every unit's work under ``cfg`` (image counts may be trimmed), and each model's training."""

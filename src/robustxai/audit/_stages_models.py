@@ -17,6 +17,7 @@ from robustxai.audit._progress import Progress
 from robustxai.audit._stages_data import DataInfo
 from robustxai.data._base import ImageDataset, stack_images
 from robustxai.models import ModelWrapper, create_model, load_model, read_model_meta, save_model
+from robustxai.models._io import check_checkpoint_file
 from robustxai.models._zoo import default_model_dir
 from robustxai.training import FitConfig, fit
 
@@ -83,6 +84,21 @@ def build_architecture(
         task=task,
         **kwargs,
     )
+
+
+def planning_model(m: ModelConfig, info: DataInfo) -> ModelWrapper:
+    """The model the cost plan times: a saved robustxai model as saved, else the architecture, random.
+
+    A zoo model's weight file is not loaded (it might be a pickle), only checked to be readable
+    (:func:`~robustxai.models._io.check_checkpoint_file`), so a plan refuses an empty, cut-short or garbage
+    file before the audit trains anything; a missing one is left to the audit, which says where to put it.
+    """
+    if m.checkpoint:
+        return load_model(m.checkpoint).eval()
+    if (weights := weights_path(m)) is not None and weights.exists():
+        check_checkpoint_file(weights)
+    task = str(info.get("task", "multiclass"))
+    return build_architecture(m, list(info["class_names"]), int(info["channels"]), task).eval()
 
 
 def weights_path(m: ModelConfig) -> Path | None:

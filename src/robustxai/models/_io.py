@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,42 @@ def _unwrap(obj: object, file: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_checkpoint_file(path: str | Path) -> None:
+    """Refuse a weight file that cannot be read, without loading its tensors or unpickling anything.
+
+    The cost plan times a model of the configured architecture with random weights and never reads its
+    checkpoint (a pickle might run code); this cheaper look — a safetensors header, a torch zip archive's
+    directory — still lets ``robustxai plan`` refuse an empty, truncated or garbage file before the audit
+    trains anything. A legacy (non-zip) ``torch.save`` file is only checked to be non-empty.
+
+    Raises:
+        RobustXAIError: ``cannot read checkpoint …``, as :func:`read_checkpoint` would say.
+    """
+    file = _checkpoint_file(Path(path))
+    try:
+        if file.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        elif zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as z:
+                if not any(n.endswith("data.pkl") for n in z.namelist()):
+                    raise ValueError("a zip archive without torch's data.pkl")
+        else:
+            with file.open("rb") as f:
+                head = f.read(2)
+            if head == b"PK":
+                raise ValueError("a zip archive cut short (its directory is missing)")
+            if head[:1] != b"\x80":  # neither a zip archive nor a pickle stream
+                raise ValueError("neither a torch zip archive nor a pickle")
+    except RobustXAIError:
+        raise
+    except Exception as err:  # OSError, ValueError, zipfile.BadZipFile, safetensors' own error
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise RobustXAIError(f"cannot read checkpoint {file}: {type(err).__name__}: {first}") from None
+
+
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
     """Read a local checkpoint file or directory as a flat state dict of CPU tensors.
 
@@ -293,7 +330,10 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
         raise
     except Exception as err:  # corrupt archives raise RuntimeError, EOFError, safetensors' own error …
         first = (str(err).strip().splitlines() or [""])[0]
-        raise RobustXAIError(f"cannot read checkpoint {file}: {type(err).__name__}: {first}") from None
+        if not first and isinstance(err, EOFError):
+            first = "the file ends before its data does (empty or cut short)"
+        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        raise RobustXAIError(f"cannot read checkpoint {file}: {why}") from None
     state = _unwrap(obj, file)
     if file.name == WEIGHTS and (file.parent / SPEC).is_file():  # a robustxai saved model
         state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
