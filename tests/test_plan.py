@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import robustxai as rx
-from robustxai import ConfigError
+from robustxai import ConfigError, RobustXAIError
 from robustxai.audit import load_config
 from robustxai.audit._estimate import estimate_audit
 from robustxai.audit._estimate_text import plan_lines
 from robustxai.audit._estimate_trim import trim_to_fit
 from robustxai.audit._passes import explainer_work
 from robustxai.audit._progress import LineProgress, UnitStages
+from robustxai.audit._stages_models import check_fits
 from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.cli import app
 
@@ -24,7 +26,7 @@ from robustxai.cli import app
 WHITE_BOX = (
     "tests internals of robustxai.audit._estimate, robustxai.audit._estimate_text, "
     "robustxai.audit._estimate_trim, robustxai.audit._passes, robustxai.audit._progress, "
-    "robustxai.audit._timing"
+    "robustxai.audit._stages_models, robustxai.audit._timing"
 )
 
 runner = CliRunner()
@@ -224,3 +226,13 @@ def test_the_plan_names_the_pairs_it_cannot_run_with_their_reason(tmp_path: Path
     assert lines[0].startswith("  cannot run, so not planned: m: attention_rollout skipped (explanation): ")
     assert "no global self-attention" in lines[0]
     assert "explanation/m/attention_rollout/0" not in est.unit_seconds
+
+
+def test_a_saved_model_for_other_channels_is_refused_naming_the_setting() -> None:
+    model = rx.create_model("smallcnn", in_channels=1, class_names=["normal", "fracture"])
+    info: Any = {"class_names": ["normal", "fracture"], "task": "multiclass", "channels": 3}
+    with pytest.raises(
+        RobustXAIError, match=r"'one' takes 1-channel images but the data has 3 \(data.channels"
+    ):
+        check_fits("one", model, info)
+    check_fits("one", model, {**info, "channels": 1})

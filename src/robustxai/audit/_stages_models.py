@@ -86,6 +86,21 @@ def build_architecture(
     )
 
 
+def check_fits(name: str, model: ModelWrapper, info: DataInfo) -> None:
+    """Refuse a saved model whose classes, task or image channels are not the data's, naming both sides."""
+    classes, task = list(info["class_names"]), str(info.get("task", "multiclass"))
+    if model.class_names != classes:
+        raise RobustXAIError(f"model {name!r} predicts {model.class_names} but the data has {classes}")
+    if model.task != task:
+        raise RobustXAIError(f"model {name!r} is a {model.task} model but the data are {task}")
+    channels = info.get("channels")
+    if channels is not None and model.in_channels != channels:
+        raise RobustXAIError(
+            f"model {name!r} takes {model.in_channels}-channel images but the data has {channels} "
+            "(data.channels): set data.channels to the model's, or use a model saved for these images"
+        )
+
+
 def planning_model(m: ModelConfig, info: DataInfo) -> ModelWrapper:
     """The model the cost plan times: a saved robustxai model as saved, else the architecture, random.
 
@@ -94,7 +109,9 @@ def planning_model(m: ModelConfig, info: DataInfo) -> ModelWrapper:
     file before the audit trains anything; a missing one is left to the audit, which says where to put it.
     """
     if m.checkpoint:
-        return load_model(m.checkpoint).eval()
+        saved = load_model(m.checkpoint).eval()
+        check_fits(m.name, saved, info)
+        return saved
     if (weights := weights_path(m)) is not None and weights.exists():
         check_checkpoint_file(weights)
     task = str(info.get("task", "multiclass"))
@@ -254,14 +271,7 @@ class _ModelSource:
 
     def _from_checkpoint(self, m: ModelConfig, checkpoint: str) -> None:
         model = load_model(checkpoint)
-        if model.class_names != self.class_names:
-            raise RobustXAIError(
-                f"model {m.name!r} predicts {model.class_names} but the data has {self.class_names}"
-            )
-        if model.task != self.data_task:
-            raise RobustXAIError(
-                f"model {m.name!r} is a {model.task} model but the data are {self.data_task}"
-            )
+        check_fits(m.name, model, self.data_info)
         self.models[m.name] = model
         self.infos[m.name] = {
             "source": "checkpoint",

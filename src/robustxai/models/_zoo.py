@@ -130,7 +130,7 @@ class _Options:
             return "download"
         raise RobustXAIError(
             f"{self.name} needs weights: pass checkpoint=PATH (CLI --checkpoint), allow_download=True "
-            "(--allow-download) or random_init=True"
+            "(--allow-download) or random_init=True (--model-option random_init=true)"
         )
 
     def spec_kwargs(self) -> dict[str, object]:
