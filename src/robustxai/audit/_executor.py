@@ -47,22 +47,6 @@ AUTO_PROCESSES = 8
 Commit = Callable[[Unit, UnitResult], None]
 
 
-class ModelsFailedError(Exception):
-    """Raised by a commit (on the driver) when a model cannot be audited, and by an executor that went on.
-
-    The runner's commit raises it for the unit that failed. An executor may stop at once (the runner then
-    runs the other models' remaining units again), or — the worker processes — run every other model's units
-    first and raise it at the end with every model that failed meanwhile, so no worker is restarted.
-
-    Attributes:
-        failures: Model name → one-line reason.
-    """
-
-    def __init__(self, failures: dict[str, str]) -> None:
-        super().__init__("; ".join(failures.values()))
-        self.failures = dict(failures)
-
-
 @dataclass
 class ExecutionContext:
     """What units need: the config, the data, and the models (with a stable key per model)."""

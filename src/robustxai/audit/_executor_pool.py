@@ -45,7 +45,7 @@ from robustxai._registry import Registry
 from robustxai._runtime import keep_freed_memory
 from robustxai.attacks._base import ATTACKS
 from robustxai.audit._config import AuditConfig
-from robustxai.audit._executor import ModelsFailedError
+from robustxai.audit._failures import ModelsFailedError
 from robustxai.audit._kinds import UNIT_KINDS  # registers every unit kind (a spawned worker imports this)
 from robustxai.audit._plan import AuditData, Unit, UnitResult, run_unit
 from robustxai.audit._schedule import ReadyQueue

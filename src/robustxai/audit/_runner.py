@@ -37,9 +37,10 @@ from robustxai.audit._cache import cache_root
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._config_toml import dump_toml
 from robustxai.audit._data_checks import DATA_CODE, data_warnings
-from robustxai.audit._executor import ExecutionContext, Executor, ModelsFailedError, run_order
+from robustxai.audit._executor import ExecutionContext, Executor, run_order
 from robustxai.audit._executor_pool import refuse_in_worker
 from robustxai.audit._executors import create_executor
+from robustxai.audit._failures import ModelsFailedError
 from robustxai.audit._grants import Grants, check_grants
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit._plan import (
