@@ -38,6 +38,10 @@ runner = CliRunner()
 #: Measured (2026-12-06, this machine): robust accuracy max 5.0 points per row (APGD, 2 of 40 images), mean
 #: 0.4; alignment max 0.075 on clean images, 0.34 on attacked ones, mean 0.016, continuous metrics ≤ 0.012.
 ROBUST_ACCURACY_POINTS = 7.5  # per (model, attack, ε) row: three of 40 images (one image is 2.5 points)
+#: Clean accuracy: at most one of the 40 images per row. A logit near a tie can flip: 0 on the CPU above,
+#: which emulates bfloat16; 2.5 points (one image, one model) on a CPU with native bfloat16 arithmetic
+#: (AVX-512 BF16, 2026-12-06 late), where robust accuracy moved by 0 and alignment by ≤ 0.114 on clean rows.
+CLEAN_ACCURACY_POINTS = 2.5 + 1e-9
 MEAN_ROBUST_ACCURACY_POINTS = 2.0  # over the 12 rows
 #: Alignment rows of clean images: at most one image's worth of the 6 explained (point coverage and pointing
 #: game move by up to 1/6 when one image's peak or top pixels cross over; 0.10 was below that and failed on a
@@ -138,7 +142,8 @@ def test_the_smoke_audit_in_bfloat16_stays_within_the_stated_tolerances(tmp_path
         pd.read_csv(half / "tables" / "robustness.csv"), on=keys, suffixes=("", "_bf16")
     )
     assert len(rob) == 12
-    assert (rob["clean_accuracy"] == rob["clean_accuracy_bf16"]).all()
+    clean_gap = 100 * (rob["clean_accuracy"] - rob["clean_accuracy_bf16"]).abs()
+    assert clean_gap.max() <= CLEAN_ACCURACY_POINTS, clean_gap.tolist()
     gap = 100 * (rob["adversarial_accuracy"] - rob["adversarial_accuracy_bf16"]).abs()
     assert gap.max() <= ROBUST_ACCURACY_POINTS and gap.mean() <= MEAN_ROBUST_ACCURACY_POINTS, gap.tolist()
     keys = ["model", "condition", "epsilon", "explainer", "metric"]
