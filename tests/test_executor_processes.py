@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from robustxai.audit._timing import PassTime, TimingCache
 from robustxai.results import Store
 
 #: This file tests internals (tests/test_public_api.py requires the marker).
-WHITE_BOX = "tests internals of robustxai.audit._executor and robustxai.audit._executor_pool"
+WHITE_BOX = (
+    "tests internals of robustxai.audit._executor, robustxai.audit._executor_pool, robustxai._cli_errors"
+)
 
 TINY = {
     "name": "tiny-processes",
@@ -493,6 +496,47 @@ def test_plugins_and_models_defined_in_main_keep_the_units_in_this_process() -> 
     assert cannot_ship(models) == "model 'b' defined in __main__, which worker processes cannot import"
 
 
+@pytest.mark.slow
+def test_a_plugin_the_workers_cannot_register_runs_the_units_here_with_the_same_tables(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A metric registered under a new name for robustxai's own function: a worker imports robustxai only.
+
+    Before, the workers' tables silently lacked it (results depended on the number of processes).
+    """
+    import robustxai.metrics as M
+
+    M.register_metric(M.MetricInfo("alias_rmse", M.rmse, False, "mask", "rmse under another name"))
+    try:
+        with caplog.at_level("WARNING", logger="robustxai"):
+            two = run_audit(tiny(2), tmp_path / "two")
+        one = run_audit(tiny(1), tmp_path / "one")
+    finally:
+        M.unregister_metric("alias_rmse")
+    assert "worker processes lack the plug-ins metric 'alias_rmse'" in caplog.text
+    with Store(tmp_path / "two" / "results.sqlite", readonly=True) as s:
+        assert (s.table("metrics")["metric"] == "alias_rmse").any()
+    for name in ("robustness", "alignment"):
+        a = (one.run_dir / "tables" / f"{name}.csv").read_bytes()
+        assert (two.run_dir / "tables" / f"{name}.csv").read_bytes() == a, name
+
+
+def test_a_script_read_from_standard_input_keeps_the_units_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustxai.audit._executor_pool import cannot_ship
+
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
+    assert "the main script (<stdin>) is no file" in cannot_ship({"a": rx_model()})
+
+
+def test_the_worker_environment_is_set_only_while_a_worker_starts() -> None:
+    from robustxai.audit._executor_pool import WORKER_ENV, _worker_environment
+
+    before = os.environ.get(WORKER_ENV)
+    with _worker_environment():
+        assert os.environ[WORKER_ENV] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ.get(WORKER_ENV) == before  # another audit in this program is not taken for a worker
+
+
 def rx_model() -> Any:
     import robustxai as rx
 
@@ -529,3 +573,25 @@ def test_the_processes_option_reads_numbers_and_words() -> None:
     assert processes_option("²") == "²"  # not a number: the config refuses it in one line
     with pytest.raises(ConfigError, match="executor.processes"):
         load_config(profile="smoke", executor={"processes": processes_option("²")})
+
+
+def test_a_full_disk_under_the_store_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite's 'database or disk is full' (not an OSError) ends as one line and status 2, not a traceback."""
+    import sqlite3
+
+    import typer
+    from rich.console import Console
+
+    from robustxai._cli_errors import user_errors
+
+    console = Console(width=200)
+    with pytest.raises(typer.Exit) as stop, user_errors(console, debug=False):
+        raise sqlite3.OperationalError("database or disk is full")
+    assert stop.value.exit_code == 2
+    assert "error: database or disk is full" in capsys.readouterr().out
+
+
+def test_more_processes_than_cores_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="robustxai"):
+        LocalExecutor(processes=usable_cores() + 1)
+    assert "is more than the" in caplog.text and "usable cores" in caplog.text

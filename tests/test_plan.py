@@ -236,3 +236,16 @@ def test_a_saved_model_for_other_channels_is_refused_naming_the_setting() -> Non
     ):
         check_fits("one", model, info)
     check_fits("one", model, {**info, "channels": 1})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a GPU")
+def test_plan_refuses_cuda_without_a_gpu_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "cuda.toml"
+    config.write_text('name = "cuda"\n[executor]\ndevice = "cuda"\n')
+    for command in ("plan", "audit"):
+        out = ["--out", str(tmp_path / "run")] if command == "audit" else []
+        result = runner.invoke(app, [command, str(config), "--profile", "smoke", *out])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        text = " ".join(result.output.split())
+        assert "error: executor.device = 'cuda' but torch sees no CUDA device" in text

@@ -9,6 +9,7 @@ one-line, literal rule: Rich markup (``[/x]`` crashes the printer, ``[nan]`` van
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def user_errors(console: Console, debug: bool) -> Iterator[None]:
     """Turn a user's error into one line on ``console`` and exit status 2 (``debug``: the traceback)."""
     try:
         yield
-    except (RobustXAIError, OSError) as err:
+    except (RobustXAIError, OSError, sqlite3.OperationalError) as err:  # the store's disk full, say
         if debug:
             raise
         console.print(f"[bold red]error:[/] {one_line(err)}", highlight=False, soft_wrap=True)

@@ -41,6 +41,7 @@ from robustxai.audit._estimate_price import (
     work_bytes,
     work_seconds,
 )
+from robustxai.audit._executor import choose_device
 from robustxai.audit._kinds import UNIT_KINDS  # noqa: F401  (registers every unit kind)
 from robustxai.audit._passes import Shape, Work, unit_work
 from robustxai.audit._plan import AuditData, Unit, inapplicable, plan_units
@@ -162,7 +163,7 @@ class Planner:
         self.data = AuditData(test_ds, cfg.explain.n_images, Path("."))
         self.shape: Shape = tuple(int(v) for v in test_ds[0].image.shape)  # type: ignore[assignment]
         self.models = {m.name: self._model(m.name) for m in cfg.models}
-        self.device = cfg.executor.device or "cpu"
+        self.device = choose_device(cfg.executor.device, cuda_available=torch.cuda.is_available())
         self.cfg, self.settled = settle_models(cfg, dict(self.models), self.shape, self.timing, self.device)
         self.skipped = inapplicable(cfg, self.models)
         self.to_train = models_to_train(cfg, self.data_info, cache)

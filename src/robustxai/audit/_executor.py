@@ -35,6 +35,7 @@ import torch
 
 from robustxai._errors import ConfigError
 from robustxai.audit._config import AuditConfig
+from robustxai.audit._failures import PluginsMissingError
 from robustxai.audit._plan import UNIT_KINDS, AuditData, Unit, UnitResult, run_unit
 from robustxai.models import ModelWrapper
 
@@ -190,6 +191,13 @@ class LocalExecutor:
     def __init__(self, device: str | None = None, processes: int | str = 1) -> None:
         self.device = choose_device(device, cuda_available=torch.cuda.is_available())
         self.processes = resolve_processes(processes, self.device)
+        if self.processes > (cores := usable_cores()):
+            log.warning(
+                "executor.processes = %d is more than the %d usable cores: the workers share them (slower) "
+                "and each holds torch and the models in memory; 'auto' starts one per core",
+                self.processes,
+                cores,
+            )
 
     def workers_for(self, ctx: ExecutionContext) -> tuple[int, str]:
         """Worker processes for ``ctx``'s units (1: in this process) and, where fewer than asked, why."""
@@ -208,8 +216,11 @@ class LocalExecutor:
         if n > 1:
             from robustxai.audit._executor_pool import run_in_processes
 
-            run_in_processes(units, ctx.cfg, ctx.data, ctx.models, commit, n, ctx.unit_seconds)
-            return
+            try:
+                run_in_processes(units, ctx.cfg, ctx.data, ctx.models, commit, n, ctx.unit_seconds)
+                return
+            except PluginsMissingError as missing:  # no unit was committed: every one raised this first
+                log.warning("the units run in this process: worker processes lack the plug-ins %s", missing)
         for unit in units:
             model = ctx.models[unit.model]
             if self.device != "cpu":

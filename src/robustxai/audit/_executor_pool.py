@@ -30,6 +30,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -45,7 +46,7 @@ from robustxai._registry import Registry
 from robustxai._runtime import keep_freed_memory
 from robustxai.attacks._base import ATTACKS
 from robustxai.audit._config import AuditConfig
-from robustxai.audit._failures import ModelsFailedError
+from robustxai.audit._failures import ModelsFailedError, PluginsMissingError
 from robustxai.audit._kinds import UNIT_KINDS  # registers every unit kind (a spawned worker imports this)
 from robustxai.audit._plan import AuditData, Unit, UnitResult, run_unit
 from robustxai.audit._schedule import ReadyQueue
@@ -117,6 +118,9 @@ def cannot_ship(models: Mapping[str, nn.Module]) -> str:
     defined in ``__main__`` (a notebook, or a script under its ``__main__`` guard): such a metric would be
     missing from the worker's tables and such a model could not be unpickled there.
     """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if isinstance(main_file, str) and not os.path.isfile(main_file):  # python - < script.py
+        return f"the main script ({main_file}) is no file, which worker processes cannot re-import"
     here = sorted(what for what, module in plugin_modules().items() if module == "__main__")
     for name, model in models.items():
         if any(type(m).__module__ == "__main__" for m in model.modules()):
@@ -124,14 +128,33 @@ def cannot_ship(models: Mapping[str, nn.Module]) -> str:
     return ", ".join(here) and f"{', '.join(here)} defined in __main__, which worker processes cannot import"
 
 
-def _start_worker(cfg: AuditConfig, models: dict[str, ModelWrapper], modules: list[str], level: int) -> None:
-    """A worker's set-up: one thread, no Ctrl-C (the driver decides), the plug-ins, its models, a watchdog."""
+def _start_worker(
+    cfg: AuditConfig,
+    models: dict[str, ModelWrapper],
+    modules: list[str],
+    level: int,
+    names: dict[str, list[str]],
+) -> None:
+    """A worker's set-up: one thread, no Ctrl-C (the driver decides), the plug-ins, its models, a watchdog.
+
+    ``names``: every name in the driver's registries. One missing here after the plug-ins' modules were
+    imported (a plug-in registered under a new name for a function defined elsewhere, a module this process
+    cannot import) makes every unit raise :class:`PluginsMissingError`, so the driver runs them itself.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     keep_freed_memory()
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    missing = []
     for module in modules:  # registers the user's plug-ins here as in the driver
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - any import failure: the units run in the driver instead
+            missing.append(f"module {module} ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})")
+    for kind, registered in names.items():
+        here = set(_REGISTRIES[kind].names())
+        missing += [f"{kind} {name!r}" for name in registered if name not in here]
+    _WORKER["missing"] = missing
     parent = multiprocessing.parent_process()
     if parent is not None:  # the driver killed outright (SIGKILL, the memory killer): end with it
         threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
@@ -168,6 +191,30 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
                 signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, to the handler that was in place
 
 
+_ENV_LOCK = threading.Lock()
+
+
+@contextmanager
+def _worker_environment() -> Iterator[None]:
+    """The workers' environment (one thread, :data:`WORKER_ENV`), set only while this thread spawns one.
+
+    A spawned process inherits the environment at its start, so the variables are in this process's own
+    environment only for that moment (under a lock), not for the whole run: another audit started meanwhile
+    in another thread of this program is neither refused as a worker nor confined to one thread.
+    """
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, WORKER_ENV)}
+        os.environ.update(dict.fromkeys((*ONE_THREAD_ENV, WORKER_ENV), "1"))
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
 def _end_with(sentinel: int) -> None:
     """Wait until the driver process ends, then end this worker (its units would never be committed)."""
     multiprocessing.connection.wait([sentinel])
@@ -175,6 +222,8 @@ def _end_with(sentinel: int) -> None:
 
 
 def _run_in_worker(unit: Unit, payload: object) -> UnitResult:
+    if _WORKER.get("missing"):
+        raise PluginsMissingError(", ".join(str(m) for m in _WORKER["missing"]))  # type: ignore[attr-defined]
     cfg = _WORKER["cfg"]
     models = _WORKER["models"]
     assert isinstance(cfg, AuditConfig) and isinstance(models, dict)
@@ -222,10 +271,9 @@ def run_in_processes(
     needed = {u.model: models[u.model] for u in units}
     ready = ReadyQueue(units, seconds)
     n = min(processes, len(units))
-    saved = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, WORKER_ENV)}
-    os.environ.update(dict.fromkeys((*ONE_THREAD_ENV, WORKER_ENV), "1"))  # read by the workers as they load
     modules = sorted(set(plugin_modules().values()))
-    start = (cfg, needed, modules, logging.getLogger("robustxai").getEffectiveLevel())
+    names = {kind: registry.names() for kind, registry in _REGISTRIES.items()}
+    start = (cfg, needed, modules, logging.getLogger("robustxai").getEffectiveLevel(), names)
     pool = ProcessPoolExecutor(
         n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=start
     )
@@ -239,12 +287,6 @@ def run_in_processes(
     except BaseException:
         _stop(pool)
         raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     pool.shutdown(wait=True)
     if failures:  # every other model's units are committed: the runner records these and is done
         raise ModelsFailedError(failures)
@@ -291,7 +333,7 @@ def _drive(
             if unit is None:
                 break
             payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
-            with _children_ignore_ctrl_c():  # a submit starts a worker where one is missing
+            with _children_ignore_ctrl_c(), _worker_environment():  # a submit may start a worker
                 running[pool.submit(_run_in_worker, unit, payload)] = unit
         if not running:
             raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")

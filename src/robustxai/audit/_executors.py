@@ -7,8 +7,12 @@ in a circle; Ray is imported only when the ``ray`` executor is created.
 
 from __future__ import annotations
 
+import logging
+
 from robustxai._errors import ConfigError
 from robustxai.audit._executor import Executor, LocalExecutor
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EXECUTORS", "create_executor"]
 
@@ -43,6 +47,11 @@ def create_executor(
         return LocalExecutor(device, processes)
     if kind == "ray":
         from robustxai.audit._executor_ray import RayExecutor
+
+        if processes not in (1, "auto"):
+            log.warning(
+                "executor.processes = %s is ignored: Ray runs each unit as a task of its own", processes
+            )
 
         return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, device=device)
     raise ConfigError(f"unknown executor {kind!r}; known executors: {', '.join(EXECUTORS)}")

@@ -1,4 +1,4 @@
-"""The signal from the runner's commit to an executor that a model cannot be audited.
+"""Signals between the runner and the executors: a model that cannot be audited, plug-ins workers lack.
 
 Its own module so that the executors (:mod:`robustxai.audit._executor`, :mod:`robustxai.audit._executor_pool`)
 and the runner share it without importing each other.
@@ -21,3 +21,11 @@ class ModelsFailedError(Exception):
     def __init__(self, failures: dict[str, str]) -> None:
         super().__init__("; ".join(failures.values()))
         self.failures = dict(failures)
+
+
+class PluginsMissingError(Exception):
+    """Raised in a worker process whose registries lack a plug-in the driver has (it could not import it).
+
+    The local executor then runs the units in its own process, with a warning naming them: results must not
+    depend on the number of worker processes.
+    """
