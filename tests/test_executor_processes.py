@@ -595,3 +595,23 @@ def test_more_processes_than_cores_is_warned(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level("WARNING", logger="robustxai"):
         LocalExecutor(processes=usable_cores() + 1)
     assert "is more than the" in caplog.text and "usable cores" in caplog.text
+
+
+def test_a_pool_whose_manager_thread_died_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``ulimit -v`` the pool could not start its manager thread and the driver waited for ever."""
+    import threading
+    from concurrent.futures import Future
+
+    import robustxai.audit._executor_pool as pool_mod
+
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+
+    class Pool:
+        _executor_manager_thread = dead
+
+    monkeypatch.setattr(pool_mod, "ALIVE_CHECK_S", 0.01)
+    never: Future[Any] = Future()
+    with pytest.raises(RobustXAIError, match="stopped handing back results while running 'u1'"):
+        pool_mod._wait(Pool(), {never: unit("u1")})  # type: ignore[arg-type]

@@ -317,6 +317,29 @@ class _Commits:
         self.ready.finished(unit.id)
 
 
+#: Seconds between checks that the pool's manager thread is alive while no unit finishes.
+ALIVE_CHECK_S = 5.0
+
+
+def _wait(pool: ProcessPoolExecutor, running: dict[Future[UnitResult], Unit]) -> set[Future[UnitResult]]:
+    """The running units that finished; a one-line error if the pool can no longer finish any.
+
+    The pool hands results back through a manager thread; when it cannot start one (out of memory under
+    ``ulimit -v``) no future ever completes, and waiting without this check hung for ever.
+    """
+    while True:
+        done, _ = wait(list(running), timeout=ALIVE_CHECK_S, return_when=FIRST_COMPLETED)
+        if done:
+            return done
+        manager = getattr(pool, "_executor_manager_thread", None)  # no public way to ask
+        if manager is not None and not manager.is_alive():
+            names = ", ".join(repr(u.id) for u in running.values())
+            raise RobustXAIError(
+                f"the worker pool stopped handing back results while running {names} (it could not start "
+                "a thread: out of memory?); use fewer [executor] processes, or 1; finished units are saved"
+            )
+
+
 def _drive(
     pool: ProcessPoolExecutor,
     ready: ReadyQueue,
@@ -337,7 +360,7 @@ def _drive(
                 running[pool.submit(_run_in_worker, unit, payload)] = unit
         if not running:
             raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")
-        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        done = _wait(pool, running)
         broken = False
         for future in sorted(done, key=lambda f: running[f].id):  # a fixed order of commits
             if isinstance(future.exception(), BrokenProcessPool):
