@@ -155,6 +155,27 @@ def test_the_prefix_is_the_networks_own_count_of_class_and_register_tokens() -> 
     torch.testing.assert_close(named.attributions, want0, rtol=1e-5, atol=1e-8)
 
 
+def test_a_vit_fixed_to_a_non_square_size_finds_its_token_grid() -> None:
+    """img_size = (32, 48), patch 8: a 4 × 6 grid; the probe runs an image of that size, not a square one."""
+    torch.manual_seed(0)
+    kw = {"img_size": (32, 48), "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, **kw)
+    model = wrap_model(net, ["a", "b", "c"], in_channels=3, input_size=(32, 48)).eval()
+    assert (model.cam_layer, model.cam_layout, model.cam_prefix) == ("blocks.1.norm1", "tokens", 1)
+    x, t = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 2])
+    got = rx.create_explainer("gradcam").explain(model, x, target=t).attributions
+    kept: list[torch.Tensor] = []
+    handle = model.get_cam_layer().register_forward_hook(lambda _m, _i, o: kept.append(o))
+    logits = model(x.clone().requires_grad_(True))
+    handle.remove()
+    (grad,) = torch.autograd.grad(logits[torch.arange(2), t].sum(), kept[0])
+    act = kept[0].detach()[:, 1:].reshape(2, 4, 6, 32)  # row-major patches, class token dropped
+    weights = grad[:, 1:].reshape(2, 4, 6, 32).mean(dim=(1, 2))
+    want = torch.relu(torch.einsum("bhwc,bc->bhw", act, weights))[:, None]
+    assert got.shape == (2, 1, 4, 6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
 def test_grid_gradcam_on_a_cnn_equals_captum(rgb) -> None:
     model = rx.create_model("smallcnn", in_channels=3, widths=(4, 8, 8, 8)).eval()
     t = torch.tensor([0, 1, 0])

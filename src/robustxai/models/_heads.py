@@ -25,7 +25,7 @@ from torch import nn
 
 from robustxai._errors import RobustXAIError
 from robustxai.models._attention import SoftAttentionHead
-from robustxai.models._tokens import channels_last_norm, find_token_layer, native_size
+from robustxai.models._tokens import channels_last_norm, find_token_layer, native_hw
 from robustxai.models._wrapper import ModelWrapper, Task
 
 log = logging.getLogger(__name__)
@@ -256,9 +256,9 @@ def wrap_model(
         raise RobustXAIError(f"wrap_model needs a torch.nn.Module, got {type(module).__name__}")
     layout, prefix = "nchw", 0
     if cam_layer == "auto":
-        size = input_size[0] if input_size else native_size(module)
-        cam_layer, _ = find_feature_layer(module, net_channels or in_channels, size)
-        tokens = None if cam_layer else find_token_layer(module, net_channels or in_channels, size)
+        hw = (int(input_size[0]), int(input_size[1])) if input_size else native_hw(module)
+        cam_layer, _ = find_feature_layer(module, net_channels or in_channels, hw[0])
+        tokens = None if cam_layer else find_token_layer(module, net_channels or in_channels, hw)
         cam_layer, layout, prefix = tokens or (cam_layer, "nchw", 0)
     elif cam_layer is not None:
         try:

@@ -66,6 +66,14 @@ def explicit_attention(model: nn.Module) -> Iterator[list[nn.Module]]:
                 setattr(m, "fused_attn", True)  # noqa: B010
 
 
+def native_hw(net: nn.Module, default: int = 64) -> tuple[int, int]:
+    """``(H, W)`` a network with a fixed-size patch embedding needs, else ``(default, default)``."""
+    size = getattr(getattr(net, "patch_embed", None), "img_size", None)
+    if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return default, default
+
+
 def native_size(net: nn.Module, default: int = 64) -> int:
     """The image side a network with a fixed-size patch embedding needs (timm's ``patch_embed.img_size``)."""
     embed = getattr(net, "patch_embed", None)
@@ -99,7 +107,10 @@ def channels_last_norm(module: nn.Module, out: torch.Tensor) -> bool:
 
 
 def _grid_form(
-    out: torch.Tensor, prefix_tokens: int | None = None, last_norm: bool = False
+    out: torch.Tensor,
+    prefix_tokens: int | None = None,
+    last_norm: bool = False,
+    hw: tuple[int, int] | None = None,
 ) -> tuple[str, int, int] | None:
     """``(layout, prefix, channels)`` if a probe output (batch 1, square image) is a token grid, else None.
 
@@ -110,6 +121,8 @@ def _grid_form(
     """
     if out.shape[0] != 1:  # window-partitioned tensors (Swin's attention) carry windows in the batch
         return None
+    if hw is not None and hw[0] != hw[1]:  # a probe image fixed to a non-square size
+        return _rect_grid_form(out, prefix_tokens, last_norm, hw)
     if out.ndim == 3:
         n = int(out.shape[1])
         prefix = prefix_tokens if prefix_tokens is not None and _square(n - prefix_tokens) else _prefix_of(n)
@@ -122,12 +135,35 @@ def _grid_form(
     return None
 
 
+def _rect_grid_form(
+    out: torch.Tensor, prefix_tokens: int | None, last_norm: bool, hw: tuple[int, int]
+) -> tuple[str, int, int] | None:
+    """:func:`_grid_form` for a non-square probe image of ``hw`` pixels: grids of its aspect ratio."""
+    if out.ndim == 3:
+        n = int(out.shape[1])
+        for prefix in ([prefix_tokens] if prefix_tokens is not None else []) + list(range(MAX_PREFIX + 1)):
+            if 0 <= prefix < n - 3:
+                try:
+                    grid_shape(n - prefix, *hw)
+                except RobustXAIError:
+                    continue
+                return ("tokens", prefix, int(out.shape[2]))
+        return None
+    if out.ndim == 4:
+        _, a, b, c = (int(s) for s in out.shape)
+        if a * b >= 4 and _fits(a, b, hw) and (last_norm or not _fits(b, c, hw)):
+            return ("nhwc", 0, c)
+    return None
+
+
 def _square(n: int) -> bool:
     side = math.isqrt(max(n, 0))
     return side >= 2 and side * side == n
 
 
-def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tuple[str, str, int] | None:
+def find_token_layer(
+    net: nn.Module, in_channels: int = 3, size: int | tuple[int, int] = 64
+) -> tuple[str, str, int] | None:
     """The Grad-CAM layer of a token model: ``(dotted path, layout, prefix tokens)``, or ``None``.
 
     One forward and backward pass of a random ``[1, in_channels, size, size]`` image records every module
@@ -137,6 +173,7 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     non-zero gradient of the summed logits (see the module docstring for why). ``None`` when no output
     qualifies or the network cannot run at this size.
     """
+    hw = size if isinstance(size, tuple) else (size, size)
     names = {id(m): n for n, m in net.named_modules() if n}
     seen: dict[str, tuple[torch.Tensor, tuple[str, int, int]]] = {}
     known = getattr(net, "num_prefix_tokens", None)
@@ -145,7 +182,7 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     def hook(module: nn.Module, _inp: object, out: object) -> None:
         if isinstance(module, _NOT_A_LAYER) or not isinstance(out, torch.Tensor) or not out.requires_grad:
             return
-        form = _grid_form(out, prefix_tokens, channels_last_norm(module, out))
+        form = _grid_form(out, prefix_tokens, channels_last_norm(module, out), hw)
         if form is not None:
             name = names[id(module)]
             seen.pop(name, None)  # a module called twice counts where it last finished
@@ -156,13 +193,13 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     try:
         net.eval()
         with torch.enable_grad():
-            logits = net(torch.rand(1, in_channels, size, size, requires_grad=True))
+            logits = net(torch.rand(1, in_channels, *hw, requires_grad=True))
             if not isinstance(logits, torch.Tensor) or not seen:
                 return None
             outs = [out for out, _ in seen.values()]
             grads = torch.autograd.grad(logits.sum(), outs, allow_unused=True)
     except Exception as err:  # an architecture-specific refusal (input size, in-place updates of outputs)
-        log.info("token-layer probe failed at %d px: %s", size, err)
+        log.info("token-layer probe failed at %s px: %s", hw, err)
         return None
     finally:
         for h in handles:
@@ -179,7 +216,9 @@ def find_token_layer(net: nn.Module, in_channels: int = 3, size: int = 64) -> tu
     return found
 
 
-def spatial_layer(net: nn.Module, cam: str | None, size: int) -> tuple[str | None, str, int]:
+def spatial_layer(
+    net: nn.Module, cam: str | None, size: int | tuple[int, int]
+) -> tuple[str | None, str, int]:
     """Grad-CAM layer, layout and prefix: a CNN's ``cam`` map as found, else the token grid (or none)."""
     if cam is not None:
         return cam, "nchw", 0

@@ -45,7 +45,7 @@ from robustxai._errors import RobustXAIError
 from robustxai.models._heads import HEADS, Head, attach_head, find_feature_layer, freeze_all_but, last_linear
 from robustxai.models._io import load_weights, read_checkpoint
 from robustxai.models._registry import MODEL_FAMILIES, _class_names
-from robustxai.models._tokens import native_size, spatial_layer
+from robustxai.models._tokens import native_hw, spatial_layer
 from robustxai.models._wrapper import ModelWrapper, Task
 from robustxai.models._zoo_offline import no_pretrained
 
@@ -167,7 +167,7 @@ def _finish(
         )
         if opts.freeze_backbone:
             freeze_all_but(net, head_path)
-    cam, layout, prefix = spatial_layer(net, cam, native_size(net, probe_size))  # a transformer: tokens
+    cam, layout, prefix = spatial_layer(net, cam, native_hw(net, probe_size))  # a transformer: tokens
     names = _class_names(k, opts.class_names)
     kwargs = {**(spec_extra or {}), **opts.spec_kwargs(), "num_classes": k, "class_names": names}
     return ModelWrapper(
