@@ -249,3 +249,41 @@ def test_a_grad_cam_layer_that_does_not_fit_a_model_skips_that_pair_only(
     for model, why in skipped.items():
         message = " ".join(rows[rows["model"] == model]["message"])
         assert message.startswith("gradcam skipped (explanation): ") and why in message
+
+
+class _NanGradient(torch.nn.Module):
+    """Finite logits whose input gradient is NaN where the top-left pixel is below 0.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.fc(self.conv(x).mean((2, 3)))
+        corner = x[:, 0, 0, 0]
+        return torch.where((corner > 0.5)[:, None], f + torch.sqrt(corner - 0.5)[:, None], f)
+
+
+def test_only_a_method_that_cannot_apply_is_skipped_other_unit_errors_still_fail_the_model() -> None:
+    """NaN maps are a problem of the model, not of the pair: the unit fails (and a later run retries it)."""
+    import numpy as np
+
+    from robustxai.audit._plan import EXPLANATION_UNIT, ExplanationInput, Unit, run_unit
+    from robustxai.audit._stages_eval import ExplainShard
+
+    torch.manual_seed(0)
+    model = wrap_model(_NanGradient(), ["a", "b"], cam_layer="conv", in_channels=1).eval()
+    cfg = load_config(profile="smoke")
+    x = torch.rand(4, 1, 32, 32)
+    x[:, 0, 0, 0] = 0.1
+    shard = ExplainShard(
+        [f"s{i}" for i in range(4)],
+        {("clean", 0.0): x},
+        torch.ones(4, 32, 32, dtype=torch.bool),
+        [np.zeros((0, 2))] * 4,
+        0,
+    )
+    unit = Unit("explanation/m/saliency/0", EXPLANATION_UNIT, "m", 0, (0, 1, 2, 3), None, "saliency")
+    result = run_unit(unit, model, cfg, ExplanationInput(shard, set()))
+    assert result.error is not None and "NaN" in result.error and not result.rows

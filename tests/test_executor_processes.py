@@ -615,3 +615,6 @@ def test_a_pool_whose_manager_thread_died_is_an_error_not_a_hang(monkeypatch: py
     never: Future[Any] = Future()
     with pytest.raises(RobustXAIError, match="stopped handing back results while running 'u1'"):
         pool_mod._wait(Pool(), {never: unit("u1")})  # type: ignore[arg-type]
+    ended: Future[Any] = Future()
+    ended.set_exception(RuntimeError("a dead worker, noticed by the manager before it ended"))
+    assert pool_mod._wait(Pool(), {never: unit("u1"), ended: unit("u2")}) == {ended}  # type: ignore[arg-type]

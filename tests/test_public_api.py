@@ -26,7 +26,8 @@ import robustxai
 PUBLIC: dict[str, tuple[str, ...]] = {
     "robustxai": (
         "Attack", "ConfigError", "DataError", "Explainer", "Explanation", "FitConfig", "ImageDataset",
-        "ModelWrapper", "RobustXAIError", "Sample", "Truth", "UnknownNameError", "__version__",
+        "ModelWrapper", "NotApplicableError", "RobustXAIError", "Sample", "Truth", "UnknownNameError",
+        "__version__",
         "create_attack", "create_explainer", "create_manipulation", "create_model", "fit",
         "keep_freed_memory", "list_attacks", "list_explainers", "list_manipulations", "list_metrics",
         "list_models", "load_config", "load_model", "metrics", "open_run", "run_audit", "save_model",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from robustxai import metrics
-from robustxai._errors import ConfigError, DataError, RobustXAIError, UnknownNameError
+from robustxai._errors import ConfigError, DataError, NotApplicableError, RobustXAIError, UnknownNameError
 from robustxai._runtime import keep_freed_memory
 from robustxai._version import __version__
 from robustxai.attacks import Attack, create_attack, list_attacks
@@ -78,6 +78,7 @@ __all__ = [
     "FitConfig",
     "ImageDataset",
     "ModelWrapper",
+    "NotApplicableError",
     "RobustXAIError",
     "Sample",
     "Truth",

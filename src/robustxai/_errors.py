@@ -21,3 +21,10 @@ class ConfigError(RobustXAIError):
 
 class DataError(RobustXAIError):
     """A data set is empty, unreadable or violates the image contract."""
+
+
+class NotApplicableError(RobustXAIError):
+    """A method cannot run on this model at all (a Grad-CAM layer it lacks, or one with no spatial grid).
+
+    The audit skips that model × method pair with the reason; any other error of a unit fails the model.
+    """

@@ -191,6 +191,7 @@ class LocalExecutor:
     def __init__(self, device: str | None = None, processes: int | str = 1) -> None:
         self.device = choose_device(device, cuda_available=torch.cuda.is_available())
         self.processes = resolve_processes(processes, self.device)
+        self.lacks_plugins = False
         if self.processes > (cores := usable_cores()):
             log.warning(
                 "executor.processes = %d is more than the %d usable cores: the workers share them (slower) "
@@ -211,6 +212,8 @@ class LocalExecutor:
     def run(self, units: list[Unit], ctx: ExecutionContext, commit: Commit) -> None:
         """Prepare, run and commit each unit in turn; an interrupt leaves the running unit uncommitted."""
         n, why = self.workers_for(ctx)
+        if self.lacks_plugins:
+            n, why = 1, ""
         if why:
             log.warning("the units run in this process, not on %d workers: %s", self.processes, why)
         if n > 1:
@@ -221,6 +224,7 @@ class LocalExecutor:
                 return
             except PluginsMissingError as missing:  # no unit was committed: every one raised this first
                 log.warning("the units run in this process: worker processes lack the plug-ins %s", missing)
+                self.lacks_plugins = True  # a later call (after a failed model) does not start workers again
         for unit in units:
             model = ctx.models[unit.model]
             if self.device != "cpu":

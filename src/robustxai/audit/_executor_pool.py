@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import torch
@@ -178,7 +178,10 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
         yield
         return
     pressed: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
+    # the main thread, where a Python handler is installed (None: an embedding host's own, left alone)
+    main = (
+        threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None
+    )
     previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum)) if main else None
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
@@ -235,7 +238,8 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
         if process.is_alive():
             process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+    with suppress(RuntimeError):  # its manager thread never started (no memory for a thread): no join
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _died(units: list[Unit]) -> RobustXAIError:
@@ -310,6 +314,8 @@ class _Commits:
         try:
             self.commit(unit, result)
         except ModelsFailedError as failed:
+            for model, why in failed.failures.items():  # said now: the run may end before the pool does
+                log.error("model %r not audited: %s", model, why)
             self.failures.update(failed.failures)
             for model in failed.failures:
                 self.ready.drop(model)
@@ -333,6 +339,9 @@ def _wait(pool: ProcessPoolExecutor, running: dict[Future[UnitResult], Unit]) ->
             return done
         manager = getattr(pool, "_executor_manager_thread", None)  # no public way to ask
         if manager is not None and not manager.is_alive():
+            done, _ = wait(list(running), timeout=0)  # it may have ended the futures (a dead worker) first
+            if done:
+                return done
             names = ", ".join(repr(u.id) for u in running.values())
             raise RobustXAIError(
                 f"the worker pool stopped handing back results while running {names} (it could not start "
@@ -356,7 +365,10 @@ def _drive(
             if unit is None:
                 break
             payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
-            with _children_ignore_ctrl_c(), _worker_environment():  # a submit may start a worker
+            if len(getattr(pool, "_processes", None) or {}) < n:  # this submit starts a worker
+                with _children_ignore_ctrl_c(), _worker_environment():
+                    running[pool.submit(_run_in_worker, unit, payload)] = unit
+            else:
                 running[pool.submit(_run_in_worker, unit, payload)] = unit
         if not running:
             raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robustxai._atomic import replacing
-from robustxai._errors import ConfigError, RobustXAIError
+from robustxai._errors import ConfigError, NotApplicableError, RobustXAIError
 from robustxai.audit._applicability import Skipped, attacks_applicable, explainers_applicable, skipped_for
 from robustxai.audit._batching import model_batch
 from robustxai.audit._config import AuditConfig
@@ -381,7 +381,7 @@ def _run_explanation(unit: Unit, model: ModelWrapper, cfg: AuditConfig, inp: Exp
         rows, fig_rows, warnings = explanation_shard(
             unit.model, model, cfg, unit.explainer, inp.shard, inp.figure_conditions
         )
-    except RobustXAIError as err:  # the method cannot run on this model after all: skip the pair
+    except NotApplicableError as err:  # the method cannot run on this model after all: skip the pair
         skipped = skipped_for(Skipped(EXPLANATION_UNIT, unit.model, unit.explainer, str(err)))
         return UnitResult({"metrics": [], "figure_maps": [], "warnings": skipped})
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows), "warnings": list(warnings)})

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from robustxai._errors import ConfigError, RobustXAIError
+from robustxai._errors import ConfigError, NotApplicableError
 from robustxai.audit._applicability import Skipped, skipped_for
 from robustxai.audit._config import AuditConfig, ManipulationConfig
 from robustxai.audit._plan import (
@@ -346,7 +346,7 @@ def run_manipulation_unit(
     assert unit.explainer is not None
     try:
         rows, fig_rows = manipulation_shard(unit.model, model, cfg, unit.explainer, shard)
-    except RobustXAIError as err:  # e.g. a Grad-CAM layer named in the config with no grid on this model
+    except NotApplicableError as err:  # e.g. a Grad-CAM layer named in the config with no grid on this model
         skipped = skipped_for(Skipped(MANIPULATION_UNIT, unit.model, unit.explainer, str(err)))
         return UnitResult({"metrics": [], "figure_maps": [], "warnings": skipped})
     return UnitResult({"metrics": list(rows), "figure_maps": list(fig_rows)})

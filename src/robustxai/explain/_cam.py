@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop, GuidedGradCam as CaptumGuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
-from robustxai._errors import RobustXAIError
+from robustxai._errors import NotApplicableError, RobustXAIError
 from robustxai.explain._base import EXPLAINERS, Explainer, reduce_channels
 from robustxai.explain._differentiable import DifferentiableMap, Forward, module_of, target_gradients
 from robustxai.models._tokens import infer_layout, to_grid
@@ -111,7 +111,7 @@ def grid_gradcam(
     finally:
         handle.remove()
     if len(outputs) != 1:
-        raise RobustXAIError(
+        raise NotApplicableError(
             f"the Grad-CAM layer ran {len(outputs)} times in one forward pass; Grad-CAM needs one output"
         )
     act = outputs[0]
@@ -144,7 +144,9 @@ def gradcam_coarse(
     finally:
         handle.remove()
     if len(captured) != 1:
-        raise RobustXAIError(f"the Grad-CAM layer ran {len(captured)} times in one forward pass; expected 1")
+        raise NotApplicableError(
+            f"the Grad-CAM layer ran {len(captured)} times in one forward pass; expected 1"
+        )
     acts = captured[0]
     picked = logits.gather(1, targets[:, None]).sum()
     (grads,) = torch.autograd.grad(picked, acts, create_graph=create_graph)

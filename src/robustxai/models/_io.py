@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import tarfile
 import zipfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -282,7 +283,7 @@ def check_checkpoint_file(path: str | Path) -> None:
                 head = f.read(2)
             if head == b"PK":
                 raise ValueError("a zip archive cut short (its directory is missing)")
-            if head[:1] != b"\x80":  # neither a zip archive nor a pickle stream
+            if head[:1] != b"\x80" and not tarfile.is_tarfile(file):  # no zip, pickle or old torch tar
                 raise ValueError("neither a torch zip archive nor a pickle")
     except RobustXAIError:
         raise

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from robustxai._errors import RobustXAIError
+from robustxai._errors import NotApplicableError, RobustXAIError
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +228,11 @@ def spatial_layer(
 def grid_shape(n_tokens: int, height: int, width: int) -> tuple[int, int]:
     """The patch grid ``(h, w)`` of ``n_tokens`` patch tokens on an image of ``height × width`` pixels."""
     if n_tokens < 1:
-        raise RobustXAIError("the Grad-CAM layer has no patch tokens left after the prefix tokens")
+        raise NotApplicableError("the Grad-CAM layer has no patch tokens left after the prefix tokens")
     h = max(1, round(math.sqrt(n_tokens * height / width)))
     w = n_tokens // h
     if h * w != n_tokens:
-        raise RobustXAIError(
+        raise NotApplicableError(
             f"cannot lay {n_tokens} patch tokens out on the grid of a {height}×{width} image; pass the "
             "Grad-CAM layer explicitly or check the model's prefix tokens"
         )
@@ -257,7 +257,7 @@ def to_grid(act: torch.Tensor, layout: str, prefix: int, image_hw: tuple[int, in
         patches = act[:, prefix:]
         h, w = grid_shape(int(patches.shape[1]), *image_hw)
         return patches.transpose(1, 2).reshape(act.shape[0], act.shape[2], h, w)
-    raise RobustXAIError(
+    raise NotApplicableError(
         f"the Grad-CAM layer's output {tuple(act.shape)} does not have the {layout!r} layout"
     )
 
@@ -288,7 +288,7 @@ def infer_layout(
             except RobustXAIError:
                 continue
             return "tokens", prefix
-    raise RobustXAIError(
+    raise NotApplicableError(
         f"the Grad-CAM layer's output {tuple(act.shape)} is neither a feature map nor tokens"
     )
 

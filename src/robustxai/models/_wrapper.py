@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from robustxai._errors import RobustXAIError
+from robustxai._errors import NotApplicableError, RobustXAIError
 from robustxai._validate import check_images
 from robustxai.models._tokens import CAM_LAYOUTS
 
@@ -81,7 +81,7 @@ def cam_layer(model: nn.Module, layer: str | None, keyword: str = "layer") -> nn
     """
     if layer is not None:
         if not isinstance(layer, str) or not layer:
-            raise RobustXAIError(f"{keyword} must be a layer's dotted path, got {layer!r}")
+            raise NotApplicableError(f"{keyword} must be a layer's dotted path, got {layer!r}")
         found = _in(model, layer)
         net = getattr(model, "net", None)
         if found is None and isinstance(net, nn.Module):
@@ -89,7 +89,7 @@ def cam_layer(model: nn.Module, layer: str | None, keyword: str = "layer") -> nn
         if found is None:
             own = getattr(model, "cam_layer", None)
             hint = f" (its own Grad-CAM layer: 'net.{own}')" if isinstance(own, str) and own else ""
-            raise RobustXAIError(f"{keyword} {layer!r} not found in the model{hint}")
+            raise NotApplicableError(f"{keyword} {layer!r} not found in the model{hint}")
         return found
     getter = getattr(model, "get_cam_layer", None)
     if getter is None:
@@ -219,7 +219,7 @@ class ModelWrapper(nn.Module):
     def get_cam_layer(self) -> nn.Module:
         """Return the module whose activations Grad-CAM uses."""
         if self.cam_layer is None:
-            raise RobustXAIError(
+            raise NotApplicableError(
                 "this model declares no cam_layer (the probe found no feature map or token grid); "
                 "Grad-CAM needs one: pass layer=..."
             )
