@@ -187,11 +187,11 @@ class LocalExecutor:
     name = "local"
     device = "cpu"
     processes = 1
+    lacks_plugins = False  # set once worker processes lacked a plug-in: the rest of the run stays here
 
     def __init__(self, device: str | None = None, processes: int | str = 1) -> None:
         self.device = choose_device(device, cuda_available=torch.cuda.is_available())
         self.processes = resolve_processes(processes, self.device)
-        self.lacks_plugins = False
         if self.processes > (cores := usable_cores()):
             log.warning(
                 "executor.processes = %d is more than the %d usable cores: the workers share them (slower) "
