@@ -7,6 +7,12 @@ them into one-line messages and Python callers can catch them like any bad-argum
 from __future__ import annotations
 
 
+def first_line(text: object) -> str:
+    """The first line of ``str(text)``, stripped (``""`` when it is empty): an error told in one line."""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 class RobustXAIError(ValueError):
     """A problem with the caller's input: names, keywords, tensors, configs or data."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from robustxai._errors import first_line
 from robustxai.attacks import create_attack
 from robustxai.audit._config import AuditConfig
 from robustxai.audit._stages_eval import explainer_for
@@ -49,8 +50,8 @@ def skipped_for(skipped: Skipped) -> list[WarningRow]:
     E.g. Grad-CAM on a layer named in the config that exists but has no spatial output: the explanation
     unit records this instead of failing its model, so the model's other methods are still audited.
     """
-    lines = skipped.reason.strip().splitlines()
-    return skipped_warnings([replace(skipped, reason=lines[0] if lines else "an error without a message")])
+    reason = first_line(skipped.reason) or "an error without a message"
+    return skipped_warnings([replace(skipped, reason=reason)])
 
 
 def attacks_applicable(cfg: AuditConfig, model: ModelWrapper) -> dict[str, str]:

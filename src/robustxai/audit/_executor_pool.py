@@ -35,13 +35,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustxai._errors import RobustXAIError
+from robustxai._errors import RobustXAIError, first_line
 from robustxai._registry import Registry
 from robustxai._runtime import keep_freed_memory
 from robustxai.attacks._base import ATTACKS
@@ -150,11 +150,11 @@ def _start_worker(
         try:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - any import failure: the units run in the driver instead
-            missing.append(f"module {module} ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})")
+            missing.append(f"module {module} ({type(err).__name__}: {first_line(err)})")
     for kind, registered in names.items():
         here = set(_REGISTRIES[kind].names())
         missing += [f"{kind} {name!r}" for name in registered if name not in here]
-    _WORKER["missing"] = missing
+    _WORKER["missing"] = ", ".join(missing)
     parent = multiprocessing.parent_process()
     if parent is not None:  # the driver killed outright (SIGKILL, the memory killer): end with it
         threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
@@ -218,6 +218,13 @@ def _worker_environment() -> Iterator[None]:
                     os.environ[key] = value
 
 
+@contextmanager
+def _spawning() -> Iterator[None]:
+    """What a submit that starts a worker runs under: Ctrl-C held back, the workers' environment set."""
+    with _children_ignore_ctrl_c(), _worker_environment():
+        yield
+
+
 def _end_with(sentinel: int) -> None:
     """Wait until the driver process ends, then end this worker (its units would never be committed)."""
     multiprocessing.connection.wait([sentinel])
@@ -225,8 +232,8 @@ def _end_with(sentinel: int) -> None:
 
 
 def _run_in_worker(unit: Unit, payload: object) -> UnitResult:
-    if _WORKER.get("missing"):
-        raise PluginsMissingError(", ".join(str(m) for m in _WORKER["missing"]))  # type: ignore[attr-defined]
+    if missing := _WORKER.get("missing"):
+        raise PluginsMissingError(str(missing))
     cfg = _WORKER["cfg"]
     models = _WORKER["models"]
     assert isinstance(cfg, AuditConfig) and isinstance(models, dict)
@@ -314,11 +321,10 @@ class _Commits:
         try:
             self.commit(unit, result)
         except ModelsFailedError as failed:
-            for model, why in failed.failures.items():  # said now: the run may end before the pool does
-                log.error("model %r not audited: %s", model, why)
-            self.failures.update(failed.failures)
-            for model in failed.failures:
+            for model, why in failed.failures.items():
+                log.error("model %r not audited: %s", model, why)  # said now: the run may end before the pool
                 self.ready.drop(model)
+            self.failures.update(failed.failures)
             return
         self.ready.finished(unit.id)
 
@@ -365,10 +371,8 @@ def _drive(
             if unit is None:
                 break
             payload = UNIT_KINDS[unit.kind].prepare(unit, cfg, data)
-            if len(getattr(pool, "_processes", None) or {}) < n:  # this submit starts a worker
-                with _children_ignore_ctrl_c(), _worker_environment():
-                    running[pool.submit(_run_in_worker, unit, payload)] = unit
-            else:
+            starts = len(getattr(pool, "_processes", None) or {}) < n  # this submit starts a worker
+            with _spawning() if starts else nullcontext():
                 running[pool.submit(_run_in_worker, unit, payload)] = unit
         if not running:
             raise RobustXAIError(f"no unit can start: unmet dependencies of {ready.blocked()[0]!r}")

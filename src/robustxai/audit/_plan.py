@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robustxai._atomic import replacing
-from robustxai._errors import ConfigError, NotApplicableError, RobustXAIError
+from robustxai._errors import ConfigError, NotApplicableError, RobustXAIError, first_line
 from robustxai.audit._applicability import Skipped, attacks_applicable, explainers_applicable, skipped_for
 from robustxai.audit._batching import model_batch
 from robustxai.audit._config import AuditConfig
@@ -264,7 +264,7 @@ def run_unit(unit: Unit, model: ModelWrapper, cfg: AuditConfig, payload: object)
         try:
             return UNIT_KINDS[unit.kind].run(unit, model, cfg, payload)
         except RobustXAIError as err:
-            return UnitResult({}, error=str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
+            return UnitResult({}, error=first_line(err) or repr(err))
 
 
 # -- robustness ------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from torch import nn
 from robustxai._errors import NotApplicableError, RobustXAIError
 from robustxai.explain._base import EXPLAINERS, Explainer, reduce_channels
 from robustxai.explain._differentiable import DifferentiableMap, Forward, module_of, target_gradients
-from robustxai.models._tokens import infer_layout, to_grid
+from robustxai.models._tokens import infer_layout, num_prefix_tokens, to_grid
 from robustxai.models._wrapper import cam_layer
 
 NO_SPATIAL_LAYER = (
@@ -61,8 +61,7 @@ def _prefix_hint(model: nn.Module) -> int | None:
     """Leading non-patch tokens as the model declares them (its token layer's, or timm's count), or None."""
     if getattr(model, "cam_layout", None) == "tokens":
         return int(getattr(model, "cam_prefix", 0))
-    known = getattr(getattr(model, "net", model), "num_prefix_tokens", None)
-    return known if isinstance(known, int) and not isinstance(known, bool) and known >= 0 else None
+    return num_prefix_tokens(getattr(model, "net", model))
 
 
 def cam_applicable(model: nn.Module, layer: str | None) -> str | None:
@@ -117,12 +116,9 @@ def grid_gradcam(
     act = outputs[0]
     score = logits.gather(1, targets[:, None].to(logits.device)).sum()
     (grad,) = torch.autograd.grad(score, act)
-    if layout is None:
-        hint = getattr(model, "cam_layout", None)
-        layout, prefix = infer_layout(
-            act, (int(images.shape[-2]), int(images.shape[-1])), hint, _prefix_hint(model)
-        )
     hw = (int(images.shape[-2]), int(images.shape[-1]))
+    if layout is None:
+        layout, prefix = infer_layout(act, hw, getattr(model, "cam_layout", None), _prefix_hint(model))
     act, grad = act.float(), grad.float()  # a half-precision layer under autocast: weights in float32
     grid, grid_grad = to_grid(act.detach(), layout, prefix, hw), to_grid(grad, layout, prefix, hw)
     weights = grid_grad.mean(dim=(2, 3), keepdim=True)

@@ -57,11 +57,10 @@ def find_feature_layer(
     the last dimension — Swin's final norm — still gives them away). The last such module is the last
     convolutional block: a container finishes after its children, so e.g. ResNet's ``layer4`` wins over
     ``layer4.1``. Identities (``norm_pre = Identity()``) and pooling layers (VGG's 7×7 adaptive pool) are
-    skipped. If a module
-    finishing later still outputs tokens or a channels-last map (anything but ``[B, K]``, a pooled
-    ``[B, C, 1, 1]`` or the same map), the convolution found lives inside a transformer (XCiT's patch
-    interaction, a ViT's patch embedding) and is no feature map: the answer is then ``(None, None)``, as
-    when the network cannot run at this size.
+    skipped. If a module finishing later still outputs tokens or a channels-last map (anything but ``[B, K]``,
+    a pooled ``[B, C, 1, 1]`` or the same map), the convolution found lives inside a transformer (XCiT's
+    patch interaction, a ViT's patch embedding) and is no feature map: the answer is then ``(None, None)``,
+    as when the network cannot run at this size.
     """
     names = {id(m): n for n, m in net.named_modules() if n}
     seen: list[tuple[str, torch.Size, bool]] = []

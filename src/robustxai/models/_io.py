@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from robustxai._errors import RobustXAIError
+from robustxai._errors import RobustXAIError, first_line
 from robustxai._types import JsonValue
 from robustxai.models._registry import MODELS, create_model
 from robustxai.models._wrapper import ModelWrapper
@@ -288,8 +288,16 @@ def check_checkpoint_file(path: str | Path) -> None:
     except RobustXAIError:
         raise
     except Exception as err:  # OSError, ValueError, zipfile.BadZipFile, safetensors' own error
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise RobustXAIError(f"cannot read checkpoint {file}: {type(err).__name__}: {first}") from None
+        raise _unreadable(file, err) from None
+
+
+def _unreadable(file: Path, err: Exception) -> RobustXAIError:
+    """``cannot read checkpoint FILE: Type: first line`` (explaining the bare EOFError of an empty file)."""
+    first = first_line(err)
+    if not first and isinstance(err, EOFError):
+        first = "the file ends before its data does (empty or cut short)"
+    why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return RobustXAIError(f"cannot read checkpoint {file}: {why}")
 
 
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
@@ -330,11 +338,7 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
     except RobustXAIError:
         raise
     except Exception as err:  # corrupt archives raise RuntimeError, EOFError, safetensors' own error …
-        first = (str(err).strip().splitlines() or [""])[0]
-        if not first and isinstance(err, EOFError):
-            first = "the file ends before its data does (empty or cut short)"
-        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        raise RobustXAIError(f"cannot read checkpoint {file}: {why}") from None
+        raise _unreadable(file, err) from None
     state = _unwrap(obj, file)
     if file.name == WEIGHTS and (file.parent / SPEC).is_file():  # a robustxai saved model
         state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}

@@ -74,15 +74,6 @@ def native_hw(net: nn.Module, default: int = 64) -> tuple[int, int]:
     return default, default
 
 
-def native_size(net: nn.Module, default: int = 64) -> int:
-    """The image side a network with a fixed-size patch embedding needs (timm's ``patch_embed.img_size``)."""
-    embed = getattr(net, "patch_embed", None)
-    size = getattr(embed, "img_size", None)
-    if isinstance(size, tuple | list) and size and isinstance(size[0], int):
-        return int(size[0])
-    return default
-
-
 def _prefix_of(n_tokens: int) -> int | None:
     """The fewest leading tokens whose removal leaves a square grid of at least 2 × 2, or ``None``.
 
@@ -91,6 +82,27 @@ def _prefix_of(n_tokens: int) -> int | None:
     for prefix in range(min(MAX_PREFIX, n_tokens) + 1):
         side = math.isqrt(n_tokens - prefix)
         if side >= 2 and side * side == n_tokens - prefix:
+            return prefix
+    return None
+
+
+def num_prefix_tokens(net: nn.Module) -> int | None:
+    """The network's own count of leading non-patch tokens (timm's ``num_prefix_tokens``), if it has one."""
+    known = getattr(net, "num_prefix_tokens", None)
+    return known if isinstance(known, int) and not isinstance(known, bool) and known >= 0 else None
+
+
+def _grid_prefix(n: int, hw: tuple[int, int], known: int | None, min_tokens: int) -> int | None:
+    """Leading tokens to drop from ``n`` so that ≥ ``min_tokens`` lie on a grid of ``hw``'s aspect ratio.
+
+    ``known`` (the network's own count) where it does, else the fewest that do; ``None`` when none does.
+    """
+    for prefix in ([known] if known is not None else []) + list(range(MAX_PREFIX + 1)):
+        if 0 <= prefix <= n - min_tokens:
+            try:
+                grid_shape(n - prefix, *hw)
+            except RobustXAIError:
+                continue
             return prefix
     return None
 
@@ -112,12 +124,13 @@ def _grid_form(
     last_norm: bool = False,
     hw: tuple[int, int] | None = None,
 ) -> tuple[str, int, int] | None:
-    """``(layout, prefix, channels)`` if a probe output (batch 1, square image) is a token grid, else None.
+    """``(layout, prefix, channels)`` if a probe output (batch 1) is a token grid, else None.
 
     ``prefix_tokens``: the network's own count of leading non-patch tokens (timm's ``num_prefix_tokens``),
     used where it leaves a square grid; else the fewest that do (a count alone can mistake a class token
     and four registers on a 2 × 2 grid for a 3 × 3 grid). ``last_norm``: the output is that of a LayerNorm
-    over its last dimension (:func:`channels_last_norm`).
+    over its last dimension (:func:`channels_last_norm`). ``hw``: a non-square probe image's size, whose
+    grids have its aspect ratio (:func:`_rect_grid_form`).
     """
     if out.shape[0] != 1:  # window-partitioned tensors (Swin's attention) carry windows in the batch
         return None
@@ -140,15 +153,8 @@ def _rect_grid_form(
 ) -> tuple[str, int, int] | None:
     """:func:`_grid_form` for a non-square probe image of ``hw`` pixels: grids of its aspect ratio."""
     if out.ndim == 3:
-        n = int(out.shape[1])
-        for prefix in ([prefix_tokens] if prefix_tokens is not None else []) + list(range(MAX_PREFIX + 1)):
-            if 0 <= prefix < n - 3:
-                try:
-                    grid_shape(n - prefix, *hw)
-                except RobustXAIError:
-                    continue
-                return ("tokens", prefix, int(out.shape[2]))
-        return None
+        prefix = _grid_prefix(int(out.shape[1]), hw, prefix_tokens, min_tokens=4)
+        return None if prefix is None else ("tokens", prefix, int(out.shape[2]))
     if out.ndim == 4:
         _, a, b, c = (int(s) for s in out.shape)
         if a * b >= 4 and _fits(a, b, hw) and (last_norm or not _fits(b, c, hw)):
@@ -166,7 +172,8 @@ def find_token_layer(
 ) -> tuple[str, str, int] | None:
     """The Grad-CAM layer of a token model: ``(dotted path, layout, prefix tokens)``, or ``None``.
 
-    One forward and backward pass of a random ``[1, in_channels, size, size]`` image records every module
+    One forward and backward pass of a random ``[1, in_channels, H, W]`` image (``size``: a side, or the
+    network's fixed ``(H, W)``) records every module
     output that is a token grid (:func:`_grid_form`), projections (``nn.Linear``) and pass-through modules
     aside. The answer is the last such output (in the order
     modules finish) whose channel count is that of the last grid in the pass and whose grid tokens have a
@@ -176,8 +183,7 @@ def find_token_layer(
     hw = size if isinstance(size, tuple) else (size, size)
     names = {id(m): n for n, m in net.named_modules() if n}
     seen: dict[str, tuple[torch.Tensor, tuple[str, int, int]]] = {}
-    known = getattr(net, "num_prefix_tokens", None)
-    prefix_tokens = known if isinstance(known, int) and not isinstance(known, bool) and known >= 0 else None
+    prefix_tokens = num_prefix_tokens(net)
 
     def hook(module: nn.Module, _inp: object, out: object) -> None:
         if isinstance(module, _NOT_A_LAYER) or not isinstance(out, torch.Tensor) or not out.requires_grad:
@@ -279,15 +285,8 @@ def infer_layout(
         if last and (not first or hint == "nhwc"):
             return "nhwc", 0
         return "nchw", 0
-    if act.ndim == 3:
-        n = int(act.shape[1])
-        tries = range(min(MAX_PREFIX, n - 1) + 1)
-        for prefix in ([prefix_tokens] if prefix_tokens is not None else []) + list(tries):
-            try:
-                grid_shape(n - prefix, *image_hw)
-            except RobustXAIError:
-                continue
-            return "tokens", prefix
+    if act.ndim == 3 and (prefix := _grid_prefix(int(act.shape[1]), image_hw, prefix_tokens, 1)) is not None:
+        return "tokens", prefix
     raise NotApplicableError(
         f"the Grad-CAM layer's output {tuple(act.shape)} is neither a feature map nor tokens"
     )

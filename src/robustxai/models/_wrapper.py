@@ -56,10 +56,10 @@ def full_precision(model: nn.Module) -> Iterator[nn.Module]:
 
 def find_submodule(root: nn.Module, path: str, missing: str) -> nn.Module:
     """Return the sub-module at dotted ``path`` in ``root``, or raise ``missing`` as a one-line error."""
-    try:
-        return root.get_submodule(path)
-    except AttributeError:
-        raise RobustXAIError(missing) from None
+    found = _in(root, path)
+    if found is None:
+        raise RobustXAIError(missing)
+    return found
 
 
 def _in(root: nn.Module, path: str) -> nn.Module | None:

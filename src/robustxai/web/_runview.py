@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from robustxai._arrays import minmax_array
-from robustxai._errors import RobustXAIError
+from robustxai._errors import RobustXAIError, first_line
 from robustxai.results._run import read_rows
 from robustxai.results._schema import MANIPULATION_PREFIX
 from robustxai.results._store import Store
@@ -293,7 +293,7 @@ class RunView:
                 try:
                     self._context = self._reopen(self.path)
                 except (RobustXAIError, OSError, ValueError) as err:
-                    self._context_error = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                    self._context_error = first_line(err) or repr(err)
             return self._context
 
     def context_error(self) -> str | None:
